@@ -1,0 +1,31 @@
+//! claudemesh: a peer mesh for Claude Code sessions, as a toolkit of small blocking binaries over this library.
+//!
+//! The map of the library (DESIGN.md §2):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`] | the error type and exit codes every tool shares |
+//! | [`crypto`] | ed25519, ed25519 → x25519, crypto_box, secretbox, sealed boxes, base64 and hex, proven against libsodium's vectors |
+//! | [`wire`] | the broker protocol's frames as serde types |
+//! | [`config`] | the config directory, `config.json` in the original's schema, identity and session keys, atomic 0600 writes |
+//! | [`time`] | RFC 3339 times and durations without a calendar crate |
+//! | [`out`] | human or JSON Lines output, one error line on stderr |
+//! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
+//! | [`invite`] | v1 invites: make, parse, verify |
+//! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
+//! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
+//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
+//! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod invite;
+pub mod out;
+pub mod target;
+pub mod time;
+pub mod tools;
+pub mod wire;

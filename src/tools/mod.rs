@@ -1,0 +1,1 @@
+//! Each tool: its flag table and what it does.
