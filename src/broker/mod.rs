@@ -1,1 +1,3 @@
-//! (being written)
+//! cm-broker: the self-hosted broker.
+
+pub mod net;
