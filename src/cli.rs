@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::out::Out;
 
 /// A tool: one binary's whole command-line surface.
@@ -548,6 +548,202 @@ pub fn help(tool: &Tool) -> String {
     s
 }
 
+/// Escapes text for roff: backslashes, hyphens (so they render as minus signs and copy-paste), and a leading
+/// `.` or `'` on any line, which roff would take for a request.
+fn roff(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `\fB\-p\fR, \fB\-\-priority\fR \fILEVEL\fR`.
+fn man_label(f: &Flag) -> String {
+    let mut s = String::new();
+    if let Some(c) = f.short {
+        s += &format!("\\fB{}\\fR, ", roff(&format!("-{c}")));
+    }
+    s += &format!("\\fB\\-\\-{}\\fR", roff(f.long));
+    match (f.value, f.optional_value) {
+        (Some(v), true) => s += &format!("[=\\fI{}\\fR]", roff(v)),
+        (Some(v), false) => s += &format!(" \\fI{}\\fR", roff(v)),
+        (None, _) => {}
+    }
+    s
+}
+
+fn man_pos(args: &[Pos]) -> String {
+    let mut s = String::new();
+    for a in args {
+        let mut p = format!("\\fI{}\\fR", roff(a.name));
+        if a.many {
+            p += "...";
+        }
+        s += &if a.required {
+            format!(" {p}")
+        } else {
+            format!(" [{p}]")
+        };
+    }
+    s
+}
+
+fn man_flags(s: &mut String, flags: &[Flag]) {
+    for f in flags {
+        *s += &format!(".TP\n{}\n{}\n", man_label(f), roff(f.help));
+    }
+}
+
+/// The exit codes every tool shares, as documented in the man pages.
+fn exit_codes() -> [(i32, &'static str); 10] {
+    [
+        (0, "Success."),
+        (
+            Code::Generic.exit_status(),
+            "A failure with no more specific code.",
+        ),
+        (
+            Code::Auth.exit_status(),
+            "Authentication failed, or an identity is needed and there is none.",
+        ),
+        (Code::Usage.exit_status(), "Bad arguments or flags."),
+        (
+            Code::Network.exit_status(),
+            "The broker could not be reached, or the connection failed.",
+        ),
+        (
+            Code::NotFound.exit_status(),
+            "A named mesh, peer, topic or key does not exist.",
+        ),
+        (
+            Code::Exists.exit_status(),
+            "The thing to create exists already.",
+        ),
+        (
+            Code::Permission.exit_status(),
+            "Refused by permissions or policy.",
+        ),
+        (
+            Code::Internal.exit_status(),
+            "An internal error: please report it.",
+        ),
+        (
+            Code::Io.exit_status(),
+            "A local file or directory could not be read or written.",
+        ),
+    ]
+}
+
+/// The man page, in roff, for section `tool.section`. No date, so it only changes when the table does.
+pub fn man(tool: &Tool) -> String {
+    let name = roff(tool.name);
+    let mut s = format!(
+        ".TH {} {} \"\" \"claudemesh {}\" \"claudemesh manual\"\n",
+        roff(&tool.name.to_uppercase()),
+        tool.section,
+        env!("CARGO_PKG_VERSION")
+    );
+    s += &format!(".SH NAME\n{name} \\- {}\n", roff(tool.about));
+    s += ".SH SYNOPSIS\n";
+    if tool.subs.is_empty() {
+        s += &format!("\\fB{name}\\fR [\\fIOPTIONS\\fR]{}\n", man_pos(tool.args));
+    } else {
+        let lines: Vec<String> = tool
+            .subs
+            .iter()
+            .map(|sub| {
+                format!(
+                    "\\fB{name} {}\\fR [\\fIOPTIONS\\fR]{}\n",
+                    roff(sub.name),
+                    man_pos(sub.args)
+                )
+            })
+            .collect();
+        s += &lines.join(".br\n");
+    }
+    s += ".SH DESCRIPTION\n";
+    let paragraphs: Vec<String> = tool
+        .description
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(roff)
+        .collect();
+    s += &paragraphs.join("\n.PP\n");
+    s += "\n";
+    if !tool.subs.is_empty() {
+        s += ".SH SUBCOMMANDS\n";
+        for sub in tool.subs {
+            let names: Vec<String> = std::iter::once(&sub.name)
+                .chain(sub.aliases)
+                .map(|n| format!("\\fB{}\\fR", roff(n)))
+                .collect();
+            s += &format!(
+                ".TP\n{}{}\n{}\n",
+                names.join(", "),
+                man_pos(sub.args),
+                roff(sub.about)
+            );
+            if !sub.flags.is_empty() {
+                s += ".RS\n";
+                man_flags(&mut s, sub.flags);
+                s += ".RE\n";
+            }
+        }
+    }
+    s += ".SH OPTIONS\n";
+    man_flags(&mut s, tool.flags);
+    man_flags(&mut s, common_flags(tool));
+    s += ".SH EXIT STATUS\n";
+    for (code, what) in exit_codes() {
+        s += &format!(".TP\n\\fB{code}\\fR\n{what}\n");
+    }
+    let config = (
+        "CLAUDEMESH_CONFIG_DIR",
+        "The configuration directory (default: ~/.claudemesh).",
+    );
+    let env: Vec<_> = (tool.section == 1)
+        .then_some(config)
+        .into_iter()
+        .chain(tool.env.iter().copied())
+        .collect();
+    if !env.is_empty() {
+        s += ".SH ENVIRONMENT\n";
+        for (var, what) in env {
+            s += &format!(".TP\n\\fB{}\\fR\n{}\n", roff(var), roff(what));
+        }
+    }
+    if !tool.examples.is_empty() {
+        s += ".SH EXAMPLES\n";
+        for e in tool.examples {
+            s += &format!(".TP\n\\fB{}\\fR\n{}\n", roff(e.cmd), roff(e.what));
+        }
+    }
+    let mut see: Vec<&Tool> = crate::tools::ALL
+        .iter()
+        .copied()
+        .filter(|t| t.name != tool.name)
+        .collect();
+    see.sort_by_key(|t| t.name);
+    if !see.is_empty() {
+        s += ".SH SEE ALSO\n";
+        let refs: Vec<String> = see
+            .iter()
+            .map(|t| format!(".BR {} ({})", roff(t.name), t.section))
+            .collect();
+        s += &refs.join(",\n");
+        s += "\n";
+    }
+    s
+}
+
 /// A tool's `main`: parses the command line, runs the tool, prints an error as one line on stderr and exits with
 /// its code.
 pub fn main(tool: &'static Tool) -> ! {
@@ -570,6 +766,422 @@ fn run_main(tool: &'static Tool) -> Result<()> {
         Parsed::Run(args) => (tool.run)(&args, &mut out)?,
     }
     out.flush()
+}
+
+/// The shell commands behind dynamic completions: list meshes, peers or topics as JSON Lines and pull out one key
+/// with awk (no jq needed). Failures print nothing, so a missing tool or broker just offers no candidates.
+fn lookup(c: Complete) -> Option<(&'static str, &'static str)> {
+    match c {
+        Complete::Mesh => Some((
+            "meshes",
+            r#"cm-mesh list --json 2>/dev/null | awk -F'"slug":"' 'NF > 1 { split($2, a, "\""); print a[1] }'"#,
+        )),
+        Complete::Peer => Some((
+            "peers",
+            r#"cm-peers --json 2>/dev/null | awk -F'"name":"' 'NF > 1 { split($2, a, "\""); print a[1] }'"#,
+        )),
+        Complete::Topic => Some((
+            "topics",
+            r#"cm-topic list --json 2>/dev/null | awk -F'"name":"' 'NF > 1 { split($2, a, "\""); print a[1] }'"#,
+        )),
+        _ => None,
+    }
+}
+
+/// Every flag `tool` takes anywhere: its own, each subcommand's, the common ones.
+fn all_flags(tool: &Tool) -> impl Iterator<Item = &Flag> {
+    tool.flags
+        .iter()
+        .chain(tool.subs.iter().flat_map(|s| s.flags))
+        .chain(common_flags(tool))
+}
+
+/// The dynamic lookups `tool` needs, each once, in a fixed order.
+fn lookups(tool: &Tool) -> Vec<(&'static str, &'static str)> {
+    let kinds = all_flags(tool).map(|f| f.complete).chain(
+        tool.args
+            .iter()
+            .chain(tool.subs.iter().flat_map(|s| s.args))
+            .map(|a| a.complete),
+    );
+    let mut found: Vec<_> = kinds.filter_map(lookup).collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// `-p --priority`.
+fn words(f: &Flag) -> Vec<String> {
+    f.short
+        .map(|c| format!("-{c}"))
+        .into_iter()
+        .chain([format!("--{}", f.long)])
+        .collect()
+}
+
+/// The words of every flag that takes a value in the next argument.
+fn valued(flags: &[&Flag]) -> Vec<String> {
+    let mut w: Vec<String> = flags
+        .iter()
+        .filter(|f| f.value.is_some() && !f.optional_value)
+        .flat_map(|f| words(f))
+        .collect();
+    w.dedup();
+    w
+}
+
+fn indent(s: &str, by: usize) -> String {
+    s.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{:by$}{l}\n", "")
+            }
+        })
+        .collect()
+}
+
+/// What bash runs to offer candidates of kind `c`, or `None` for nothing to offer.
+fn bash_action(c: Complete) -> Option<String> {
+    Some(match c {
+        Complete::Nothing => return None,
+        Complete::File => {
+            r#"compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur"))"#.into()
+        }
+        Complete::Dir => {
+            r#"compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur"))"#.into()
+        }
+        Complete::Values(v) => format!(r#"COMPREPLY=($(compgen -W "{}" -- "$cur"))"#, v.join(" ")),
+        c => format!(
+            r#"COMPREPLY=($(compgen -W "$(__claudemesh_{})" -- "$cur"))"#,
+            lookup(c)?.0
+        ),
+    })
+}
+
+/// The bash completion script.
+pub fn bash(tool: &Tool) -> String {
+    let func = format!("_{}", tool.name.replace('-', "_"));
+    let flags: Vec<&Flag> = all_flags(tool).collect();
+    let mut s = format!("# bash completion for {}\n", tool.name);
+    for (name, cmd) in lookups(tool) {
+        s += &format!("\n__claudemesh_{name}() {{\n    {cmd}\n}}\n");
+    }
+    s += &format!("\n{func}() {{\n");
+    s += "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n";
+    s += "    local sub= n=0 skip= i\n";
+    s += "    COMPREPLY=()\n";
+    // Find the subcommand and count positionals before the cursor, skipping the values of flags.
+    s += "    for ((i = 1; i < COMP_CWORD; i++)); do\n";
+    if tool.trailing {
+        s += "        ((n > 0)) && break\n";
+    }
+    s += "        if [[ -n $skip ]]; then\n            skip=\n            continue\n        fi\n";
+    s += "        case ${COMP_WORDS[i]} in\n";
+    let takes = valued(&flags);
+    if !takes.is_empty() {
+        s += &format!("            {}) skip=1 ;;\n", takes.join("|"));
+    }
+    s += "            -*) ;;\n";
+    if tool.subs.is_empty() {
+        s += "            *) n=$((n + 1)) ;;\n";
+    } else {
+        s += "            *)\n                if [[ -z $sub ]]; then\n                    case ${COMP_WORDS[i]} in\n";
+        for sub in tool.subs {
+            let names = [&[sub.name][..], sub.aliases].concat().join("|");
+            s += &format!("                        {names}) sub={} ;;\n", sub.name);
+        }
+        s += "                        *) sub=- ;;\n                    esac\n";
+        s += "                else\n                    n=$((n + 1))\n                fi\n                ;;\n";
+    }
+    s += "        esac\n    done\n";
+
+    let mut mid = String::new();
+    for f in flags
+        .iter()
+        .filter(|f| f.value.is_some() && !f.optional_value)
+    {
+        let action = bash_action(f.complete).map_or(String::new(), |a| format!("{a}; "));
+        mid += &format!("    {}) {action}return ;;\n", words(f).join("|"));
+    }
+    if !mid.is_empty() {
+        mid = format!("case $prev in\n{mid}esac\n");
+    }
+    let own: Vec<String> = tool
+        .flags
+        .iter()
+        .chain(common_flags(tool))
+        .flat_map(words)
+        .collect();
+    mid += "if [[ $cur == -* ]]; then\n";
+    mid += &format!("    local flags=\"{}\"\n", own.join(" "));
+    if tool.subs.iter().any(|s| !s.flags.is_empty()) {
+        mid += "    case $sub in\n";
+        for sub in tool.subs.iter().filter(|s| !s.flags.is_empty()) {
+            let w: Vec<String> = sub.flags.iter().flat_map(words).collect();
+            mid += &format!("        {}) flags+=\" {}\" ;;\n", sub.name, w.join(" "));
+        }
+        mid += "    esac\n";
+    }
+    mid += "    COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n    return\nfi\n";
+    if !tool.subs.is_empty() {
+        let names: Vec<&str> = tool
+            .subs
+            .iter()
+            .flat_map(|s| std::iter::once(&s.name).chain(s.aliases))
+            .copied()
+            .collect();
+        mid += &format!(
+            "if [[ -z $sub ]]; then\n    COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n    return\nfi\n",
+            names.join(" ")
+        );
+    }
+    if tool.trailing {
+        s += &format!("    if ((n == 0)); then\n{}    fi\n", indent(&mid, 8));
+    } else {
+        s += &indent(&mid, 4);
+    }
+
+    let mut arms = String::new();
+    let sets: Vec<(&str, &[Pos])> = if tool.subs.is_empty() {
+        vec![("", tool.args)]
+    } else {
+        tool.subs.iter().map(|s| (s.name, s.args)).collect()
+    };
+    for (sub, args) in sets {
+        for (i, a) in args.iter().enumerate() {
+            if let Some(action) = bash_action(a.complete) {
+                let n = if a.many {
+                    "*".to_string()
+                } else {
+                    i.to_string()
+                };
+                arms += &format!("        {sub}:{n}) {action} ;;\n");
+            }
+        }
+    }
+    if !arms.is_empty() {
+        s += &format!("    case $sub:$n in\n{arms}    esac\n");
+    }
+    s += &format!("}}\n\ncomplete -F {func} {}\n", tool.name);
+    s
+}
+
+/// Quotes `s` for the shell in single quotes (zsh and bash).
+fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What zsh's `_arguments` runs to offer candidates of kind `c`.
+fn zsh_action(c: Complete) -> String {
+    match c {
+        Complete::Nothing => " ".into(),
+        Complete::File => "_files".into(),
+        Complete::Dir => "_files -/".into(),
+        Complete::Values(v) => format!("({})", v.join(" ")),
+        c => lookup(c).map_or(" ".into(), |(name, _)| format!("__claudemesh_{name}")),
+    }
+}
+
+/// One `_arguments` spec for a flag: `'(-p --priority)'{-p+,--priority=}'[help]:LEVEL:(low next now)'`.
+fn zsh_flag(f: &Flag) -> String {
+    let help = f
+        .help
+        .replace('\\', r"\\")
+        .replace('[', r"\[")
+        .replace(']', r"\]");
+    let (short_suffix, long_suffix) = match (f.value, f.optional_value) {
+        (None, _) => ("", ""),
+        (Some(_), false) => ("+", "="),
+        (Some(_), true) => ("-", "=-"),
+    };
+    let arg = match f.value {
+        None => String::new(),
+        Some(v) => {
+            let colons = if f.optional_value { "::" } else { ":" };
+            format!("{colons}{v}:{}", zsh_action(f.complete))
+        }
+    };
+    let tail = sq(&format!("[{help}]{arg}"));
+    match f.short {
+        Some(c) => {
+            let excl = if f.repeat {
+                "'*'".to_string()
+            } else {
+                format!("'(-{c} --{})'", f.long)
+            };
+            format!(
+                "{excl}{{-{c}{short_suffix},--{}{long_suffix}}}{tail}",
+                f.long
+            )
+        }
+        None => {
+            let star = if f.repeat { "'*'" } else { "" };
+            format!("{star}--{}{long_suffix}{tail}", f.long)
+        }
+    }
+}
+
+/// `_arguments` specs for positionals.
+fn zsh_pos(args: &[Pos]) -> Vec<String> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let n = if a.many {
+                "*".to_string()
+            } else {
+                (i + 1).to_string()
+            };
+            let colon = if a.required { ":" } else { "::" };
+            sq(&format!("{n}{colon}{}:{}", a.name, zsh_action(a.complete)))
+        })
+        .collect()
+}
+
+/// The zsh completion script (`_cm-send`, for a directory on `$fpath`).
+pub fn zsh(tool: &Tool) -> String {
+    let func = format!("_{}", tool.name);
+    let mut s = format!("#compdef {}\n", tool.name);
+    for (name, cmd) in lookups(tool) {
+        s += &format!(
+            "\n__claudemesh_{name}() {{\n    local -a w\n    w=(${{(f)\"$({cmd})\"}})\n    compadd -a w\n}}\n"
+        );
+    }
+    s += &format!("\n{func}() {{\n");
+    s += "    local curcontext=$curcontext state line ret=1\n";
+    s += "    local -a opts=(\n";
+    for f in tool.flags.iter().chain(common_flags(tool)) {
+        s += &format!("        {}\n", zsh_flag(f));
+    }
+    s += "    )\n";
+    if tool.subs.is_empty() {
+        let specs = zsh_pos(tool.args);
+        // A trailing tool's flags end at its first positional.
+        let stop = if tool.trailing { " -A '-*'" } else { "" };
+        s += &format!(
+            "    _arguments -s -S{stop} $opts {} && ret=0\n",
+            specs.join(" ")
+        );
+    } else {
+        s += "    _arguments -C -s -S $opts '1: :->sub' '*:: :->args' && ret=0\n";
+        s += "    case $state in\n        sub)\n            local -a subs=(\n";
+        for sub in tool.subs {
+            for n in std::iter::once(&sub.name).chain(sub.aliases) {
+                s += &format!("                {}\n", sq(&format!("{n}:{}", sub.about)));
+            }
+        }
+        s += &format!(
+            "            )\n            _describe -t commands {} subs && ret=0\n            ;;\n",
+            sq(&format!("{} subcommand", tool.name))
+        );
+        s += "        args)\n            case $line[1] in\n";
+        for sub in tool.subs {
+            let names = [&[sub.name][..], sub.aliases].concat().join("|");
+            let mut specs: Vec<String> = sub.flags.iter().map(zsh_flag).collect();
+            specs.extend(zsh_pos(sub.args));
+            s += &format!(
+                "                {names})\n                    _arguments -s -S $opts {} && ret=0\n                    ;;\n",
+                specs.join(" ")
+            );
+        }
+        s += "            esac\n            ;;\n    esac\n";
+    }
+    s += "    return ret\n}\n\n";
+    s += &format!("{func} \"$@\"\n");
+    s
+}
+
+/// Quotes `s` for fish in single quotes.
+fn fq(s: &str) -> String {
+    format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+/// fish `complete` options offering candidates of kind `c`.
+fn fish_action(c: Complete) -> String {
+    match c {
+        Complete::Nothing => String::new(),
+        Complete::File => " -F".into(),
+        Complete::Dir => " -a '(__fish_complete_directories)'".into(),
+        Complete::Values(v) => format!(" -a {}", fq(&v.join(" "))),
+        c => lookup(c).map_or(String::new(), |(name, _)| {
+            format!(" -a '(__claudemesh_{name})'")
+        }),
+    }
+}
+
+fn fish_flag(f: &Flag) -> String {
+    let mut s = String::new();
+    if let Some(c) = f.short {
+        s += &format!(" -s {c}");
+    }
+    s += &format!(" -l {}", f.long);
+    if f.value.is_some() && !f.optional_value {
+        s += if matches!(f.complete, Complete::File) {
+            " -r"
+        } else {
+            " -x"
+        };
+        s += &fish_action(f.complete);
+    }
+    s + &format!(" -d {}", fq(f.help))
+}
+
+/// The fish completion script.
+pub fn fish(tool: &Tool) -> String {
+    let name = tool.name;
+    let mut s = format!("# fish completion for {name}\n");
+    for (n, cmd) in lookups(tool) {
+        s += &format!("\nfunction __claudemesh_{n}\n    {cmd}\nend\n");
+    }
+    s += &format!("\ncomplete -c {name} -f\n");
+    // A trailing tool's flags end at its first positional.
+    let when = if tool.trailing {
+        " -n __fish_use_subcommand"
+    } else {
+        ""
+    };
+    for f in tool.flags.iter().chain(common_flags(tool)) {
+        s += &format!("complete -c {name}{when}{}\n", fish_flag(f));
+    }
+    let pos = |s: &mut String, cond: &str, args: &[Pos]| {
+        for (i, a) in args.iter().enumerate() {
+            let action = fish_action(a.complete);
+            if action.is_empty() {
+                continue;
+            }
+            // fish cannot count positionals; the first one is offered before any word, later ones after.
+            let c = match (cond.is_empty(), i) {
+                (true, 0) => "__fish_use_subcommand".to_string(),
+                (true, _) => "not __fish_use_subcommand".to_string(),
+                (false, _) => cond.to_string(),
+            };
+            *s += &format!("complete -c {name} -n {}{action}\n", fq(&c));
+        }
+    };
+    if tool.subs.is_empty() {
+        pos(&mut s, "", tool.args);
+    } else {
+        for sub in tool.subs {
+            for n in std::iter::once(&sub.name).chain(sub.aliases) {
+                s += &format!(
+                    "complete -c {name} -n __fish_use_subcommand -a {n} -d {}\n",
+                    fq(sub.about)
+                );
+            }
+        }
+        for sub in tool.subs {
+            let cond = format!(
+                "__fish_seen_subcommand_from {}",
+                [&[sub.name][..], sub.aliases].concat().join(" ")
+            );
+            for f in sub.flags {
+                s += &format!("complete -c {name} -n {}{}\n", fq(&cond), fish_flag(f));
+            }
+            pos(&mut s, &cond, sub.args);
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -903,5 +1515,95 @@ mod tests {
             version(&SEND),
             format!("cm-send {}", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn man_page() {
+        let m = man(&SEND);
+        assert!(m.starts_with(".TH CM\\-SEND 1 \"\" \"claudemesh "), "{m}");
+        assert!(
+            m.contains(
+                ".TP\n\\fB\\-p\\fR, \\fB\\-\\-priority\\fR \\fILEVEL\\fR\nnow, next or low\n"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("\\fB\\-w\\fR, \\fB\\-\\-wait\\fR[=\\fISECS\\fR]"),
+            "{m}"
+        );
+        assert!(
+            m.contains("\n\\&.A line that starts with a dot, and a back\\eslash.\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("\\fB\\-\\-json\\fR") && m.contains("\\fB\\-\\-mesh\\fR \\fISLUG\\fR"),
+            "{m}"
+        );
+        assert!(m.contains(".SH EXIT STATUS\n.TP\n\\fB0\\fR\n"), "{m}");
+        assert!(m.contains("\\fB10\\fR\n"), "{m}");
+        assert!(m.contains("\\fBCLAUDEMESH_CONFIG_DIR\\fR"), "{m}");
+        assert!(
+            m.contains(".SH EXAMPLES\n.TP\n\\fBcm\\-send bob 'hi there'\\fR\nSay hi to bob.\n"),
+            "{m}"
+        );
+        assert!(m.contains(".SH SEE ALSO\n.BR cm (1)"), "{m}");
+        assert!(!m.lines().any(|l| l.is_empty()), "no blank lines in roff");
+        let m = man(&MESH);
+        assert!(m.contains(".SH SUBCOMMANDS\n.TP\n\\fBnew\\fR, \\fBcreate\\fR \\fINAME\\fR\ncreate a mesh\n.RS\n"), "{m}");
+        assert!(m.contains("\\fBCM_X\\fR\nan example variable"), "{m}");
+        assert_eq!(m, man(&MESH), "deterministic");
+    }
+
+    #[test]
+    fn completions_cover_every_flag() {
+        for tool in [&SEND, &MESH, &TRAIL] {
+            let (b, z, f) = (bash(tool), zsh(tool), fish(tool));
+            for fl in all_flags(tool) {
+                assert!(
+                    b.contains(&format!("--{}", fl.long)),
+                    "bash {}: --{}",
+                    tool.name,
+                    fl.long
+                );
+                assert!(
+                    z.contains(&format!("--{}", fl.long)),
+                    "zsh {}: --{}",
+                    tool.name,
+                    fl.long
+                );
+                assert!(
+                    f.contains(&format!("-l {}", fl.long)),
+                    "fish {}: --{}",
+                    tool.name,
+                    fl.long
+                );
+            }
+            for s in tool.subs {
+                assert!(b.contains(s.name) && z.contains(s.name) && f.contains(s.name));
+            }
+        }
+        let b = bash(&SEND);
+        assert!(
+            b.contains("__claudemesh_peers() {\n    cm-peers --json 2>/dev/null | awk"),
+            "{b}"
+        );
+        assert!(b.contains("compgen -W \"now next low\""), "{b}");
+        let z = zsh(&SEND);
+        assert!(
+            z.contains(
+                "'(-p --priority)'{-p+,--priority=}'[now, next or low]:LEVEL:(now next low)'"
+            ),
+            "{z}"
+        );
+        assert!(
+            z.contains("'*'--tag='[a tag \\[may repeat\\]]:TAG: '"),
+            "{z}"
+        );
+        let f = fish(&SEND);
+        assert!(
+            f.contains("complete -c cm-send -l file -r -F -d 'attach \\'a\\' file'"),
+            "{f}"
+        );
+        assert!(f.contains("-a '(__claudemesh_meshes)'"), "{f}");
     }
 }
