@@ -125,3 +125,30 @@ fn tool_names_are_unique() {
     names.dedup();
     assert_eq!(names.len(), n);
 }
+
+/// Each completion script parses in its shell (`-n`: read, do not run). A shell that is not installed is skipped.
+#[test]
+fn completions_parse_in_their_shells() {
+    for tool in ALL {
+        let scripts = [
+            ("bash", cli::bash(tool)),
+            ("zsh", cli::zsh(tool)),
+            ("fish", cli::fish(tool)),
+        ];
+        for (shell, script) in scripts {
+            let Ok(o) = std::process::Command::new(shell)
+                .args(["-n", "-c", &script])
+                .output()
+            else {
+                continue;
+            };
+            // fish -n -c reports a syntax error on stderr but exits 0.
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{shell} rejects the completion for {}: {}",
+                tool.name,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
