@@ -2,3 +2,4 @@
 
 mod cm;
 mod docs;
+mod id;
