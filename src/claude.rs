@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::crypto;
 use crate::error::{Context, Error, Result, io_message};
+use crate::{config, crypto};
 
 /// The skill that teaches Claude the toolkit, installed as `~/.claude/skills/claudemesh/SKILL.md`.
 pub const SKILL: &str = include_str!("../skills/claudemesh/SKILL.md");
@@ -370,7 +370,7 @@ pub fn install(layout: &Layout, wanted: &Wanted, opts: InstallOpts) -> Result<Ve
         write_atomic(&skill_file, wanted.skill.as_bytes(), 0o644)?;
     }
     if old_record.as_ref() != Some(&record) {
-        write_record(layout, &record)?;
+        config::write_json_atomic(&layout.record, &record)?;
     }
     Ok(items)
 }
@@ -623,15 +623,11 @@ impl JsonFile {
     }
 
     fn write(&mut self) -> Result<()> {
-        let doc = Value::Object(self.obj().clone());
-        // Serialising a Value cannot fail: every key is a string.
-        let mut text =
-            serde_json::to_string_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?;
-        text.push('\n');
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).context(&self.shown)?;
         }
-        write_atomic(&self.path, text.as_bytes(), 0o600).context(&self.shown)
+        let doc = self.doc.get_or_insert_with(Map::new);
+        config::write_json_atomic(&self.path, doc)
     }
 
     /// Writes the file, or removes it when install created it and nothing is left in it.
@@ -655,21 +651,9 @@ fn backup(layout: &Layout, original: &[u8], tag: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn write_record(layout: &Layout, record: &Record) -> Result<()> {
-    let shown = layout.record.display();
-    if let Some(dir) = layout.record.parent() {
-        fs::create_dir_all(dir).context(dir.display())?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).context(dir.display())?;
-    }
-    let mut text =
-        serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))?;
-    text.push('\n');
-    write_atomic(&layout.record, text.as_bytes(), 0o600).context(shown)
-}
-
 /// Writes `bytes` to a temporary file beside `path` with `mode`, then renames it over `path`, so a reader sees
 /// the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
