@@ -591,8 +591,13 @@ struct JsonFile {
 impl JsonFile {
     fn read(path: &Path, layout: &Layout) -> Result<JsonFile> {
         // Write through a symlink (dotfile managers link these files) instead of replacing it.
-        let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let shown = layout.tilde(&path);
+        let shown = layout.tilde(path);
+        let path = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_symlink() => {
+                fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+            }
+            _ => path.to_path_buf(),
+        };
         let original = read_opt(&path)?;
         let doc = match &original {
             None => None,

@@ -548,3 +548,19 @@ fn launch_without_a_mesh() {
     assert!(err.starts_with("cm-launch: no meshes joined"), "{err}");
     assert!(!h.root.join("claude.argv").exists());
 }
+
+#[test]
+fn symlinked_files_stay_links() {
+    let h = Home::new("link");
+    let (claude, _) = h.seed();
+    let real = h.root.join("dotfiles-claude.json");
+    fs::rename(h.claude_json(), &real).unwrap();
+    std::os::unix::fs::symlink(&real, h.claude_json()).unwrap();
+    ok(&h.run(INSTALL, &[]));
+    assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
+    assert!(parse(&real)["mcpServers"]["claudemesh"].is_object());
+    ok(&h.run(UNINSTALL, &[]));
+    assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
+    let want: Value = serde_json::from_str(&claude).unwrap();
+    assert_eq!(parse(&real).to_string(), want.to_string());
+}
