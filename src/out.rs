@@ -115,7 +115,7 @@ mod tests {
         out.line("hello").unwrap();
         out.json(&serde_json::json!({"type": "x", "n": 1})).unwrap();
         out.flush().unwrap();
-        assert_eq!(out.captured(), "hello\n{\"n\":1,\"type\":\"x\"}\n");
+        assert_eq!(out.captured(), "hello\n{\"type\":\"x\",\"n\":1}\n");
         assert!(out.json);
     }
 }

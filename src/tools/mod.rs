@@ -4,6 +4,15 @@ use crate::cli::Tool;
 
 pub mod cm;
 pub mod id;
+pub mod install;
+pub mod launch;
+pub mod uninstall;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
-pub static ALL: &[&Tool] = &[&cm::TOOL, &id::TOOL];
+pub static ALL: &[&Tool] = &[
+    &cm::TOOL,
+    &id::TOOL,
+    &install::TOOL,
+    &uninstall::TOOL,
+    &launch::TOOL,
+];

@@ -1,0 +1,82 @@
+//! `cm-install`: registers claudemesh with Claude Code: the `cm-mcp` server, the prompt hooks and the skill.
+
+use crate::claude::{self, InstallOpts, Layout, Wanted};
+use crate::cli::{Args, Example, Tool, flag};
+use crate::config::Paths;
+use crate::error::Result;
+use crate::out::Out;
+
+/// The flag table.
+pub static TOOL: Tool = Tool {
+    name: "cm-install",
+    about: "register claudemesh with Claude Code: MCP server, hooks and skill",
+    description: "Adds to Claude Code's user configuration what it needs to be a mesh session: the MCP server \
+        mcpServers.claudemesh in ~/.claude.json (running cm-mcp), hooks in ~/.claude/settings.json (cm-inbox --hook \
+        on UserPromptSubmit hands unread messages to Claude; cm-profile --hook sets the status to working on \
+        UserPromptSubmit and idle on Stop), and the skill ~/.claude/skills/claudemesh/SKILL.md, which teaches Claude \
+        the toolkit.\n\n\
+        Every other key in those files is kept, in its order. ~/.claude.json is copied to \
+        ~/.claude/backups/.claude.json.pre-claudemesh.<unix ms> before it is changed, and written atomically with mode \
+        0600. What was added is recorded in installed.json in the config directory, so that cm-uninstall removes \
+        exactly that.\n\n\
+        Running it again changes nothing and says unchanged for each item. A file that is not valid JSON is an error, \
+        and nothing is written. Restart Claude Code afterwards, and start sessions with cm-launch.",
+    section: 1,
+    args: &[],
+    flags: &[
+        flag("dry-run", "print what would change, and change nothing").short('n'),
+        flag("no-hooks", "leave ~/.claude/settings.json alone"),
+        flag("no-skill", "do not install the skill"),
+    ],
+    subs: &[],
+    mesh_flag: false,
+    trailing: false,
+    examples: &[
+        Example {
+            cmd: "cm-install --dry-run",
+            what: "show what would be added",
+        },
+        Example {
+            cmd: "cm-install && cm-launch",
+            what: "register claudemesh, then start a Claude Code session on the mesh",
+        },
+    ],
+    env: &[
+        (
+            "HOME",
+            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+        ),
+        (
+            "CLAUDEMESH_CONFIG_DIR",
+            "the config directory that holds installed.json (default ~/.claudemesh)",
+        ),
+    ],
+    run,
+};
+
+fn run(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let layout = Layout::new(&claude::home()?, &paths.dir);
+    let opts = InstallOpts {
+        dry_run: args.has("dry-run"),
+        hooks: !args.has("no-hooks"),
+        skill: !args.has("no-skill"),
+    };
+    let items = claude::install(&layout, &Wanted::for_this_install(), opts)?;
+    for item in &items {
+        if out.json {
+            out.json(&item.to_json("install_item"))?;
+        } else {
+            out.line(item.human(&layout))?;
+        }
+    }
+    let changed = items
+        .iter()
+        .any(|i| i.action == claude::Action::Added || i.action == claude::Action::Updated);
+    if changed && !out.json {
+        out.line(
+            "Restart Claude Code to load the claudemesh MCP server; start sessions with cm-launch.",
+        )?;
+    }
+    Ok(())
+}

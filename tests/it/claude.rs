@@ -1,0 +1,566 @@
+//! cm-install, cm-uninstall and cm-launch against a temporary HOME that looks like a real Claude Code user's.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+/// A temporary HOME and config directory, removed on drop.
+struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    fn new(tag: &str) -> Home {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let root =
+            std::env::temp_dir().join(format!("cm-it-claude-{tag}-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(root.join("home")).unwrap();
+        fs::create_dir_all(root.join("cfg")).unwrap();
+        fs::create_dir_all(root.join("bin")).unwrap();
+        Home { root }
+    }
+    fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+    fn cfg(&self) -> PathBuf {
+        self.root.join("cfg")
+    }
+    fn claude_json(&self) -> PathBuf {
+        self.home().join(".claude.json")
+    }
+    fn settings(&self) -> PathBuf {
+        self.home().join(".claude/settings.json")
+    }
+    fn skill(&self) -> PathBuf {
+        self.home().join(".claude/skills/claudemesh/SKILL.md")
+    }
+    fn record(&self) -> PathBuf {
+        self.cfg().join("installed.json")
+    }
+    fn backups(&self) -> Vec<PathBuf> {
+        match fs::read_dir(self.home().join(".claude/backups")) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn cmd(&self, bin: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .env("HOME", self.home())
+            .env("CLAUDEMESH_CONFIG_DIR", self.cfg())
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.root.join("bin").display()),
+            );
+        c
+    }
+
+    fn run(&self, bin: &str, args: &[&str]) -> Output {
+        self.cmd(bin).args(args).output().unwrap()
+    }
+
+    /// Writes the files of a user who has used Claude Code for a while.
+    fn seed(&self) -> (String, String) {
+        let claude = r#"{
+  "numStartups": 41,
+  "zeta": {"b": 2, "a": 1},
+  "projects": {
+    "/home/u/work": {"allowedTools": [], "mcpServers": {"local": {"command": "x"}}, "hasTrustDialogAccepted": true}
+  },
+  "oauthAccount": {"accountUuid": "0b7e5a4c-0000-4000-8000-000000000001", "emailAddress": "u@example.com"},
+  "mcpServers": {"github": {"type": "http", "url": "https://example.com/mcp"}, "fs": {"command": "npx", "args": ["fs"]}},
+  "autoUpdates": false,
+  "alpha": [3, 1, 2],
+  "tipsHistory": {"z": 1, "m": 2, "a": 3}
+}
+"#;
+        let settings = r#"{
+  "permissions": {"allow": ["Bash(git status)"], "deny": []},
+  "model": "opus",
+  "hooks": {
+    "Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}],
+    "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit.sh"}]}]
+  },
+  "env": {"B": "2", "A": "1"}
+}
+"#;
+        fs::write(self.claude_json(), claude).unwrap();
+        fs::create_dir_all(self.settings().parent().unwrap()).unwrap();
+        fs::write(self.settings(), settings).unwrap();
+        (claude.to_string(), settings.to_string())
+    }
+
+    /// Every file under the root: path → (bytes, mtime).
+    fn snapshot(&self) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, SystemTime)>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                if m.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.insert(p.clone(), (fs::read(&p).unwrap(), m.modified().unwrap()));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
+    /// A mesh `dev` in config.json.
+    fn join_mesh(&self) {
+        let kp = claudemesh::crypto::Keypair::generate();
+        let config = json!({"version": 1, "meshes": [{
+            "meshId": "mesh-1", "memberId": "member-1", "slug": "dev", "name": "Dev",
+            "pubkey": kp.public_hex(), "secretKey": kp.secret_hex(),
+            "brokerUrl": "ws://127.0.0.1:9/ws", "joinedAt": "2026-01-01T00:00:00Z"
+        }]});
+        fs::write(self.cfg().join("config.json"), config.to_string()).unwrap();
+    }
+
+    /// A stand-in `claude` on PATH that records its arguments and environment in `<root>/claude.argv` and
+    /// `<root>/claude.env`.
+    fn fake_claude(&self) -> PathBuf {
+        let path = self.root.join("bin/claude");
+        let script = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{0}/claude.argv'\nenv > '{0}/claude.env'\n",
+            self.root.display()
+        );
+        fs::write(&path, script).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn claude_argv(&self) -> Vec<String> {
+        fs::read_to_string(self.root.join("claude.argv"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn claude_env(&self) -> BTreeMap<String, String> {
+        fs::read_to_string(self.root.join("claude.env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+const INSTALL: &str = env!("CARGO_BIN_EXE_cm-install");
+const UNINSTALL: &str = env!("CARGO_BIN_EXE_cm-uninstall");
+const LAUNCH: &str = env!("CARGO_BIN_EXE_cm-launch");
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}, stderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn parse(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `v` without the groups whose command is one of ours (contains `cm-`).
+fn without_our_hooks(mut v: Value) -> Value {
+    let events = v["hooks"].as_object_mut().unwrap();
+    for groups in events.values_mut() {
+        groups
+            .as_array_mut()
+            .unwrap()
+            .retain(|g| !g.to_string().contains("--hook"));
+    }
+    events.retain(|_, g| !g.as_array().unwrap().is_empty());
+    v
+}
+
+#[test]
+fn install_keeps_every_other_key_in_order() {
+    let h = Home::new("keep");
+    let (claude, settings) = h.seed();
+    let out = ok(&h.run(INSTALL, &[]));
+    assert!(out.contains("added mcpServers.claudemesh"), "{out}");
+    assert!(out.contains("added hook UserPromptSubmit: "), "{out}");
+    assert!(out.contains("added hook Stop: "), "{out}");
+    assert!(
+        out.contains("wrote ~/.claude/skills/claudemesh/SKILL.md"),
+        "{out}"
+    );
+
+    // ~/.claude.json: ours added, everything else identical, in the same order.
+    let mut after = parse(&h.claude_json());
+    let ours = after["mcpServers"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("claudemesh")
+        .unwrap();
+    assert!(
+        ours["command"].as_str().unwrap().ends_with("cm-mcp"),
+        "{ours}"
+    );
+    assert_eq!(ours["args"], json!([]));
+    let before: Value = serde_json::from_str(&claude).unwrap();
+    assert_eq!(after.to_string(), before.to_string());
+    assert_eq!(mode(&h.claude_json()), 0o600);
+
+    // The backup is the original, byte for byte.
+    let backups = h.backups();
+    assert_eq!(backups.len(), 1);
+    let name = backups[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with(".claude.json.pre-claudemesh."), "{name}");
+    assert_eq!(fs::read_to_string(&backups[0]).unwrap(), claude);
+    assert_eq!(mode(&backups[0]), 0o600);
+
+    // settings.json: our hooks added beside the others.
+    let after = parse(&h.settings());
+    let prompt = after["hooks"]["UserPromptSubmit"].to_string();
+    assert!(prompt.contains("cm-inbox --hook\""), "{prompt}");
+    assert!(
+        prompt.contains("cm-profile --hook status working\""),
+        "{prompt}"
+    );
+    let stop = after["hooks"]["Stop"].as_array().unwrap();
+    assert_eq!(stop[0]["hooks"][0]["command"], "notify-send done");
+    assert!(
+        stop[1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("cm-profile --hook status idle")
+    );
+    let before: Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(without_our_hooks(after).to_string(), before.to_string());
+    assert_eq!(mode(&h.settings()), 0o600);
+
+    assert_eq!(
+        fs::read_to_string(h.skill()).unwrap(),
+        claudemesh::claude::SKILL
+    );
+    let record = parse(&h.record());
+    assert_eq!(record["hooks"].as_array().unwrap().len(), 3);
+    assert_eq!(record["mcp_server"], ours);
+    assert_eq!(mode(&h.record()), 0o600);
+}
+
+#[test]
+fn install_twice_changes_nothing() {
+    let h = Home::new("twice");
+    h.seed();
+    ok(&h.run(INSTALL, &[]));
+    let before = h.snapshot();
+    let out = ok(&h.run(INSTALL, &[]));
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(out.lines().all(|l| l.starts_with("unchanged ")), "{out}");
+    let out = ok(&h.run(INSTALL, &["--json"]));
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["type"], "install_item");
+        assert_eq!(v["action"], "unchanged", "{line}");
+    }
+    assert_eq!(h.snapshot(), before, "a second install touched a file");
+    assert_eq!(h.backups().len(), 1);
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let h = Home::new("dry");
+    h.seed();
+    let before = h.snapshot();
+    let out = ok(&h.run(INSTALL, &["--dry-run"]));
+    assert!(out.contains("would add mcpServers.claudemesh\n"), "{out}");
+    assert!(out.contains("would add hook UserPromptSubmit: "), "{out}");
+    assert!(out.contains("would add hook Stop: "), "{out}");
+    assert!(
+        out.contains("would write ~/.claude/skills/claudemesh/SKILL.md\n"),
+        "{out}"
+    );
+    let out = ok(&h.run(INSTALL, &["--dry-run", "--json"]));
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["action"], "would_add");
+    assert_eq!(first["item"], "mcpServers.claudemesh");
+    assert_eq!(h.snapshot(), before);
+
+    ok(&h.run(INSTALL, &[]));
+    let before = h.snapshot();
+    let out = ok(&h.run(UNINSTALL, &["--dry-run"]));
+    assert!(out.contains("would remove mcpServers.claudemesh"), "{out}");
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn no_hooks_and_no_skill() {
+    let h = Home::new("nohooks");
+    let (_, settings) = h.seed();
+    let out = ok(&h.run(INSTALL, &["--no-hooks", "--no-skill"]));
+    assert_eq!(
+        out.lines().filter(|l| !l.starts_with("Restart")).count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(fs::read_to_string(h.settings()).unwrap(), settings);
+    assert!(!h.skill().exists());
+}
+
+#[test]
+fn uninstall_restores_the_original() {
+    let h = Home::new("restore");
+    let (claude, settings) = h.seed();
+    ok(&h.run(INSTALL, &[]));
+    let out = ok(&h.run(UNINSTALL, &[]));
+    assert!(out.contains("removed mcpServers.claudemesh"), "{out}");
+    assert!(out.contains("removed hook Stop: "), "{out}");
+    let want: Value = serde_json::from_str(&claude).unwrap();
+    assert_eq!(parse(&h.claude_json()).to_string(), want.to_string());
+    let want: Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(parse(&h.settings()).to_string(), want.to_string());
+    assert!(!h.skill().exists());
+    assert!(!h.skill().parent().unwrap().exists());
+    assert!(!h.record().exists());
+    // One backup before install, one before uninstall.
+    assert_eq!(h.backups().len(), 2);
+
+    let out = ok(&h.run(UNINSTALL, &[]));
+    assert!(out.starts_with("Nothing to remove"), "{out}");
+}
+
+#[test]
+fn uninstall_leaves_what_the_user_changed() {
+    let h = Home::new("changed");
+    h.seed();
+    ok(&h.run(INSTALL, &[]));
+    let mut doc = parse(&h.claude_json());
+    doc["mcpServers"]["claudemesh"]["env"] = json!({"X": "1"});
+    fs::write(h.claude_json(), doc.to_string()).unwrap();
+    fs::write(h.skill(), "my own notes\n").unwrap();
+    let out = ok(&h.run(UNINSTALL, &[]));
+    assert!(!out.contains("mcpServers"), "{out}");
+    assert!(out.contains("removed hook"), "{out}");
+    assert_eq!(
+        parse(&h.claude_json())["mcpServers"]["claudemesh"]["env"]["X"],
+        "1"
+    );
+    assert_eq!(fs::read_to_string(h.skill()).unwrap(), "my own notes\n");
+}
+
+#[test]
+fn fresh_home_round_trip() {
+    let h = Home::new("fresh");
+    ok(&h.run(INSTALL, &[]));
+    assert_eq!(mode(&h.claude_json()), 0o600);
+    assert!(h.backups().is_empty(), "nothing to back up");
+    let settings = parse(&h.settings());
+    assert_eq!(
+        settings["hooks"]["UserPromptSubmit"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    ok(&h.run(UNINSTALL, &[]));
+    // Files and keys that install created are gone again.
+    assert!(!h.claude_json().exists());
+    assert!(!h.settings().exists());
+    assert!(!h.skill().exists());
+}
+
+#[test]
+fn not_installed_says_so() {
+    let h = Home::new("none");
+    h.seed();
+    let before = h.snapshot();
+    let out = ok(&h.run(UNINSTALL, &[]));
+    assert_eq!(out, "Nothing to remove: claudemesh is not installed.\n");
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn invalid_json_writes_nothing() {
+    let h = Home::new("invalid");
+    h.seed();
+    fs::write(h.settings(), "{\"hooks\": {").unwrap();
+    let before = h.snapshot();
+    let o = h.run(INSTALL, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("cm-install: ~/.claude/settings.json is not valid JSON"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(h.snapshot(), before);
+
+    let h = Home::new("invalid2");
+    fs::write(h.claude_json(), "[1, 2]").unwrap();
+    let o = h.run(INSTALL, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("~/.claude.json is not a JSON object"));
+    assert!(!h.settings().exists());
+}
+
+#[test]
+fn launch_runs_claude_as_a_mesh_session() {
+    let h = Home::new("launch");
+    h.join_mesh();
+    h.fake_claude();
+    ok(&h.run(
+        LAUNCH,
+        &["--name", "alice", "--", "--model", "opus", "hi there"],
+    ));
+    let argv = h.claude_argv();
+    assert_eq!(
+        argv[..3],
+        [
+            "--dangerously-load-development-channels",
+            "server:claudemesh",
+            "--session-id"
+        ]
+    );
+    let id = &argv[3];
+    assert!(claudemesh::claude::is_uuid(id), "{id}");
+    assert_eq!(argv[4..], ["--model", "opus", "hi there"]);
+    let env = h.claude_env();
+    assert_eq!(env["CLAUDEMESH_SESSION_ID"], *id);
+    assert_eq!(env["CLAUDEMESH_MESH"], "dev");
+    assert_eq!(env["CLAUDEMESH_DISPLAY_NAME"], "alice");
+    assert_eq!(Path::new(&env["CLAUDEMESH_CONFIG_DIR"]), h.cfg());
+    assert_eq!(env["HOME"], h.home().display().to_string());
+    assert!(h.cfg().join(format!("sessions/dev/{id}.json")).is_file());
+
+    // A second launch is a new session.
+    ok(&h.run(LAUNCH, &[]));
+    assert_ne!(h.claude_argv()[3], *id);
+}
+
+#[test]
+fn launch_resume_keeps_the_session_id() {
+    let h = Home::new("resume");
+    h.join_mesh();
+    h.fake_claude();
+    let id = "0b7e5a4c-7d1e-4c4e-9a51-3f0c2d9e8b17";
+    let o = h
+        .cmd(LAUNCH)
+        .args(["--resume", id])
+        .env("USER", "bob")
+        .output()
+        .unwrap();
+    ok(&o);
+    assert_eq!(
+        h.claude_argv(),
+        [
+            "--dangerously-load-development-channels",
+            "server:claudemesh",
+            "--resume",
+            id
+        ]
+    );
+    let env = h.claude_env();
+    assert_eq!(env["CLAUDEMESH_SESSION_ID"], id);
+    assert_eq!(env["CLAUDEMESH_DISPLAY_NAME"], "bob");
+    assert!(h.cfg().join(format!("sessions/dev/{id}.json")).is_file());
+
+    ok(&h.run(LAUNCH, &["--continue"]));
+    let argv = h.claude_argv();
+    assert_eq!(argv[2..], ["--continue"]);
+    assert!(claudemesh::claude::is_uuid(
+        &h.claude_env()["CLAUDEMESH_SESSION_ID"]
+    ));
+
+    let o = h.run(LAUNCH, &["--resume", "../../etc"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = h.run(LAUNCH, &["--resume", id, "--continue"]);
+    assert_eq!(o.status.code(), Some(3));
+}
+
+#[test]
+fn launch_print_command() {
+    let h = Home::new("print");
+    h.join_mesh();
+    let claude = h.fake_claude();
+    let o = h
+        .cmd(LAUNCH)
+        .args(["--print-command", "--name", "carol", "--", "-p", "x"])
+        .output()
+        .unwrap();
+    let out = ok(&o);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["type"], "launch");
+    assert_eq!(v["argv"][0], claude.display().to_string());
+    assert_eq!(v["argv"][5], "-p");
+    assert_eq!(v["env"]["CLAUDEMESH_DISPLAY_NAME"], "carol");
+    let id = v["env"]["CLAUDEMESH_SESSION_ID"].as_str().unwrap();
+    assert_eq!(v["argv"][4], id);
+    assert!(!h.root.join("claude.argv").exists(), "claude ran");
+}
+
+#[test]
+fn launch_finds_claude_bin() {
+    let h = Home::new("bin");
+    h.join_mesh();
+    let claude = h.fake_claude();
+    let moved = h.root.join("my-claude");
+    fs::rename(&claude, &moved).unwrap();
+    let o = h.run(LAUNCH, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "cm-launch: claude not found on PATH (set CLAUDE_BIN)\n"
+    );
+    ok(&h.cmd(LAUNCH).env("CLAUDE_BIN", &moved).output().unwrap());
+    assert_eq!(h.claude_argv()[1], "server:claudemesh");
+}
+
+#[test]
+fn launch_without_a_mesh() {
+    let h = Home::new("nomesh");
+    h.fake_claude();
+    let o = h.run(LAUNCH, &[]);
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("cm-launch: no meshes joined"), "{err}");
+    assert!(!h.root.join("claude.argv").exists());
+}
+
+#[test]
+fn symlinked_files_stay_links() {
+    let h = Home::new("link");
+    let (claude, _) = h.seed();
+    let real = h.root.join("dotfiles-claude.json");
+    fs::rename(h.claude_json(), &real).unwrap();
+    std::os::unix::fs::symlink(&real, h.claude_json()).unwrap();
+    ok(&h.run(INSTALL, &[]));
+    assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
+    assert!(parse(&real)["mcpServers"]["claudemesh"].is_object());
+    ok(&h.run(UNINSTALL, &[]));
+    assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
+    let want: Value = serde_json::from_str(&claude).unwrap();
+    assert_eq!(parse(&real).to_string(), want.to_string());
+}
