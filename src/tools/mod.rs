@@ -2,6 +2,7 @@
 
 use crate::cli::Tool;
 
+pub mod broker;
 pub mod cm;
 pub mod id;
 pub mod install;
@@ -10,9 +11,10 @@ pub mod uninstall;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
+    &broker::TOOL,
     &cm::TOOL,
     &id::TOOL,
     &install::TOOL,
-    &uninstall::TOOL,
     &launch::TOOL,
+    &uninstall::TOOL,
 ];
