@@ -1,3 +1,4 @@
 //! cm-broker: the self-hosted broker.
 
 pub mod net;
+pub mod store;
