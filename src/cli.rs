@@ -174,11 +174,19 @@ impl Args {
     }
     /// The last value of `long`.
     pub fn value(&self, long: &str) -> Option<&str> {
-        self.flags.iter().rev().find(|(l, _)| *l == long).and_then(|(_, v)| v.as_deref())
+        self.flags
+            .iter()
+            .rev()
+            .find(|(l, _)| *l == long)
+            .and_then(|(_, v)| v.as_deref())
     }
     /// Every value of a repeated flag, in order.
     pub fn values(&self, long: &str) -> Vec<&str> {
-        self.flags.iter().filter(|(l, _)| *l == long).filter_map(|(_, v)| v.as_deref()).collect()
+        self.flags
+            .iter()
+            .filter(|(l, _)| *l == long)
+            .filter_map(|(_, v)| v.as_deref())
+            .collect()
     }
     /// The `i`th positional.
     pub fn pos(&self, i: usize) -> Option<&str> {

@@ -47,7 +47,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: Code, msg: impl Into<String>) -> Error {
-        Error { code, msg: msg.into() }
+        Error {
+            code,
+            msg: msg.into(),
+        }
     }
     pub fn generic(msg: impl Into<String>) -> Error {
         Error::new(Code::Generic, msg)

@@ -1,4 +1,5 @@
 //! cm-broker: the self-hosted broker.
 
+pub mod log;
 pub mod net;
 pub mod store;

@@ -9,6 +9,7 @@
 //! The transport knows nothing of meshes: it turns bytes into [`Handler`] calls and the handler's [`Io`] calls
 //! back into bytes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -32,7 +33,10 @@ pub struct Request {
 impl Request {
     /// The first header named `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -94,29 +98,99 @@ pub trait Handler {
 }
 
 /// The handler's view of the transport. Output is queued and written after [`Handler::end_of_batch`].
+///
+/// The same type works without a network ([`Io::detached`]): the hub's unit tests drive a handler with it and read
+/// back what it queued with [`Io::take_output`].
 pub struct Io {
-    _private: (),
+    out: Vec<Output>,
+    peers: HashMap<ConnId, SocketAddr>,
+    now: Instant,
+    metrics: NetMetrics,
+}
+
+/// One piece of queued output, in the order the handler queued it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A WebSocket text message.
+    Text(ConnId, String),
+    /// A WebSocket close frame (code, reason).
+    Close(ConnId, u16, String),
+    /// A server-sent event (event, id, data).
+    Sse(ConnId, String, Option<String>, String),
+}
+
+/// The transport's counters, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct NetMetrics {
+    /// Open WebSocket connections.
+    pub open_ws: u64,
+    /// Open event streams.
+    pub open_sse: u64,
+    /// Connections still sending or awaiting an HTTP request.
+    pub open_http: u64,
+    /// WebSocket text messages received.
+    pub ws_messages_in: u64,
+    /// WebSocket text messages sent.
+    pub ws_messages_out: u64,
+    /// HTTP requests answered (upgrades not counted).
+    pub http_requests: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Connections refused for capacity (per-address limit).
+    pub refused: u64,
 }
 
 impl Io {
+    /// An `Io` with no network behind it: output is only recorded, for [`Io::take_output`].
+    pub fn detached() -> Io {
+        Io {
+            out: Vec::new(),
+            peers: HashMap::new(),
+            now: Instant::now(),
+            metrics: NetMetrics::default(),
+        }
+    }
     /// Queues a text message to a WebSocket connection. A connection that is gone is ignored.
-    pub fn send(&mut self, _conn: ConnId, _text: String) {
-        unimplemented!()
+    pub fn send(&mut self, conn: ConnId, text: String) {
+        self.out.push(Output::Text(conn, text));
     }
     /// Queues a close frame with `code` and `reason`; the connection closes once it is written.
-    pub fn close(&mut self, _conn: ConnId, _code: u16, _reason: &str) {
-        unimplemented!()
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        self.out.push(Output::Close(conn, code, reason.to_string()));
     }
     /// Queues one server-sent event on an event stream connection.
-    pub fn sse_event(&mut self, _conn: ConnId, _event: &str, _id: Option<&str>, _data: &str) {
-        unimplemented!()
+    pub fn sse_event(&mut self, conn: ConnId, event: &str, id: Option<&str>, data: &str) {
+        self.out.push(Output::Sse(
+            conn,
+            event.to_string(),
+            id.map(str::to_string),
+            data.to_string(),
+        ));
     }
     /// The address the connection came from.
-    pub fn peer_addr(&self, _conn: ConnId) -> Option<SocketAddr> {
-        unimplemented!()
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.peers.get(&conn).copied()
     }
     /// The time the current iteration started.
     pub fn now(&self) -> Instant {
-        unimplemented!()
+        self.now
+    }
+    /// The transport's counters.
+    pub fn metrics(&self) -> &NetMetrics {
+        &self.metrics
+    }
+    /// Everything queued since the last call, in order.
+    pub fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+    /// Records the address [`Io::peer_addr`] reports for `conn` (tests of a detached `Io`).
+    pub fn set_test_peer(&mut self, conn: ConnId, addr: SocketAddr) {
+        self.peers.insert(conn, addr);
+    }
+    /// Sets what [`Io::now`] returns (tests of a detached `Io`).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
     }
 }
