@@ -8,7 +8,6 @@
 //! per iteration instead of one per message, and an `ack` never leaves before its message is durable.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -180,8 +179,9 @@ pub trait Store {
     /// A remembered session of the mesh.
     fn session(&self, mesh_id: &str, session_pubkey: &str) -> Result<Option<Session>>;
 
-    /// Stores a message with one delivery row per recipient.
-    fn insert_message(&mut self, message: &Message, deliveries: &[NewDelivery]) -> Result<()>;
+    /// Stores a message with one delivery row per recipient; returns the deliveries' ids, in order.
+    fn insert_message(&mut self, message: &Message, deliveries: &[NewDelivery])
+    -> Result<Vec<i64>>;
     /// The id of the message this member already sent with this `client_message_id`.
     fn message_by_client_id(
         &self,
@@ -308,13 +308,6 @@ fn db(e: rusqlite::Error) -> Error {
     Error::io(format!("database: {e}"))
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// A fresh id: 32 characters of `[0-9A-Za-z]` from the OS's random source.
 pub fn new_id() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -386,6 +379,13 @@ impl SqliteStore {
 
     /// Opens a transaction for a write, unless one is open.
     fn begin(&mut self) -> Result<()> {
+        // After SQLite rolled the batch back by itself, a write must not run in autocommit mode: it would be
+        // durable while the batch it belongs to reports failure.
+        if self.in_tx && self.conn.is_autocommit() {
+            return Err(Error::io(
+                "database: the transaction was rolled back after a write error",
+            ));
+        }
         if !self.in_tx {
             self.conn.execute_batch("BEGIN").map_err(db)?;
             self.in_tx = true;
@@ -713,7 +713,7 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
-    fn insert_message(&mut self, m: &Message, deliveries: &[NewDelivery]) -> Result<()> {
+    fn insert_message(&mut self, m: &Message, deliveries: &[NewDelivery]) -> Result<Vec<i64>> {
         self.begin()?;
         self.conn
             .prepare_cached(&format!(
@@ -744,6 +744,7 @@ impl Store for SqliteStore {
                  created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(db)?;
+        let mut ids = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             s.execute(params![
                 m.id,
@@ -754,8 +755,9 @@ impl Store for SqliteStore {
                 m.created_at
             ])
             .map_err(db)?;
+            ids.push(self.conn.last_insert_rowid());
         }
-        Ok(())
+        Ok(ids)
     }
 
     fn message_by_client_id(
