@@ -1,1 +1,3 @@
 //! Each tool: its flag table and what it does.
+
+pub mod broker;
