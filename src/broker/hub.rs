@@ -33,8 +33,8 @@ const MAX_WAIT: Duration = Duration::from_secs(600);
 /// A per-member token bucket for `send`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
-    /// Sends allowed per minute, sustained.
-    pub per_minute: f64,
+    /// Sends allowed per second, sustained.
+    pub per_second: f64,
     /// Sends allowed at once.
     pub burst: f64,
 }
@@ -265,7 +265,26 @@ fn push_of(d: &Pending) -> wire::Push {
     }
 }
 
+impl From<&super::Options> for HubConfig {
+    fn from(o: &super::Options) -> HubConfig {
+        HubConfig {
+            data_dir: o.data.clone(),
+            admin_token: o.admin_token.clone(),
+            max_conns_per_mesh: o.max_conns_per_mesh,
+            rate_limit: o
+                .rate_limit
+                .map(|(per_second, burst)| RateLimit { per_second, burst }),
+            lease: o.lease,
+        }
+    }
+}
+
 impl Hub {
+    /// Opens the store under `opts.data`, with no connections yet.
+    pub fn open(opts: &super::Options) -> Result<Hub> {
+        Hub::with_config(HubConfig::from(opts))
+    }
+
     /// Opens the store under `cfg.data_dir`.
     pub fn with_config(cfg: HubConfig) -> Result<Hub> {
         let store = SqliteStore::open(&cfg.data_dir)?;
@@ -773,7 +792,7 @@ impl Hub {
             last: now,
         });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rl.per_minute / 60.0).min(rl.burst);
+        b.tokens = (b.tokens + elapsed * rl.per_second).min(rl.burst);
         b.last = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -902,12 +921,13 @@ impl Hub {
         };
         if !self.take_token(&sender.member_id, now) {
             let rl = self.cfg.rate_limit.unwrap_or(RateLimit {
-                per_minute: 0.0,
+                per_second: 0.0,
                 burst: 0.0,
             });
             let msg = format!(
                 "rate_limit: max {} msg/min (burst {}) — slow down",
-                rl.per_minute, rl.burst
+                rl.per_second * 60.0,
+                rl.burst
             );
             return self.refuse_send(conn, &s.id, msg);
         }
@@ -1584,9 +1604,8 @@ impl Handler for Hub {
         HttpAction::Respond(self.http(io, req))
     }
 
-    fn on_tick(&mut self, io: &mut Io, now: Instant) {
+    fn on_tick(&mut self, _io: &mut Io, now: Instant) {
         self.expire(now);
-        self.settle(io);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

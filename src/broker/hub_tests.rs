@@ -957,7 +957,7 @@ fn a_repeated_client_message_id_is_stored_once() {
 fn the_rate_limit_refuses_sends_over_the_burst() {
     let mut fx = Fx::with(|c| {
         c.rate_limit = Some(RateLimit {
-            per_minute: 1.0,
+            per_second: 1.0 / 60.0,
             burst: 2.0,
         })
     });
