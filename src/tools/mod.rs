@@ -6,4 +6,4 @@ pub mod broker;
 pub mod cm;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
-pub static ALL: &[&Tool] = &[&cm::TOOL];
+pub static ALL: &[&Tool] = &[&cm::TOOL, &broker::TOOL];
