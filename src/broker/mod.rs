@@ -1,17 +1,22 @@
 //! cm-broker: the self-hosted broker.
 
+pub mod auth;
+mod http;
+pub mod hub;
 pub mod log;
 pub mod net;
+mod routing;
+pub mod store;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result, io_message};
 use log::LogFormat;
-use net::{ConnId, Handler, HttpAction, Io, NetConfig, Request, Response, Shutdown};
+use net::{NetConfig, Shutdown};
 
 /// How the broker runs: `cm-broker`'s flags.
 #[derive(Debug, Clone)]
@@ -83,8 +88,8 @@ pub fn run(opts: &Options) -> Result<()> {
         max_conns_per_addr: opts.max_conns_per_addr,
         ..NetConfig::default()
     };
-    net::serve(listener, &cfg, &mut Placeholder, &shutdown)
-        .map_err(|e| Error::network(io_message(&e)))?;
+    let mut hub = hub::Hub::open(opts)?;
+    net::serve(listener, &cfg, &mut hub, &shutdown).map_err(|e| Error::network(io_message(&e)))?;
     log::info("stopped", &[]);
     Ok(())
 }
@@ -95,28 +100,6 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| Error::from(e).context(format_args!("creating {}", dir.display())))
-}
-
-/// Answers `/health` until the hub takes the transport over.
-struct Placeholder;
-
-impl Handler for Placeholder {
-    fn on_open(&mut self, io: &mut Io, conn: ConnId, _: SocketAddr) {
-        io.close(conn, 1013, "not_ready");
-    }
-    fn on_text(&mut self, _: &mut Io, _: ConnId, _: &str) {}
-    fn on_close(&mut self, _: &mut Io, _: ConnId, _: bool) {}
-    fn on_http(&mut self, _: &mut Io, _: ConnId, req: &Request) -> HttpAction {
-        HttpAction::Respond(match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/health") => Response::json(200, &serde_json::json!({"status": "ok"})),
-            _ => Response::json(404, &serde_json::json!({"error": "not_found"})),
-        })
-    }
-    fn on_tick(&mut self, _: &mut Io, _: Instant) {}
-    fn next_deadline(&self) -> Option<Instant> {
-        None
-    }
-    fn end_of_batch(&mut self, _: &mut Io) {}
 }
 
 #[cfg(test)]

@@ -1,0 +1,1030 @@
+//! The hub: every mesh's presences, message routing and delivery, on top of the transport's [`Handler`] seam.
+//!
+//! The hub owns all state and the store connection and runs on the transport's one thread, so there are no
+//! locks. Replies are not handed to the transport as they are made: they wait in an outbox until the iteration's
+//! writes are committed ([`Handler::end_of_batch`]). If the commit fails, a reply that promised a durable write
+//! (an `ack` of a stored message) is replaced by an error and the pushes of that message are dropped, so no client
+//! ever holds an `ack` for a message the broker does not have.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::auth::{self, Capacity, Refusal};
+use super::log;
+use super::net::{ConnId, Handler, HttpAction, Io, Request};
+use super::routing::{Bucket, Lease, Waiter};
+use super::store::{SqliteStore, Store, new_id};
+use crate::error::Result;
+use crate::time::{fmt_rfc3339, now_ms};
+use crate::wire::{self, Frame, Group, Status, codes};
+
+/// How long a session that dropped without a close frame keeps its presence for a silent reattach.
+pub const GRACE: Duration = Duration::from_secs(90);
+
+/// A per-member token bucket for `send`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sends allowed per second, sustained.
+    pub per_second: f64,
+    /// Sends allowed at once.
+    pub burst: f64,
+}
+
+/// What the hub needs from the broker's options.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Holds `broker.db`.
+    pub data_dir: PathBuf,
+    /// Needed for `POST /cli/mesh/create` from an address that is not loopback.
+    pub admin_token: Option<String>,
+    /// Live presences a mesh may have.
+    pub max_conns_per_mesh: usize,
+    /// `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// How long a push waits for `client_ack` before it is pushed again (doubling per retry).
+    pub lease: Duration,
+}
+
+/// A presence's key in the hub: the id of the connection that created it (a reattach keeps it).
+pub(super) type PKey = ConnId;
+
+/// One authenticated presence: a live connection, or a session in its reconnect grace.
+#[derive(Debug, Clone)]
+pub(super) struct Presence {
+    pub(super) id: String,
+    /// `None` while in grace.
+    pub(super) conn: Option<ConnId>,
+    pub(super) grace_until: Option<Instant>,
+    pub(super) mesh_id: String,
+    pub(super) member_id: String,
+    pub(super) member_pubkey: String,
+    /// Set for a `session_hello` presence.
+    pub(super) session_pubkey: Option<String>,
+    /// Asked not to be pushed messages (`capabilities:["pull"]`).
+    pub(super) pull: bool,
+    pub(super) display_name: String,
+    pub(super) status: Status,
+    pub(super) summary: Option<String>,
+    pub(super) groups: Vec<Group>,
+    pub(super) profile: wire::Profile,
+    pub(super) visible: bool,
+    pub(super) session_id: String,
+    pub(super) pid: u32,
+    pub(super) cwd: String,
+    pub(super) hostname: Option<String>,
+    pub(super) peer_type: Option<String>,
+    pub(super) channel: Option<String>,
+    pub(super) model: Option<String>,
+    pub(super) connected_at: i64,
+    /// Pushed deliveries waiting for `client_ack`, by delivery id.
+    pub(super) inflight: HashMap<i64, Lease>,
+}
+
+impl Presence {
+    /// The routing key: the session key, else the member key.
+    pub(super) fn pubkey(&self) -> &str {
+        self.session_pubkey
+            .as_deref()
+            .unwrap_or(&self.member_pubkey)
+    }
+    /// Session presences are peers: announced, listed, reattachable. A pull session socket is an auxiliary
+    /// socket of its session and is none of these.
+    pub(super) fn is_peer(&self) -> bool {
+        self.session_pubkey.is_some() && !self.pull
+    }
+    pub(super) fn pushable(&self) -> bool {
+        self.conn.is_some() && !self.pull
+    }
+    pub(super) fn role(&self) -> &'static str {
+        if self.session_pubkey.is_some() {
+            "session"
+        } else {
+            "control-plane"
+        }
+    }
+}
+
+/// What to send instead when the batch's commit fails.
+#[derive(Debug, Clone)]
+pub(super) enum IfLost {
+    /// Not about this batch's writes: send it anyway.
+    Send,
+    /// A push of a message that is not stored: drop it.
+    Drop,
+    /// A reply that promised a durable write: send this error instead.
+    Instead(String),
+}
+
+#[derive(Debug, Clone)]
+enum Out {
+    Text(ConnId, String, IfLost),
+    Close(ConnId, u16, String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub(super) struct Metrics {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub commit_failures: u64,
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
+/// The broker's application state.
+pub struct Hub {
+    pub(super) store: Box<dyn Store>,
+    pub(super) cfg: HubConfig,
+    pub(super) started: Instant,
+    pub(super) metrics: Metrics,
+    /// Every open WebSocket; `None` until it authenticates.
+    pub(super) conns: HashMap<ConnId, Option<PKey>>,
+    pub(super) presences: HashMap<PKey, Presence>,
+    /// Presences per mesh, in connection order.
+    pub(super) by_mesh: HashMap<String, BTreeSet<PKey>>,
+    /// Peer (non-pull session) presences by (mesh, session key).
+    pub(super) by_session: HashMap<(String, String), PKey>,
+    pub(super) waiters: HashMap<ConnId, Waiter>,
+    pub(super) buckets: HashMap<String, Bucket>,
+    outbox: Vec<Out>,
+    /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
+    pub(super) batch_leases: Vec<(PKey, i64)>,
+}
+
+impl Capacity for Hub {
+    fn full(&self, mesh_id: &str, session_pubkey: Option<&str>) -> bool {
+        // Taking over a session's own presence (reattach or replace) needs no new room.
+        if let Some(sp) = session_pubkey
+            && self
+                .by_session
+                .contains_key(&(mesh_id.to_string(), sp.to_string()))
+        {
+            return false;
+        }
+        self.live_in_mesh(mesh_id) >= self.cfg.max_conns_per_mesh
+    }
+}
+
+pub(super) fn groups_of(json: &str) -> Vec<Group> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// `@eng` reaches `eng` and `eng/backend`.
+pub(super) fn in_group(groups: &[Group], target: &str) -> bool {
+    groups.iter().any(|g| {
+        g.name == target
+            || (g.name.len() > target.len()
+                && g.name.starts_with(target)
+                && g.name.as_bytes()[target.len()] == b'/')
+    })
+}
+
+fn upsert_group(groups: &mut Vec<Group>, name: &str, role: Option<&str>) {
+    match groups.iter_mut().find(|g| g.name == name) {
+        Some(g) => g.role = role.map(str::to_string),
+        None => groups.push(Group {
+            name: name.to_string(),
+            role: role.map(str::to_string),
+        }),
+    }
+}
+
+pub(super) fn str_of<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
+    v.get(name).and_then(Value::as_str)
+}
+
+pub(super) fn opt_string(v: &Value, name: &str) -> Option<String> {
+    str_of(v, name)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl From<&super::Options> for HubConfig {
+    fn from(o: &super::Options) -> HubConfig {
+        HubConfig {
+            data_dir: o.data.clone(),
+            admin_token: o.admin_token.clone(),
+            max_conns_per_mesh: o.max_conns_per_mesh,
+            rate_limit: o
+                .rate_limit
+                .map(|(per_second, burst)| RateLimit { per_second, burst }),
+            lease: o.lease,
+        }
+    }
+}
+
+impl Hub {
+    /// Opens the store under `opts.data`, with no connections yet.
+    pub fn open(opts: &super::Options) -> Result<Hub> {
+        Hub::with_config(HubConfig::from(opts))
+    }
+
+    /// Opens the store under `cfg.data_dir`.
+    pub fn with_config(cfg: HubConfig) -> Result<Hub> {
+        let store = SqliteStore::open(&cfg.data_dir)?;
+        Ok(Hub::with_store(Box::new(store), cfg))
+    }
+
+    /// A hub over any store.
+    pub fn with_store(store: Box<dyn Store>, cfg: HubConfig) -> Hub {
+        Hub {
+            store,
+            cfg,
+            started: Instant::now(),
+            metrics: Metrics::default(),
+            conns: HashMap::new(),
+            presences: HashMap::new(),
+            by_mesh: HashMap::new(),
+            by_session: HashMap::new(),
+            waiters: HashMap::new(),
+            buckets: HashMap::new(),
+            outbox: Vec::new(),
+            batch_leases: Vec::new(),
+        }
+    }
+
+    /// Presences with a live connection in the mesh (the capacity count).
+    fn live_in_mesh(&self, mesh_id: &str) -> usize {
+        self.by_mesh.get(mesh_id).map_or(0, |set| {
+            set.iter()
+                .filter(|pk| self.presences.get(pk).is_some_and(|p| p.conn.is_some()))
+                .count()
+        })
+    }
+
+    /// Presences (live or in grace) of the whole broker.
+    pub(super) fn presence_count(&self) -> usize {
+        self.presences.len()
+    }
+
+    pub(super) fn mesh_keys(&self, mesh_id: &str) -> Vec<PKey> {
+        self.by_mesh
+            .get(mesh_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    // ---- output ----
+
+    pub(super) fn emit(&mut self, conn: ConnId, frame: Frame, if_lost: IfLost) {
+        self.outbox.push(Out::Text(conn, frame.to_json(), if_lost));
+    }
+
+    pub(super) fn reply(&mut self, conn: ConnId, frame: impl Into<Frame>) {
+        self.emit(conn, frame.into(), IfLost::Send);
+    }
+
+    /// A reply that reports a write of this batch; `instead` goes out if the write is not committed.
+    pub(super) fn reply_durable(
+        &mut self,
+        conn: ConnId,
+        frame: impl Into<Frame>,
+        instead: impl Into<Frame>,
+    ) {
+        let instead = instead.into().to_json();
+        self.emit(conn, frame.into(), IfLost::Instead(instead));
+    }
+
+    pub(super) fn count_error(&mut self, code: &str) {
+        *self.metrics.errors.entry(code.to_string()).or_default() += 1;
+    }
+
+    pub(super) fn error(
+        &mut self,
+        conn: ConnId,
+        code: &str,
+        message: impl Into<String>,
+        req_id: Option<&str>,
+    ) {
+        self.count_error(code);
+        self.reply(
+            conn,
+            wire::ErrorFrame::new(code, message).with_req_id(req_id),
+        );
+    }
+
+    /// An error for a request whose write failed; the batch may be lost, the answer is not.
+    pub(super) fn store_error(
+        &mut self,
+        conn: ConnId,
+        e: &crate::error::Error,
+        req_id: Option<&str>,
+    ) {
+        log::error("store request failed", &[("error", e)]);
+        self.error(
+            conn,
+            "internal",
+            format!("broker storage error: {e}"),
+            req_id,
+        );
+    }
+
+    pub(super) fn durable_failure(req_id: Option<&str>) -> wire::ErrorFrame {
+        wire::ErrorFrame::new(
+            "internal",
+            "broker storage error: the change was not saved; retry",
+        )
+        .with_req_id(req_id)
+    }
+
+    pub(super) fn ack_done(&mut self, conn: ConnId, req_id: Option<&str>) {
+        if req_id.is_some() {
+            self.reply(conn, wire::Ack::done(req_id));
+        }
+    }
+
+    pub(super) fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        self.outbox.push(Out::Close(conn, code, reason.to_string()));
+    }
+
+    /// Commits the open transaction and hands the outbox to the transport: as written if the commit held, with
+    /// the failure replies otherwise.
+    pub(super) fn settle(&mut self, io: &mut Io) -> bool {
+        let ok = match self.store.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.commit_failures += 1;
+                log::error(
+                    "commit failed; the batch's requests are answered with errors",
+                    &[("error", &e)],
+                );
+                for (pk, id) in std::mem::take(&mut self.batch_leases) {
+                    if let Some(p) = self.presences.get_mut(&pk) {
+                        p.inflight.remove(&id);
+                    }
+                }
+                false
+            }
+        };
+        self.batch_leases.clear();
+        for out in std::mem::take(&mut self.outbox) {
+            match out {
+                Out::Text(conn, text, lost) => match (ok, lost) {
+                    (true, _) | (false, IfLost::Send) => io.send(conn, text),
+                    (false, IfLost::Drop) => {}
+                    (false, IfLost::Instead(text)) => io.send(conn, text),
+                },
+                Out::Close(conn, code, reason) => io.close(conn, code, &reason),
+            }
+        }
+        ok
+    }
+
+    /// A system event to every other live, push-capable connection of the mesh.
+    fn announce(&mut self, mesh_id: &str, except: PKey, event: &str, data: Value) {
+        let push = wire::Push::system(mesh_id, &new_id(), &fmt_rfc3339(now_ms()), event, data);
+        let text = Frame::Push(push).to_json();
+        for pk in self.mesh_keys(mesh_id) {
+            if pk == except {
+                continue;
+            }
+            if let Some(conn) = self
+                .presences
+                .get(&pk)
+                .filter(|p| p.pushable())
+                .and_then(|p| p.conn)
+            {
+                self.outbox
+                    .push(Out::Text(conn, text.clone(), IfLost::Send));
+            }
+        }
+    }
+
+    // ---- presences ----
+
+    fn authenticate(&mut self, conn: ConnId, v: &Value, session: bool, now: Instant) {
+        let verified = if session {
+            auth::session_hello(v, now_ms(), self, self.store.as_ref())
+        } else {
+            auth::hello(v, now_ms(), self, self.store.as_ref())
+        };
+        let verified = match verified {
+            Ok(x) => x,
+            Err(r) => return self.refuse(conn, &r),
+        };
+        let (mesh, member) = (verified.mesh, verified.member);
+        let pull = v
+            .get("capabilities")
+            .and_then(Value::as_array)
+            .is_some_and(|caps| caps.iter().any(|c| c.as_str() == Some(wire::CAP_PULL)));
+        let display_name =
+            opt_string(v, "displayName").unwrap_or_else(|| member.display_name.clone());
+        let groups = match v.get("groups").filter(|g| !g.is_null()) {
+            Some(g) => serde_json::from_value(g.clone()).unwrap_or_default(),
+            None => groups_of(&member.groups),
+        };
+        let session_id = str_of(v, "sessionId").unwrap_or_default().to_string();
+        let cwd = str_of(v, "cwd").unwrap_or_default().to_string();
+        let pid = v
+            .get("pid")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+
+        // A session key speaks for one member: another member's attestation cannot take a live one over.
+        if let Some(sp) = &verified.session_pubkey
+            && let Some(p) = self
+                .by_session
+                .get(&(mesh.id.clone(), sp.clone()))
+                .and_then(|pk| self.presences.get(pk))
+            && p.member_id != member.id
+        {
+            let r = Refusal {
+                code: codes::UNAUTHORIZED,
+                message: "session key belongs to another member".into(),
+            };
+            return self.refuse(conn, &r);
+        }
+        if let Some(sp) = &verified.session_pubkey
+            && let Err(e) = self.store.upsert_session(&super::store::Session {
+                mesh_id: mesh.id.clone(),
+                session_pubkey: sp.clone(),
+                member_id: member.id.clone(),
+                display_name: Some(display_name.clone()),
+                session_id: Some(session_id.clone()).filter(|s| !s.is_empty()),
+                last_seen_at: now_ms(),
+            })
+        {
+            // The presence works without it; only a DM to this session while it is offline needs the row.
+            log::warn("could not remember a session key", &[("error", &e)]);
+        }
+
+        // A session that is still (or was recently) connected takes its presence over, silently.
+        let existing = match (&verified.session_pubkey, pull) {
+            (Some(sp), false) => self.by_session.get(&(mesh.id.clone(), sp.clone())).copied(),
+            _ => None,
+        };
+        let pk = if let Some(pk) = existing {
+            let old = self.presences.get(&pk).and_then(|p| p.conn);
+            if let Some(old) = old {
+                self.close(old, 1000, "session_replaced");
+                self.conns.remove(&old);
+                self.waiters.remove(&old);
+            }
+            if let Some(p) = self.presences.get_mut(&pk) {
+                p.conn = Some(conn);
+                p.grace_until = None;
+                p.inflight.clear();
+                p.display_name = display_name;
+                p.session_id = session_id;
+                p.cwd = cwd;
+                p.pid = pid;
+            }
+            pk
+        } else {
+            let p = Presence {
+                id: new_id(),
+                conn: Some(conn),
+                grace_until: None,
+                mesh_id: mesh.id.clone(),
+                member_id: member.id.clone(),
+                member_pubkey: member.pubkey.clone(),
+                session_pubkey: verified.session_pubkey.clone(),
+                pull,
+                display_name,
+                status: Status::Idle,
+                summary: None,
+                groups,
+                profile: wire::Profile::default(),
+                visible: true,
+                session_id,
+                pid,
+                cwd,
+                hostname: opt_string(v, "hostname"),
+                peer_type: opt_string(v, "peerType"),
+                channel: opt_string(v, "channel"),
+                model: opt_string(v, "model"),
+                connected_at: now_ms(),
+                inflight: HashMap::new(),
+            };
+            let pk = conn;
+            if p.is_peer() {
+                self.by_session
+                    .insert((mesh.id.clone(), p.pubkey().to_string()), pk);
+            }
+            let announce = p.is_peer();
+            let data = json!({"name": p.display_name, "pubkey": p.pubkey(), "groups": p.groups});
+            self.by_mesh.entry(mesh.id.clone()).or_default().insert(pk);
+            self.presences.insert(pk, p);
+            if announce {
+                self.announce(&mesh.id, pk, "peer_joined", data);
+            }
+            pk
+        };
+        self.conns.insert(conn, Some(pk));
+
+        let Some(p) = self.presences.get(&pk) else {
+            return;
+        };
+        let ack = wire::HelloAck {
+            presence_id: p.id.clone(),
+            member_display_name: p.display_name.clone(),
+            member_id: Some(member.id.clone()),
+            member_role: Some(member.role.clone()),
+            mesh_id: Some(mesh.id.clone()),
+            mesh_slug: Some(mesh.slug.clone()),
+            mesh_name: Some(mesh.name.clone()),
+            member_profile: Some(wire::MemberProfile {
+                role_tag: member.role_tag.clone(),
+                groups: groups_of(&member.groups),
+                message_mode: member.message_mode.clone(),
+            }),
+            mesh_policy: Some(wire::MeshPolicy {
+                self_editable: wire::SelfEditable {
+                    display_name: true,
+                    role_tag: true,
+                    groups: true,
+                    message_mode: true,
+                },
+            }),
+            server_time: Some(now_ms()),
+            ..wire::HelloAck::default()
+        };
+        self.reply(conn, ack);
+        self.drain(pk, now);
+    }
+
+    fn refuse(&mut self, conn: ConnId, r: &Refusal) {
+        self.error(conn, r.code, r.message.clone(), None);
+        self.close(conn, r.close_code(), r.code);
+    }
+
+    /// Removes a presence for good, with `peer_left` if it was a peer.
+    fn remove_presence(&mut self, pk: PKey) {
+        let Some(p) = self.presences.remove(&pk) else {
+            return;
+        };
+        if let Some(set) = self.by_mesh.get_mut(&p.mesh_id) {
+            set.remove(&pk);
+            if set.is_empty() {
+                self.by_mesh.remove(&p.mesh_id);
+            }
+        }
+        if p.is_peer() {
+            let key = (p.mesh_id.clone(), p.pubkey().to_string());
+            if self.by_session.get(&key) == Some(&pk) {
+                self.by_session.remove(&key);
+            }
+            self.announce(
+                &p.mesh_id,
+                pk,
+                "peer_left",
+                json!({"name": p.display_name, "pubkey": p.pubkey()}),
+            );
+        }
+    }
+
+    // ---- requests ----
+
+    /// One request of an authenticated connection; `ty` and `req_id` as they came, for the unknown ones.
+    fn on_frame(
+        &mut self,
+        conn: ConnId,
+        pk: PKey,
+        frame: Frame,
+        ty: &str,
+        req_id: Option<&str>,
+        now: Instant,
+    ) {
+        match frame {
+            Frame::Send(s) => self.on_send(conn, pk, s, now),
+            Frame::ClientAck(a) => self.on_client_ack(pk, a),
+            Frame::InboxFetch(f) => self.on_inbox_fetch(conn, pk, f, now),
+            Frame::MessageStatus(m) => self.on_message_status(conn, pk, m),
+            Frame::ListPeers(l) => self.on_list_peers(conn, pk, l.req_id.as_deref()),
+            Frame::Members(m) => self.on_members(conn, pk, m.req_id.as_deref()),
+            Frame::SetStatus(s) => {
+                let became_idle = self.presences.get_mut(&pk).is_some_and(|p| {
+                    let was = std::mem::replace(&mut p.status, s.status);
+                    was != Status::Idle && s.status == Status::Idle
+                });
+                if became_idle {
+                    self.drain(pk, now);
+                }
+                self.ack_done(conn, s.req_id.as_deref());
+            }
+            Frame::SetSummary(s) => {
+                if let Some(p) = self.presences.get_mut(&pk) {
+                    p.summary = Some(s.summary).filter(|s| !s.is_empty());
+                }
+                self.ack_done(conn, s.req_id.as_deref());
+            }
+            Frame::SetVisible(s) => {
+                let changed = self.presences.get_mut(&pk).and_then(|p| {
+                    let was = std::mem::replace(&mut p.visible, s.visible);
+                    (was != s.visible && !p.pull).then(|| {
+                        (
+                            p.mesh_id.clone(),
+                            json!({"name": p.display_name, "pubkey": p.pubkey()}),
+                        )
+                    })
+                });
+                if let Some((mesh, data)) = changed {
+                    self.announce(
+                        &mesh,
+                        pk,
+                        if s.visible {
+                            "peer_visible"
+                        } else {
+                            "peer_hidden"
+                        },
+                        data,
+                    );
+                }
+                self.ack_done(conn, s.req_id.as_deref());
+            }
+            Frame::SetProfile(s) => {
+                if let Some(p) = self.presences.get_mut(&pk) {
+                    let pr = &mut p.profile;
+                    pr.avatar = s.avatar.or(pr.avatar.take());
+                    pr.title = s.title.or(pr.title.take());
+                    pr.bio = s.bio.or(pr.bio.take());
+                    pr.capabilities = s.capabilities.or(pr.capabilities.take());
+                }
+                self.ack_done(conn, s.req_id.as_deref());
+            }
+            Frame::JoinGroup(g) => self.on_group(
+                conn,
+                pk,
+                &g.name,
+                Some(g.role.as_deref()),
+                g.req_id.as_deref(),
+            ),
+            Frame::LeaveGroup(g) => self.on_group(conn, pk, &g.name, None, g.req_id.as_deref()),
+            Frame::Ban(b) => self.on_ban(conn, pk, &b.target, b.req_id.as_deref()),
+            Frame::Unban(b) => self.on_unban(conn, pk, &b.target, b.req_id.as_deref()),
+            _ => self.error(
+                conn,
+                "unknown_type",
+                format!("unknown message type {ty:?}"),
+                req_id,
+            ),
+        }
+    }
+
+    fn on_list_peers(&mut self, conn: ConnId, pk: PKey, req_id: Option<&str>) {
+        let Some(me) = self.presences.get(&pk) else {
+            return;
+        };
+        let peers = self
+            .mesh_keys(&me.mesh_id)
+            .iter()
+            .filter_map(|k| self.presences.get(k))
+            .filter(|p| !(p.pull && p.session_pubkey.is_some()))
+            .filter(|p| p.visible || p.member_id == me.member_id)
+            .map(|p| wire::Peer {
+                pubkey: p.pubkey().to_string(),
+                member_pubkey: p.member_pubkey.clone(),
+                member_id: Some(p.member_id.clone()),
+                display_name: p.display_name.clone(),
+                status: p.status,
+                summary: p.summary.clone(),
+                groups: p.groups.clone(),
+                session_id: p.session_id.clone(),
+                connected_at: fmt_rfc3339(p.connected_at),
+                cwd: p.cwd.clone(),
+                peer_role: p.role().to_string(),
+                hostname: p.hostname.clone(),
+                peer_type: p.peer_type.clone(),
+                channel: p.channel.clone(),
+                model: p.model.clone(),
+                visible: Some(p.visible),
+                profile: Some(p.profile.clone()),
+                online: Some(p.conn.is_some()),
+            })
+            .collect();
+        self.reply(
+            conn,
+            wire::PeersList {
+                peers,
+                req_id: req_id.map(str::to_string),
+            },
+        );
+    }
+
+    fn on_members(&mut self, conn: ConnId, pk: PKey, req_id: Option<&str>) {
+        let Some(mesh) = self.presences.get(&pk).map(|p| p.mesh_id.clone()) else {
+            return;
+        };
+        let members = match self.store.members(&mesh) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, req_id),
+        };
+        let online: HashSet<String> = self
+            .mesh_keys(&mesh)
+            .iter()
+            .filter_map(|k| self.presences.get(k))
+            .filter(|p| p.conn.is_some())
+            .map(|p| p.member_id.clone())
+            .collect();
+        let members = members
+            .into_iter()
+            .filter(|m| m.revoked_at.is_none())
+            .map(|m| wire::Member {
+                online: online.contains(&m.id),
+                groups: groups_of(&m.groups),
+                member_id: m.id,
+                pubkey: m.pubkey,
+                display_name: m.display_name,
+                role: m.role,
+                joined_at: fmt_rfc3339(m.joined_at),
+            })
+            .collect();
+        self.reply(
+            conn,
+            wire::MembersList {
+                members,
+                req_id: req_id.map(str::to_string),
+            },
+        );
+    }
+
+    /// `join_group` (`role` is `Some`) or `leave_group` (`None`). On a control-plane connection the change is
+    /// the member's: stored, and applied to every live presence of it.
+    fn on_group(
+        &mut self,
+        conn: ConnId,
+        pk: PKey,
+        name: &str,
+        role: Option<Option<&str>>,
+        req_id: Option<&str>,
+    ) {
+        let apply = |groups: &mut Vec<Group>| match role {
+            Some(r) => upsert_group(groups, name, r),
+            None => groups.retain(|g| g.name != name),
+        };
+        let Some(p) = self.presences.get_mut(&pk) else {
+            return;
+        };
+        if p.session_pubkey.is_some() {
+            apply(&mut p.groups);
+            return self.ack_done(conn, req_id);
+        }
+        let (mesh, member_id) = (p.mesh_id.clone(), p.member_id.clone());
+        let mut groups = match self.store.member(&member_id) {
+            Ok(Some(m)) => groups_of(&m.groups),
+            Ok(None) => Vec::new(),
+            Err(e) => return self.store_error(conn, &e, req_id),
+        };
+        apply(&mut groups);
+        let json = serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into());
+        if let Err(e) = self.store.set_member_groups(&member_id, &json) {
+            return self.store_error(conn, &e, req_id);
+        }
+        for k in self.mesh_keys(&mesh) {
+            if let Some(q) = self
+                .presences
+                .get_mut(&k)
+                .filter(|q| q.member_id == member_id)
+            {
+                apply(&mut q.groups);
+            }
+        }
+        if req_id.is_some() {
+            self.reply_durable(conn, wire::Ack::done(req_id), Hub::durable_failure(req_id));
+        }
+    }
+
+    fn admin_of(
+        &mut self,
+        conn: ConnId,
+        pk: PKey,
+        req_id: Option<&str>,
+    ) -> Option<(String, String)> {
+        let p = self.presences.get(&pk)?;
+        let (mesh, member_id) = (p.mesh_id.clone(), p.member_id.clone());
+        match self.store.member(&member_id) {
+            Ok(Some(m)) if m.role == "admin" => Some((mesh, member_id)),
+            Ok(_) => {
+                self.error(
+                    conn,
+                    codes::FORBIDDEN,
+                    "only an admin of the mesh may do that",
+                    req_id,
+                );
+                None
+            }
+            Err(e) => {
+                self.store_error(conn, &e, req_id);
+                None
+            }
+        }
+    }
+
+    fn on_ban(&mut self, conn: ConnId, pk: PKey, target: &str, req_id: Option<&str>) {
+        let Some((mesh, me)) = self.admin_of(conn, pk, req_id) else {
+            return;
+        };
+        if target.is_empty() {
+            return self.error(conn, "invalid", "target required", req_id);
+        }
+        let members = match self.store.members(&mesh) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, req_id),
+        };
+        let found: Vec<_> = members
+            .into_iter()
+            .filter(|m| m.revoked_at.is_none())
+            .filter(|m| {
+                m.display_name == target
+                    || m.pubkey == target
+                    || (target.len() >= 8 && m.pubkey.starts_with(target))
+            })
+            .collect();
+        let victim = match found.as_slice() {
+            [] => {
+                return self.error(
+                    conn,
+                    codes::NOT_FOUND,
+                    format!("no member {target:?} in this mesh"),
+                    req_id,
+                );
+            }
+            [one] => one.clone(),
+            _ => {
+                return self.error(
+                    conn,
+                    "invalid",
+                    format!("{target:?} matches {} members", found.len()),
+                    req_id,
+                );
+            }
+        };
+        if victim.id == me {
+            return self.error(conn, "invalid", "cannot ban yourself", req_id);
+        }
+        if let Err(e) = self.store.set_member_revoked(&victim.id, Some(now_ms())) {
+            return self.store_error(conn, &e, req_id);
+        }
+        for k in self.mesh_keys(&mesh) {
+            let Some(p) = self.presences.get(&k).filter(|p| p.member_id == victim.id) else {
+                continue;
+            };
+            if let Some(c) = p.conn {
+                self.close(c, 4002, "banned");
+                self.conns.remove(&c);
+                self.waiters.remove(&c);
+            }
+            self.remove_presence(k);
+        }
+        log::info("member banned", &[("mesh", &mesh), ("member", &victim.id)]);
+        let ack = wire::BanAck {
+            banned: victim.display_name,
+            req_id: req_id.map(str::to_string),
+        };
+        self.reply_durable(conn, ack, Hub::durable_failure(req_id));
+    }
+
+    fn on_unban(&mut self, conn: ConnId, pk: PKey, target: &str, req_id: Option<&str>) {
+        let Some((mesh, _)) = self.admin_of(conn, pk, req_id) else {
+            return;
+        };
+        let members = match self.store.members(&mesh) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, req_id),
+        };
+        let Some(m) = members
+            .into_iter()
+            .find(|m| m.revoked_at.is_some() && (m.display_name == target || m.pubkey == target))
+        else {
+            return self.error(
+                conn,
+                codes::NOT_FOUND,
+                format!("no banned member {target:?} in this mesh"),
+                req_id,
+            );
+        };
+        if let Err(e) = self.store.set_member_revoked(&m.id, None) {
+            return self.store_error(conn, &e, req_id);
+        }
+        let ack = wire::UnbanAck {
+            unbanned: m.display_name,
+            req_id: req_id.map(str::to_string),
+        };
+        self.reply_durable(conn, ack, Hub::durable_failure(req_id));
+    }
+
+    // ---- timers ----
+
+    fn expire(&mut self, now: Instant) {
+        let gone: Vec<PKey> = self
+            .presences
+            .iter()
+            .filter(|(_, p)| p.grace_until.is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for pk in gone {
+            self.remove_presence(pk);
+        }
+
+        let waited: Vec<ConnId> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in waited {
+            self.answer_waiter(conn, false);
+        }
+        self.redeliver(now);
+    }
+}
+
+impl Handler for Hub {
+    fn on_open(&mut self, _io: &mut Io, conn: ConnId, _peer: SocketAddr) {
+        self.conns.insert(conn, None);
+    }
+
+    fn on_text(&mut self, io: &mut Io, conn: ConnId, text: &str) {
+        let Some(&state) = self.conns.get(&conn) else {
+            return;
+        };
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return self.error(conn, codes::MALFORMED, "not a JSON object", None),
+        };
+        let req_id = str_of(&v, "_reqId").map(str::to_string);
+        let ty = str_of(&v, "type");
+        let Some(pk) = state else {
+            return match ty {
+                Some("hello") => self.authenticate(conn, &v, false, io.now()),
+                Some("session_hello") => self.authenticate(conn, &v, true, io.now()),
+                _ => self.error(
+                    conn,
+                    codes::NO_HELLO,
+                    "must send hello first",
+                    req_id.as_deref(),
+                ),
+            };
+        };
+        if matches!(ty, Some("hello" | "session_hello")) {
+            return self.error(
+                conn,
+                codes::ALREADY_AUTHENTICATED,
+                "this socket is already authenticated",
+                req_id.as_deref(),
+            );
+        }
+        match serde_json::from_value::<Frame>(v.clone()) {
+            Ok(frame) => self.on_frame(
+                conn,
+                pk,
+                frame,
+                ty.unwrap_or_default(),
+                req_id.as_deref(),
+                io.now(),
+            ),
+            Err(e) => {
+                // A send is matched to its ack by `id`; an error for it must carry that.
+                let id =
+                    req_id.or_else(|| (ty == Some("send")).then(|| opt_string(&v, "id")).flatten());
+                self.error(
+                    conn,
+                    codes::MALFORMED,
+                    format!("malformed {}: {e}", ty.unwrap_or("frame")),
+                    id.as_deref(),
+                );
+            }
+        }
+    }
+
+    fn on_close(&mut self, io: &mut Io, conn: ConnId, clean: bool) {
+        self.waiters.remove(&conn);
+        let Some(Some(pk)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(p) = self.presences.get_mut(&pk).filter(|p| p.conn == Some(conn)) else {
+            return;
+        };
+        if p.is_peer() && !clean {
+            p.conn = None;
+            p.grace_until = Some(io.now() + GRACE);
+            p.inflight.clear();
+            return;
+        }
+        self.remove_presence(pk);
+    }
+
+    fn on_http(&mut self, io: &mut Io, _conn: ConnId, req: &Request) -> HttpAction {
+        HttpAction::Respond(self.http(io, req))
+    }
+
+    fn on_tick(&mut self, _io: &mut Io, now: Instant) {
+        self.expire(now);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn end_of_batch(&mut self, io: &mut Io) {
+        self.settle(io);
+    }
+}
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;
