@@ -383,3 +383,168 @@ impl Drop for Conn {
         self.close_now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ListPeers, TopicHistory};
+    use serde_json::{Value, json};
+    use std::net::{TcpListener, TcpStream};
+
+    fn accept(l: &TcpListener) -> tungstenite::WebSocket<TcpStream> {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tungstenite::accept(s).unwrap()
+    }
+
+    fn read(ws: &mut tungstenite::WebSocket<TcpStream>) -> Value {
+        loop {
+            if let Message::Text(t) = ws.read().unwrap() {
+                return serde_json::from_str(t.as_str()).unwrap();
+            }
+        }
+    }
+
+    fn write(ws: &mut tungstenite::WebSocket<TcpStream>, v: Value) {
+        ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    fn who(l: &TcpListener) -> Who {
+        let url = format!("ws://{}/ws", l.local_addr().unwrap());
+        Who::new(
+            "mesh",
+            "mem",
+            "dev",
+            &Keypair::generate().secret_hex(),
+            &url,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn replies_are_matched_by_req_id_and_pushes_kept() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = who(&l);
+        let server = std::thread::spawn(move || {
+            let mut ws = accept(&l);
+            let hello = read(&mut ws);
+            assert_eq!(hello["type"], "hello");
+            assert_eq!(hello["capabilities"], json!(["pull"]));
+            write(
+                &mut ws,
+                json!({"type": "hello_ack", "presenceId": "p", "memberDisplayName": "a"}),
+            );
+            let req = read(&mut ws);
+            assert_eq!(req["type"], "list_peers");
+            let r = req["_reqId"].clone();
+            write(
+                &mut ws,
+                json!({"type": "peers_list", "peers": [], "_reqId": "someone-else"}),
+            );
+            write(
+                &mut ws,
+                json!({"type": "push", "messageId": "p1", "meshId": "mesh", "senderPubkey": "system",
+                                  "subtype": "system", "event": "peer_joined", "priority": "low", "nonce": "",
+                                  "ciphertext": "", "createdAt": "2026-01-01T00:00:00Z"}),
+            );
+            write(
+                &mut ws,
+                json!({"type": "peers_list", "peers": [], "_reqId": r}),
+            );
+            // The original put some errors' request id in `id` only.
+            let req = read(&mut ws);
+            write(
+                &mut ws,
+                json!({"type": "error", "code": "topic_not_found", "message": "no topic x",
+                                  "id": req["_reqId"]}),
+            );
+            let send = read(&mut ws);
+            assert!(
+                send["client_message_id"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+            );
+            assert_eq!(send["id"], send["client_message_id"]);
+            write(
+                &mut ws,
+                json!({"type": "ack", "id": send["id"], "messageId": "", "queued": false,
+                                  "error": "unknown target: nobody"}),
+            );
+            loop {
+                match ws.read() {
+                    Ok(Message::Close(_)) => {}
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut c = Conn::open_as(&w, &ConnOpts::default()).unwrap();
+        assert_eq!(c.hello_ack().presence_id, "p");
+        assert!(matches!(
+            c.request(ListPeers::default()).unwrap(),
+            Frame::PeersList(_)
+        ));
+        let pushes = c.pending_pushes();
+        assert_eq!(pushes.len(), 1);
+        assert!(pushes[0].is_system());
+        let e = c.request(TopicHistory::default()).unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (Code::NotFound, "no topic x"));
+        let e = c.send(SendMessage::default()).unwrap_err();
+        assert_eq!(e.code, Code::NotFound);
+        assert_eq!(e.msg, "broker refused the message: unknown target: nobody");
+        c.close();
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn refused_hello_is_an_auth_error_with_the_brokers_words() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = who(&l);
+        let server = std::thread::spawn(move || {
+            let mut ws = accept(&l);
+            read(&mut ws);
+            write(
+                &mut ws,
+                json!({"type": "error", "code": "revoked",
+                                  "message": "You've been removed from \"dev\"."}),
+            );
+            let _ = ws.close(Some(CloseFrame {
+                code: CloseCode::from(4002),
+                reason: "banned".into(),
+            }));
+            let _ = ws.flush();
+        });
+        let e = connect(&w, &ConnOpts::default(), "s", Duration::from_secs(60))
+            .err()
+            .unwrap();
+        assert!(e.refused && e.terminal);
+        assert_eq!(e.error.code, Code::Auth);
+        assert_eq!(
+            e.error.msg,
+            "broker refused hello: revoked: You've been removed from \"dev\"."
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn silent_broker_times_out_naming_the_url() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = who(&l);
+        let url = w.url.ws.clone();
+        let server = std::thread::spawn(move || {
+            let mut ws = accept(&l);
+            read(&mut ws);
+            // Say nothing until the client gives up.
+            let _ = ws.read();
+        });
+        let start = Instant::now();
+        let e = Conn::open_as(&w, &ConnOpts::default()).err().unwrap();
+        assert!(start.elapsed() >= HANDSHAKE_TIMEOUT);
+        assert_eq!(e.code, Code::Network);
+        assert_eq!(
+            e.msg,
+            format!("broker at {url} did not answer hello within 5 s")
+        );
+        server.join().unwrap();
+    }
+}

@@ -881,4 +881,203 @@ mod tests {
         assert_eq!(s.acked.len(), 3);
         assert_eq!(s.order.len(), 3);
     }
+
+    /// A broker stand-in: just enough WebSocket to drive a session through a drop and a reconnect.
+    mod fake {
+        use serde_json::Value;
+        use std::net::{TcpListener, TcpStream};
+        use std::time::Duration;
+        use tungstenite::{Message, WebSocket};
+
+        pub fn accept(l: &TcpListener) -> WebSocket<TcpStream> {
+            let (s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            tungstenite::accept(s).unwrap()
+        }
+
+        pub fn read(ws: &mut WebSocket<TcpStream>) -> Value {
+            loop {
+                if let Message::Text(t) = ws.read().unwrap() {
+                    return serde_json::from_str(t.as_str()).unwrap();
+                }
+            }
+        }
+
+        pub fn write(ws: &mut WebSocket<TcpStream>, v: Value) {
+            ws.send(Message::text(v.to_string())).unwrap();
+        }
+    }
+
+    fn next(s: &Session) -> Event {
+        s.events()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event within 10 s")
+    }
+
+    #[test]
+    fn resends_after_a_drop_and_delivers_each_message_once() {
+        use serde_json::json;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/ws", l.local_addr().unwrap());
+        let member = Keypair::generate();
+        let session = Keypair::generate();
+        let alice = Keypair::generate();
+        let (nonce, ct) =
+            crate::crypto::encrypt_dm(b"hi bob", &session.public_hex(), &alice).unwrap();
+        let session_pk = session.public_hex();
+        let alice_pk = alice.public_hex();
+        let server = std::thread::spawn(move || {
+            let mut ws = fake::accept(&l);
+            let hello = fake::read(&mut ws);
+            assert_eq!(hello["type"], "session_hello");
+            assert_eq!(hello["sessionPubkey"], session_pk.as_str());
+            let ack = json!({"type": "hello_ack", "presenceId": "p1", "memberDisplayName": "bob"});
+            fake::write(&mut ws, ack.clone());
+            let first = fake::read(&mut ws);
+            assert_eq!(first["type"], "send");
+            drop(ws); // gone before the ack
+
+            let mut ws = fake::accept(&l);
+            let hello2 = fake::read(&mut ws);
+            assert_eq!(hello2["type"], "session_hello");
+            fake::write(&mut ws, ack);
+            let again = fake::read(&mut ws);
+            assert_eq!(again["client_message_id"], first["client_message_id"]);
+            fake::write(
+                &mut ws,
+                json!({"type": "ack", "id": again["id"], "messageId": "m1", "queued": false}),
+            );
+            let push = |id: &str| {
+                json!({"type": "push", "messageId": id, "meshId": "mesh", "senderPubkey": alice_pk,
+                       "senderName": "alice", "targetSpec": session_pk, "priority": "now", "nonce": nonce,
+                       "ciphertext": ct, "createdAt": "2026-05-04T10:00:00.000Z"})
+            };
+            fake::write(&mut ws, push("x1"));
+            fake::write(&mut ws, push("x1"));
+            let ack = fake::read(&mut ws);
+            assert_eq!(ack["type"], "client_ack");
+            assert_eq!(ack["brokerMessageId"], "x1");
+            // A redelivery after the ack is acked again without reaching the application.
+            fake::write(&mut ws, push("x1"));
+            let ack = fake::read(&mut ws);
+            assert_eq!(ack["brokerMessageId"], "x1");
+            fake::write(&mut ws, push("x2"));
+            let close = loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Close(f)) => break f,
+                    Ok(_) => {}
+                    Err(e) => panic!("no close frame: {e}"),
+                }
+            };
+            assert_eq!(close.map(|f| u16::from(f.code)), Some(1000));
+        });
+
+        let who = Who::new("mesh", "mem", "dev", &member.secret_hex(), &url).unwrap();
+        let opts = SessionOpts {
+            conn: ConnOpts {
+                session: Some(super::super::SessionAuth {
+                    session: session.clone(),
+                }),
+                pull: false,
+                ..ConnOpts::default()
+            },
+            attestation_ttl: Duration::from_secs(60),
+        };
+        let s = Session::start_as(who, opts).unwrap();
+        assert!(matches!(next(&s), Event::Connected { .. }));
+        let cmid = s.send(SendMessage {
+            target_spec: alice.public_hex(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+            ..SendMessage::default()
+        });
+        match next(&s) {
+            Event::Disconnected {
+                retry_in: Some(d), ..
+            } => assert!(d >= Duration::from_secs(1) && d < Duration::from_secs(2)),
+            e => panic!("expected Disconnected, got {e:?}"),
+        }
+        assert!(matches!(next(&s), Event::Connected { .. }));
+        match next(&s) {
+            Event::Acked {
+                client_message_id,
+                ack,
+            } => {
+                assert_eq!(client_message_id, cmid);
+                assert_eq!(ack.message_id, "m1");
+            }
+            e => panic!("expected Acked, got {e:?}"),
+        }
+        let m = match next(&s) {
+            Event::Message(m) => m,
+            e => panic!("expected Message, got {e:?}"),
+        };
+        assert_eq!((m.id.as_str(), m.text.as_deref()), ("x1", Some("hi bob")));
+        s.ack(&m.id);
+        match next(&s) {
+            Event::Message(m) => assert_eq!(m.id, "x2"),
+            e => panic!("expected the second message, got {e:?}"),
+        }
+        s.close();
+        server.join().unwrap();
+    }
+
+    fn member_opts() -> SessionOpts {
+        SessionOpts::default()
+    }
+
+    #[test]
+    fn kicked_or_refused_is_the_end() {
+        use serde_json::json;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/ws", l.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut ws = fake::accept(&l);
+            assert_eq!(fake::read(&mut ws)["type"], "hello");
+            fake::write(
+                &mut ws,
+                json!({"type": "hello_ack", "presenceId": "p", "memberDisplayName": "a"}),
+            );
+            let _ = ws.close(Some(CloseFrame {
+                code: CloseCode::from(4001),
+                reason: "kicked".into(),
+            }));
+            let _ = ws.flush();
+            let _ = ws.read();
+            // The next start is refused outright.
+            let mut ws = fake::accept(&l);
+            fake::read(&mut ws);
+            fake::write(
+                &mut ws,
+                json!({"type": "error", "code": "unauthorized", "message": "pubkey not found in mesh"}),
+            );
+        });
+        let who = Who::new(
+            "mesh",
+            "mem",
+            "dev",
+            &Keypair::generate().secret_hex(),
+            &url,
+        )
+        .unwrap();
+        let s = Session::start_as(who.clone(), member_opts()).unwrap();
+        assert!(matches!(next(&s), Event::Connected { .. }));
+        match next(&s) {
+            Event::Disconnected {
+                reason,
+                retry_in: None,
+            } => assert!(reason.contains("4001"), "{reason}"),
+            e => panic!("expected a final Disconnected, got {e:?}"),
+        }
+        assert!(matches!(next(&s), Event::Closed));
+        assert!(s.request(crate::wire::ListPeers::default()).is_err());
+        drop(s);
+        let e = Session::start_as(who, member_opts()).err().unwrap();
+        assert_eq!(e.code, crate::error::Code::Auth);
+        assert_eq!(
+            e.msg,
+            "broker refused hello: unauthorized: pubkey not found in mesh"
+        );
+        server.join().unwrap();
+    }
 }
