@@ -1,9 +1,121 @@
 //! Output: human lines or JSON Lines on stdout, one error line on stderr.
 //!
-//! (being written)
+//! Every line is flushed as soon as it is written, so a stream (`cm-topic tail | jq`) reaches the next program
+//! while it happens rather than when a buffer fills. A closed stdout (`cm-peers | head -1`) is not an error: the
+//! reader has what it wanted, so the tool exits 0 at once, as ripgrep does.
+
+use std::fmt::Display;
+use std::io::{self, Write};
+
+use crate::error::{Error, Result};
 
 /// Where a tool writes its results.
 pub struct Out {
     /// `--json`: one JSON object per line.
     pub json: bool,
+    sink: Sink,
+}
+
+enum Sink {
+    Stdout,
+    /// In memory, for tests.
+    Buffer(Vec<u8>),
+}
+
+impl Out {
+    /// Output to stdout.
+    pub fn new(json: bool) -> Out {
+        Out {
+            json,
+            sink: Sink::Stdout,
+        }
+    }
+
+    /// Output kept in memory; read it with [`Out::captured`].
+    pub fn capture(json: bool) -> Out {
+        Out {
+            json,
+            sink: Sink::Buffer(Vec::new()),
+        }
+    }
+
+    /// Everything written so far to a captured output (empty for stdout).
+    pub fn captured(&self) -> String {
+        match &self.sink {
+            Sink::Buffer(b) => String::from_utf8_lossy(b).into_owned(),
+            Sink::Stdout => String::new(),
+        }
+    }
+
+    /// Writes one line of human text.
+    pub fn line(&mut self, s: impl Display) -> Result<()> {
+        match &mut self.sink {
+            Sink::Buffer(b) => {
+                // Writing into a Vec cannot fail.
+                let _ = writeln!(b, "{s}");
+                Ok(())
+            }
+            Sink::Stdout => {
+                let mut o = io::stdout().lock();
+                check(writeln!(o, "{s}").and_then(|()| o.flush()))
+            }
+        }
+    }
+
+    /// Writes `v` as one compact JSON line.
+    pub fn json(&mut self, v: &impl serde::Serialize) -> Result<()> {
+        let s =
+            serde_json::to_string(v).map_err(|e| Error::internal(format!("encoding JSON: {e}")))?;
+        self.line(s)
+    }
+
+    /// Flushes stdout.
+    pub fn flush(&mut self) -> Result<()> {
+        match self.sink {
+            Sink::Buffer(_) => Ok(()),
+            Sink::Stdout => check(io::stdout().lock().flush()),
+        }
+    }
+}
+
+/// Turns a write error into ours, and a closed pipe into a successful exit.
+fn check(r: io::Result<()>) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(Error::from(e).context("writing to stdout")),
+    }
+}
+
+/// Writes `tool: msg` as one line on stderr. A failure to write it is ignored: there is nowhere left to say so.
+pub fn warn(tool: &str, msg: impl Display) {
+    let msg = msg.to_string().replace('\n', " ");
+    let _ = writeln!(io::stderr().lock(), "{tool}: {msg}");
+}
+
+/// Whether stdout is a terminal.
+pub fn stdout_is_tty() -> bool {
+    // SAFETY: isatty only looks at the descriptor number; any value is allowed.
+    unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 }
+}
+
+/// Whether stderr is a terminal.
+pub fn stderr_is_tty() -> bool {
+    // SAFETY: as in stdout_is_tty.
+    unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_lines_and_json() {
+        let mut out = Out::capture(true);
+        out.line("hello").unwrap();
+        out.json(&serde_json::json!({"type": "x", "n": 1})).unwrap();
+        out.flush().unwrap();
+        assert_eq!(out.captured(), "hello\n{\"n\":1,\"type\":\"x\"}\n");
+        assert!(out.json);
+    }
 }

@@ -1,1 +1,9 @@
-//! Each tool: its flag table and what it does.
+//! Each tool: its flag table and what it does. `src/bin/<name>.rs` only calls [`crate::cli::main`] with one of these.
+
+use crate::cli::Tool;
+
+pub mod cm;
+pub mod id;
+
+/// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
+pub static ALL: &[&Tool] = &[&cm::TOOL, &id::TOOL];

@@ -1,0 +1,401 @@
+//! `cm`: the front door. `cm VERB ARGS...` runs the `cm-*` tool that does VERB, git-style, so the original CLI's
+//! verbs (`new`, `invite`, `join`, `send`, ...) keep working while each tool stays small and separately useful.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::{Args, Complete, Example, Tool, did_you_mean, pos};
+use crate::error::{Error, Result};
+use crate::out::Out;
+use crate::tools::ALL;
+
+/// A verb: the names it answers to, the tool that does it, and the subcommand that tool is given first.
+pub struct Verb {
+    /// The verb and its aliases, the main name first.
+    pub names: &'static [&'static str],
+    /// The tool that does it, `cm-mesh`.
+    pub tool: &'static str,
+    /// The tool's subcommand, `new`, when the verb names one.
+    pub sub: Option<&'static str>,
+}
+
+const fn v(names: &'static [&'static str], tool: &'static str, sub: Option<&'static str>) -> Verb {
+    Verb { names, tool, sub }
+}
+
+/// Every verb of the original CLI, and the tool and subcommand that does it here.
+pub const VERBS: &[Verb] = &[
+    v(&["new", "create"], "cm-mesh", Some("new")),
+    v(&["invite", "share"], "cm-mesh", Some("invite")),
+    v(&["join", "add"], "cm-mesh", Some("join")),
+    v(&["list", "ls"], "cm-mesh", Some("list")),
+    v(&["rename"], "cm-mesh", Some("rename")),
+    v(&["leave"], "cm-mesh", Some("leave")),
+    v(&["members", "member"], "cm-mesh", Some("members")),
+    v(&["mesh"], "cm-mesh", None),
+    v(&["peers", "peer"], "cm-peers", None),
+    v(&["send"], "cm-send", None),
+    v(&["inbox"], "cm-inbox", None),
+    v(&["state"], "cm-state", None),
+    v(&["remember"], "cm-memory", Some("remember")),
+    v(&["recall"], "cm-memory", Some("recall")),
+    v(&["forget"], "cm-memory", Some("forget")),
+    v(&["memory"], "cm-memory", None),
+    v(&["remind", "schedule"], "cm-remind", None),
+    v(&["profile"], "cm-profile", None),
+    v(&["topic"], "cm-topic", None),
+    v(
+        &["notifications", "notification", "notify"],
+        "cm-notify",
+        None,
+    ),
+    v(&["apikey", "api-key"], "cm-apikey", None),
+    v(&["bridge"], "cm-bridge", None),
+    v(&["file"], "cm-file", None),
+    v(&["doctor", "status"], "cm-doctor", None),
+    v(&["whoami"], "cm-id", Some("whoami")),
+    v(&["register"], "cm-id", Some("register")),
+    v(&["login"], "cm-id", Some("login")),
+    v(&["logout"], "cm-id", Some("logout")),
+    v(&["id"], "cm-id", None),
+    v(&["install"], "cm-install", None),
+    v(&["uninstall"], "cm-uninstall", None),
+    v(&["launch", "connect"], "cm-launch", None),
+    v(&["pipe"], "cm-pipe", None),
+    v(&["mcp"], "cm-mcp", None),
+    v(&["up"], "cm-up", Some("up")),
+    v(&["down"], "cm-up", Some("down")),
+    v(&["broker"], "cm-broker", None),
+];
+
+const fn count_names() -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < VERBS.len() {
+        n += VERBS[i].names.len();
+        i += 1;
+    }
+    n
+}
+
+const N_NAMES: usize = count_names() + 1;
+
+/// Every verb name and alias, and `help`: what a shell offers after `cm`.
+static VERB_NAMES: [&str; N_NAMES] = {
+    let mut out = [""; N_NAMES];
+    let mut k = 0;
+    let mut i = 0;
+    while i < VERBS.len() {
+        let mut j = 0;
+        while j < VERBS[i].names.len() {
+            out[k] = VERBS[i].names[j];
+            k += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out[k] = "help";
+    out
+};
+
+/// `cm`'s flag table.
+pub static TOOL: Tool = Tool {
+    name: "cm",
+    about: "run a claudemesh command: cm VERB runs the cm-* tool that does VERB",
+    description: "cm is the front door to the claudemesh toolkit. Each verb is done by one small tool: cm send runs \
+cm-send, cm new runs cm-mesh new, cm whoami runs cm-id whoami. The arguments after the verb are passed on unchanged, \
+and cm exits with the tool's status. cm help lists every verb and the tool behind it; cm help VERB shows that \
+tool's options.
+
+cm looks for a tool first in the directory that holds the cm executable, then on PATH. A verb whose tool is not \
+installed is an error (exit status 1) that names the missing tool. A verb that is not one of cm's own runs cm-VERB \
+when such a tool is installed.
+
+The verbs: new (create), invite (share), join (add), list (ls), rename, leave, members (member) and mesh run \
+cm-mesh; peers (peer) runs cm-peers; send, inbox, state, profile, topic, bridge, file, pipe, mcp and broker run \
+cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; \
+notifications (notification, notify) runs cm-notify; apikey (api-key) runs cm-apikey; doctor (status) runs \
+cm-doctor; whoami, register, login, logout and id run cm-id; install and uninstall run cm-install and \
+cm-uninstall; launch (connect) runs cm-launch; up and down run cm-up up and cm-up down.
+
+An invite URL in place of the verb (ic://join/..., or an https URL whose path holds /join/ or /i/) joins that mesh, \
+as cm-mesh join URL does.
+
+--json and --mesh SLUG given before the verb are passed on to the tool.",
+    section: 1,
+    args: &[
+        pos("VERB").optional().complete(Complete::Values(&VERB_NAMES)),
+        pos("ARGS").optional().many().complete(Complete::File),
+    ],
+    flags: &[],
+    subs: &[],
+    mesh_flag: true,
+    trailing: true,
+    examples: &[
+        Example { cmd: "cm new dev", what: "Create a mesh named dev (runs cm-mesh new dev)." },
+        Example { cmd: "cm send bob 'the build is green'", what: "Send bob a message (runs cm-send)." },
+        Example { cmd: "cm ic://join/...", what: "Join the mesh an invite is for (runs cm-mesh join)." },
+        Example { cmd: "cm help send", what: "Show cm-send's options." },
+    ],
+    env: &[("PATH", "Where cm looks for a tool that is not in its own directory.")],
+    run,
+};
+
+fn run(args: &Args, out: &mut Out) -> Result<()> {
+    let Some(verb) = args.pos(0) else {
+        return list(out);
+    };
+    let rest = &args.positionals[1..];
+    if verb == "help" {
+        return match rest.first() {
+            None => list(out),
+            Some(v) => {
+                let (tool, _) = resolve(v)?;
+                exec(v, &tool, &["--help".to_string()])
+            }
+        };
+    }
+    if is_invite_url(verb) {
+        return exec(
+            "join",
+            "cm-mesh",
+            &forward(args, Some("join"), &args.positionals),
+        );
+    }
+    let (tool, sub) = resolve(verb)?;
+    exec(verb, &tool, &forward(args, sub, rest))
+}
+
+/// The tool's arguments: the subcommand, `--json` and `--mesh` when given to `cm`, then the rest verbatim.
+fn forward(args: &Args, sub: Option<&str>, rest: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = sub.into_iter().map(String::from).collect();
+    if args.json {
+        argv.push("--json".into());
+    }
+    if let Some(m) = &args.mesh {
+        argv.extend(["--mesh".into(), m.clone()]);
+    }
+    argv.extend(rest.iter().cloned());
+    argv
+}
+
+/// The tool and subcommand for `verb`: one from [`VERBS`], else an installed `cm-VERB`.
+fn resolve(verb: &str) -> Result<(String, Option<&'static str>)> {
+    if let Some(v) = VERBS.iter().find(|v| v.names.contains(&verb)) {
+        return Ok((v.tool.to_string(), v.sub));
+    }
+    // Only a plain word may name a tool, so `cm ../x` cannot reach outside the search path.
+    let plain = verb
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let tool = format!("cm-{verb}");
+    if plain && !verb.is_empty() && find_tool(&tool).is_some() {
+        return Ok((tool, None));
+    }
+    Err(match did_you_mean(verb, VERB_NAMES) {
+        Some(m) => Error::usage(format!(
+            "unknown command \"{verb}\" (did you mean \"{m}\"?)"
+        )),
+        None => Error::usage(format!("unknown command \"{verb}\"; see 'cm help'")),
+    })
+}
+
+/// `ic://join/...`, `https://host/join/...`, `https://host/i/...`.
+fn is_invite_url(s: &str) -> bool {
+    if s.starts_with("ic://join/") {
+        return true;
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.and_then(|r| r.split_once('/'))
+        .is_some_and(|(_, path)| {
+            format!("/{path}").contains("/join/") || format!("/{path}").contains("/i/")
+        })
+}
+
+/// Where `name` is installed: beside the running `cm` first, so a toolkit unpacked anywhere uses its own tools,
+/// then on `PATH`.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(name));
+    beside.into_iter().chain(on_path).find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        p.is_file()
+    }
+}
+
+/// Runs `tool` with `argv` in place of `cm`, or says plainly that it is not installed.
+fn exec(verb: &str, tool: &str, argv: &[String]) -> Result<()> {
+    let Some(path) = find_tool(tool) else {
+        return Err(Error::generic(format!(
+            "\"{verb}\" needs {tool}, which is not installed"
+        )));
+    };
+    let mut cmd = std::process::Command::new(&path);
+    cmd.args(argv);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = cmd.arg0(tool).exec();
+        Err(Error::from(e).context(format!("running {}", path.display())))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd
+            .status()
+            .map_err(|e| Error::from(e).context(format!("running {}", path.display())))?;
+        std::process::exit(status.code().unwrap_or(1))
+    }
+}
+
+/// A line of `cm --json help`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Entry<'a> {
+    Tool {
+        name: &'a str,
+        about: &'a str,
+    },
+    Verb {
+        name: &'a str,
+        aliases: &'a [&'a str],
+        tool: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sub: Option<&'a str>,
+        installed: bool,
+    },
+}
+
+/// `cm help`: every verb with the tool behind it, then every tool.
+fn list(out: &mut Out) -> Result<()> {
+    if out.json {
+        for v in VERBS {
+            let installed = find_tool(v.tool).is_some();
+            let (name, aliases) = (v.names[0], &v.names[1..]);
+            out.json(&Entry::Verb {
+                name,
+                aliases,
+                tool: v.tool,
+                sub: v.sub,
+                installed,
+            })?;
+        }
+        for t in ALL {
+            out.json(&Entry::Tool {
+                name: t.name,
+                about: t.about,
+            })?;
+        }
+        return Ok(());
+    }
+    out.line(format!("cm - {}\n", TOOL.about))?;
+    out.line("Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n\nVerbs:")?;
+    for v in VERBS {
+        let cmd = match v.sub {
+            Some(s) => format!("{} {s}", v.tool),
+            None => v.tool.to_string(),
+        };
+        let about = if find_tool(v.tool).is_none() {
+            "(not installed)"
+        } else {
+            about(v)
+        };
+        out.line(format!("  {:28} {cmd:18} {about}", v.names.join(", ")).trim_end())?;
+    }
+    out.line("\nTools:")?;
+    let width = ALL.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in ALL {
+        out.line(format!("  {:width$}  {}", t.name, t.about))?;
+    }
+    Ok(())
+}
+
+/// What a verb does, from its tool's table when that tool is part of this build.
+fn about(v: &Verb) -> &'static str {
+    let Some(t) = ALL.iter().find(|t| t.name == v.tool) else {
+        return "";
+    };
+    v.sub
+        .and_then(|s| t.subs.iter().find(|x| x.name == s))
+        .map_or(t.about, |s| s.about)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_urls() {
+        assert!(is_invite_url("ic://join/abc"));
+        assert!(is_invite_url("https://claudemesh.com/join/abc"));
+        assert!(is_invite_url("https://example.org/i/abc"));
+        assert!(is_invite_url("http://127.0.0.1:7900/join/abc"));
+        assert!(!is_invite_url("https://example.org/"));
+        assert!(!is_invite_url("send"));
+        assert!(!is_invite_url("ic://other/abc"));
+    }
+
+    #[test]
+    fn every_name_is_one_verb() {
+        let mut names: Vec<&str> = VERB_NAMES.to_vec();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a verb name appears twice");
+        assert!(!names.contains(&""));
+    }
+
+    #[test]
+    fn maps_the_original_verbs() {
+        let find = |n: &str| {
+            VERBS
+                .iter()
+                .find(|v| v.names.contains(&n))
+                .map(|v| (v.tool, v.sub))
+        };
+        assert_eq!(find("create"), Some(("cm-mesh", Some("new"))));
+        assert_eq!(find("share"), Some(("cm-mesh", Some("invite"))));
+        assert_eq!(find("recall"), Some(("cm-memory", Some("recall"))));
+        assert_eq!(find("api-key"), Some(("cm-apikey", None)));
+        assert_eq!(find("down"), Some(("cm-up", Some("down"))));
+        assert_eq!(find("whoami"), Some(("cm-id", Some("whoami"))));
+    }
+
+    #[test]
+    fn the_man_page_names_every_verb() {
+        let words: Vec<&str> = TOOL
+            .description
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .collect();
+        for name in VERB_NAMES {
+            assert!(
+                words.contains(&name),
+                "cm's description does not mention {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_verbs_get_a_suggestion() {
+        let e = resolve("sned").unwrap_err();
+        assert_eq!(e.msg, "unknown command \"sned\" (did you mean \"send\"?)");
+        assert_eq!(e.code, crate::error::Code::Usage);
+    }
+}

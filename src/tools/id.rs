@@ -1,0 +1,326 @@
+//! `cm-id`: the local identity and broker logins. Makes the ed25519 key every mesh made or joined here uses, shows
+//! who you are (never a secret), and records the brokers to create meshes on. None of it needs the network.
+
+use serde::Serialize;
+
+use crate::cli::{Args, Example, Sub, Tool, flag, pos};
+use crate::config::{Brokers, Config, Identity, Paths, broker_ws_url};
+use crate::error::{Error, Result};
+use crate::out::Out;
+
+/// `cm-id`'s flag table.
+pub static TOOL: Tool = Tool {
+    name: "cm-id",
+    about: "make and show your identity, and log in to brokers",
+    description: "cm-id manages who you are on this machine. cm-id register makes your identity: an ed25519 key \
+pair kept in identity.json in the config directory (mode 0600). Every mesh you create or join uses it as your member \
+key. The secret key never leaves the machine and is never printed.
+
+cm-id whoami shows your public key, the meshes you have joined and the brokers you are logged in to. Without an \
+identity it exits with status 2.
+
+cm-id login URL records a broker as the default one to create meshes on, with the token it asks for when you are \
+not on its machine (--token). http and https URLs are turned into the broker's WebSocket URL (ws://HOST:PORT/ws). \
+Logging in does not contact the broker. cm-id logout forgets one login, or all of them.",
+    section: 1,
+    args: &[],
+    flags: &[],
+    subs: &[
+        Sub {
+            name: "register",
+            aliases: &[],
+            about: "make the local identity (an ed25519 key pair)",
+            args: &[],
+            flags: &[
+                flag("name", "the display name peers see").value("NAME"),
+                flag("force", "replace an existing identity with a new key"),
+            ],
+        },
+        Sub {
+            name: "whoami",
+            aliases: &["show"],
+            about: "show your public key, joined meshes and broker logins",
+            args: &[],
+            flags: &[],
+        },
+        Sub {
+            name: "login",
+            aliases: &[],
+            about: "record a broker, and its token, as the default",
+            args: &[pos("URL")],
+            flags: &[flag("token", "the broker's admin or creation token").value("TOKEN")],
+        },
+        Sub {
+            name: "logout",
+            aliases: &[],
+            about: "forget the login to URL, or every login",
+            args: &[pos("URL").optional()],
+            flags: &[],
+        },
+    ],
+    mesh_flag: false,
+    trailing: false,
+    examples: &[
+        Example {
+            cmd: "cm-id register --name alice",
+            what: "Make your identity, shown to peers as alice.",
+        },
+        Example {
+            cmd: "cm-id whoami --json",
+            what: "Your public key, meshes and logins as one JSON object.",
+        },
+        Example {
+            cmd: "cm-id login https://broker.example.com --token T",
+            what: "Create meshes on that broker from now on.",
+        },
+    ],
+    env: &[(
+        "CLAUDEMESH_CONFIG_DIR",
+        "The config directory, instead of ~/.claudemesh. Created (mode 0700) if missing.",
+    )],
+    run,
+};
+
+fn run(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    match args.sub {
+        Some("register") => register(&paths, args, out),
+        Some("login") => login(&paths, args, out),
+        Some("logout") => logout(&paths, args, out),
+        _ => whoami(&paths, out),
+    }
+}
+
+/// `register --json`.
+#[derive(Serialize)]
+struct IdentityLine<'a> {
+    r#type: &'static str,
+    pubkey: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    created_at: &'a str,
+    config_dir: String,
+}
+
+/// A joined mesh in `whoami --json`.
+#[derive(Serialize)]
+struct MeshLine<'a> {
+    slug: &'a str,
+    mesh_id: &'a str,
+    member_id: &'a str,
+    pubkey: &'a str,
+    broker_url: &'a str,
+}
+
+/// A broker login in `whoami --json`; whether there is a token, never the token.
+#[derive(Serialize)]
+struct LoginLine<'a> {
+    url: &'a str,
+    default: bool,
+    token: bool,
+}
+
+/// `whoami --json`.
+#[derive(Serialize)]
+struct WhoamiLine<'a> {
+    r#type: &'static str,
+    pubkey: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    created_at: &'a str,
+    config_dir: String,
+    meshes: Vec<MeshLine<'a>>,
+    logins: Vec<LoginLine<'a>>,
+}
+
+/// `login`/`logout --json`.
+#[derive(Serialize)]
+struct LoginEvent<'a> {
+    r#type: &'static str,
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<bool>,
+}
+
+/// Rows of `key value`, the keys padded to one width.
+fn aligned(out: &mut Out, rows: &[(&str, String)]) -> Result<()> {
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        out.line(format!("{k:w$}  {v}"))?;
+    }
+    Ok(())
+}
+
+fn register(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
+    let name = args.value("name").map(str::trim);
+    if let Some(n) = name
+        && (n.is_empty() || n.chars().any(char::is_control))
+    {
+        return Err(Error::usage("--name must be a non-empty name on one line"));
+    }
+    let id = Identity::create(paths, name, args.has("force"))?;
+    if out.json {
+        return out.json(&IdentityLine {
+            r#type: "identity",
+            pubkey: &id.pubkey,
+            display_name: id.display_name.as_deref(),
+            created_at: &id.created_at,
+            config_dir: paths.dir.display().to_string(),
+        });
+    }
+    let mut rows = vec![("pubkey", id.pubkey.clone())];
+    if let Some(n) = &id.display_name {
+        rows.push(("name", n.clone()));
+    }
+    rows.push(("created", id.created_at.clone()));
+    rows.push(("config", paths.dir.display().to_string()));
+    aligned(out, &rows)
+}
+
+fn whoami(paths: &Paths, out: &mut Out) -> Result<()> {
+    let id = Identity::require(paths)?;
+    let config = Config::load(paths)?;
+    let brokers = Brokers::load(paths)?;
+    let is_default = |url: &str| brokers.default.as_deref() == Some(url);
+    if out.json {
+        return out.json(&WhoamiLine {
+            r#type: "whoami",
+            pubkey: &id.pubkey,
+            display_name: id.display_name.as_deref(),
+            created_at: &id.created_at,
+            config_dir: paths.dir.display().to_string(),
+            meshes: config
+                .meshes
+                .iter()
+                .map(|m| MeshLine {
+                    slug: &m.slug,
+                    mesh_id: &m.mesh_id,
+                    member_id: &m.member_id,
+                    pubkey: &m.pubkey,
+                    broker_url: &m.broker_url,
+                })
+                .collect(),
+            logins: brokers
+                .brokers
+                .iter()
+                .map(|b| LoginLine {
+                    url: &b.url,
+                    default: is_default(&b.url),
+                    token: b.token.is_some(),
+                })
+                .collect(),
+        });
+    }
+    let mut rows = vec![("pubkey", id.pubkey.clone())];
+    if let Some(n) = &id.display_name {
+        rows.push(("name", n.clone()));
+    }
+    rows.push(("created", id.created_at.clone()));
+    rows.push(("config", paths.dir.display().to_string()));
+    let slug_w = config
+        .meshes
+        .iter()
+        .map(|m| m.slug.len())
+        .max()
+        .unwrap_or(0);
+    let url_w = config
+        .meshes
+        .iter()
+        .map(|m| m.broker_url.len())
+        .max()
+        .unwrap_or(0);
+    let member_w = config
+        .meshes
+        .iter()
+        .map(|m| m.member_id.len())
+        .max()
+        .unwrap_or(0);
+    for m in &config.meshes {
+        let key = if m.pubkey == id.pubkey {
+            "your key".to_string()
+        } else {
+            format!("key {}…", m.pubkey.get(..12).unwrap_or(&m.pubkey))
+        };
+        rows.push((
+            "mesh",
+            format!(
+                "{:slug_w$}  {:url_w$}  member {:member_w$}  {key}",
+                m.slug, m.broker_url, m.member_id
+            ),
+        ));
+    }
+    if config.meshes.is_empty() {
+        rows.push((
+            "mesh",
+            "none joined: run 'cm new NAME' or 'cm join URL'".into(),
+        ));
+    }
+    for b in &brokers.brokers {
+        let notes: Vec<&str> = [
+            (is_default(&b.url), "default"),
+            (b.token.is_some(), "token"),
+        ]
+        .into_iter()
+        .filter_map(|(on, s)| on.then_some(s))
+        .collect();
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join(", "))
+        };
+        rows.push(("broker", format!("{}{notes}", b.url)));
+    }
+    aligned(out, &rows)
+}
+
+fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
+    let given = args
+        .pos(0)
+        .ok_or_else(|| Error::usage("login needs the broker's URL"))?;
+    let url = broker_ws_url(given)?;
+    let token = args.value("token");
+    if token.is_some_and(|t| t.trim().is_empty()) {
+        return Err(Error::usage("--token is empty"));
+    }
+    let mut brokers = Brokers::load(paths)?;
+    brokers.login(&url, token);
+    brokers.save(paths)?;
+    if out.json {
+        return out.json(&LoginEvent {
+            r#type: "login",
+            url: &url,
+            default: Some(true),
+            token: Some(token.is_some()),
+        });
+    }
+    let with = if token.is_some() { " with a token" } else { "" };
+    out.line(format!("logged in to {url}{with} (default broker)"))
+}
+
+fn logout(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
+    let url = args.pos(0).map(broker_ws_url).transpose()?;
+    let mut brokers = Brokers::load(paths)?;
+    let gone = brokers.logout(url.as_deref());
+    if gone.is_empty() {
+        return Err(Error::not_found(match url {
+            Some(u) => format!("not logged in to {u}"),
+            None => "not logged in to any broker".into(),
+        }));
+    }
+    brokers.save(paths)?;
+    for u in &gone {
+        if out.json {
+            out.json(&LoginEvent {
+                r#type: "logout",
+                url: u,
+                default: None,
+                token: None,
+            })?;
+        } else {
+            out.line(format!("logged out of {u}"))?;
+        }
+    }
+    Ok(())
+}

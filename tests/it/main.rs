@@ -1,0 +1,5 @@
+//! The integration suite: one test binary, one module per area.
+
+mod cm;
+mod docs;
+mod id;
