@@ -306,3 +306,62 @@ fn short_attestations_are_minted_again_at_every_connect() {
     }
     s.close();
 }
+
+#[test]
+fn rest_calls() {
+    let dir = TempDir::new("client-rest");
+    let broker = Broker::start(&dir, &[]);
+    let at = url(&broker);
+    let (health, latency) = rest::health(&at).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(latency < Duration::from_secs(10));
+
+    let (creator, owner) = (Keypair::generate(), Keypair::generate());
+    let m = rest::create_mesh(
+        &at,
+        &creator,
+        &owner.public_hex(),
+        "Team",
+        Some("ann"),
+        None,
+    )
+    .unwrap();
+    assert!(!m.id.is_empty() && !m.member_id.is_empty() && !m.slug.is_empty());
+    assert_eq!(m.name, "Team");
+
+    let inv = claudemesh::invite::make(
+        &owner,
+        &m.id,
+        &m.slug,
+        &at,
+        claudemesh::time::now_ms() / 1000 + 3600,
+        &claudemesh::crypto::b64::encode_url(&[7u8; 32]),
+        "member",
+    )
+    .unwrap();
+    // Signed by a key that does not own the mesh: refused.
+    let e = rest::register_invite(&at, &m.id, &creator, &inv.token, 5).unwrap_err();
+    assert_eq!(e.code, claudemesh::error::Code::Auth, "{}", e.msg);
+    rest::register_invite(&at, &m.id, &owner, &inv.token, 5).unwrap();
+    let e = rest::register_invite(&at, &m.id, &owner, &inv.token, 5).unwrap_err();
+    assert_eq!(e.code, claudemesh::error::Code::Exists, "{}", e.msg);
+
+    let payload = serde_json::to_value(&inv.payload).unwrap();
+    let bob = Keypair::generate();
+    let j = rest::join(&at, &inv.token, &payload, &bob.public_hex(), "bob").unwrap();
+    assert!(!j.already_member);
+    let again = rest::join(&at, &inv.token, &payload, &bob.public_hex(), "bob").unwrap();
+    assert_eq!(again.member_id, j.member_id);
+    assert!(again.already_member);
+
+    let e = rest::join(
+        &at,
+        "not-a-registered-token",
+        &payload,
+        &bob.public_hex(),
+        "x",
+    )
+    .unwrap_err();
+    assert_eq!(e.code, claudemesh::error::Code::Usage);
+    assert_eq!(e.msg, "broker refused: invite_not_found");
+}
