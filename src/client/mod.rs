@@ -1,1 +1,312 @@
-//! (being written)
+//! Talking to a broker: every tool goes through here, and none touches a socket itself.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | what both socket kinds share: [`ConnOpts`], [`SessionAuth`], the hello frames, broker error codes → [`Code`] |
+//! | `transport.rs` | broker URLs, TCP with timeouts, TLS (webpki roots, or a private CA from `$CLAUDEMESH_CA_FILE`/`$SSL_CERT_FILE`), the WebSocket upgrade |
+//! | [`conn`] | [`Conn`]: one blocking socket for one-shot tools — hello, request/reply by `_reqId`, close |
+//! | [`session`] | [`Session`]: a long-lived socket on its own I/O thread — keepalive, reconnect, re-sent sends, deduped inbound |
+//! | [`inbound`] | [`Inbound`]: a `push` decoded and decrypted for the application |
+//! | [`rest`] | the broker's HTTP endpoints: create a mesh, register an invite, join, health |
+//!
+//! Who a socket speaks as: a [`Conn`] or [`Session`] says `hello` as the member (a control-plane presence), or, given
+//! a [`SessionAuth`], `session_hello` with the session key and a fresh attestation signed by the member key at every
+//! connect, so a session outlives any one attestation (original-cli §15 item 38).
+
+pub mod conn;
+pub mod inbound;
+pub mod rest;
+pub mod session;
+mod transport;
+
+pub use conn::Conn;
+pub use inbound::{Inbound, Sender, decode_push};
+pub use session::{Event, Session, SessionOpts};
+
+use crate::config::MeshEntry;
+use crate::crypto::Keypair;
+use crate::error::{Code, Error, Result};
+use crate::time::now_ms;
+use crate::wire::{self, Frame};
+use std::time::Duration;
+use transport::BrokerUrl;
+
+/// The attestation lifetime the original client uses, and ours by default (the broker allows at most 24 h).
+pub const ATTESTATION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// A per-session key to speak as with `session_hello`; the member key that attests it comes from the mesh entry.
+#[derive(Debug, Clone)]
+pub struct SessionAuth {
+    /// The session's ed25519 key, kept on disk per session so queued DMs to it stay readable.
+    pub session: Keypair,
+}
+
+/// How to open a socket.
+#[derive(Debug, Clone)]
+pub struct ConnOpts {
+    /// Speak as this session (`session_hello`) instead of as the member (`hello`).
+    pub session: Option<SessionAuth>,
+    /// The display name peers see; the broker falls back to the member's.
+    pub display_name: Option<String>,
+    /// Ask the broker not to push queued messages (capability `"pull"`); one-shot tools fetch what they want.
+    pub pull: bool,
+    /// How long a request may wait for its reply.
+    pub timeout: Duration,
+    /// `ai`, `human` or `connector`, echoed in peer lists.
+    pub peer_type: String,
+    /// The client's channel name, echoed in peer lists.
+    pub channel: String,
+}
+
+impl Default for ConnOpts {
+    fn default() -> ConnOpts {
+        ConnOpts {
+            session: None,
+            display_name: None,
+            pull: true,
+            timeout: Duration::from_secs(10),
+            peer_type: "ai".into(),
+            channel: "claudemesh-cli".into(),
+        }
+    }
+}
+
+/// The member a socket authenticates as, taken from a mesh entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Who {
+    pub mesh_id: String,
+    pub member_id: String,
+    pub slug: String,
+    pub member: Keypair,
+    pub url: BrokerUrl,
+}
+
+impl Who {
+    pub(crate) fn from_mesh(mesh: &MeshEntry) -> Result<Who> {
+        Who::new(
+            &mesh.mesh_id,
+            &mesh.member_id,
+            &mesh.slug,
+            &mesh.secret_key,
+            &mesh.broker_url,
+        )
+    }
+
+    pub(crate) fn new(
+        mesh_id: &str,
+        member_id: &str,
+        slug: &str,
+        secret_key_hex: &str,
+        broker_url: &str,
+    ) -> Result<Who> {
+        let member = Keypair::from_secret_hex(secret_key_hex)
+            .map_err(|e| Error::auth(format!("mesh {slug}: bad member secret key: {e}")))?;
+        Ok(Who {
+            mesh_id: mesh_id.into(),
+            member_id: member_id.into(),
+            slug: slug.into(),
+            member,
+            url: transport::parse_url(broker_url)?,
+        })
+    }
+}
+
+/// The presence's session id: `$CLAUDEMESH_SESSION_ID`, else `<pid>-<ms>` (reference §3.1).
+pub(crate) fn session_id() -> String {
+    match std::env::var("CLAUDEMESH_SESSION_ID") {
+        Ok(s) if !s.is_empty() => s,
+        _ => format!("{}-{}", std::process::id(), now_ms()),
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// The signed hello frame for one connect: `hello` as the member, or `session_hello` with an attestation that
+/// expires `ttl` from now, minted here so no connect ever replays an old one.
+pub(crate) fn hello_frame(who: &Who, opts: &ConnOpts, session_id: &str, ttl: Duration) -> Frame {
+    let ts = now_ms();
+    let member_pk = who.member.public_hex();
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let capabilities = if opts.pull {
+        vec![wire::CAP_PULL.to_string()]
+    } else {
+        Vec::new()
+    };
+    match &opts.session {
+        None => Frame::Hello(wire::Hello {
+            signature: who.member.sign_hex(&wire::hello_signed(
+                &who.mesh_id,
+                &who.member_id,
+                &member_pk,
+                ts,
+            )),
+            mesh_id: who.mesh_id.clone(),
+            member_id: who.member_id.clone(),
+            pubkey: member_pk,
+            display_name: opts.display_name.clone(),
+            session_id: session_id.into(),
+            pid: std::process::id(),
+            cwd,
+            hostname: hostname(),
+            peer_type: Some(opts.peer_type.clone()),
+            channel: Some(opts.channel.clone()),
+            timestamp: ts,
+            capabilities,
+            ..wire::Hello::default()
+        }),
+        Some(auth) => {
+            let session_pk = auth.session.public_hex();
+            let expires_at = ts + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+            let parent_attestation = wire::Attestation {
+                signature: who.member.sign_hex(&wire::attestation_signed(
+                    &member_pk,
+                    &session_pk,
+                    expires_at,
+                )),
+                session_pubkey: session_pk.clone(),
+                parent_member_pubkey: member_pk.clone(),
+                expires_at,
+            };
+            Frame::SessionHello(wire::SessionHello {
+                signature: auth.session.sign_hex(&wire::session_hello_signed(
+                    &who.mesh_id,
+                    &member_pk,
+                    &session_pk,
+                    ts,
+                )),
+                mesh_id: who.mesh_id.clone(),
+                parent_member_id: Some(who.member_id.clone()),
+                parent_member_pubkey: member_pk,
+                session_pubkey: session_pk,
+                parent_attestation,
+                display_name: opts.display_name.clone(),
+                session_id: session_id.into(),
+                pid: std::process::id(),
+                cwd,
+                hostname: hostname(),
+                peer_type: Some(opts.peer_type.clone()),
+                channel: Some(opts.channel.clone()),
+                timestamp: ts,
+                capabilities,
+                ..wire::SessionHello::default()
+            })
+        }
+    }
+}
+
+/// The exit code for a broker `error` frame's code: `not_found`-like → NotFound, `forbidden` → Permission,
+/// `invalid*`/`malformed` → Usage, anything else → Generic.
+pub fn code_for(broker_code: &str) -> Code {
+    match broker_code {
+        c if c == "not_found" || c.ends_with("_not_found") => Code::NotFound,
+        "forbidden" | "not_member" => Code::Permission,
+        c if c.starts_with("invalid") || c == "malformed" || c == "payload_too_large" => {
+            Code::Usage
+        }
+        "exists" | "already_exists" => Code::Exists,
+        _ => Code::Generic,
+    }
+}
+
+/// The error for a broker `error` frame: its message (or its code when there is none) under [`code_for`].
+pub(crate) fn broker_error(code: &str, message: &str) -> Error {
+    let msg = if message.is_empty() { code } else { message };
+    Error::new(code_for(code), msg)
+}
+
+/// The error for a failed `send` ack, by the prefixes docs/protocol.md §3 lists.
+pub(crate) fn ack_error(error: &str) -> Error {
+    let code = if error.starts_with("unknown target") || error.starts_with("no connected peer") {
+        Code::NotFound
+    } else if error.starts_with("not_member") || error.starts_with("blocked") {
+        Code::Permission
+    } else if error.starts_with("payload too large") {
+        Code::Usage
+    } else {
+        Code::Generic
+    };
+    Error::new(code, format!("broker refused the message: {error}"))
+}
+
+/// Whether a failed `send` ack may succeed if sent again later (only rate limiting is passing).
+pub(crate) fn ack_error_transient(error: &str) -> bool {
+    error.starts_with("rate_limit")
+}
+
+/// A short random id (16 hex characters) for `_reqId`s and message ids.
+pub(crate) fn random_id() -> String {
+    crate::crypto::hex::encode(&crate::crypto::random_bytes::<8>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::verify_hex;
+
+    fn who() -> Who {
+        let kp = Keypair::from_seed(&[7; 32]);
+        Who::new("m1", "mem1", "dev", &kp.secret_hex(), "ws://127.0.0.1:1/ws").unwrap()
+    }
+
+    #[test]
+    fn member_hello_is_signed() {
+        let w = who();
+        let Frame::Hello(h) = hello_frame(&w, &ConnOpts::default(), "s1", ATTESTATION_TTL) else {
+            panic!("not a hello")
+        };
+        assert_eq!(h.capabilities, vec!["pull".to_string()]);
+        assert_eq!(h.peer_type.as_deref(), Some("ai"));
+        assert_eq!(h.channel.as_deref(), Some("claudemesh-cli"));
+        assert_eq!((h.mesh_id.as_str(), h.session_id.as_str()), ("m1", "s1"));
+        verify_hex(&w.member.public_hex(), h.signed().as_bytes(), &h.signature).unwrap();
+    }
+
+    #[test]
+    fn session_hello_carries_a_fresh_attestation() {
+        let w = who();
+        let s = Keypair::from_seed(&[9; 32]);
+        let opts = ConnOpts {
+            session: Some(SessionAuth { session: s.clone() }),
+            pull: false,
+            ..ConnOpts::default()
+        };
+        let Frame::SessionHello(h) = hello_frame(&w, &opts, "s1", Duration::from_secs(30)) else {
+            panic!("not a session_hello")
+        };
+        assert!(h.capabilities.is_empty());
+        let att = &h.parent_attestation;
+        assert_eq!(att.expires_at, h.timestamp + 30_000);
+        assert_eq!(att.session_pubkey, s.public_hex());
+        verify_hex(
+            &w.member.public_hex(),
+            att.signed().as_bytes(),
+            &att.signature,
+        )
+        .unwrap();
+        verify_hex(&s.public_hex(), h.signed().as_bytes(), &h.signature).unwrap();
+    }
+
+    #[test]
+    fn codes() {
+        assert_eq!(code_for("topic_not_found"), Code::NotFound);
+        assert_eq!(code_for("not_found"), Code::NotFound);
+        assert_eq!(code_for("forbidden"), Code::Permission);
+        assert_eq!(code_for("invalid_args"), Code::Usage);
+        assert_eq!(code_for("malformed"), Code::Usage);
+        assert_eq!(code_for("vector_error"), Code::Generic);
+        assert_eq!(ack_error("unknown target: bob").code, Code::NotFound);
+        assert_eq!(ack_error("not_member: x").code, Code::Permission);
+        assert!(ack_error_transient("rate_limit: slow down"));
+    }
+}

@@ -1,7 +1,13 @@
 //! The integration suite: one test binary, one module per area.
 
 mod broker;
+mod broker;
 mod claude;
+mod client;
+mod cm;
+mod docs;
+mod harness;
+mod id;
 mod cm;
 mod docs;
 mod harness;
