@@ -13,12 +13,10 @@
 //!
 //! The signed strings live here too, because both sides must build them byte for byte.
 
-use std::fmt::Write as _;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
@@ -73,12 +71,8 @@ pub fn mesh_create_signed(name: &str, pubkey: &str, owner_pubkey: &str, timestam
 /// What the owner key signs for `POST /cli/mesh/invite`. The token enters as the lowercase hex SHA-256 of its
 /// text, computed here so both sides hash the same bytes.
 pub fn invite_register_signed(mesh_id: &str, token: &str, max_uses: u32, timestamp: i64) -> String {
-    let mut hex = String::with_capacity(64);
-    for b in Sha256::digest(token.as_bytes()) {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{b:02x}");
-    }
-    format!("claudemesh-invite-register|{mesh_id}|{hex}|{max_uses}|{timestamp}")
+    let hash = crate::crypto::sha256_hex(token.as_bytes());
+    format!("claudemesh-invite-register|{mesh_id}|{hash}|{max_uses}|{timestamp}")
 }
 
 // ---- the frame enum ----
