@@ -7,4 +7,4 @@ pub mod cm;
 pub mod id;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
-pub static ALL: &[&Tool] = &[&cm::TOOL, &id::TOOL];
+pub static ALL: &[&Tool] = &[&cm::TOOL, &id::TOOL, &broker::TOOL];
