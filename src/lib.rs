@@ -15,6 +15,7 @@
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
+//! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
 
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod doctor;
 pub mod error;
 pub mod invite;
 pub mod mesh;

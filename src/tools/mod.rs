@@ -4,8 +4,15 @@ use crate::cli::Tool;
 
 pub mod broker;
 pub mod cm;
+pub mod doctor;
 pub mod id;
 pub mod mesh;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
-pub static ALL: &[&Tool] = &[&cm::TOOL, &id::TOOL, &mesh::TOOL, &broker::TOOL];
+pub static ALL: &[&Tool] = &[
+    &cm::TOOL,
+    &id::TOOL,
+    &mesh::TOOL,
+    &doctor::TOOL,
+    &broker::TOOL,
+];
