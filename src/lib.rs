@@ -16,6 +16,7 @@
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
+//! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
 
@@ -27,6 +28,7 @@ pub mod crypto;
 pub mod doctor;
 pub mod error;
 pub mod invite;
+pub mod local;
 pub mod mesh;
 pub mod out;
 pub mod target;

@@ -7,6 +7,7 @@ pub mod cm;
 pub mod doctor;
 pub mod id;
 pub mod mesh;
+pub mod up;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
@@ -14,5 +15,6 @@ pub static ALL: &[&Tool] = &[
     &id::TOOL,
     &mesh::TOOL,
     &doctor::TOOL,
+    &up::TOOL,
     &broker::TOOL,
 ];
