@@ -5,3 +5,5 @@ mod cm;
 mod docs;
 mod harness;
 mod id;
+mod mesh;
+mod up;
