@@ -414,7 +414,7 @@ pub fn leave(paths: &Paths, slug: &str, forget_owner_key: bool) -> Result<Left> 
     };
     let owner_key = owners.meshes.contains_key(&entry.mesh_id);
     let forgotten = owner_key && forget_owner_key;
-    // The config goes first: a mesh left with its owner key kept can be joined again and invited to.
+    // The config goes first: a failure after it leaves the owner key in place, never a mesh without its key.
     config.save(paths)?;
     if forgotten {
         owners.meshes.remove(&entry.mesh_id);

@@ -27,7 +27,7 @@ one first.
 
 cm-mesh list shows the meshes joined here, and whether this machine owns each. cm-mesh rename OLD NEW changes a \
 local slug (what --mesh takes); nothing changes on the broker. cm-mesh leave SLUG forgets a mesh on this machine; \
-its owner key stays in owners.json unless --forget-owner-key is given, so you can join again and keep inviting. \
+its owner key stays in owners.json (the only key that can sign invites to it) unless --forget-owner-key is given. \
 cm-mesh members asks the broker for the mesh's members and shows who is online (your own entry is online while \
 the command runs).",
     section: 1,
@@ -283,7 +283,7 @@ fn leave(args: &Args, out: &mut Out) -> Result<()> {
         out::warn(
             TOOL.name,
             format!(
-                "kept the owner key of {} in {} (join again to invite; --forget-owner-key deletes it)",
+                "kept the owner key of {} in {} (--forget-owner-key deletes it)",
                 m.slug,
                 paths.owners().display()
             ),
