@@ -12,9 +12,9 @@ pub mod up;
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
     &cm::TOOL,
+    &broker::TOOL,
     &id::TOOL,
     &mesh::TOOL,
     &doctor::TOOL,
     &up::TOOL,
-    &broker::TOOL,
 ];
