@@ -37,18 +37,21 @@ impl Paths {
     /// An explicit `$CLAUDEMESH_CONFIG_DIR` is always honoured, and created when it does not exist. (The original
     /// fell back to `~/.claudemesh` when the directory was missing, which silently mixed two configs.)
     pub fn resolve() -> Result<Paths> {
-        let dir = match std::env::var_os("CLAUDEMESH_CONFIG_DIR").filter(|d| !d.is_empty()) {
-            Some(d) => PathBuf::from(d),
+        Paths::at(Paths::locate()?)
+    }
+
+    /// Where the config directory is (`$CLAUDEMESH_CONFIG_DIR`, else `~/.claudemesh`), without creating or
+    /// touching it: for checks that must report what is there.
+    pub fn locate() -> Result<PathBuf> {
+        match std::env::var_os("CLAUDEMESH_CONFIG_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => Ok(PathBuf::from(d)),
             None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-                Some(h) => PathBuf::from(h).join(".claudemesh"),
-                None => {
-                    return Err(Error::io(
-                        "cannot find the config directory: set HOME or CLAUDEMESH_CONFIG_DIR",
-                    ));
-                }
+                Some(h) => Ok(PathBuf::from(h).join(".claudemesh")),
+                None => Err(Error::io(
+                    "cannot find the config directory: set HOME or CLAUDEMESH_CONFIG_DIR",
+                )),
             },
-        };
-        Paths::at(dir)
+        }
     }
 
     /// The config directory `dir`, created 0700 if missing and tightened to 0700 if looser.

@@ -14,6 +14,9 @@
 //! | [`invite`] | v1 invites: make, parse, verify |
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
+//! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
+//! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
+//! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
@@ -24,8 +27,11 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod doctor;
 pub mod error;
 pub mod invite;
+pub mod local;
+pub mod mesh;
 pub mod out;
 pub mod target;
 pub mod time;

@@ -163,6 +163,19 @@ pub fn parse_rfc3339(s: &str) -> Result<i64> {
     })
 }
 
+/// Parses an HTTP `Date` header (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) to milliseconds since the epoch.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, hms, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == mon)? + 1;
+    parse_rfc3339_opt(&format!("{year}-{m:02}-{day:0>2}T{hms}Z"))
+}
+
 /// Parses a duration: `90s`, `30m`, `2h`, `7d`, combinations like `1h30m`, or plain seconds `45`.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || {
@@ -238,6 +251,17 @@ pub fn fmt_ago(ms_delta: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            parse_rfc3339_opt("1994-11-06T08:49:37Z")
+        );
+        assert!(parse_http_date("Sun, 06 Nov 1994 08:49:37 CET").is_none());
+        assert!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT").is_none());
+        assert!(parse_http_date("").is_none());
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `mod.rs` | what both socket kinds share: [`ConnOpts`], [`SessionAuth`], the hello frames, broker error codes → [`Code`] |
 //! | `transport.rs` | broker URLs, TCP with timeouts, TLS (webpki roots, or a private CA from `$CLAUDEMESH_CA_FILE`/`$SSL_CERT_FILE`), the WebSocket upgrade |
+//! | [`ctx`] | [`Ctx`]: the config, the chosen mesh and who to speak as, for one-shot tools |
 //! | [`conn`] | [`Conn`]: one blocking socket for one-shot tools — hello, request/reply by `_reqId`, close |
 //! | [`session`] | [`Session`]: a long-lived socket on its own I/O thread — keepalive, reconnect, re-sent sends, deduped inbound |
 //! | [`inbound`] | [`Inbound`]: a `push` decoded and decrypted for the application |
@@ -14,12 +15,14 @@
 //! connect, so a session outlives any one attestation (original-cli §15 item 38).
 
 pub mod conn;
+pub mod ctx;
 pub mod inbound;
 pub mod rest;
 pub mod session;
 mod transport;
 
 pub use conn::Conn;
+pub use ctx::Ctx;
 pub use inbound::{Inbound, Sender, decode_push};
 pub use session::{Event, Session, SessionOpts};
 

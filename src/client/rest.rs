@@ -119,11 +119,22 @@ pub fn join(
 
 /// `GET /health`: the broker's answer and how long it took.
 pub fn health(broker_url: &str) -> Result<(Value, Duration)> {
+    health_dated(broker_url).map(|(v, d, _)| (v, d))
+}
+
+/// `GET /health` as [`health`], with the broker's clock from its `Date` header when it sent one (ms since the
+/// epoch, to the second).
+pub fn health_dated(broker_url: &str) -> Result<(Value, Duration, Option<i64>)> {
     let base = parse_url(broker_url)?.http;
     let start = Instant::now();
     let r = agent()?.get(&format!("{base}/health")).call();
+    let elapsed = start.elapsed();
+    let date = match &r {
+        Ok(resp) => resp.header("date").and_then(crate::time::parse_http_date),
+        Err(_) => None,
+    };
     let v = answer(&base, r)?;
-    Ok((v, start.elapsed()))
+    Ok((v, elapsed, date))
 }
 
 fn agent() -> Result<ureq::Agent> {

@@ -4,17 +4,23 @@ use crate::cli::Tool;
 
 pub mod broker;
 pub mod cm;
+pub mod doctor;
 pub mod id;
 pub mod install;
 pub mod launch;
+pub mod mesh;
 pub mod uninstall;
+pub mod up;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
     &broker::TOOL,
     &cm::TOOL,
+    &doctor::TOOL,
     &id::TOOL,
     &install::TOOL,
     &launch::TOOL,
+    &mesh::TOOL,
     &uninstall::TOOL,
+    &up::TOOL,
 ];

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use claudemesh::crypto::{Keypair, b64, random_bytes};
@@ -435,5 +435,142 @@ pub fn merge(v: &mut Value, extra: Value) {
                 a.insert(k, x);
             }
         }
+    }
+}
+
+// ---- People on their own machines, running the real cm-mesh, cm-doctor and cm-up ----
+
+/// The path of one of the package's binaries, `cm-mesh`.
+pub fn bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_cm-broker")).with_file_name(name)
+}
+
+/// A person on a machine of their own: `HOME`, `XDG_DATA_HOME` and so `~/.claudemesh` all under one temp dir,
+/// and `$USER` set to their name. A broker that `cm up` left running in it is killed when it is dropped.
+pub struct User {
+    pub dir: TempDir,
+    pub name: String,
+}
+
+impl User {
+    pub fn new(name: &str) -> User {
+        let dir = TempDir::new(&format!("user-{name}"));
+        std::fs::create_dir_all(dir.0.join("home")).unwrap();
+        User {
+            dir,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.0.join("home")
+    }
+
+    /// `~/.claudemesh`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.home().join(".claudemesh")
+    }
+
+    /// `$XDG_DATA_HOME/claudemesh-broker`, the broker data directory `cm up` uses by default.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("xdg/claudemesh-broker")
+    }
+
+    /// A command for `tool` (`cm-mesh`) in this person's environment, and nobody else's.
+    pub fn cmd(&self, tool: &str) -> Command {
+        let mut c = Command::new(bin(tool));
+        c.env("HOME", self.home())
+            .env("XDG_DATA_HOME", self.dir.0.join("xdg"))
+            .env("USER", &self.name)
+            .env_remove("LOGNAME")
+            .env_remove("CLAUDEMESH_CONFIG_DIR")
+            .env_remove("CLAUDEMESH_MESH")
+            .env_remove("CLAUDEMESH_SESSION_ID")
+            .env_remove("CLAUDEMESH_DISPLAY_NAME")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `tool ARGS`.
+    pub fn run(&self, tool: &str, args: &[&str]) -> Output {
+        self.cmd(tool).args(args).output().unwrap()
+    }
+
+    /// Runs `tool ARGS`, expects exit 0, and returns stdout.
+    pub fn ok(&self, tool: &str, args: &[&str]) -> String {
+        let o = self.run(tool, args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{tool} {args:?}: {}",
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    /// Runs `tool ARGS --json`, expects exit 0, and returns its lines.
+    pub fn json(&self, tool: &str, args: &[&str]) -> Vec<Value> {
+        let mut a = args.to_vec();
+        a.push("--json");
+        lines(&self.ok(tool, &a))
+    }
+
+    /// Runs `tool ARGS`, expects exit status `code`, and returns stderr.
+    pub fn fails(&self, tool: &str, args: &[&str], code: i32) -> String {
+        let o = self.run(tool, args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{tool} {args:?}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stderr)
+    }
+
+    /// `~/.claudemesh/<file>` as JSON.
+    pub fn file(&self, name: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.config_dir().join(name)).unwrap()).unwrap()
+    }
+
+    /// The mesh entry `slug` in config.json, as the library reads it.
+    pub fn mesh(&self, slug: &str) -> claudemesh::config::MeshEntry {
+        let paths = claudemesh::config::Paths::at(self.config_dir()).unwrap();
+        claudemesh::config::Config::load(&paths)
+            .unwrap()
+            .mesh(Some(slug))
+            .unwrap()
+            .clone()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let up = self.data_dir().join("up.json");
+        if let Ok(v) =
+            std::fs::read(&up).map(|b| serde_json::from_slice::<Value>(&b).unwrap_or_default())
+            && let Some(pid) = v["pid"].as_i64()
+        {
+            // SAFETY: the pid is the broker this test's `cm up` started.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// JSON Lines, parsed.
+pub fn lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+impl Broker {
+    /// The URL clients use: `ws://127.0.0.1:PORT/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
     }
 }

@@ -1,0 +1,443 @@
+//! `cm-mesh`: make, join, list, rename and leave meshes, invite to them, and list their members.
+
+use serde::Serialize;
+
+use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
+use crate::client::Ctx;
+use crate::config::{Config, Identity, MeshEntry, OwnerKeys, Paths};
+use crate::error::{Error, Result};
+use crate::mesh;
+use crate::out::{self, Out};
+use crate::time::{fmt_rfc3339, parse_duration};
+
+/// `cm-mesh`'s flag table.
+pub static TOOL: Tool = Tool {
+    name: "cm-mesh",
+    about: "create, join, list, rename and leave meshes; invite people; list members",
+    description: "cm-mesh manages the meshes this machine is in. cm-mesh new NAME creates a mesh on a broker \
+(--broker URL, else the default from cm login, else ws://127.0.0.1:7900/ws, where cm up runs one) and joins it \
+with your identity, making the identity first if there is none. It also makes the mesh's owner key, which signs \
+invites; it stays in owners.json on this machine and the broker never sees its secret half.
+
+cm-mesh invite prints a link (ic://join/...) that lets others join. Only the machine that created the mesh holds \
+its owner key, so only it can invite (exit status 7 elsewhere). The link expires after --expires (default 7d) and \
+allows --uses joins (default 1). cm-mesh join LINK joins with your identity; joining a mesh you are in already \
+says so and succeeds. If another mesh here already uses the invite's slug, join exits with status 6: rename that \
+one first.
+
+cm-mesh list shows the meshes joined here, and whether this machine owns each. cm-mesh rename OLD NEW changes a \
+local slug (what --mesh takes); nothing changes on the broker. cm-mesh leave SLUG forgets a mesh on this machine; \
+its owner key stays in owners.json (the only key that can sign invites to it) unless --forget-owner-key is given. \
+cm-mesh members asks the broker for the mesh's members and shows who is online (your own entry is online while \
+the command runs).",
+    section: 1,
+    args: &[],
+    flags: &[],
+    subs: &[
+        Sub {
+            name: "new",
+            aliases: &["create"],
+            about: "create a mesh and join it",
+            args: &[pos("NAME")],
+            flags: &[
+                flag("broker", "the broker to create it on").value("URL"),
+                flag("name", "your display name in the mesh").value("DISPLAY"),
+            ],
+        },
+        Sub {
+            name: "list",
+            aliases: &["ls"],
+            about: "list the meshes joined here",
+            args: &[],
+            flags: &[],
+        },
+        Sub {
+            name: "rename",
+            aliases: &[],
+            about: "change a mesh's local slug",
+            args: &[pos("OLD").complete(Complete::Mesh), pos("NEW")],
+            flags: &[],
+        },
+        Sub {
+            name: "leave",
+            aliases: &[],
+            about: "forget a mesh on this machine",
+            args: &[pos("SLUG").complete(Complete::Mesh)],
+            flags: &[flag(
+                "forget-owner-key",
+                "also delete the mesh's owner key (nobody can invite to it after that)",
+            )],
+        },
+        Sub {
+            name: "invite",
+            aliases: &["share"],
+            about: "make an invite link (owner only)",
+            args: &[],
+            flags: &[
+                flag("expires", "how long the link works, default 7d").value("DURATION"),
+                flag("role", "the role joiners get, default member")
+                    .value("ROLE")
+                    .complete(Complete::Values(&["member", "admin"])),
+                flag("uses", "how many joins it allows, default 1").value("N"),
+            ],
+        },
+        Sub {
+            name: "join",
+            aliases: &["add"],
+            about: "join the mesh an invite is for",
+            args: &[pos("URL-OR-TOKEN")],
+            flags: &[flag("name", "your display name in the mesh").value("DISPLAY")],
+        },
+        Sub {
+            name: "members",
+            aliases: &["member"],
+            about: "list the mesh's members and who is online",
+            args: &[],
+            flags: &[],
+        },
+    ],
+    mesh_flag: true,
+    trailing: false,
+    examples: &[
+        Example {
+            cmd: "cm-mesh new dev",
+            what: "Create the mesh dev on the default broker and join it.",
+        },
+        Example {
+            cmd: "cm-mesh invite --mesh dev --uses 3 --expires 1d",
+            what: "A link three people can use within a day.",
+        },
+        Example {
+            cmd: "cm-mesh join ic://join/eyJ2IjoxLC4uLn0 --name bob",
+            what: "Join as bob.",
+        },
+        Example {
+            cmd: "cm-mesh members --json | jq -r 'select(.online) | .name'",
+            what: "The names of the members online now.",
+        },
+    ],
+    env: &[
+        (
+            "CLAUDEMESH_CONFIG_DIR",
+            "The config directory, instead of ~/.claudemesh.",
+        ),
+        (
+            "CLAUDEMESH_MESH",
+            "The mesh to use when --mesh is not given.",
+        ),
+        (
+            "USER",
+            "Your display name when neither --name nor the config gives one.",
+        ),
+    ],
+    run,
+};
+
+fn run(args: &Args, out: &mut Out) -> Result<()> {
+    match args.sub {
+        Some("new") => new(args, out),
+        Some("rename") => rename(args, out),
+        Some("leave") => leave(args, out),
+        Some("invite") => invite(args, out),
+        Some("join") => join(args, out),
+        Some("members") => members(args, out),
+        _ => list(out),
+    }
+}
+
+/// A mesh in `new` and `list` output.
+#[derive(Serialize)]
+struct MeshLine<'a> {
+    r#type: &'static str,
+    slug: &'a str,
+    name: &'a str,
+    mesh_id: &'a str,
+    member_id: &'a str,
+    broker_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<bool>,
+}
+
+impl<'a> MeshLine<'a> {
+    fn of(m: &'a MeshEntry, owner: Option<bool>) -> MeshLine<'a> {
+        MeshLine {
+            r#type: "mesh",
+            slug: &m.slug,
+            name: &m.name,
+            mesh_id: &m.mesh_id,
+            member_id: &m.member_id,
+            broker_url: &m.broker_url,
+            owner,
+        }
+    }
+}
+
+/// Runs `f`, and says on stderr if it made the identity (whether or not it then succeeded).
+fn noting_identity<T>(paths: &Paths, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let had = matches!(Identity::load(paths), Ok(Some(_)));
+    let r = f();
+    if !had && let Ok(Some(id)) = Identity::load(paths) {
+        out::warn(
+            TOOL.name,
+            format!(
+                "made your identity ({}…) in {}",
+                id.pubkey.get(..16).unwrap_or(&id.pubkey),
+                paths.identity().display()
+            ),
+        );
+    }
+    r
+}
+
+fn new(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let name = args
+        .pos(0)
+        .ok_or_else(|| Error::usage("new needs the mesh's NAME"))?;
+    let (url, token) = mesh::broker_for_new(&paths, args.value("broker"))?;
+    let m = noting_identity(&paths, || {
+        mesh::create(&paths, name, &url, token.as_deref(), args.value("name"))
+    })?;
+    if out.json {
+        return out.json(&MeshLine::of(&m, None));
+    }
+    out.line(format!("created mesh {} on {}", m.slug, m.broker_url))
+}
+
+fn list(out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let config = Config::load(&paths)?;
+    let owners = OwnerKeys::load(&paths)?;
+    let owns = |m: &MeshEntry| owners.meshes.contains_key(&m.mesh_id);
+    if out.json {
+        for m in &config.meshes {
+            out.json(&MeshLine::of(m, Some(owns(m))))?;
+        }
+        return Ok(());
+    }
+    if config.meshes.is_empty() {
+        return out.line("no meshes joined: run 'cm new NAME' or 'cm join URL'");
+    }
+    let w = |f: fn(&MeshEntry) -> &str| {
+        config
+            .meshes
+            .iter()
+            .map(|m| f(m).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (ws, wn) = (w(|m| &m.slug), w(|m| &m.name));
+    for m in &config.meshes {
+        let tag = if owns(m) { "  owner" } else { "" };
+        out.line(format!(
+            "{:ws$}  {:wn$}  {}{tag}",
+            m.slug, m.name, m.broker_url
+        ))?;
+    }
+    Ok(())
+}
+
+/// `rename --json`.
+#[derive(Serialize)]
+struct Renamed<'a> {
+    r#type: &'static str,
+    old: &'a str,
+    slug: &'a str,
+    mesh_id: &'a str,
+}
+
+fn rename(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let (Some(old), Some(new)) = (args.pos(0), args.pos(1)) else {
+        return Err(Error::usage("rename needs OLD and NEW"));
+    };
+    let (before, m) = mesh::rename(&paths, old, new)?;
+    if out.json {
+        return out.json(&Renamed {
+            r#type: "renamed",
+            old: &before,
+            slug: &m.slug,
+            mesh_id: &m.mesh_id,
+        });
+    }
+    out.line(format!("renamed {before} to {}", m.slug))
+}
+
+/// `leave --json`.
+#[derive(Serialize)]
+struct Left<'a> {
+    r#type: &'static str,
+    slug: &'a str,
+    mesh_id: &'a str,
+    owner_key_kept: bool,
+}
+
+fn leave(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let slug = args
+        .pos(0)
+        .ok_or_else(|| Error::usage("leave needs the mesh's SLUG"))?;
+    let left = mesh::leave(&paths, slug, args.has("forget-owner-key"))?;
+    let m = &left.entry;
+    if left.owner_key && !left.owner_key_forgotten {
+        out::warn(
+            TOOL.name,
+            format!(
+                "kept the owner key of {} in {} (--forget-owner-key deletes it)",
+                m.slug,
+                paths.owners().display()
+            ),
+        );
+    }
+    if out.json {
+        return out.json(&Left {
+            r#type: "left",
+            slug: &m.slug,
+            mesh_id: &m.mesh_id,
+            owner_key_kept: left.owner_key && !left.owner_key_forgotten,
+        });
+    }
+    out.line(format!("left {} on this machine", m.slug))
+}
+
+/// `invite --json`.
+#[derive(Serialize)]
+struct InviteLine<'a> {
+    r#type: &'static str,
+    url: &'a str,
+    token: &'a str,
+    expires_at: String,
+    role: &'a str,
+    uses: u32,
+}
+
+fn invite(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let config = Config::load(&paths)?;
+    let m = config.mesh(args.mesh.as_deref().or(env_mesh().as_deref()))?;
+    let expires = parse_duration(args.value("expires").unwrap_or("7d"))
+        .map_err(|e| e.context("--expires"))?;
+    let role = args.value("role").unwrap_or("member");
+    let uses = match args.value("uses") {
+        None => 1,
+        Some(v) => v.parse::<u32>().map_err(|_| {
+            Error::usage(format!(
+                "--uses: expected a positive whole number, got {v:?}"
+            ))
+        })?,
+    };
+    let made = mesh::invite(&paths, m, expires, role, uses)?;
+    let inv = &made.invite;
+    let expires_at = fmt_rfc3339(inv.payload.expires_at.saturating_mul(1000));
+    if out.json {
+        return out.json(&InviteLine {
+            r#type: "invite",
+            url: &inv.url,
+            token: &inv.token,
+            expires_at,
+            role: &inv.payload.role,
+            uses: made.uses,
+        });
+    }
+    out.line(&inv.url)?;
+    out.line(format!("expires {expires_at}"))
+}
+
+/// `$CLAUDEMESH_MESH`, as [`Ctx::load`] reads it.
+fn env_mesh() -> Option<String> {
+    std::env::var("CLAUDEMESH_MESH")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// `join --json`.
+#[derive(Serialize)]
+struct JoinedLine<'a> {
+    r#type: &'static str,
+    slug: &'a str,
+    mesh_id: &'a str,
+    member_id: &'a str,
+    broker_url: &'a str,
+    already_member: bool,
+}
+
+fn join(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let input = args
+        .pos(0)
+        .ok_or_else(|| Error::usage("join needs an invite link or token"))?;
+    let j = noting_identity(&paths, || mesh::join(&paths, input, args.value("name")))?;
+    let m = &j.entry;
+    if out.json {
+        return out.json(&JoinedLine {
+            r#type: "joined",
+            slug: &m.slug,
+            mesh_id: &m.mesh_id,
+            member_id: &m.member_id,
+            broker_url: &m.broker_url,
+            already_member: j.already_member,
+        });
+    }
+    if j.already_member {
+        return out.line(format!(
+            "already in mesh {} (member {}) on {}",
+            m.slug, m.member_id, m.broker_url
+        ));
+    }
+    out.line(format!("joined mesh {} on {}", m.slug, m.broker_url))
+}
+
+/// `members --json`.
+#[derive(Serialize)]
+struct MemberLine<'a> {
+    r#type: &'static str,
+    name: &'a str,
+    pubkey: &'a str,
+    member_id: &'a str,
+    role: &'a str,
+    online: bool,
+    groups: Vec<&'a str>,
+    joined_at: &'a str,
+    you: bool,
+}
+
+fn members(args: &Args, out: &mut Out) -> Result<()> {
+    let ctx = Ctx::load(args.mesh.as_deref())?;
+    let (list, me) = mesh::members(&ctx)?;
+    let wn = list
+        .iter()
+        .map(|m| m.display_name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let wr = list.iter().map(|m| m.role.len()).max().unwrap_or(0);
+    for m in &list {
+        let you = m.member_id == me;
+        if out.json {
+            out.json(&MemberLine {
+                r#type: "member",
+                name: &m.display_name,
+                pubkey: &m.pubkey,
+                member_id: &m.member_id,
+                role: &m.role,
+                online: m.online,
+                groups: m.groups.iter().map(|g| g.name.as_str()).collect(),
+                joined_at: &m.joined_at,
+                you,
+            })?;
+            continue;
+        }
+        let (dot, state) = if m.online {
+            ("●", "online")
+        } else {
+            ("○", "offline")
+        };
+        let you = if you { " (you)" } else { "" };
+        out.line(format!(
+            "{dot} {:wn$}  {:wr$}  {}  {state}{you}",
+            m.display_name,
+            m.role,
+            m.pubkey.get(..8).unwrap_or(&m.pubkey),
+        ))?;
+    }
+    Ok(())
+}
