@@ -1,14 +1,6 @@
 //! The integration suite: one test binary, one module per area.
 
 mod broker;
-mod broker;
-mod claude;
-mod client;
-mod cm;
-mod docs;
-mod harness;
-mod id;
-mod broker;
 mod claude;
 mod client;
 mod cm;
