@@ -247,6 +247,14 @@ frames! {
     "apikey_revoke" => ApikeyRevoke(ApikeyRevoke) req,
     /// Broker → client: the answer to `apikey_revoke`.
     "apikey_revoke_response" => ApikeyRevokeResponse(ApikeyRevokeResponse) req,
+    /// Client → broker: revoke a member and close its connections (admins only).
+    "ban" => Ban(Ban) req,
+    /// Broker → client: the answer to `ban`.
+    "ban_ack" => BanAck(BanAck) req,
+    /// Client → broker: reinstate a revoked member (admins only).
+    "unban" => Unban(Unban) req,
+    /// Broker → client: the answer to `unban`.
+    "unban_ack" => UnbanAck(UnbanAck) req,
 }
 
 impl Frame {
@@ -1592,6 +1600,48 @@ pub struct ApikeyRevokeResponse {
     pub req_id: Option<String>,
 }
 
+// ---- §6.11 moderation ----
+
+/// `ban`: revoke a member, found by display name, key or key prefix; its connections close with 4002.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ban {
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `ban_ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct BanAck {
+    /// The banned member's display name.
+    pub banned: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `unban`: reinstate a revoked member, found by display name or full key.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unban {
+    pub target: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `unban_ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct UnbanAck {
+    /// The reinstated member's display name.
+    pub unbanned: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1718,6 +1768,10 @@ mod tests {
                 "lastUsedAt":null,"revokedAt":"2026-05-04T11:00:00.000Z","expiresAt":null}],"_reqId":"k2"}),
             json!({"type":"apikey_revoke","id":"k1","_reqId":"k3"}),
             json!({"type":"apikey_revoke_response","status":"not_unique","matches":2,"_reqId":"k3"}),
+            json!({"type":"ban","target":"mallory","reason":"spam","_reqId":"b1"}),
+            json!({"type":"ban_ack","banned":"mallory","_reqId":"b1"}),
+            json!({"type":"unban","target":"mallory","_reqId":"b2"}),
+            json!({"type":"unban_ack","unbanned":"mallory","_reqId":"b2"}),
         ]
     }
 

@@ -1,3 +1,124 @@
 //! cm-broker: the self-hosted broker.
 
+pub mod auth;
+mod http;
+pub mod hub;
+pub mod log;
 pub mod net;
+pub mod store;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result, io_message};
+use log::LogFormat;
+use net::{NetConfig, Shutdown};
+
+/// How the broker runs: `cm-broker`'s flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The data directory (created 0700).
+    pub data: PathBuf,
+    /// Lets non-loopback clients create meshes.
+    pub admin_token: Option<String>,
+    pub log_format: LogFormat,
+    pub max_conns_per_addr: usize,
+    pub max_conns_per_mesh: usize,
+    /// `send`s per second per member and the burst allowed; `None` turns rate limiting off.
+    pub rate_limit: Option<(f64, f64)>,
+    /// How long a pushed delivery waits for its `client_ack` before it is pushed again.
+    pub lease: Duration,
+    /// The largest file upload.
+    pub max_file_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
+            data: default_data_dir(env("XDG_DATA_HOME"), env("HOME")),
+            admin_token: None,
+            log_format: LogFormat::Text,
+            max_conns_per_addr: 4096,
+            max_conns_per_mesh: 1000,
+            rate_limit: Some((50.0, 100.0)),
+            lease: Duration::from_secs(30),
+            max_file_bytes: 50_000_000,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/claudemesh-broker`, else `~/.local/share/claudemesh-broker` (XDG ignores a relative value).
+pub fn default_data_dir(xdg_data_home: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    let base = match (xdg_data_home, home) {
+        (Some(x), _) if x.is_absolute() => x,
+        (_, Some(h)) => h.join(".local/share"),
+        _ => PathBuf::new(),
+    };
+    base.join("claudemesh-broker")
+}
+
+/// Runs the broker until SIGINT or SIGTERM. Prints `listening on ws://HOST:PORT/ws` on stdout once it accepts.
+pub fn run(opts: &Options) -> Result<()> {
+    log::set_format(opts.log_format);
+    create_private_dir(&opts.data)?;
+    let listener = TcpListener::bind(opts.listen).map_err(|e| {
+        Error::network(io_message(&e)).context(format_args!("listening on {}", opts.listen))
+    })?;
+    let addr = listener.local_addr()?;
+    let shutdown = Shutdown::install()
+        .map_err(|e| Error::internal(io_message(&e)).context("installing signals"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on ws://{addr}/ws")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Error::from(e).context("writing to stdout"))?;
+    drop(stdout);
+    log::info(
+        "listening",
+        &[("addr", &addr), ("data", &opts.data.display())],
+    );
+    let cfg = NetConfig {
+        max_conns_per_addr: opts.max_conns_per_addr,
+        ..NetConfig::default()
+    };
+    let mut hub = hub::Hub::open(opts)?;
+    net::serve(listener, &cfg, &mut hub, &shutdown).map_err(|e| Error::network(io_message(&e)))?;
+    log::info("stopped", &[]);
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::from(e).context(format_args!("creating {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_follows_xdg() {
+        let p = PathBuf::from;
+        assert_eq!(
+            default_data_dir(Some(p("/x")), Some(p("/h"))),
+            p("/x/claudemesh-broker")
+        );
+        assert_eq!(
+            default_data_dir(Some(p("rel")), Some(p("/h"))),
+            p("/h/.local/share/claudemesh-broker")
+        );
+        assert_eq!(
+            default_data_dir(None, Some(p("/h"))),
+            p("/h/.local/share/claudemesh-broker")
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use crate::cli::Tool;
 
+pub mod broker;
 pub mod cm;
 pub mod id;
 

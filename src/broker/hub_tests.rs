@@ -1,0 +1,1234 @@
+//! The hub driven through a detached `Io`: no sockets, every reply read back in order.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::broker::net::{Output, Request};
+use crate::broker::store::{
+    DeliveryState, Invite, Member, Mesh, Message, NewDelivery, Pending, Session, SqliteStore, Store,
+};
+use crate::crypto::{Keypair, b64};
+use crate::error::Error;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(format!("cm-hub-{}-{}", std::process::id(), new_id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A SQLite store whose commit can be made to fail, as on a full disk.
+struct FlakyStore {
+    inner: SqliteStore,
+    fail: Rc<Cell<bool>>,
+}
+
+impl Store for FlakyStore {
+    fn ping(&self) -> Result<()> {
+        self.inner.ping()
+    }
+    fn commit(&mut self) -> Result<()> {
+        if self.fail.get() {
+            self.inner.rollback();
+            return Err(Error::io("database or disk is full"));
+        }
+        self.inner.commit()
+    }
+    fn rollback(&mut self) {
+        self.inner.rollback()
+    }
+    fn create_mesh(&mut self, mesh: &Mesh, owner: &Member) -> Result<()> {
+        self.inner.create_mesh(mesh, owner)
+    }
+    fn mesh(&self, id: &str) -> Result<Option<Mesh>> {
+        self.inner.mesh(id)
+    }
+    fn slug_taken(&self, slug: &str) -> Result<bool> {
+        self.inner.slug_taken(slug)
+    }
+    fn member(&self, id: &str) -> Result<Option<Member>> {
+        self.inner.member(id)
+    }
+    fn member_by_pubkey(&self, mesh_id: &str, pubkey: &str) -> Result<Option<Member>> {
+        self.inner.member_by_pubkey(mesh_id, pubkey)
+    }
+    fn members(&self, mesh_id: &str) -> Result<Vec<Member>> {
+        self.inner.members(mesh_id)
+    }
+    fn insert_member(&mut self, member: &Member) -> Result<()> {
+        self.inner.insert_member(member)
+    }
+    fn set_member_groups(&mut self, member_id: &str, groups: &str) -> Result<()> {
+        self.inner.set_member_groups(member_id, groups)
+    }
+    fn set_member_revoked(&mut self, member_id: &str, at: Option<i64>) -> Result<()> {
+        self.inner.set_member_revoked(member_id, at)
+    }
+    fn insert_invite(&mut self, invite: &Invite) -> Result<()> {
+        self.inner.insert_invite(invite)
+    }
+    fn invite_by_token(&self, token: &str) -> Result<Option<Invite>> {
+        self.inner.invite_by_token(token)
+    }
+    fn use_invite(&mut self, id: &str) -> Result<bool> {
+        self.inner.use_invite(id)
+    }
+    fn upsert_session(&mut self, session: &Session) -> Result<()> {
+        self.inner.upsert_session(session)
+    }
+    fn session(&self, mesh_id: &str, session_pubkey: &str) -> Result<Option<Session>> {
+        self.inner.session(mesh_id, session_pubkey)
+    }
+    fn insert_message(
+        &mut self,
+        message: &Message,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<i64>> {
+        self.inner.insert_message(message, deliveries)
+    }
+    fn message_by_client_id(
+        &self,
+        mesh_id: &str,
+        sender: &str,
+        client_id: &str,
+    ) -> Result<Option<String>> {
+        self.inner.message_by_client_id(mesh_id, sender, client_id)
+    }
+    fn messages_by_prefix(
+        &self,
+        mesh_id: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner.messages_by_prefix(mesh_id, prefix, limit)
+    }
+    fn deliveries_of(&self, message_id: &str) -> Result<Vec<DeliveryState>> {
+        self.inner.deliveries_of(message_id)
+    }
+    fn pending(
+        &self,
+        member_id: &str,
+        session: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Pending>> {
+        self.inner.pending(member_id, session, limit)
+    }
+    fn pending_delivery(&self, delivery_id: i64) -> Result<Option<Pending>> {
+        self.inner.pending_delivery(delivery_id)
+    }
+    fn mark_delivered(
+        &mut self,
+        mesh_id: &str,
+        member_id: &str,
+        message_id: Option<&str>,
+        client_message_id: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<i64>> {
+        self.inner
+            .mark_delivered(mesh_id, member_id, message_id, client_message_id, at)
+    }
+    fn pending_count(&self) -> Result<i64> {
+        self.inner.pending_count()
+    }
+}
+
+/// A member's key pair and id.
+struct Who {
+    key: Keypair,
+    id: String,
+}
+
+struct Fx {
+    hub: Hub,
+    io: Io,
+    fail: Rc<Cell<bool>>,
+    now: Instant,
+    next_conn: ConnId,
+    mesh_id: String,
+    owner: Keypair,
+    admin: Who,
+    _dir: TempDir,
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+fn request(
+    method: &str,
+    path: &str,
+    body: &Value,
+    peer: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Request {
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: None,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.to_string().into_bytes(),
+        peer,
+    }
+}
+
+/// Every text frame `conn` got, parsed.
+fn frames(out: &[Output], conn: ConnId) -> Vec<Value> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Text(c, t) if *c == conn => Some(serde_json::from_str(t).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closes(out: &[Output], conn: ConnId) -> Vec<(u16, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Close(c, code, r) if *c == conn => Some((*code, r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
+    frames.iter().filter(|f| f["type"] == ty).collect()
+}
+
+fn config(dir: &TempDir) -> HubConfig {
+    HubConfig {
+        data_dir: dir.0.clone(),
+        admin_token: Some("s3cret".into()),
+        max_conns_per_mesh: 100,
+        rate_limit: None,
+        lease: Duration::from_secs(30),
+    }
+}
+
+fn create_body(name: &str, creator: &Keypair, owner: &Keypair) -> Value {
+    let ts = now_ms();
+    let signed = wire::mesh_create_signed(name, &creator.public_hex(), &owner.public_hex(), ts);
+    json!({"name": name, "pubkey": creator.public_hex(), "ownerPubkey": owner.public_hex(), "timestamp": ts,
+           "signature": creator.sign_hex(&signed)})
+}
+
+impl Fx {
+    fn new() -> Fx {
+        Fx::with(|_| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut HubConfig)) -> Fx {
+        let dir = TempDir::new();
+        let mut cfg = config(&dir);
+        tweak(&mut cfg);
+        let fail = Rc::new(Cell::new(false));
+        let store = FlakyStore {
+            inner: SqliteStore::open(&dir.0).unwrap(),
+            fail: fail.clone(),
+        };
+        let hub = Hub::with_store(Box::new(store), cfg);
+        let (owner, creator) = (Keypair::generate(), Keypair::generate());
+        let mut fx = Fx {
+            hub,
+            io: Io::detached(),
+            fail,
+            now: Instant::now(),
+            next_conn: 1,
+            mesh_id: String::new(),
+            owner,
+            admin: Who {
+                key: creator.clone(),
+                id: String::new(),
+            },
+            _dir: dir,
+        };
+        let (status, v) = fx.http(
+            "POST",
+            "/cli/mesh/create",
+            &create_body("Dev Team", &creator, &fx.owner.clone()),
+        );
+        assert_eq!(status, 200, "{v}");
+        fx.mesh_id = v["id"].as_str().unwrap().into();
+        fx.admin.id = v["memberId"].as_str().unwrap().into();
+        fx
+    }
+
+    fn http_from(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        peer: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let req = request(method, path, body, peer, headers);
+        let HttpAction::Respond(r) = self.hub.on_http(&mut self.io, 999, &req) else {
+            panic!("not a response")
+        };
+        self.hub.end_of_batch(&mut self.io);
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r.status, v)
+    }
+
+    fn http(&mut self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.http_from(method, path, body, loopback(), &[])
+    }
+
+    /// A signed v1 invite of this mesh, registered with the broker.
+    fn invite(&mut self, max_uses: u32, role: &str) -> (String, Value) {
+        let mut payload = json!({"v": 1, "mesh_id": self.mesh_id, "mesh_slug": "dev-team", "broker_url": "ws://x/ws",
+            "expires_at": now_ms() / 1000 + 3600,
+            "mesh_root_key": b64::encode_url(&crate::crypto::random_bytes::<32>()), "role": role,
+            "owner_pubkey": self.owner.public_hex()});
+        let signed = crate::broker::http::invite_v1_signed(&payload).unwrap();
+        payload["signature"] = self.owner.sign_hex(&signed).into();
+        let token = b64::encode_url(payload.to_string().as_bytes());
+        let ts = now_ms();
+        let sig = self.owner.sign_hex(&wire::invite_register_signed(
+            &self.mesh_id,
+            &token,
+            max_uses,
+            ts,
+        ));
+        let body = json!({"meshId": self.mesh_id, "token": token, "maxUses": max_uses, "timestamp": ts, "signature": sig});
+        let (status, v) = self.http("POST", "/cli/mesh/invite", &body);
+        assert_eq!(status, 200, "{v}");
+        (token, payload)
+    }
+
+    fn join(&mut self, name: &str) -> Who {
+        let (token, payload) = self.invite(1, "member");
+        let key = Keypair::generate();
+        let body = json!({"invite_token": token, "invite_payload": payload, "peer_pubkey": key.public_hex(), "display_name": name});
+        let (status, v) = self.http("POST", "/join", &body);
+        assert_eq!(status, 200, "{v}");
+        Who {
+            key,
+            id: v["memberId"].as_str().unwrap().into(),
+        }
+    }
+
+    fn open(&mut self) -> ConnId {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.hub.on_open(&mut self.io, conn, loopback());
+        conn
+    }
+
+    fn text(&mut self, conn: ConnId, v: &Value) -> Vec<Output> {
+        self.hub.on_text(&mut self.io, conn, &v.to_string());
+        self.hub.end_of_batch(&mut self.io);
+        self.io.take_output()
+    }
+
+    fn hello_frame(&self, who: &Who, extra: Value) -> Value {
+        let ts = now_ms();
+        let pk = who.key.public_hex();
+        let sig = who
+            .key
+            .sign_hex(&wire::hello_signed(&self.mesh_id, &who.id, &pk, ts));
+        let mut v = json!({"type": "hello", "meshId": self.mesh_id, "memberId": who.id, "pubkey": pk,
+            "sessionId": "s", "pid": 1, "cwd": "/", "timestamp": ts, "signature": sig});
+        merge(&mut v, extra);
+        v
+    }
+
+    fn session_frame(&self, who: &Who, session: &Keypair, extra: Value) -> Value {
+        let now = now_ms();
+        let (parent, sp) = (who.key.public_hex(), session.public_hex());
+        let exp = now + 3_600_000;
+        let att_sig = who
+            .key
+            .sign_hex(&wire::attestation_signed(&parent, &sp, exp));
+        let sig = session.sign_hex(&wire::session_hello_signed(
+            &self.mesh_id,
+            &parent,
+            &sp,
+            now,
+        ));
+        let mut v = json!({"type": "session_hello", "meshId": self.mesh_id, "parentMemberId": who.id,
+            "parentMemberPubkey": parent, "sessionPubkey": sp,
+            "parentAttestation": {"sessionPubkey": sp, "parentMemberPubkey": parent, "expiresAt": exp, "signature": att_sig},
+            "displayName": "sess", "sessionId": "sid", "pid": 2, "cwd": "/w", "timestamp": now, "signature": sig});
+        merge(&mut v, extra);
+        v
+    }
+
+    /// Connects with `hello` and returns the connection and everything sent in that batch.
+    fn hello(&mut self, who: &Who, extra: Value) -> (ConnId, Vec<Output>) {
+        let conn = self.open();
+        let f = self.hello_frame(who, extra);
+        let out = self.text(conn, &f);
+        assert_eq!(
+            of_type(&frames(&out, conn), "hello_ack").len(),
+            1,
+            "{out:?}"
+        );
+        (conn, out)
+    }
+
+    fn session(&mut self, who: &Who, session: &Keypair, extra: Value) -> (ConnId, Vec<Output>) {
+        let conn = self.open();
+        let f = self.session_frame(who, session, extra);
+        let out = self.text(conn, &f);
+        assert_eq!(
+            of_type(&frames(&out, conn), "hello_ack").len(),
+            1,
+            "{out:?}"
+        );
+        (conn, out)
+    }
+
+    fn tick(&mut self, by: Duration) -> Vec<Output> {
+        self.now += by;
+        self.io.set_now(self.now);
+        self.hub.on_tick(&mut self.io, self.now);
+        self.hub.end_of_batch(&mut self.io);
+        self.io.take_output()
+    }
+
+    fn close(&mut self, conn: ConnId, clean: bool) -> Vec<Output> {
+        self.hub.on_close(&mut self.io, conn, clean);
+        self.hub.end_of_batch(&mut self.io);
+        self.io.take_output()
+    }
+}
+
+fn merge(v: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (v, extra) {
+        for (k, x) in b {
+            if x.is_null() {
+                a.remove(&k);
+            } else {
+                a.insert(k, x);
+            }
+        }
+    }
+}
+
+fn dm(to: &str, id: &str, priority: &str) -> Value {
+    json!({"type": "send", "id": id, "targetSpec": to, "priority": priority, "nonce": "bm9uY2U=", "ciphertext": format!("ct-{id}")})
+}
+
+#[test]
+fn hello_ack_and_session_state_errors() {
+    let mut fx = Fx::new();
+    let conn = fx.open();
+    let out = fx.text(conn, &json!({"type": "list_peers", "_reqId": "r0"}));
+    let f = frames(&out, conn);
+    assert_eq!(
+        (
+            f[0]["code"].as_str(),
+            f[0]["_reqId"].as_str(),
+            f[0]["id"].as_str()
+        ),
+        (Some("no_hello"), Some("r0"), Some("r0"))
+    );
+    assert!(closes(&out, conn).is_empty());
+
+    let hello = fx.hello_frame(&fx.admin_who(), json!({"sessionPubkey": "ab".repeat(32)}));
+    let out = fx.text(conn, &hello);
+    let ack = &frames(&out, conn)[0];
+    assert_eq!(ack["type"], "hello_ack");
+    assert_eq!(ack["memberId"], fx.admin.id.as_str());
+    assert_eq!(ack["memberRole"], "admin");
+    assert_eq!(ack["meshSlug"], "dev-team");
+    assert_eq!(ack["meshName"], "Dev Team");
+    assert_eq!(ack["memberDisplayName"], "Dev Team-owner");
+    assert!(ack["serverTime"].is_i64() && ack["memberProfile"]["groups"].is_array());
+
+    let out = fx.text(conn, &hello);
+    assert_eq!(frames(&out, conn)[0]["code"], "already_authenticated");
+    let out = fx.text(conn, &json!({"type": "no_such_thing", "_reqId": "r1"}));
+    let f = &frames(&out, conn)[0];
+    assert_eq!(
+        (f["code"].as_str(), f["_reqId"].as_str()),
+        (Some("unknown_type"), Some("r1"))
+    );
+    let out = fx.text(conn, &json!({"type": "message_status", "_reqId": "r2"}));
+    assert_eq!(frames(&out, conn)[0]["code"], "malformed");
+    let out = fx.text(conn, &json!({"type": "send", "id": "s1"}));
+    let f = &frames(&out, conn)[0];
+    assert_eq!(
+        (f["code"].as_str(), f["id"].as_str()),
+        (Some("malformed"), Some("s1"))
+    );
+    let conn2 = fx.open();
+    fx.hub.on_text(&mut fx.io, conn2, "{not json");
+    fx.hub.end_of_batch(&mut fx.io);
+    let out = fx.io.take_output();
+    assert_eq!(frames(&out, conn2)[0]["code"], "malformed");
+    assert!(closes(&out, conn2).is_empty());
+
+    // The broker echoes the presence as control-plane and ignored the unproven sessionPubkey.
+    let out = fx.text(conn, &json!({"type": "list_peers", "_reqId": "p"}));
+    let peers = &frames(&out, conn)[0]["peers"];
+    assert_eq!(peers[0]["peerRole"], "control-plane");
+    assert_eq!(peers[0]["pubkey"], fx.admin.key.public_hex());
+}
+
+impl Fx {
+    fn admin_who(&self) -> Who {
+        Who {
+            key: self.admin.key.clone(),
+            id: self.admin.id.clone(),
+        }
+    }
+}
+
+#[test]
+fn hello_refusals_close_with_the_right_codes() {
+    let mut fx = Fx::new();
+    let bob = fx.join("bob");
+    let cases: Vec<(Value, &str, u16)> = vec![
+        (
+            json!({"timestamp": now_ms() - 120_000}),
+            "timestamp_skew",
+            1008,
+        ),
+        (json!({"timestamp": "now"}), "timestamp_skew", 1008),
+        (json!({"signature": "00".repeat(64)}), "bad_signature", 1008),
+        (json!({"signature": "zz"}), "malformed", 1008),
+        (json!({"sessionPubkey": "XYZ"}), "bad_session_pubkey", 1008),
+    ];
+    for (extra, code, close) in cases {
+        let conn = fx.open();
+        let f = fx.hello_frame(&bob, extra.clone());
+        let out = fx.text(conn, &f);
+        assert_eq!(frames(&out, conn)[0]["code"], code, "{extra}");
+        assert_eq!(closes(&out, conn), [(close, code.to_string())], "{extra}");
+    }
+    // Signed correctly, but with another member's id.
+    let conn = fx.open();
+    let liar = Who {
+        key: bob.key.clone(),
+        id: fx.admin.id.clone(),
+    };
+    let f = fx.hello_frame(&liar, json!({}));
+    let out = fx.text(conn, &f);
+    assert_eq!(frames(&out, conn)[0]["code"], "unauthorized");
+    assert_eq!(closes(&out, conn), [(1008, "unauthorized".to_string())]);
+    // A stranger's key.
+    let conn = fx.open();
+    let stranger = Who {
+        key: Keypair::generate(),
+        id: bob.id.clone(),
+    };
+    let f = fx.hello_frame(&stranger, json!({}));
+    let out = fx.text(conn, &f);
+    assert_eq!(frames(&out, conn)[0]["code"], "unauthorized");
+}
+
+#[test]
+fn capacity_counts_live_presences_and_frees_them() {
+    let mut fx = Fx::with(|c| c.max_conns_per_mesh = 1);
+    let admin = fx.admin_who();
+    let (c1, _) = fx.hello(&admin, json!({}));
+    let conn = fx.open();
+    let f = fx.hello_frame(&admin, json!({}));
+    let out = fx.text(conn, &f);
+    assert_eq!(frames(&out, conn)[0]["code"], "capacity");
+    assert_eq!(closes(&out, conn), [(1013, "capacity".to_string())]);
+    fx.close(c1, false);
+    fx.hello(&admin, json!({}));
+}
+
+#[test]
+fn session_presence_lifecycle_joined_grace_reattach_replace_left() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (watcher, _) = fx.hello(&admin, json!({}));
+    let skey = Keypair::generate();
+    let (s1, out) = fx.session(&bob, &skey, json!({}));
+    let ev = &frames(&out, watcher)[0];
+    assert_eq!(
+        (ev["subtype"].as_str(), ev["event"].as_str()),
+        (Some("system"), Some("peer_joined"))
+    );
+    assert_eq!(ev["eventData"]["pubkey"], skey.public_hex());
+    assert_eq!(ev["senderPubkey"], "system");
+
+    // A control-plane hello is never announced.
+    let (_, out) = fx.hello(&bob, json!({}));
+    assert!(frames(&out, watcher).is_empty());
+
+    // Dropped without a close frame: listed offline during grace, then a reattach is silent.
+    let out = fx.close(s1, false);
+    assert!(frames(&out, watcher).is_empty());
+    let out = fx.text(watcher, &json!({"type": "list_peers"}));
+    let peers = frames(&out, watcher)[0]["peers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let sess = peers
+        .iter()
+        .find(|p| p["pubkey"] == skey.public_hex().as_str())
+        .unwrap();
+    assert_eq!(sess["online"], false);
+    let (s2, out) = fx.session(&bob, &skey, json!({}));
+    assert!(frames(&out, watcher).is_empty(), "reattach is silent");
+
+    // A second socket for the same key replaces the first, silently.
+    let (s3, out) = fx.session(&bob, &skey, json!({}));
+    assert_eq!(closes(&out, s2), [(1000, "session_replaced".to_string())]);
+    assert!(frames(&out, watcher).is_empty());
+    assert!(
+        fx.close(s2, true).is_empty(),
+        "the replaced socket's close changes nothing"
+    );
+
+    // A pull socket of the session is auxiliary: it replaces nothing and is not listed.
+    let (_aux, out) = fx.session(&bob, &skey, json!({"capabilities": ["pull"]}));
+    assert!(closes(&out, s3).is_empty() && frames(&out, watcher).is_empty());
+    let out = fx.text(watcher, &json!({"type": "list_peers"}));
+    let listed = frames(&out, watcher)[0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["pubkey"] == skey.public_hex().as_str())
+        .count();
+    assert_eq!(listed, 1);
+
+    // Unclean drop, grace runs out: peer_left.
+    fx.close(s3, false);
+    assert!(frames(&fx.tick(Duration::from_secs(60)), watcher).is_empty());
+    let out = fx.tick(Duration::from_secs(31));
+    assert_eq!(frames(&out, watcher)[0]["event"], "peer_left");
+
+    // A clean close leaves at once.
+    let (s4, _) = fx.session(&bob, &skey, json!({}));
+    let out = fx.close(s4, true);
+    assert_eq!(frames(&out, watcher)[0]["event"], "peer_left");
+}
+
+#[test]
+fn dm_to_an_offline_member_is_queued_then_pushed_acked_and_not_redelivered() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let out = fx.text(a, &dm(&bob.key.public_hex(), "m1", "next"));
+    let ack = &frames(&out, a)[0];
+    assert_eq!(
+        (
+            ack["type"].as_str(),
+            ack["queued"].as_bool(),
+            ack["recipientOnline"].as_bool()
+        ),
+        (Some("ack"), Some(true), Some(false))
+    );
+    let mid = ack["messageId"].as_str().unwrap().to_string();
+    assert_eq!(mid.len(), 32);
+
+    let (b, out) = fx.hello(&bob, json!({}));
+    let pushes = of_type(&frames(&out, b), "push")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(pushes.len(), 1);
+    let p = &pushes[0];
+    assert_eq!(p["messageId"], mid.as_str());
+    assert_eq!(p["senderPubkey"], admin.key.public_hex());
+    assert_eq!(p["senderMemberPubkey"], admin.key.public_hex());
+    assert_eq!(p["senderMemberId"], admin.id.as_str());
+    assert_eq!(p["senderName"], "Dev Team-owner");
+    assert_eq!(p["targetSpec"], bob.key.public_hex());
+    assert_eq!(
+        (
+            p["priority"].as_str(),
+            p["nonce"].as_str(),
+            p["ciphertext"].as_str()
+        ),
+        (Some("next"), Some("bm9uY2U="), Some("ct-m1"))
+    );
+    assert!(p["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    // Unacknowledged: pushed again after the lease, then backed off.
+    assert_eq!(
+        of_type(&frames(&fx.tick(Duration::from_secs(31)), b), "push").len(),
+        1
+    );
+    assert!(of_type(&frames(&fx.tick(Duration::from_secs(31)), b), "push").is_empty());
+    assert_eq!(
+        of_type(&frames(&fx.tick(Duration::from_secs(30)), b), "push").len(),
+        1
+    );
+
+    // An ack from someone else's connection does not count; the recipient's does.
+    fx.text(a, &json!({"type": "client_ack", "brokerMessageId": mid}));
+    let out = fx.text(
+        a,
+        &json!({"type": "message_status", "messageId": mid, "_reqId": "q"}),
+    );
+    assert_eq!(frames(&out, a)[0]["delivered"], false);
+    fx.text(b, &json!({"type": "client_ack", "brokerMessageId": mid}));
+    assert!(fx.tick(Duration::from_secs(600)).is_empty());
+    let out = fx.text(
+        a,
+        &json!({"type": "message_status", "messageId": &mid[..10], "_reqId": "q"}),
+    );
+    let st = &frames(&out, a)[0];
+    assert_eq!(
+        (
+            st["type"].as_str(),
+            st["delivered"].as_bool(),
+            st["_reqId"].as_str()
+        ),
+        (Some("message_status_result"), Some(true), Some("q"))
+    );
+    assert_eq!(st["recipients"][0]["status"], "delivered");
+    assert_eq!(st["recipients"][0]["name"], "bob");
+
+    // Reconnecting brings nothing back.
+    fx.close(b, true);
+    let (b2, out) = fx.hello(&bob, json!({}));
+    assert!(of_type(&frames(&out, b2), "push").is_empty());
+}
+
+#[test]
+fn live_dm_to_a_member_reaches_every_connection_but_the_senders_socket() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a1, _) = fx.hello(&admin, json!({}));
+    let (a2, _) = fx.hello(&admin, json!({}));
+    let (b1, _) = fx.hello(&bob, json!({}));
+    let (b2, _) = fx.session(&bob, &Keypair::generate(), json!({}));
+    let (bp, _) = fx.hello(&bob, json!({"capabilities": ["pull"]}));
+    let out = fx.text(a1, &dm(&bob.key.public_hex(), "x", "now"));
+    let ack = &frames(&out, a1)[0];
+    assert_eq!(
+        (ack["queued"].as_bool(), ack["recipientOnline"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(of_type(&frames(&out, b1), "push").len(), 1);
+    assert_eq!(of_type(&frames(&out, b2), "push").len(), 1);
+    assert!(
+        frames(&out, bp).is_empty(),
+        "pull connections are not pushed to"
+    );
+    // To one's own member key: the other sockets of the member, not the sender's.
+    let out = fx.text(a1, &dm(&admin.key.public_hex(), "y", "now"));
+    assert_eq!(of_type(&frames(&out, a2), "push").len(), 1);
+    assert_eq!(of_type(&frames(&out, a1), "push").len(), 0);
+}
+
+#[test]
+fn dm_to_a_session_key_reaches_that_session_and_waits_for_it_when_offline() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let skey = Keypair::generate();
+    let (s, _) = fx.session(&bob, &skey, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let (a, _) = fx.hello(&admin, json!({}));
+    let out = fx.text(a, &dm(&skey.public_hex(), "1", "next"));
+    assert_eq!(of_type(&frames(&out, s), "push").len(), 1);
+    assert!(frames(&out, b).is_empty());
+    // Gone for good (clean close): still a known session, so the DM is stored for it.
+    fx.close(s, true);
+    let out = fx.text(a, &dm(&skey.public_hex(), "2", "next"));
+    assert_eq!(frames(&out, a)[0]["queued"], true);
+    let (s2, out) = fx.session(&bob, &skey, json!({}));
+    let pushed: Vec<_> = of_type(&frames(&out, s2), "push")
+        .iter()
+        .map(|p| p["ciphertext"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        pushed,
+        ["ct-1", "ct-2"],
+        "oldest first, the unacked one again"
+    );
+    // Unknown keys and topics are refused in the ack.
+    let out = fx.text(a, &dm(&Keypair::generate().public_hex(), "3", "next"));
+    assert!(
+        frames(&out, a)[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown target:")
+    );
+    let out = fx.text(a, &dm("#general", "4", "next"));
+    assert_eq!(
+        frames(&out, a)[0]["error"],
+        "unknown target: topics are not available yet"
+    );
+    assert_eq!(frames(&out, a)[0]["messageId"], "");
+}
+
+#[test]
+fn priority_gating_holds_next_for_busy_peers_and_never_pushes_low() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let out = fx.text(
+        b,
+        &json!({"type": "set_status", "status": "working", "_reqId": "st"}),
+    );
+    assert_eq!(frames(&out, b)[0]["type"], "ack");
+    let to = bob.key.public_hex();
+    let out = fx.text(a, &dm(&to, "n", "next"));
+    assert!(frames(&out, b).is_empty());
+    assert_eq!(frames(&out, a)[0]["queued"], true);
+    let out = fx.text(a, &dm(&to, "now", "now"));
+    assert_eq!(of_type(&frames(&out, b), "push").len(), 1);
+    let out = fx.text(a, &dm(&to, "l", "low"));
+    assert!(frames(&out, b).is_empty());
+    let out = fx.text(b, &json!({"type": "set_status", "status": "idle"}));
+    let got: Vec<_> = of_type(&frames(&out, b), "push")
+        .iter()
+        .map(|p| p["ciphertext"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        ["ct-n"],
+        "idle drains next, not low, not what is already in flight"
+    );
+    // Low waits for a pull.
+    let out = fx.text(b, &json!({"type": "inbox_fetch", "_reqId": "i"}));
+    let inbox = &frames(&out, b)[0];
+    assert_eq!(inbox["type"], "inbox");
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 3);
+    let out = fx.text(b, &json!({"type": "set_status", "status": "busy"}));
+    assert_eq!(frames(&out, b)[0]["code"], "malformed");
+}
+
+#[test]
+fn inbox_fetch_waits_for_a_delivery_or_the_deadline() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({"capabilities": ["pull"]}));
+    let out = fx.text(
+        b,
+        &json!({"type": "inbox_fetch", "waitMs": 5000, "_reqId": "w1"}),
+    );
+    assert!(frames(&out, b).is_empty());
+    let out = fx.text(a, &dm(&bob.key.public_hex(), "1", "low"));
+    let inbox = &frames(&out, b)[0];
+    assert_eq!(
+        (inbox["type"].as_str(), inbox["_reqId"].as_str()),
+        (Some("inbox"), Some("w1"))
+    );
+    assert_eq!(inbox["messages"][0]["ciphertext"], "ct-1");
+    assert_eq!(frames(&out, a)[0]["queued"], false);
+
+    fx.text(
+        b,
+        &json!({"type": "client_ack", "brokerMessageId": inbox["messages"][0]["messageId"]}),
+    );
+    let out = fx.text(
+        b,
+        &json!({"type": "inbox_fetch", "waitMs": 2000, "_reqId": "w2"}),
+    );
+    assert!(frames(&out, b).is_empty());
+    assert!(frames(&fx.tick(Duration::from_secs(1)), b).is_empty());
+    let out = fx.tick(Duration::from_secs(1));
+    let f = &frames(&out, b)[0];
+    assert_eq!(
+        (f["_reqId"].as_str(), f["messages"].as_array().map(Vec::len)),
+        (Some("w2"), Some(0))
+    );
+}
+
+#[test]
+fn broadcasts_with_copies_store_one_row_per_recipient_and_compat_sends_reach_groups() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let carol = fx.join("carol");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let send = json!({"type": "send", "id": "b1", "targetSpec": "*", "priority": "next", "nonce": "", "ciphertext": "",
+        "copies": [{"to": bob.key.public_hex(), "nonce": "n1", "ciphertext": "for-bob"},
+                   {"to": carol.key.public_hex(), "nonce": "n2", "ciphertext": "for-carol"}]});
+    let out = fx.text(a, &send);
+    let ack = &frames(&out, a)[0];
+    assert_eq!(
+        (ack["queued"].as_bool(), ack["recipientOnline"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let p = &of_type(&frames(&out, b), "push")[0].clone();
+    assert_eq!(
+        (
+            p["nonce"].as_str(),
+            p["ciphertext"].as_str(),
+            p["targetSpec"].as_str()
+        ),
+        (Some("n1"), Some("for-bob"), Some("*"))
+    );
+    let (c, out) = fx.hello(&carol, json!({}));
+    assert_eq!(
+        of_type(&frames(&out, c), "push")[0]["ciphertext"],
+        "for-carol"
+    );
+
+    let bad = json!({"type": "send", "id": "b2", "targetSpec": "*", "priority": "next", "nonce": "", "ciphertext": "",
+        "copies": [{"to": Keypair::generate().public_hex(), "nonce": "n", "ciphertext": "x"}]});
+    let out = fx.text(a, &bad);
+    assert!(
+        frames(&out, a)[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not_member:")
+    );
+
+    // Groups: carol joins eng/backend on her control plane (stored for the member); @eng reaches her, not bob.
+    let out = fx.text(
+        c,
+        &json!({"type": "join_group", "name": "eng/backend", "_reqId": "g"}),
+    );
+    assert_eq!(frames(&out, c)[0]["type"], "ack");
+    fx.close(c, true);
+    let out = fx.text(a, &json!({"type": "send", "id": "g1", "targetSpec": "@eng", "priority": "next", "nonce": "", "ciphertext": "Z3JvdXA="}));
+    assert_eq!(frames(&out, a)[0]["queued"], true);
+    assert!(frames(&out, b).is_empty());
+    let (c2, out) = fx.hello(&carol, json!({}));
+    let got: Vec<_> = of_type(&frames(&out, c2), "push")
+        .iter()
+        .map(|p| p["ciphertext"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        ["for-carol", "Z3JvdXA="],
+        "the unacknowledged copy again, then the group message"
+    );
+    let out = fx.text(c2, &json!({"type": "list_peers"}));
+    let me = frames(&out, c2)[0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["memberPubkey"] == carol.key.public_hex().as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(me["groups"][0]["name"], "eng/backend");
+}
+
+#[test]
+fn a_repeated_client_message_id_is_stored_once() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let mut send = dm(&bob.key.public_hex(), "1", "next");
+    send["client_message_id"] = "c-1".into();
+    let first = frames(&fx.text(a, &send), a)[0].clone();
+    let again = frames(&fx.text(a, &send), a)[0].clone();
+    assert_eq!(first["messageId"], again["messageId"]);
+    assert_eq!(again["duplicate"], true);
+    assert!(first.get("duplicate").is_none());
+    let (b, out) = fx.hello(&bob, json!({}));
+    let pushes = of_type(&frames(&out, b), "push")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0]["client_message_id"], "c-1");
+    // Acknowledged by the sender's client id.
+    fx.text(b, &json!({"type": "client_ack", "clientMessageId": "c-1"}));
+    let out = fx.text(
+        a,
+        &json!({"type": "message_status", "messageId": first["messageId"]}),
+    );
+    assert_eq!(frames(&out, a)[0]["delivered"], true);
+}
+
+#[test]
+fn the_rate_limit_refuses_sends_over_the_burst() {
+    let mut fx = Fx::with(|c| {
+        c.rate_limit = Some(RateLimit {
+            per_second: 1.0 / 60.0,
+            burst: 2.0,
+        })
+    });
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let to = bob.key.public_hex();
+    for i in 0..2 {
+        assert!(
+            frames(&fx.text(a, &dm(&to, &i.to_string(), "next")), a)[0]
+                .get("error")
+                .is_none()
+        );
+    }
+    let ack = frames(&fx.text(a, &dm(&to, "3", "next")), a)[0].clone();
+    assert!(
+        ack["error"].as_str().unwrap().starts_with("rate_limit:"),
+        "{ack}"
+    );
+    assert_eq!(
+        (ack["messageId"].as_str(), ack["queued"].as_bool()),
+        (Some(""), Some(false))
+    );
+    let big = json!({"type": "send", "id": "big", "targetSpec": to, "priority": "next", "nonce": "", "ciphertext": "A".repeat(70_000)});
+    fx.tick(Duration::from_secs(120));
+    let ack = frames(&fx.text(a, &big), a)[0].clone();
+    assert!(
+        ack["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("payload too large:"),
+        "{ack}"
+    );
+}
+
+#[test]
+fn a_failed_commit_turns_acks_into_errors_and_drops_the_pushes() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    fx.fail.set(true);
+    let out = fx.text(a, &dm(&bob.key.public_hex(), "lost", "now"));
+    let ack = &frames(&out, a)[0];
+    assert_eq!(ack["messageId"], "");
+    assert!(
+        ack["error"].as_str().unwrap().starts_with("internal:"),
+        "{ack}"
+    );
+    assert!(
+        frames(&out, b).is_empty(),
+        "no push of a message that is not stored"
+    );
+    // Space is back: the same request works, and nothing of the failed batch survived.
+    fx.fail.set(false);
+    let out = fx.text(a, &dm(&bob.key.public_hex(), "kept", "now"));
+    assert_eq!(frames(&out, a)[0]["queued"], false);
+    let out = fx.text(b, &json!({"type": "inbox_fetch"}));
+    let got: Vec<_> = frames(&out, b)[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["ciphertext"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ["ct-kept"]);
+}
+
+#[test]
+fn ban_closes_the_members_connections_and_refuses_its_hellos() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let (bs, _) = fx.session(&bob, &Keypair::generate(), json!({}));
+    let out = fx.text(
+        b,
+        &json!({"type": "ban", "target": "Dev Team-owner", "_reqId": "x"}),
+    );
+    assert_eq!(frames(&out, b)[0]["code"], "forbidden");
+    let out = fx.text(a, &json!({"type": "ban", "target": "bob", "_reqId": "x"}));
+    assert_eq!(
+        frames(&out, a)
+            .iter()
+            .find(|f| f["type"] == "ban_ack")
+            .unwrap()["banned"],
+        "bob"
+    );
+    assert_eq!(closes(&out, b), [(4002, "banned".to_string())]);
+    assert_eq!(closes(&out, bs), [(4002, "banned".to_string())]);
+    assert_eq!(of_type(&frames(&out, a), "push")[0]["event"], "peer_left");
+    let conn = fx.open();
+    let f = fx.hello_frame(&bob, json!({}));
+    let out = fx.text(conn, &f);
+    assert_eq!(frames(&out, conn)[0]["code"], "revoked");
+    assert_eq!(closes(&out, conn), [(4002, "revoked".to_string())]);
+    let out = fx.text(a, &json!({"type": "unban", "target": "bob", "_reqId": "u"}));
+    assert_eq!(frames(&out, a)[0]["unbanned"], "bob");
+    fx.hello(&bob, json!({}));
+}
+
+#[test]
+fn presence_requests_answer_acks_and_events() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let skey = Keypair::generate();
+    let (s, _) = fx.session(&bob, &skey, json!({"hostname": "box", "model": "opus"}));
+    for (f, rid) in [
+        (
+            json!({"type": "set_summary", "summary": "fixing the build", "_reqId": "1"}),
+            "1",
+        ),
+        (
+            json!({"type": "set_profile", "title": "builder", "_reqId": "2"}),
+            "2",
+        ),
+        (
+            json!({"type": "join_group", "name": "ops", "role": "lead", "_reqId": "3"}),
+            "3",
+        ),
+    ] {
+        let out = fx.text(s, &f);
+        let ack = &frames(&out, s)[0];
+        assert_eq!(
+            (ack["type"].as_str(), ack["_reqId"].as_str()),
+            (Some("ack"), Some(rid))
+        );
+    }
+    let out = fx.text(a, &json!({"type": "list_peers", "_reqId": "l"}));
+    let peers = frames(&out, a)[0]["peers"].as_array().unwrap().clone();
+    let p = peers
+        .iter()
+        .find(|p| p["pubkey"] == skey.public_hex().as_str())
+        .unwrap();
+    assert_eq!(p["summary"], "fixing the build");
+    assert_eq!(p["profile"]["title"], "builder");
+    assert_eq!(p["groups"], json!([{"name": "ops", "role": "lead"}]));
+    assert_eq!(
+        (
+            p["hostname"].as_str(),
+            p["model"].as_str(),
+            p["peerRole"].as_str()
+        ),
+        (Some("box"), Some("opus"), Some("session"))
+    );
+    assert_eq!(p["memberPubkey"], bob.key.public_hex());
+    assert_eq!(p["online"], true);
+
+    let out = fx.text(
+        s,
+        &json!({"type": "set_visible", "visible": false, "_reqId": "v"}),
+    );
+    assert_eq!(of_type(&frames(&out, a), "push")[0]["event"], "peer_hidden");
+    let out = fx.text(a, &json!({"type": "list_peers"}));
+    assert!(
+        frames(&out, a)[0]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["pubkey"] != skey.public_hex().as_str())
+    );
+    let out = fx.text(s, &json!({"type": "list_peers"}));
+    assert!(
+        frames(&out, s)[0]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pubkey"] == skey.public_hex().as_str())
+    );
+
+    let out = fx.text(a, &json!({"type": "members", "_reqId": "m"}));
+    let members = frames(&out, a)[0]["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m["online"] == true));
+}
+
+#[test]
+fn http_routes_check_auth_and_answer_json() {
+    let mut fx = Fx::new();
+    let (status, v) = fx.http("GET", "/health", &Value::Null);
+    assert_eq!(
+        (status, v["status"].as_str(), v["store"].as_str()),
+        (200, Some("ok"), Some("ok"))
+    );
+    assert_eq!(
+        fx.http("GET", "/nope", &Value::Null),
+        (404, json!({"ok": false, "error": "not_found"}))
+    );
+    let remote: SocketAddr = "10.0.0.1:5555".parse().unwrap();
+    let (c, o) = (Keypair::generate(), Keypair::generate());
+    let body = create_body("Dev Team", &c, &o);
+    assert_eq!(
+        fx.http_from("POST", "/cli/mesh/create", &body, remote, &[])
+            .0,
+        401
+    );
+    assert_eq!(
+        fx.http_from(
+            "POST",
+            "/cli/mesh/create",
+            &body,
+            remote,
+            &[("authorization", "Bearer nope")]
+        )
+        .0,
+        403
+    );
+    let (status, v) = fx.http_from(
+        "POST",
+        "/cli/mesh/create",
+        &body,
+        remote,
+        &[("authorization", "Bearer s3cret")],
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["slug"], "dev-team-2");
+    assert_eq!(v["member_id"], v["memberId"]);
+    let mut forged = create_body("x", &c, &o);
+    forged["name"] = "y".into();
+    assert_eq!(
+        fx.http("POST", "/cli/mesh/create", &forged),
+        (401, json!({"ok": false, "error": "bad_signature"}))
+    );
+
+    // /join: idempotent for a member, and every use counted.
+    let (token, payload) = fx.invite(1, "member");
+    let key = Keypair::generate();
+    let join = json!({"invite_token": token, "invite_payload": payload, "peer_pubkey": key.public_hex(), "display_name": "dan"});
+    let (s1, v1) = fx.http("POST", "/join", &join);
+    let (s2, v2) = fx.http("POST", "/join", &join);
+    assert_eq!(
+        (s1, s2, v2["alreadyMember"].as_bool()),
+        (200, 200, Some(true))
+    );
+    assert_eq!(v1["memberId"], v2["memberId"]);
+    let mut other = join.clone();
+    other["peer_pubkey"] = Keypair::generate().public_hex().into();
+    assert_eq!(
+        fx.http("POST", "/join", &other),
+        (400, json!({"ok": false, "error": "invite_exhausted"}))
+    );
+    let mut unknown = other.clone();
+    unknown["invite_token"] = "nope".into();
+    assert_eq!(
+        fx.http("POST", "/join", &unknown).1["error"],
+        "invite_not_found"
+    );
+    let mut tampered = other.clone();
+    tampered["invite_payload"]["role"] = "admin".into();
+    assert_eq!(
+        fx.http("POST", "/join", &tampered).1["error"],
+        "invite_bad_signature"
+    );
+    assert_eq!(
+        fx.http("POST", "/join", &json!({})).1["error"],
+        "invite_token, invite_payload, peer_pubkey, display_name required"
+    );
+
+    let (status, metrics) = {
+        let req = request("GET", "/metrics", &Value::Null, loopback(), &[]);
+        let HttpAction::Respond(r) = fx.hub.on_http(&mut fx.io, 1, &req) else {
+            panic!()
+        };
+        (r.status, String::from_utf8(r.body).unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("claudemesh_deliveries_pending 0"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,280 @@
+//! `cm-broker`: runs a broker.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::broker::log::LogFormat;
+use crate::broker::{self, Options};
+use crate::cli::{Args, Complete, Example, Tool, flag};
+use crate::error::{Error, Result};
+use crate::out::Out;
+
+/// `cm-broker`'s flag table.
+pub static TOOL: Tool = Tool {
+    name: "cm-broker",
+    about: "run a claudemesh broker",
+    description: "Serves the claudemesh protocol over HTTP and WebSocket on one port and keeps everything in \
+SQLite under its data directory. Clients connect to ws://HOST:PORT/ws.\n\n\
+Once it accepts connections it prints one line on stdout, listening on ws://HOST:PORT/ws, so a script that \
+asked for port 0 can read the port it got. It logs one line per event on stderr. SIGINT or SIGTERM closes \
+every connection with code 1001 and exits 0.\n\n\
+Meshes can be created by anyone on loopback; from other addresses creating a mesh needs the admin token. \
+The broker terminates no TLS: put a TLS proxy in front of it to serve wss://.",
+    section: 8,
+    args: &[],
+    flags: &[
+        flag(
+            "listen",
+            "address to listen on, default 127.0.0.1:7900 (port 0 picks a free port)",
+        )
+        .value("ADDR"),
+        flag(
+            "data",
+            "data directory, default $XDG_DATA_HOME/claudemesh-broker",
+        )
+        .value("DIR")
+        .complete(Complete::Dir),
+        flag(
+            "admin-token",
+            "token that lets non-loopback clients create meshes",
+        )
+        .value("TOKEN"),
+        flag("log-format", "log lines as text (default) or json")
+            .value("FORMAT")
+            .complete(Complete::Values(&["text", "json"])),
+        flag(
+            "max-conns-per-addr",
+            "connections one IP address may hold, default 4096",
+        )
+        .value("N"),
+        flag(
+            "max-conns-per-mesh",
+            "live presences one mesh may hold, default 1000",
+        )
+        .value("N"),
+        flag(
+            "rate-limit",
+            "sends per second per member and burst, default 50:100 (0 turns it off)",
+        )
+        .value("PER_SEC[:BURST]"),
+        flag(
+            "lease",
+            "seconds a pushed message waits for its ack before it is pushed again, default 30",
+        )
+        .value("SECS"),
+        flag(
+            "max-file-size",
+            "largest file upload in bytes, default 50000000",
+        )
+        .value("BYTES"),
+    ],
+    subs: &[],
+    mesh_flag: false,
+    trailing: false,
+    examples: &[
+        Example {
+            cmd: "cm-broker",
+            what: "serve on 127.0.0.1:7900",
+        },
+        Example {
+            cmd: "cm-broker --listen 0.0.0.0:7900 --admin-token \"$(cat /etc/claudemesh/token)\"",
+            what: "serve every interface; remote mesh creation needs the token",
+        },
+        Example {
+            cmd: "cm-broker --listen 127.0.0.1:0 --data /tmp/cmb --log-format json",
+            what: "a throwaway broker on a free port, logging JSON",
+        },
+    ],
+    env: &[
+        (
+            "CM_BROKER_ADMIN_TOKEN",
+            "the admin token, when --admin-token is not given",
+        ),
+        (
+            "XDG_DATA_HOME",
+            "where the default data directory goes (else ~/.local/share)",
+        ),
+    ],
+    run,
+};
+
+fn run(args: &Args, _: &mut Out) -> Result<()> {
+    broker::run(&options(args, |k| std::env::var(k).ok())?)
+}
+
+/// Builds [`Options`] from the flags, falling back to `env` and the defaults.
+fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options> {
+    let mut o = Options::default();
+    if let Some(v) = args.value("listen") {
+        o.listen = listen_addr(v)?;
+    }
+    if let Some(v) = args.value("data") {
+        o.data = PathBuf::from(v);
+    }
+    o.admin_token = args
+        .value("admin-token")
+        .map(str::to_string)
+        .or_else(|| env("CM_BROKER_ADMIN_TOKEN"));
+    if o.admin_token.as_deref() == Some("") {
+        return Err(Error::usage("--admin-token: empty token"));
+    }
+    if let Some(v) = args.value("log-format") {
+        o.log_format = match v {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(Error::usage(format!(
+                    "--log-format: expected text or json, got {v:?}"
+                )));
+            }
+        };
+    }
+    if let Some(v) = args.value("max-conns-per-addr") {
+        o.max_conns_per_addr = positive("--max-conns-per-addr", v)?;
+    }
+    if let Some(v) = args.value("max-conns-per-mesh") {
+        o.max_conns_per_mesh = positive("--max-conns-per-mesh", v)?;
+    }
+    if let Some(v) = args.value("rate-limit") {
+        o.rate_limit = rate_limit(v)?;
+    }
+    if let Some(v) = args.value("lease") {
+        o.lease = Duration::from_secs(positive("--lease", v)? as u64);
+    }
+    if let Some(v) = args.value("max-file-size") {
+        o.max_file_bytes = positive("--max-file-size", v)? as u64;
+    }
+    Ok(o)
+}
+
+/// `HOST:PORT`, where HOST may be a name (`localhost:7900`) or a bracketed IPv6 address.
+fn listen_addr(v: &str) -> Result<SocketAddr> {
+    if let Ok(a) = v.parse() {
+        return Ok(a);
+    }
+    let bad = || Error::usage(format!("--listen: expected HOST:PORT, got {v:?}"));
+    v.to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+fn positive(flag: &str, v: &str) -> Result<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(Error::usage(format!(
+            "{flag}: expected a positive whole number, got {v:?}"
+        ))),
+    }
+}
+
+/// `PER_SEC[:BURST]`; the burst defaults to two seconds' worth, and `0` turns limiting off.
+fn rate_limit(v: &str) -> Result<Option<(f64, f64)>> {
+    let bad = || Error::usage(format!("--rate-limit: expected PER_SEC[:BURST], got {v:?}"));
+    let num = |s: &str| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(bad)
+    };
+    let (rate, burst) = match v.split_once(':') {
+        Some((r, b)) => (num(r)?, Some(num(b)?)),
+        None => (num(v)?, None),
+    };
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    let burst = burst.unwrap_or((rate * 2.0).max(1.0));
+    if burst < 1.0 {
+        return Err(bad());
+    }
+    Ok(Some((rate, burst)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[(&'static str, &str)]) -> Args {
+        Args {
+            flags: flags
+                .iter()
+                .map(|(k, v)| (*k, Some(v.to_string())))
+                .collect(),
+            ..Args::default()
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults() {
+        let o = options(&args(&[]), no_env).unwrap();
+        assert_eq!(o.listen, "127.0.0.1:7900".parse().unwrap());
+        assert_eq!(o.rate_limit, Some((50.0, 100.0)));
+        assert_eq!(o.lease, Duration::from_secs(30));
+        assert_eq!(
+            (o.max_conns_per_addr, o.max_conns_per_mesh, o.max_file_bytes),
+            (4096, 1000, 50_000_000)
+        );
+        assert_eq!(o.admin_token, None);
+    }
+
+    #[test]
+    fn flags_and_env() {
+        let a = args(&[
+            ("listen", "[::1]:0"),
+            ("data", "/tmp/d"),
+            ("log-format", "json"),
+            ("rate-limit", "10"),
+            ("lease", "5"),
+        ]);
+        let o = options(&a, |k| {
+            (k == "CM_BROKER_ADMIN_TOKEN").then(|| "t0k".to_string())
+        })
+        .unwrap();
+        assert_eq!(o.listen, "[::1]:0".parse().unwrap());
+        assert_eq!(o.data, PathBuf::from("/tmp/d"));
+        assert_eq!(o.log_format, LogFormat::Json);
+        assert_eq!(o.rate_limit, Some((10.0, 20.0)));
+        assert_eq!(o.lease, Duration::from_secs(5));
+        assert_eq!(o.admin_token.as_deref(), Some("t0k"));
+        let o = options(&args(&[("admin-token", "flag")]), |_| Some("env".into())).unwrap();
+        assert_eq!(o.admin_token.as_deref(), Some("flag"));
+        assert_eq!(
+            options(&args(&[("listen", "localhost:7")]), no_env)
+                .unwrap()
+                .listen
+                .port(),
+            7
+        );
+    }
+
+    #[test]
+    fn rate_limits() {
+        assert_eq!(rate_limit("0").unwrap(), None);
+        assert_eq!(rate_limit("0:5").unwrap(), None);
+        assert_eq!(rate_limit("2.5:4").unwrap(), Some((2.5, 4.0)));
+        for bad in ["", "x", "-1", "1:", "1:0.5", "inf", "1:2:3"] {
+            assert!(rate_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for (k, v) in [
+            ("listen", "nope"),
+            ("log-format", "xml"),
+            ("lease", "0"),
+            ("max-conns-per-addr", "-3"),
+            ("admin-token", ""),
+        ] {
+            let e = options(&args(&[(k, v)]), no_env).unwrap_err();
+            assert_eq!(e.code, crate::error::Code::Usage, "{k}");
+            assert!(e.msg.starts_with(&format!("--{k}")), "{}", e.msg);
+        }
+    }
+}
