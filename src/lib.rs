@@ -14,6 +14,7 @@
 //! | [`invite`] | v1 invites: make, parse, verify |
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
+//! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod invite;
+pub mod messaging;
 pub mod out;
 pub mod target;
 pub mod time;
