@@ -5,6 +5,17 @@ use crate::cli::Tool;
 pub mod broker;
 pub mod cm;
 pub mod id;
+pub mod inbox;
+pub mod peers;
+pub mod pipe;
+pub mod send;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
-pub static ALL: &[&Tool] = &[&cm::TOOL, &id::TOOL];
+pub static ALL: &[&Tool] = &[
+    &cm::TOOL,
+    &id::TOOL,
+    &inbox::TOOL,
+    &peers::TOOL,
+    &pipe::TOOL,
+    &send::TOOL,
+];
