@@ -2,4 +2,7 @@
 
 mod cm;
 mod docs;
+mod harness;
 mod id;
+mod messaging;
+mod peer;

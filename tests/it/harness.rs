@@ -1,0 +1,425 @@
+//! A real `cm-broker` on 127.0.0.1:0 with a temporary data directory, and a raw protocol client for it: meshes
+//! made over HTTP with fresh keys, members joined through signed invites, WebSocket connections with signed
+//! hellos.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use claudemesh::crypto::{Keypair, b64, random_bytes};
+use claudemesh::time::now_ms;
+use claudemesh::wire;
+use serde_json::{Value, json};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+const BROKER: &str = env!("CARGO_BIN_EXE_cm-broker");
+
+/// A directory under cargo's scratch space, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("broker-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running broker; killed (SIGKILL) when dropped.
+pub struct Broker {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker on a fresh data directory inside `dir`.
+    pub fn start(dir: &TempDir, args: &[&str]) -> Broker {
+        Broker::start_in(&dir.0.join("data"), args)
+    }
+
+    /// Starts a broker on `data` (which may hold an earlier broker's database).
+    pub fn start_in(data: &Path, args: &[&str]) -> Broker {
+        std::fs::create_dir_all(data).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("broker.log"))
+            .unwrap();
+        let mut child = Command::new(BROKER)
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line
+            .trim()
+            .strip_prefix("listening on ws://")
+            .and_then(|s| s.strip_suffix("/ws"))
+        else {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(data.join("broker.log")).unwrap_or_default();
+            panic!("cm-broker did not start: {line:?}\n{log}");
+        };
+        Broker {
+            child,
+            addr: addr.parse().unwrap(),
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs JSON; any status comes back with its JSON body.
+    pub fn post(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = ureq::post(&self.http_url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        match req.send_json(body.clone()) {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&self.http_url(path)).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Opens a WebSocket at `/ws` (no hello yet).
+    pub fn ws(&self) -> Ws {
+        let tcp = TcpStream::connect(self.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let (ws, _) = tungstenite::client(format!("ws://{}/ws", self.addr), tcp).unwrap();
+        Ws { ws, closed: None }
+    }
+
+    /// Every byte of the SQLite files (database and WAL), to look for what must not be there.
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for name in ["broker.db", "broker.db-wal"] {
+            if let Ok(b) = std::fs::read(self.data.join(name)) {
+                all.extend(b);
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw WebSocket client.
+pub struct Ws {
+    ws: WebSocket<TcpStream>,
+    /// The close the broker sent, once seen.
+    pub closed: Option<(u16, String)>,
+}
+
+impl Ws {
+    pub fn send(&mut self, v: &Value) {
+        self.ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    pub fn send_raw(&mut self, text: String) {
+        self.ws.send(Message::text(text)).unwrap();
+    }
+
+    /// The next JSON frame within `wait`, or `None`. A close is recorded in `closed` and ends the wait.
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let until = Instant::now() + wait;
+        while Instant::now() < until && self.closed.is_none() {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+                Ok(Message::Close(c)) => {
+                    self.closed = Some(c.map_or((1005, String::new()), |c| {
+                        (u16::from(c.code), c.reason.to_string())
+                    }));
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    self.closed.get_or_insert((1006, String::new()));
+                }
+                Err(e) => {
+                    self.closed.get_or_insert((1006, format!("{e}")));
+                }
+            }
+        }
+        None
+    }
+
+    /// The next frame; fails the test after 5 s.
+    pub fn recv(&mut self) -> Value {
+        self.recv_within(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no frame (closed: {:?})", self.closed))
+    }
+
+    /// The next frame of type `ty`, skipping others (system events, pushes) on the way.
+    pub fn recv_type(&mut self, ty: &str) -> Value {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Some(v) = self.recv_within(Duration::from_millis(200))
+                && v["type"] == ty
+            {
+                return v;
+            }
+        }
+        panic!("no {ty} frame (closed: {:?})", self.closed)
+    }
+
+    /// Every frame that arrives within `wait`.
+    pub fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let until = Instant::now() + wait;
+        let mut out = Vec::new();
+        while Instant::now() < until {
+            if let Some(v) = self.recv_within(until.saturating_duration_since(Instant::now())) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Waits for the broker's close frame.
+    pub fn expect_close(&mut self) -> (u16, String) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while self.closed.is_none() && Instant::now() < until {
+            self.recv_within(Duration::from_millis(200));
+        }
+        self.closed
+            .clone()
+            .expect("the broker did not close the socket")
+    }
+
+    /// A request with `_reqId`, and its answer.
+    pub fn request(&mut self, mut v: Value, answer: &str) -> Value {
+        let id = format!("r{}", now_ms());
+        v["_reqId"] = id.clone().into();
+        self.send(&v);
+        loop {
+            let f = self.recv_type(answer);
+            if f["_reqId"] == id.as_str() {
+                return f;
+            }
+        }
+    }
+
+    /// Closes with a close frame (a clean leave).
+    pub fn close(mut self) {
+        let _ = self.ws.close(Some(tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }));
+        let _ = self.ws.flush();
+        let _ = self.recv_within(Duration::from_millis(300));
+    }
+}
+
+/// A member of a test mesh: its key and member id.
+#[derive(Clone)]
+pub struct Member {
+    pub key: Keypair,
+    pub id: String,
+    pub name: String,
+}
+
+impl Member {
+    pub fn pubkey(&self) -> String {
+        self.key.public_hex()
+    }
+}
+
+/// A mesh made through `POST /cli/mesh/create`; `owner` signs its invites.
+pub struct Mesh {
+    pub id: String,
+    pub slug: String,
+    pub owner: Keypair,
+    pub admin: Member,
+}
+
+/// The body of `POST /cli/mesh/create`, signed by `creator`.
+pub fn create_body(name: &str, creator: &Keypair, owner: &Keypair) -> Value {
+    let ts = now_ms();
+    let signed = wire::mesh_create_signed(name, &creator.public_hex(), &owner.public_hex(), ts);
+    json!({"name": name, "pubkey": creator.public_hex(), "ownerPubkey": owner.public_hex(), "displayName": "admin",
+           "timestamp": ts, "signature": creator.sign_hex(&signed)})
+}
+
+impl Mesh {
+    pub fn create(b: &Broker, name: &str) -> Mesh {
+        let (creator, owner) = (Keypair::generate(), Keypair::generate());
+        let (status, v) = b.post(
+            "/cli/mesh/create",
+            &create_body(name, &creator, &owner),
+            &[],
+        );
+        assert_eq!(status, 200, "{v}");
+        Mesh {
+            id: v["id"].as_str().unwrap().into(),
+            slug: v["slug"].as_str().unwrap().into(),
+            owner,
+            admin: Member {
+                key: creator,
+                id: v["memberId"].as_str().unwrap().into(),
+                name: "admin".into(),
+            },
+        }
+    }
+
+    /// A v1 invite signed by the owner and registered with the broker: (token, decoded payload).
+    pub fn invite(&self, b: &Broker, max_uses: u32, role: &str) -> (String, Value) {
+        let mut payload = json!({"v": 1, "mesh_id": self.id, "mesh_slug": self.slug,
+            "broker_url": format!("ws://{}/ws", b.addr), "expires_at": now_ms() / 1000 + 3600,
+            "mesh_root_key": b64::encode_url(&random_bytes::<32>()), "role": role,
+            "owner_pubkey": self.owner.public_hex()});
+        let p = |k: &str| payload[k].to_string().trim_matches('"').to_string();
+        let signed = [
+            "v",
+            "mesh_id",
+            "mesh_slug",
+            "broker_url",
+            "expires_at",
+            "mesh_root_key",
+            "role",
+            "owner_pubkey",
+        ]
+        .map(p)
+        .join("|");
+        payload["signature"] = self.owner.sign_hex(&signed).into();
+        let token = b64::encode_url(payload.to_string().as_bytes());
+        let ts = now_ms();
+        let sig = self.owner.sign_hex(&wire::invite_register_signed(
+            &self.id, &token, max_uses, ts,
+        ));
+        let body = json!({"meshId": self.id, "token": token, "maxUses": max_uses, "timestamp": ts, "signature": sig});
+        let (status, v) = b.post("/cli/mesh/invite", &body, &[]);
+        assert_eq!(status, 200, "{v}");
+        (token, payload)
+    }
+
+    /// A new member with a fresh key, joined through an invite.
+    pub fn join(&self, b: &Broker, name: &str) -> Member {
+        let (token, payload) = self.invite(b, 1, "member");
+        let key = Keypair::generate();
+        let body = json!({"invite_token": token, "invite_payload": payload, "peer_pubkey": key.public_hex(),
+                          "display_name": name});
+        let (status, v) = b.post("/join", &body, &[]);
+        assert_eq!(status, 200, "{v}");
+        Member {
+            key,
+            id: v["memberId"].as_str().unwrap().into(),
+            name: name.into(),
+        }
+    }
+
+    /// A signed `hello` for `m`; `extra` fields are added (or removed when `null`).
+    pub fn hello_frame(&self, m: &Member, extra: Value) -> Value {
+        let ts = now_ms();
+        let pk = m.pubkey();
+        let sig = m
+            .key
+            .sign_hex(&wire::hello_signed(&self.id, &m.id, &pk, ts));
+        let mut v = json!({"type": "hello", "meshId": self.id, "memberId": m.id, "pubkey": pk, "sessionId": "it",
+            "pid": std::process::id(), "cwd": "/", "timestamp": ts, "signature": sig});
+        merge(&mut v, extra);
+        v
+    }
+
+    /// A signed `session_hello` for `session`, attested by `m` until `expires_at`.
+    pub fn session_frame(
+        &self,
+        m: &Member,
+        session: &Keypair,
+        expires_at: i64,
+        extra: Value,
+    ) -> Value {
+        let now = now_ms();
+        let (parent, sp) = (m.pubkey(), session.public_hex());
+        let att_sig = m
+            .key
+            .sign_hex(&wire::attestation_signed(&parent, &sp, expires_at));
+        let sig = session.sign_hex(&wire::session_hello_signed(&self.id, &parent, &sp, now));
+        let mut v = json!({"type": "session_hello", "meshId": self.id, "parentMemberId": m.id,
+            "parentMemberPubkey": parent, "sessionPubkey": sp,
+            "parentAttestation": {"sessionPubkey": sp, "parentMemberPubkey": parent, "expiresAt": expires_at,
+                                  "signature": att_sig},
+            "displayName": format!("{}-session", m.name), "sessionId": sp[..8].to_string(), "pid": 1, "cwd": "/",
+            "timestamp": now, "signature": sig});
+        merge(&mut v, extra);
+        v
+    }
+
+    /// A connection authenticated with `hello`.
+    pub fn connect(&self, b: &Broker, m: &Member) -> Ws {
+        let mut ws = b.ws();
+        ws.send(&self.hello_frame(m, json!({})));
+        let ack = ws.recv_type("hello_ack");
+        assert_eq!(ack["memberId"], m.id.as_str());
+        ws
+    }
+
+    /// A connection authenticated with `session_hello` for `session`.
+    pub fn connect_session(&self, b: &Broker, m: &Member, session: &Keypair) -> Ws {
+        let mut ws = b.ws();
+        ws.send(&self.session_frame(m, session, now_ms() + 3_600_000, json!({})));
+        ws.recv_type("hello_ack");
+        ws
+    }
+}
+
+/// Adds `extra`'s fields to `v`; a `null` removes the field.
+pub fn merge(v: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (v, extra) {
+        for (k, x) in b {
+            if x.is_null() {
+                a.remove(&k);
+            } else {
+                a.insert(k, x);
+            }
+        }
+    }
+}
