@@ -5,6 +5,7 @@ mod http;
 pub mod hub;
 pub mod log;
 pub mod net;
+mod routing;
 pub mod store;
 
 use std::io::Write;

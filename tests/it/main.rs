@@ -1,5 +1,6 @@
 //! The integration suite: one test binary, one module per area.
 
+mod broker;
 mod cm;
 mod docs;
 mod harness;

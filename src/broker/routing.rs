@@ -1,0 +1,656 @@
+//! Messages: `send` and its recipients, delivery rows pushed under a lease until `client_ack`, priority gating,
+//! `inbox_fetch` (with waiting) and `message_status`.
+//!
+//! Every stored message has one delivery row per recipient (a member, meaning all its connections, or one
+//! session). A row is pushed to each eligible live connection once, again to every connection that (re)connects,
+//! and again when its lease runs out, until a connection of the recipient member acknowledges it.
+
+use std::time::{Duration, Instant};
+
+use super::hub::{Hub, IfLost, PKey, Presence, RateLimit, groups_of, in_group};
+use super::log;
+use super::net::ConnId;
+use super::store::{Message, NewDelivery, Pending, new_id};
+use crate::error::Result;
+use crate::time::{fmt_rfc3339, now_ms};
+use crate::wire::{self, Frame, Priority, Status, codes};
+
+/// The longest wait between redeliveries of an unacknowledged push.
+pub const MAX_LEASE: Duration = Duration::from_secs(600);
+/// The largest `send` payload (ciphertexts, nonces and target), as the original counts it.
+pub const MAX_MESSAGE_BYTES: usize = 65_536;
+/// The longest an `inbox_fetch` may wait.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lease {
+    pub(super) due: Instant,
+    pub(super) attempts: u32,
+}
+
+/// An `inbox_fetch` waiting for a delivery.
+#[derive(Debug, Clone)]
+pub(super) struct Waiter {
+    pub(super) pk: PKey,
+    pub(super) req_id: Option<String>,
+    pub(super) deadline: Instant,
+    pub(super) limit: usize,
+    pub(super) session: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bucket {
+    pub(super) tokens: f64,
+    pub(super) last: Instant,
+}
+
+/// Whether a presence with `status` gets a `priority` message pushed now.
+fn deliverable(status: Status, priority: &str) -> bool {
+    match priority {
+        "now" => true,
+        "next" => status == Status::Idle,
+        _ => false,
+    }
+}
+
+fn short(key: &str) -> &str {
+    key.get(..16).unwrap_or(key)
+}
+
+/// A delivery as the `push` a client gets.
+fn push_of(d: &Pending) -> wire::Push {
+    wire::Push {
+        message_id: d.message_id.clone(),
+        mesh_id: d.mesh_id.clone(),
+        sender_pubkey: d
+            .sender_session_pubkey
+            .clone()
+            .unwrap_or_else(|| d.sender_member_pubkey.clone()),
+        sender_member_pubkey: Some(d.sender_member_pubkey.clone()),
+        sender_member_id: Some(d.sender_member_id.clone()),
+        sender_name: Some(d.sender_name.clone()),
+        target_spec: Some(d.target_spec.clone()),
+        priority: d.priority.parse().unwrap_or(Priority::Next),
+        nonce: d.nonce.clone(),
+        ciphertext: d.ciphertext.clone(),
+        created_at: fmt_rfc3339(d.created_at),
+        client_message_id: d.client_message_id.clone(),
+        subtype: d.subtype.clone(),
+        reply_to_id: d.reply_to_id.clone(),
+        body_version: d.body_version.and_then(|v| u32::try_from(v).ok()),
+        ..wire::Push::default()
+    }
+}
+
+impl Hub {
+    /// Pushes a delivery to a presence and starts its lease.
+    pub(super) fn push_to(&mut self, pk: PKey, d: &Pending, now: Instant, if_lost: IfLost) {
+        let lease = self.cfg.lease;
+        let Some(p) = self.presences.get_mut(&pk) else {
+            return;
+        };
+        let Some(conn) = p.conn else { return };
+        p.inflight.insert(
+            d.delivery_id,
+            Lease {
+                due: now + lease,
+                attempts: 0,
+            },
+        );
+        self.metrics.messages_out += 1;
+        self.emit(conn, Frame::Push(push_of(d)), if_lost);
+    }
+
+    /// Pushes every pending delivery the presence may get now and does not hold yet, oldest first.
+    pub(super) fn drain(&mut self, pk: PKey, now: Instant) {
+        let Some(p) = self.presences.get(&pk).filter(|p| p.pushable()) else {
+            return;
+        };
+        let (member, session, status) = (p.member_id.clone(), p.session_pubkey.clone(), p.status);
+        let pending = match self.store.pending(&member, session.as_deref(), usize::MAX) {
+            Ok(x) => x,
+            Err(e) => return log::error("reading pending deliveries failed", &[("error", &e)]),
+        };
+        for d in pending {
+            let held = self
+                .presences
+                .get(&pk)
+                .is_some_and(|p| p.inflight.contains_key(&d.delivery_id));
+            if !held && deliverable(status, &d.priority) {
+                self.push_to(pk, &d, now, IfLost::Send);
+            }
+        }
+    }
+
+    /// The presences a delivery reaches: the recipient member's connections (or the one session's), except
+    /// the socket it came from.
+    pub(super) fn reached_by(&self, mesh_id: &str, d: &Pending, from: Option<ConnId>) -> Vec<PKey> {
+        self.mesh_keys(mesh_id)
+            .into_iter()
+            .filter(|pk| {
+                self.presences.get(pk).is_some_and(|p| {
+                    p.conn.is_some()
+                        && p.conn != from
+                        && p.member_id == d.recipient_member_id
+                        && (d.recipient_session_pubkey.is_none()
+                            || p.session_pubkey == d.recipient_session_pubkey)
+                })
+            })
+            .collect()
+    }
+
+    /// Answers the `inbox_fetch` waiting on `conn` with what is pending now.
+    pub(super) fn answer_waiter(&mut self, conn: ConnId, if_lost: IfLost) {
+        let Some(w) = self.waiters.remove(&conn) else {
+            return;
+        };
+        let Some(p) = self.presences.get(&w.pk) else {
+            return;
+        };
+        let messages = match self
+            .store
+            .pending(&p.member_id, w.session.as_deref(), w.limit)
+        {
+            Ok(x) => x.iter().map(push_of).collect(),
+            Err(e) => return self.store_error(conn, &e, w.req_id.as_deref()),
+        };
+        let frame = Frame::Inbox(wire::Inbox {
+            messages,
+            req_id: w.req_id,
+        });
+        self.emit(conn, frame, if_lost);
+    }
+
+    fn refuse_send(&mut self, conn: ConnId, id: &str, error: String) {
+        let code = error.split(':').next().unwrap_or("send").replace(' ', "_");
+        self.count_error(&code);
+        self.reply(conn, wire::Ack::refused(id, error));
+    }
+
+    fn take_token(&mut self, member_id: &str, now: Instant) -> bool {
+        let Some(rl) = self.cfg.rate_limit else {
+            return true;
+        };
+        let b = self.buckets.entry(member_id.to_string()).or_insert(Bucket {
+            tokens: rl.burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rl.per_second).min(rl.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A key of the mesh as a recipient: a member (all its connections) or a session of a member.
+    pub(super) fn recipient_of(
+        &self,
+        mesh_id: &str,
+        key: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        if let Some(m) = self.store.member_by_pubkey(mesh_id, key)? {
+            return Ok(m.revoked_at.is_none().then_some((m.id, None)));
+        }
+        if let Some(p) = self
+            .by_session
+            .get(&(mesh_id.to_string(), key.to_string()))
+            .and_then(|pk| self.presences.get(pk))
+        {
+            return Ok(Some((p.member_id.clone(), Some(key.to_string()))));
+        }
+        if let Some(s) = self.store.session(mesh_id, key)? {
+            let live = self
+                .store
+                .member(&s.member_id)?
+                .is_some_and(|m| m.revoked_at.is_none());
+            return Ok(live.then_some((s.member_id, Some(key.to_string()))));
+        }
+        Ok(None)
+    }
+
+    /// Who a send reaches, as delivery rows. `Err` is the refusal for the `ack`.
+    fn recipients(
+        &self,
+        p: &Presence,
+        s: &wire::SendMessage,
+    ) -> std::result::Result<Vec<NewDelivery>, String> {
+        let internal = |e: crate::error::Error| format!("internal: {e}");
+        if let Some(copies) = &s.copies {
+            let mut out = Vec::with_capacity(copies.len());
+            for c in copies {
+                let Some((member, session)) =
+                    self.recipient_of(&p.mesh_id, &c.to).map_err(internal)?
+                else {
+                    return Err(format!(
+                        "not_member: {} is not a member or session of this mesh",
+                        short(&c.to)
+                    ));
+                };
+                out.push(NewDelivery {
+                    recipient_member_id: member,
+                    recipient_session_pubkey: session,
+                    nonce: Some(c.nonce.clone()),
+                    ciphertext: Some(c.ciphertext.clone()),
+                });
+            }
+            return Ok(out);
+        }
+        let target = s.target_spec.as_str();
+        if target.starts_with('#') {
+            return Err("unknown target: topics are not available yet".into());
+        }
+        let group = match target {
+            "*" | "@all" => None,
+            t if t.len() > 1 && t.starts_with('@') => Some(&t[1..]),
+            t if crate::crypto::parse_pubkey_hex(t).is_ok() => {
+                return match self.recipient_of(&p.mesh_id, t).map_err(internal)? {
+                    Some((member, session)) => Ok(vec![NewDelivery {
+                        recipient_member_id: member,
+                        recipient_session_pubkey: session,
+                        nonce: None,
+                        ciphertext: None,
+                    }]),
+                    None => Err(format!(
+                        "unknown target: no member or session {} in this mesh",
+                        short(t)
+                    )),
+                };
+            }
+            t => {
+                return Err(format!(
+                    "unknown target: {t:?} is not a key, *, @group or #topic"
+                ));
+            }
+        };
+        // A broadcast without sealed copies (an original client): every other member, stored for the offline
+        // ones. Members reached only through hidden presences are skipped, as the original skips hidden peers.
+        let members = self.store.members(&p.mesh_id).map_err(internal)?;
+        let mut out = Vec::new();
+        for m in members
+            .into_iter()
+            .filter(|m| m.revoked_at.is_none() && m.id != p.member_id)
+        {
+            let live: Vec<&Presence> = self
+                .mesh_keys(&p.mesh_id)
+                .iter()
+                .filter_map(|pk| self.presences.get(pk))
+                .filter(|q| q.member_id == m.id && !q.pull)
+                .collect();
+            if !live.is_empty() && live.iter().all(|q| !q.visible) {
+                continue;
+            }
+            let matches = match group {
+                None => true,
+                Some(g) => {
+                    in_group(&groups_of(&m.groups), g)
+                        || live.iter().any(|q| in_group(&q.groups, g))
+                }
+            };
+            if matches {
+                out.push(NewDelivery {
+                    recipient_member_id: m.id,
+                    recipient_session_pubkey: None,
+                    nonce: None,
+                    ciphertext: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn on_send(&mut self, conn: ConnId, pk: PKey, s: wire::SendMessage, now: Instant) {
+        self.metrics.messages_in += 1;
+        let Some(sender) = self.presences.get(&pk).cloned() else {
+            return;
+        };
+        if !self.take_token(&sender.member_id, now) {
+            let rl = self.cfg.rate_limit.unwrap_or(RateLimit {
+                per_second: 0.0,
+                burst: 0.0,
+            });
+            let msg = format!(
+                "rate_limit: max {} msg/min (burst {}) — slow down",
+                rl.per_second * 60.0,
+                rl.burst
+            );
+            return self.refuse_send(conn, &s.id, msg);
+        }
+        let size = s.ciphertext.len()
+            + s.nonce.len()
+            + s.target_spec.len()
+            + s.copies
+                .iter()
+                .flatten()
+                .map(|c| c.to.len() + c.nonce.len() + c.ciphertext.len())
+                .sum::<usize>();
+        if size > MAX_MESSAGE_BYTES {
+            let msg =
+                format!("payload too large: {size} bytes > MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES}");
+            return self.refuse_send(conn, &s.id, msg);
+        }
+        let client_id = s.client_message_id.clone().filter(|c| !c.is_empty());
+        if let Some(c) = &client_id {
+            match self
+                .store
+                .message_by_client_id(&sender.mesh_id, &sender.member_id, c)
+            {
+                Ok(Some(first)) => return self.ack_duplicate(conn, &s.id, &first),
+                Ok(None) => {}
+                Err(e) => return self.refuse_send(conn, &s.id, format!("internal: {e}")),
+            }
+        }
+        let deliveries = match self.recipients(&sender, &s) {
+            Ok(d) => d,
+            Err(msg) => return self.refuse_send(conn, &s.id, msg),
+        };
+        let message = Message {
+            id: new_id(),
+            mesh_id: sender.mesh_id.clone(),
+            sender_member_id: sender.member_id.clone(),
+            sender_session_pubkey: sender.session_pubkey.clone(),
+            target_spec: s.target_spec.clone(),
+            priority: s.priority.as_str().to_string(),
+            nonce: s.nonce.clone(),
+            ciphertext: s.ciphertext.clone(),
+            client_message_id: client_id,
+            subtype: s.subtype.clone(),
+            reply_to_id: s.reply_to_id.clone(),
+            body_version: s.body_version.map(i64::from),
+            created_at: now_ms(),
+        };
+        let ids = match self.store.insert_message(&message, &deliveries) {
+            Ok(ids) => ids,
+            Err(e) => {
+                log::error("storing a message failed", &[("error", &e)]);
+                return self.refuse_send(conn, &s.id, format!("internal: message not stored: {e}"));
+            }
+        };
+
+        let (mut pushed, mut online) = (false, false);
+        for (d, delivery_id) in deliveries.into_iter().zip(ids) {
+            let pending = Pending {
+                delivery_id,
+                message_id: message.id.clone(),
+                mesh_id: message.mesh_id.clone(),
+                recipient_member_id: d.recipient_member_id,
+                recipient_session_pubkey: d.recipient_session_pubkey,
+                sender_member_id: sender.member_id.clone(),
+                sender_member_pubkey: sender.member_pubkey.clone(),
+                sender_session_pubkey: sender.session_pubkey.clone(),
+                sender_name: sender.display_name.clone(),
+                target_spec: message.target_spec.clone(),
+                priority: message.priority.clone(),
+                nonce: d.nonce.unwrap_or_else(|| message.nonce.clone()),
+                ciphertext: d.ciphertext.unwrap_or_else(|| message.ciphertext.clone()),
+                client_message_id: message.client_message_id.clone(),
+                subtype: message.subtype.clone(),
+                reply_to_id: message.reply_to_id.clone(),
+                body_version: message.body_version,
+                created_at: message.created_at,
+            };
+            for target in self.reached_by(&message.mesh_id, &pending, Some(conn)) {
+                let Some(p) = self.presences.get(&target) else {
+                    continue;
+                };
+                let (status, target_conn) = (p.status, p.conn);
+                if p.pull {
+                    // A pull connection waiting in inbox_fetch gets it as the answer.
+                    if let Some(c) =
+                        target_conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
+                    {
+                        self.answer_waiter(c, IfLost::Drop);
+                        pushed = true;
+                    }
+                    continue;
+                }
+                online = true;
+                if let Some(c) = target_conn.filter(|c| self.waiters.contains_key(c)) {
+                    self.answer_waiter(c, IfLost::Drop);
+                    pushed = true;
+                } else if deliverable(status, &pending.priority) {
+                    self.push_to(target, &pending, now, IfLost::Drop);
+                    pushed = true;
+                }
+            }
+        }
+        let ack = wire::Ack {
+            id: s.id.clone(),
+            message_id: message.id,
+            queued: !pushed,
+            recipient_online: Some(online),
+            ..wire::Ack::default()
+        };
+        let instead = wire::Ack::refused(
+            &s.id,
+            "internal: message not stored (broker storage error); retry",
+        );
+        self.reply_durable(conn, ack, instead);
+    }
+
+    fn ack_duplicate(&mut self, conn: ConnId, id: &str, first: &str) {
+        let pending = self
+            .store
+            .deliveries_of(first)
+            .map(|d| d.iter().any(|d| d.delivered_at.is_none()));
+        let ack = wire::Ack {
+            id: id.to_string(),
+            message_id: first.to_string(),
+            queued: pending.unwrap_or(false),
+            duplicate: Some(true),
+            ..wire::Ack::default()
+        };
+        self.reply(conn, ack);
+    }
+
+    pub(super) fn on_client_ack(&mut self, pk: PKey, a: wire::ClientAck) {
+        let Some(p) = self.presences.get(&pk) else {
+            return;
+        };
+        let (mesh, member) = (p.mesh_id.clone(), p.member_id.clone());
+        let done = match self.store.mark_delivered(
+            &mesh,
+            &member,
+            a.broker_message_id.as_deref().filter(|s| !s.is_empty()),
+            a.client_message_id.as_deref().filter(|s| !s.is_empty()),
+            now_ms(),
+        ) {
+            Ok(ids) => ids,
+            Err(e) => return log::error("recording a client_ack failed", &[("error", &e)]),
+        };
+        for pk in self.mesh_keys(&mesh) {
+            if let Some(q) = self
+                .presences
+                .get_mut(&pk)
+                .filter(|q| q.member_id == member)
+            {
+                for id in &done {
+                    q.inflight.remove(id);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_inbox_fetch(
+        &mut self,
+        conn: ConnId,
+        pk: PKey,
+        f: wire::InboxFetch,
+        now: Instant,
+    ) {
+        let Some(p) = self.presences.get(&pk) else {
+            return;
+        };
+        let session = match (&p.session_pubkey, f.session_pubkey.as_deref()) {
+            (Some(own), _) => Some(own.clone()),
+            (None, Some(sp)) => match self.recipient_of(&p.mesh_id, sp) {
+                Ok(Some((member, Some(_)))) if member == p.member_id => Some(sp.to_string()),
+                _ => None,
+            },
+            (None, None) => None,
+        };
+        let limit = f.limit.map_or(100, |l| l.clamp(1, 1000) as usize);
+        let pending = match self.store.pending(&p.member_id, session.as_deref(), limit) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, f.req_id.as_deref()),
+        };
+        let wait = f
+            .wait_ms
+            .map(Duration::from_millis)
+            .unwrap_or_default()
+            .min(MAX_WAIT);
+        if pending.is_empty() && !wait.is_zero() {
+            self.waiters.insert(
+                conn,
+                Waiter {
+                    pk,
+                    req_id: f.req_id,
+                    deadline: now + wait,
+                    limit,
+                    session,
+                },
+            );
+            return;
+        }
+        let messages = pending.iter().map(push_of).collect();
+        self.reply(
+            conn,
+            wire::Inbox {
+                messages,
+                req_id: f.req_id,
+            },
+        );
+    }
+
+    pub(super) fn on_message_status(&mut self, conn: ConnId, pk: PKey, m: wire::MessageStatus) {
+        let req = m.req_id.as_deref();
+        let id = m.message_id.as_str();
+        if !(8..=32).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return self.error(
+                conn,
+                codes::INVALID_ARGUMENT,
+                "messageId must be 8-32 characters of [A-Za-z0-9]",
+                req,
+            );
+        }
+        let Some(mesh) = self.presences.get(&pk).map(|p| p.mesh_id.clone()) else {
+            return;
+        };
+        let found = match self.store.messages_by_prefix(&mesh, id, 2) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, req),
+        };
+        let msg = match found.as_slice() {
+            [] => {
+                return self.error(
+                    conn,
+                    codes::NOT_FOUND,
+                    "no message with that id in this mesh",
+                    req,
+                );
+            }
+            [one] => one.clone(),
+            _ => {
+                return self.error(
+                    conn,
+                    codes::AMBIGUOUS_PREFIX,
+                    "that prefix matches more than one message",
+                    req,
+                );
+            }
+        };
+        let states = match self.store.deliveries_of(&msg.id) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, req),
+        };
+        let delivered = !states.is_empty() && states.iter().all(|d| d.delivered_at.is_some());
+        let delivered_at = states
+            .iter()
+            .filter_map(|d| d.delivered_at)
+            .max()
+            .filter(|_| delivered)
+            .map(fmt_rfc3339);
+        let recipients = states
+            .iter()
+            .map(|d| wire::Recipient {
+                name: d.recipient_name.clone(),
+                pubkey: d
+                    .recipient_session_pubkey
+                    .clone()
+                    .unwrap_or_else(|| d.recipient_member_pubkey.clone()),
+                status: if d.delivered_at.is_some() {
+                    "delivered"
+                } else {
+                    "pending"
+                }
+                .to_string(),
+            })
+            .collect();
+        self.reply(
+            conn,
+            wire::MessageStatusResult {
+                message_id: m.message_id.clone(),
+                target_spec: msg.target_spec,
+                delivered,
+                delivered_at,
+                recipients,
+                req_id: m.req_id.clone(),
+            },
+        );
+    }
+
+    /// Pushes again what waited a whole lease without an acknowledgement, backing off per retry.
+    pub(super) fn redeliver(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for (pk, p) in &self.presences {
+            if p.pushable() {
+                due.extend(
+                    p.inflight
+                        .iter()
+                        .filter(|(_, l)| l.due <= now)
+                        .map(|(id, l)| (*pk, *id, l.attempts)),
+                );
+            }
+        }
+        for (pk, delivery_id, attempts) in due {
+            let d = match self.store.pending_delivery(delivery_id) {
+                Ok(d) => d,
+                Err(e) => {
+                    log::error("reading a delivery for redelivery failed", &[("error", &e)]);
+                    continue;
+                }
+            };
+            let Some(p) = self.presences.get_mut(&pk) else {
+                continue;
+            };
+            match d {
+                Some(d) if deliverable(p.status, &d.priority) => {
+                    let attempts = attempts + 1;
+                    let lease = self
+                        .cfg
+                        .lease
+                        .saturating_mul(1 << attempts.min(20))
+                        .min(MAX_LEASE);
+                    p.inflight.insert(
+                        delivery_id,
+                        Lease {
+                            due: now + lease,
+                            attempts,
+                        },
+                    );
+                    if let Some(conn) = p.conn {
+                        self.metrics.messages_out += 1;
+                        self.emit(conn, Frame::Push(push_of(&d)), IfLost::Send);
+                    }
+                }
+                // Acknowledged meanwhile, or held back by status until the presence is idle again.
+                _ => {
+                    p.inflight.remove(&delivery_id);
+                }
+            }
+        }
+    }
+}
