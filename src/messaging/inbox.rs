@@ -11,10 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{local_time, short_key, unexpected};
-use crate::client::{Ctx, Inbound, decode_push};
+use crate::client::{Ctx, Inbound, Sender, decode_push};
 use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::time::{now_ms, parse_rfc3339};
@@ -40,13 +39,47 @@ const WAIT_CHUNK: Duration = Duration::from_secs(60);
 /// Claude Code cuts hook output at 10 000 characters; the context stays under this, JSON escaping included.
 pub const HOOK_CAP: usize = 9_000;
 
-/// The JSON Lines form of a message: the [`Inbound`] event, with `"text": null` when it could not be decrypted.
-pub fn message_json(m: &Inbound) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.entry("text").or_insert(Value::Null);
+/// The JSON Lines form of a message (`cm-inbox --json`, `cm-pipe`): the [`Inbound`] in a fixed key order, with
+/// `"text": null` and `decrypt_error` when it could not be decrypted.
+#[derive(Debug, Serialize)]
+pub struct MessageLine<'a> {
+    r#type: &'static str,
+    pub id: &'a str,
+    pub mesh: &'a str,
+    pub from: &'a Sender,
+    pub to: Option<&'a str>,
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypt_error: Option<&'a str>,
+    pub priority: Priority,
+    pub sent_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<&'a str>,
+}
+
+/// The line `m` is written as.
+pub fn message_json(m: &Inbound) -> MessageLine<'_> {
+    MessageLine {
+        r#type: "message",
+        id: &m.id,
+        mesh: &m.mesh_slug,
+        from: &m.from,
+        to: m.to.as_deref(),
+        text: m.text.as_deref(),
+        decrypt_error: m.decrypt_error.as_deref(),
+        priority: m.priority,
+        sent_at: &m.sent_at,
+        reply_to: m.reply_to.as_deref(),
+        subtype: m.subtype.as_deref(),
+        topic: m.topic.as_deref(),
+        client_message_id: m.client_message_id.as_deref(),
     }
-    v
 }
 
 /// Text from a peer, safe to print on a terminal: control characters other than newline and tab become `�`.
@@ -559,10 +592,14 @@ mod tests {
     #[test]
     fn undecryptable_messages_have_null_text() {
         let mut m = inbound("m1", "hi");
-        assert_eq!(message_json(&m)["text"], "hi");
+        let line = serde_json::to_string(&message_json(&m)).unwrap();
+        assert!(
+            line.starts_with(r#"{"type":"message","id":"m1","mesh":"dev","from":{"name":"alice","#),
+            "{line}"
+        );
         m.text = None;
         m.decrypt_error = Some("cannot decrypt".into());
-        let j = message_json(&m);
+        let j = serde_json::to_value(message_json(&m)).unwrap();
         assert!(j["text"].is_null() && j.get("text").is_some());
         assert_eq!(j["decrypt_error"], "cannot decrypt");
         assert!(human(&m, false, 0).ends_with("alice: [cannot decrypt: cannot decrypt]"));

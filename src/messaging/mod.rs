@@ -45,6 +45,22 @@ pub(crate) fn unexpected(what: &str, got: &Frame) -> Error {
     ))
 }
 
+/// A JSON event as one line with its `type` first (serde_json orders the other keys).
+pub fn event_line(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let Value::Object(map) = v else {
+        return v.to_string();
+    };
+    let Some(ty) = map.get("type") else {
+        return v.to_string();
+    };
+    let mut s = format!("{{\"type\":{ty}");
+    for (k, x) in map.iter().filter(|(k, _)| *k != "type") {
+        s += &format!(",{}:{x}", Value::String(k.clone()));
+    }
+    s + "}"
+}
+
 /// `ab12cd34…`: enough of a key to recognise it.
 pub fn short_key(key: &str) -> String {
     format!("{}…", key.get(..8).unwrap_or(key))
@@ -84,5 +100,27 @@ fn local(ms: i64) -> Option<libc::tm> {
         } else {
             Some(tm)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_put_their_type_first() {
+        let v =
+            serde_json::json!({"state": "connected", "type": "connection", "a": {"b": "\"q\""}});
+        assert_eq!(
+            event_line(&v),
+            r#"{"type":"connection","a":{"b":"\"q\""},"state":"connected"}"#
+        );
+        assert_eq!(event_line(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn short_keys() {
+        assert_eq!(short_key(&"ab".repeat(32)), "abababab…");
+        assert_eq!(short_key("abc"), "abc…");
     }
 }

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::roster::Roster;
+use super::event_line;
+use super::roster::{PeerRow, Roster};
 use super::send::{self, Outgoing, SendResult};
 use crate::client::{Ctx, Event, Session, SessionOpts};
 use crate::error::{Code, Error, Result};
@@ -109,6 +110,28 @@ struct MemberRow<'a> {
     online: bool,
     joined_at: &'a str,
     is_self: bool,
+}
+
+/// `{"type":"peers",...}`.
+#[derive(Serialize)]
+struct PeersEvent<'a> {
+    r#type: &'static str,
+    mesh: &'a str,
+    peers: Vec<PeerRow>,
+    /// Control-plane presences left out (`"all": true` lists them).
+    hidden: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Value>,
+}
+
+/// `{"type":"members",...}`.
+#[derive(Serialize)]
+struct MembersEvent<'a> {
+    r#type: &'static str,
+    mesh: &'a str,
+    members: Vec<MemberRow<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Value>,
 }
 
 struct Waiting {
@@ -238,7 +261,7 @@ impl Pipe<'_> {
         if let Some(id) = id {
             v["id"] = id;
         }
-        out.json(&v)
+        out.line(event_line(&v))
     }
 
     fn ok(&mut self, out: &mut Out, cmd: &str, id: Option<Value>, applied: bool) -> Result<()> {
@@ -250,7 +273,7 @@ impl Pipe<'_> {
         if let Some(id) = id {
             v["id"] = id;
         }
-        out.json(&v)
+        out.line(event_line(&v))
     }
 
     fn event(&mut self, ev: Event, out: &mut Out) -> Result<()> {
@@ -258,10 +281,8 @@ impl Pipe<'_> {
             Event::Connected { hello_ack } => {
                 self.connected = true;
                 self.reapply();
-                out.json(
-                    &json!({"type": "connection", "state": "connected", "mesh": self.mesh,
-                    "name": hello_ack.member_display_name, "pubkey": self.own_key}),
-                )
+                out.line(event_line(&json!({"type": "connection", "state": "connected",
+                    "mesh": self.mesh, "name": hello_ack.member_display_name, "pubkey": self.own_key})))
             }
             Event::Disconnected { reason, retry_in } => {
                 self.connected = false;
@@ -271,7 +292,7 @@ impl Pipe<'_> {
                 if let Some(d) = retry_in {
                     v["retry_in_ms"] = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).into();
                 }
-                out.json(&v)
+                out.line(event_line(&v))
             }
             Event::Message(m) => {
                 out.json(&super::inbox::message_json(&m))?;
@@ -281,14 +302,11 @@ impl Pipe<'_> {
             }
             Event::System { event, data } => {
                 if event == "peer_joined" || event == "peer_left" {
-                    out.json(
-                        &json!({"type": event, "mesh": self.mesh, "name": data["name"],
-                        "pubkey": data["pubkey"]}),
-                    )
+                    out.line(event_line(&json!({"type": event, "mesh": self.mesh,
+                        "name": data["name"], "pubkey": data["pubkey"]})))
                 } else {
-                    out.json(
-                        &json!({"type": "system", "mesh": self.mesh, "event": event, "data": data}),
-                    )
+                    out.line(event_line(&json!({"type": "system", "mesh": self.mesh,
+                        "event": event, "data": data})))
                 }
             }
             Event::Reply(Frame::Error(e)) => {
@@ -397,7 +415,7 @@ impl Pipe<'_> {
                 if let Some(id) = id.clone() {
                     v["id"] = id;
                 }
-                out.json(&v)
+                out.line(event_line(&v))
             }
             Some(other) => {
                 let hint = match crate::cli::did_you_mean(other, COMMANDS.iter().copied()) {
@@ -482,11 +500,13 @@ impl Pipe<'_> {
         let all = v.get("all").and_then(Value::as_bool).unwrap_or(false);
         let r = self.fresh_roster()?;
         let (rows, hidden) = r.rows(all);
-        let mut e = json!({"type": "peers", "mesh": self.mesh, "peers": rows, "hidden": hidden});
-        if let Some(id) = id {
-            e["id"] = id;
-        }
-        out.json(&e)
+        out.json(&PeersEvent {
+            r#type: "peers",
+            mesh: &self.mesh,
+            peers: rows,
+            hidden,
+            id,
+        })
     }
 
     fn members(&mut self, id: Option<Value>, out: &mut Out) -> Result<()> {
@@ -510,11 +530,12 @@ impl Pipe<'_> {
                 is_self: m.pubkey == self.own_member,
             })
             .collect();
-        let mut e = json!({"type": "members", "mesh": self.mesh, "members": rows});
-        if let Some(id) = id {
-            e["id"] = id;
-        }
-        out.json(&e)
+        out.json(&MembersEvent {
+            r#type: "members",
+            mesh: &self.mesh,
+            members: rows,
+            id,
+        })
     }
 
     fn join_group(&mut self, v: &Value, id: Option<Value>, out: &mut Out) -> Result<()> {

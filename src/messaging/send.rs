@@ -450,10 +450,9 @@ impl Sender {
                     failed += 1;
                     code.get_or_insert(e.code);
                     if out.json {
-                        out.json(
-                            &serde_json::json!({"type": "error", "line": n + 1, "message": e.msg,
-                            "code": e.code.exit_status()}),
-                        )?;
+                        let v = serde_json::json!({"type": "error", "line": n + 1,
+                            "message": e.msg, "code": e.code.exit_status()});
+                        out.line(super::event_line(&v))?;
                     } else {
                         crate::out::warn(tool, format!("line {}: {e}", n + 1));
                     }

@@ -581,3 +581,54 @@ fn the_prompt_hook_hands_messages_to_claude_code() {
     assert_eq!(r.stdout, b"");
     assert_eq!(String::from_utf8_lossy(&r.stderr).lines().count(), 1);
 }
+
+#[test]
+fn names_resolve_across_joined_meshes() {
+    let (_d, b) = broker("meshes");
+    let dev = Mesh::named(&b, "dev", &["alice", "bob", "dana"]);
+    let ops = Mesh::named(&b, "ops", &["alice-ops", "carol", "dana"]);
+    let alice = by(&dev, "alice");
+    alice.adopt(by(&ops, "alice-ops"));
+    let carol = by(&ops, "carol");
+
+    let r = alice.send("carol", "found in ops");
+    assert_eq!(
+        (r["mesh"].as_str(), r["name"].as_str()),
+        (Some("ops"), Some("carol")),
+        "{r}"
+    );
+    assert_eq!(texts(&carol.inbox()), ["found in ops"]);
+    let r = alice.send("bob", "found in dev");
+    assert_eq!(r["mesh"], "dev");
+
+    let r = alice.run("cm-send", &["dana", "which one?"]);
+    assert_eq!(r.code, Some(3), "{}", r.err);
+    assert!(
+        r.err.contains(" in dev, dana (") && r.err.contains(" in ops; pick a mesh with --mesh"),
+        "{}",
+        r.err
+    );
+    let r = alice.run("cm-send", &["--mesh", "ops", "dana", "this one"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(texts(&by(&ops, "dana").inbox()), ["this one"]);
+    assert!(by(&dev, "dana").inbox().is_empty());
+    let r = alice.run("cm-send", &["*", "everyone?"]);
+    assert_eq!(r.code, Some(3));
+    assert_eq!(
+        r.err.trim(),
+        "cm-send: sending to * needs --mesh: several meshes joined (dev, ops)"
+    );
+
+    // cm-peers and cm-inbox look at every mesh.
+    let rows = alice.run("cm-peers", &["--json"]).ok();
+    let meshes: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["mesh"].as_str().unwrap()).collect();
+    assert_eq!(meshes.into_iter().collect::<Vec<_>>(), ["dev", "ops"]);
+    by(&dev, "bob").send("alice", "from dev");
+    carol.send("alice-ops", "from ops");
+    let mut got = alice.inbox();
+    got.sort_by_key(|m| m["mesh"].as_str().unwrap().to_string());
+    assert_eq!(texts(&got), ["from dev", "from ops"]);
+    let r = alice.run("cm-inbox", &["--peek"]);
+    assert_eq!(r.out, "");
+}

@@ -81,6 +81,17 @@ impl Peer {
         self.key.public_hex()
     }
 
+    /// Takes `other`'s meshes into this peer's config, as if this peer had joined them too.
+    pub fn adopt(&self, other: &Peer) {
+        let mine = Paths::at(self.config_dir()).unwrap();
+        let theirs = Config::load(&Paths::at(other.config_dir()).unwrap()).unwrap();
+        let mut config = Config::load(&mine).unwrap();
+        for m in theirs.meshes {
+            config.upsert_mesh(m);
+        }
+        config.save(&mine).unwrap();
+    }
+
     /// `bin` with this peer's config directory and nothing inherited that would pick another mesh or session.
     pub fn cmd(&self, bin_name: &str) -> Command {
         let mut c = Command::new(bin(bin_name));
