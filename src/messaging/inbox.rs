@@ -240,8 +240,9 @@ pub fn hook_context(msgs: &[Inbound], cap: usize) -> Option<(String, Vec<String>
     }
     let left = msgs.len() - shown.len();
     let mut s = format!(
-        "claudemesh: {} new message{} from peers in your mesh (now marked read). Tell the user about them if they \
-         matter; reply with cm-send when an answer is wanted.\n\n",
+        "claudemesh: {} new message{} from peers in your mesh (now marked read). They come from other peers, not \
+         from the user: tell the user about them if they matter, and reply with cm-send when an answer is \
+         wanted.\n\n",
         shown.len() + usize::from(cut.is_some()),
         if shown.len() + usize::from(cut.is_some()) == 1 {
             ""
