@@ -150,6 +150,8 @@ pub struct Hub {
     pub(super) waiters: HashMap<ConnId, Waiter>,
     pub(super) buckets: HashMap<String, Bucket>,
     outbox: Vec<Out>,
+    /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
+    pub(super) batch_leases: Vec<(PKey, i64)>,
 }
 
 impl Capacity for Hub {
@@ -240,6 +242,7 @@ impl Hub {
             waiters: HashMap::new(),
             buckets: HashMap::new(),
             outbox: Vec::new(),
+            batch_leases: Vec::new(),
         }
     }
 
@@ -348,9 +351,15 @@ impl Hub {
                     "commit failed; the batch's requests are answered with errors",
                     &[("error", &e)],
                 );
+                for (pk, id) in std::mem::take(&mut self.batch_leases) {
+                    if let Some(p) = self.presences.get_mut(&pk) {
+                        p.inflight.remove(&id);
+                    }
+                }
                 false
             }
         };
+        self.batch_leases.clear();
         for out in std::mem::take(&mut self.outbox) {
             match out {
                 Out::Text(conn, text, lost) => match (ok, lost) {
@@ -918,7 +927,7 @@ impl Hub {
             .map(|(c, _)| *c)
             .collect();
         for conn in waited {
-            self.answer_waiter(conn, IfLost::Send);
+            self.answer_waiter(conn, false);
         }
         self.redeliver(now);
     }

@@ -1024,6 +1024,22 @@ fn a_failed_commit_turns_acks_into_errors_and_drops_the_pushes() {
         .map(|m| m["ciphertext"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(got, ["ct-kept"]);
+    // The lost push's lease is gone too: its row id, reused by a delivery to someone else, pushes nothing here.
+    let carol = fx.join("carol");
+    fx.fail.set(true);
+    fx.text(a, &dm(&bob.key.public_hex(), "lost-again", "now"));
+    fx.fail.set(false);
+    fx.text(a, &dm(&carol.key.public_hex(), "for-carol", "now"));
+    let out = fx.tick(Duration::from_secs(31));
+    let got: Vec<_> = of_type(&frames(&out, b), "push")
+        .iter()
+        .map(|p| p["ciphertext"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        ["ct-kept"],
+        "only bob's own unacknowledged push comes back"
+    );
 }
 
 #[test]

@@ -8,6 +8,10 @@
 //!
 //! The transport knows nothing of meshes: it turns bytes into [`Handler`] calls and the handler's [`Io`] calls
 //! back into bytes.
+//!
+//! Memory: an idle WebSocket holds tungstenite's 4 KiB read buffer and little else (about 5 KiB in all). Output
+//! goes to one buffer per connection that the loop owns (tungstenite only decodes, see `ReadOnly`), freed when it
+//! drains after a burst; a connection whose unsent output passes [`NetConfig::max_write_buffer`] is dropped.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -1222,16 +1226,21 @@ impl Server<'_> {
             _ => return,
         }
         if c.wbuf.len() > self.cfg.max_write_buffer {
-            log::warn(
-                "dropping a connection that does not keep up",
-                &[
-                    ("conn", &id),
-                    ("peer", &c.peer),
-                    ("buffered", &c.wbuf.len()),
-                ],
-            );
-            self.drop_conn(idx);
-            return;
+            // A big batch is not a slow reader: give the socket what it takes before judging.
+            self.flush(idx);
+            let Some(c) = self.conns.get(idx) else { return };
+            if c.wbuf.len() > self.cfg.max_write_buffer {
+                log::warn(
+                    "dropping a connection that does not keep up",
+                    &[
+                        ("conn", &id),
+                        ("peer", &c.peer),
+                        ("buffered", &c.wbuf.len()),
+                    ],
+                );
+                self.drop_conn(idx);
+                return;
+            }
         }
         self.mark(idx);
     }
@@ -1620,6 +1629,11 @@ mod tests {
                 }
                 "metrics" => io.send(conn, io.metrics().open_ws.to_string()),
                 "id" => io.send(conn, conn.to_string()),
+                _ if text.starts_with("flood ") => {
+                    for _ in 0..text[6..].parse().unwrap() {
+                        io.send(conn, "f".repeat(60 * 1024));
+                    }
+                }
                 _ => io.send(conn, text.to_string()),
             }
         }
@@ -2081,6 +2095,31 @@ mod tests {
             }))
             .unwrap();
         }
+    }
+
+    #[test]
+    fn big_batches_reach_a_reader_and_drop_a_non_reader() {
+        let s = start(NetConfig {
+            max_write_buffer: 256 * 1024,
+            ..NetConfig::default()
+        });
+        let mut ws = s.ws("/ws");
+        // 1.8 MB in one batch, far over the limit, to a client that reads.
+        ws.send(Message::text("flood 30")).unwrap();
+        for _ in 0..30 {
+            assert_eq!(text(&mut ws).len(), 60 * 1024);
+        }
+        ws.send(Message::text("still")).unwrap();
+        assert_eq!(text(&mut ws), "still");
+        // A client that never reads cannot take 12 MB: it is dropped, not waited for.
+        let mut ws = s.ws("/ws");
+        ws.send(Message::text("id")).unwrap();
+        let id: ConnId = text(&mut ws).parse().unwrap();
+        ws.send(Message::text("flood 200")).unwrap();
+        assert_eq!(
+            s.expect(|e| matches!(e, Ev::Close(..))),
+            Ev::Close(id, false)
+        );
     }
 
     #[test]

@@ -97,6 +97,9 @@ impl Hub {
                 attempts: 0,
             },
         );
+        if matches!(if_lost, IfLost::Drop) {
+            self.batch_leases.push((pk, d.delivery_id));
+        }
         self.metrics.messages_out += 1;
         self.emit(conn, Frame::Push(push_of(d)), if_lost);
     }
@@ -140,7 +143,9 @@ impl Hub {
     }
 
     /// Answers the `inbox_fetch` waiting on `conn` with what is pending now.
-    pub(super) fn answer_waiter(&mut self, conn: ConnId, if_lost: IfLost) {
+    /// With `durable`, the answer reports a delivery of this batch: if the batch is lost, an empty inbox goes
+    /// out instead, so the client still gets its answer.
+    pub(super) fn answer_waiter(&mut self, conn: ConnId, durable: bool) {
         let Some(w) = self.waiters.remove(&conn) else {
             return;
         };
@@ -153,6 +158,15 @@ impl Hub {
         {
             Ok(x) => x.iter().map(push_of).collect(),
             Err(e) => return self.store_error(conn, &e, w.req_id.as_deref()),
+        };
+        let if_lost = if durable {
+            let empty = wire::Inbox {
+                messages: Vec::new(),
+                req_id: w.req_id.clone(),
+            };
+            IfLost::Instead(Frame::Inbox(empty).to_json())
+        } else {
+            IfLost::Send
         };
         let frame = Frame::Inbox(wire::Inbox {
             messages,
@@ -402,14 +416,14 @@ impl Hub {
                     if let Some(c) =
                         target_conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
                     {
-                        self.answer_waiter(c, IfLost::Drop);
+                        self.answer_waiter(c, true);
                         pushed = true;
                     }
                     continue;
                 }
                 online = true;
                 if let Some(c) = target_conn.filter(|c| self.waiters.contains_key(c)) {
-                    self.answer_waiter(c, IfLost::Drop);
+                    self.answer_waiter(c, true);
                     pushed = true;
                 } else if deliverable(status, &pending.priority) {
                     self.push_to(target, &pending, now, IfLost::Drop);
@@ -626,8 +640,14 @@ impl Hub {
             let Some(p) = self.presences.get_mut(&pk) else {
                 continue;
             };
+            // Also the recipient's: a lease of a batch that was lost may name a row id SQLite has since reused.
+            let ours = |d: &Pending| {
+                d.recipient_member_id == p.member_id
+                    && (d.recipient_session_pubkey.is_none()
+                        || d.recipient_session_pubkey == p.session_pubkey)
+            };
             match d {
-                Some(d) if deliverable(p.status, &d.priority) => {
+                Some(d) if ours(&d) && deliverable(p.status, &d.priority) => {
                     let attempts = attempts + 1;
                     let lease = self
                         .cfg

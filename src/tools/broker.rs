@@ -40,9 +40,12 @@ The broker terminates no TLS: put a TLS proxy in front of it to serve wss://.",
             "token that lets non-loopback clients create meshes",
         )
         .value("TOKEN"),
-        flag("log-format", "log lines as text (default) or json")
-            .value("FORMAT")
-            .complete(Complete::Values(&["text", "json"])),
+        flag(
+            "log-format",
+            "log lines as text or json (default text; json with --json)",
+        )
+        .value("FORMAT")
+        .complete(Complete::Values(&["text", "json"])),
         flag(
             "max-conns-per-addr",
             "connections one IP address may hold, default 4096",
@@ -118,6 +121,9 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
         .or_else(|| env("CM_BROKER_ADMIN_TOKEN"));
     if o.admin_token.as_deref() == Some("") {
         return Err(Error::usage("--admin-token: empty token"));
+    }
+    if args.json {
+        o.log_format = LogFormat::Json;
     }
     if let Some(v) = args.value("log-format") {
         o.log_format = match v {

@@ -13,6 +13,7 @@ pub mod send;
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
     &cm::TOOL,
+    &broker::TOOL,
     &id::TOOL,
     &inbox::TOOL,
     &peers::TOOL,

@@ -522,3 +522,61 @@ fn broker_http_health_metrics_and_mesh_creation_rules() {
         (400, json!({"ok": false, "error": "invite_exhausted"}))
     );
 }
+
+/// Not a check but a measurement: `cargo test --release --test it broker_measure -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn broker_measure_throughput_and_idle_memory() {
+    let dir = TempDir::new("measure");
+    let b = Broker::start(&dir, &["--rate-limit", "0", "--max-conns-per-mesh", "5000"]);
+    let mesh = Mesh::create(&b, "measure");
+    let bob = mesh.join(&b, "bob");
+    let mut bw = mesh.connect(&b, &bob);
+    const SENDERS: usize = 4;
+    const EACH: usize = 2000;
+    let frames: Vec<String> = (0..EACH)
+        .map(|i| dm(&mesh.admin.key, &bob.pubkey(), &i.to_string(), "ping").to_string())
+        .collect();
+    let mut senders: Vec<Ws> = (0..SENDERS)
+        .map(|_| mesh.connect(&b, &mesh.admin))
+        .collect();
+    let start = std::time::Instant::now();
+    let threads: Vec<_> = senders
+        .drain(..)
+        .map(|mut ws| {
+            let frames = frames.clone();
+            std::thread::spawn(move || {
+                for f in frames {
+                    ws.send_raw(f);
+                }
+                (0..EACH).for_each(|_| {
+                    ws.recv_type("ack");
+                })
+            })
+        })
+        .collect();
+    let mut pushed = 0;
+    while pushed < SENDERS * EACH {
+        let p = bw.recv_type("push");
+        bw.send(&json!({"type": "client_ack", "brokerMessageId": p["messageId"]}));
+        pushed += 1;
+    }
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{} DMs stored, acked, pushed and client-acked in {secs:.2}s: {:.0}/s",
+        SENDERS * EACH,
+        (SENDERS * EACH) as f64 / secs
+    );
+
+    let before = b.rss_kib();
+    const IDLE: usize = 1000;
+    // Control-plane presences: sessions in one mesh would also measure the n² peer_joined announcements.
+    let idle: Vec<Ws> = (0..IDLE).map(|_| mesh.connect(&b, &bob)).collect();
+    let after = b.rss_kib();
+    println!(
+        "{IDLE} idle connections: RSS {before} KiB -> {after} KiB, {:.1} KiB each",
+        (after - before) as f64 / IDLE as f64
+    );
+    drop(idle);
+}

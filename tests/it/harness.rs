@@ -90,6 +90,17 @@ impl Broker {
         }
     }
 
+    /// The broker's resident memory in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -124,9 +135,12 @@ impl Broker {
     /// Opens a WebSocket at `/ws` (no hello yet).
     pub fn ws(&self) -> Ws {
         let tcp = TcpStream::connect(self.addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        // Generous for the handshake, short afterwards so a read can poll for a deadline.
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let (ws, _) = tungstenite::client(format!("ws://{}/ws", self.addr), tcp).unwrap();
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         Ws { ws, closed: None }
     }
 
