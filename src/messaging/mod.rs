@@ -45,7 +45,7 @@ pub(crate) fn unexpected(what: &str, got: &Frame) -> Error {
     ))
 }
 
-/// A JSON event as one line with its `type` first (serde_json orders the other keys).
+/// A JSON event as one line with its `type` first and the other keys in the order they were inserted.
 pub fn event_line(v: &serde_json::Value) -> String {
     use serde_json::Value;
     let Value::Object(map) = v else {
@@ -113,7 +113,7 @@ mod tests {
             serde_json::json!({"state": "connected", "type": "connection", "a": {"b": "\"q\""}});
         assert_eq!(
             event_line(&v),
-            r#"{"type":"connection","a":{"b":"\"q\""},"state":"connected"}"#
+            r#"{"type":"connection","state":"connected","a":{"b":"\"q\""}}"#
         );
         assert_eq!(event_line(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
     }
