@@ -24,7 +24,7 @@ mod transport;
 pub use conn::Conn;
 pub use ctx::Ctx;
 pub use inbound::{Inbound, Sender, decode_push};
-pub use session::{Event, Session, SessionOpts};
+pub use session::{Event, Session, SessionOpts, Sink};
 
 use crate::config::MeshEntry;
 use crate::crypto::Keypair;

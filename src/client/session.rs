@@ -110,6 +110,9 @@ enum Cmd {
     Close,
 }
 
+/// Where a session's events go when it was started with [`Session::start_with`].
+pub type Sink = Box<dyn Fn(Event) + Send>;
+
 /// A long-lived, self-healing connection to a mesh. See the module documentation for what it promises.
 pub struct Session {
     cmds: mpsc::Sender<Cmd>,
@@ -128,14 +131,30 @@ impl Session {
         Session::start_as(Who::from_mesh(mesh)?, opts)
     }
 
+    /// Like [`Session::start`], but every event is handed to `sink` on the I/O thread instead of the
+    /// [`Session::events`] channel (which then stays empty). A tool that also waits on something else, such as
+    /// stdin, merges both into one channel this way and blocks on it, instead of polling two.
+    pub fn start_with(mesh: &MeshEntry, opts: SessionOpts, sink: Sink) -> Result<Session> {
+        Session::start_into(Who::from_mesh(mesh)?, opts, Some(sink))
+    }
+
     pub(crate) fn start_as(who: Who, opts: SessionOpts) -> Result<Session> {
+        Session::start_into(who, opts, None)
+    }
+
+    fn start_into(who: Who, opts: SessionOpts, sink: Option<Sink>) -> Result<Session> {
         let poll = Poll::new().map_err(|e| Error::internal(format!("poll: {e}")))?;
         let waker = Arc::new(
             Waker::new(poll.registry(), WAKER)
                 .map_err(|e| Error::internal(format!("waker: {e}")))?,
         );
         let (cmd_tx, cmd_rx) = mpsc::channel();
-        let (ev_tx, ev_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel::<Event>();
+        let sink = sink.unwrap_or_else(|| {
+            Box::new(move |e| {
+                let _ = ev_tx.send(e);
+            })
+        });
         let (first_tx, first_rx) = mpsc::sync_channel(1);
         let session = opts.conn.session.as_ref().map(|s| s.session.clone());
         let sender = session.clone().unwrap_or_else(|| who.member.clone());
@@ -147,7 +166,7 @@ impl Session {
             who,
             opts,
             session_id: super::session_id(),
-            events: ev_tx,
+            events: sink,
             cmds: cmd_rx,
             poll,
             outbox: Vec::new(),
@@ -353,7 +372,7 @@ struct Io {
     session: Option<Keypair>,
     /// The key our socket speaks as; a push from it is our own echo.
     own_key: String,
-    events: mpsc::Sender<Event>,
+    events: Sink,
     cmds: Receiver<Cmd>,
     poll: Poll,
     outbox: Vec<Outgoing>,
@@ -372,7 +391,7 @@ struct Link {
 
 impl Io {
     fn emit(&self, e: Event) {
-        let _ = self.events.send(e);
+        (self.events)(e);
     }
 
     fn run(mut self, first: mpsc::SyncSender<Result<()>>) {
@@ -442,7 +461,7 @@ impl Io {
         for p in self.requests.drain(..) {
             let _ = p.reply.send(Err(Error::network("the session has ended")));
         }
-        let _ = self.events.send(Event::Closed);
+        (self.events)(Event::Closed);
     }
 
     /// Handles commands until `until` while disconnected; false if told to close.

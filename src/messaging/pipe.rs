@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -40,8 +40,6 @@ use crate::wire::{Frame, Group, JoinGroup, LeaveGroup, Members, SetStatus, SetSu
 
 /// How long the end of stdin waits for the broker to confirm outstanding sends.
 const DRAIN: Duration = Duration::from_secs(5);
-/// How often the loop looks at stdin while no event arrives.
-const TICK: Duration = Duration::from_millis(20);
 /// The longest command line.
 const MAX_LINE: usize = 1 << 20;
 
@@ -57,10 +55,13 @@ const COMMANDS: &[&str] = &[
     "ping",
 ];
 
+/// What the pipe waits for: a line of stdin or an event of the session, merged into one channel so the loop
+/// blocks on both at once.
 enum Input {
     Line(Vec<u8>),
     TooLong,
     End(Option<std::io::Error>),
+    Session(Box<Event>),
 }
 
 fn read_lines(mut input: impl BufRead, tx: mpsc::Sender<Input>) {
@@ -155,15 +156,27 @@ struct Pipe<'s> {
 
 /// Runs `cm-pipe` for `ctx`'s mesh (as its launched session, when there is one) until `input` ends.
 pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Result<()> {
+    // A pipe is a peer (DESIGN §3): inside a launched session it is that session; otherwise it gets a session
+    // key of its own for as long as it runs. Messages to the member's key still reach it.
+    let session = ctx.session.clone().or_else(|| {
+        Some(crate::client::SessionAuth {
+            session: crate::crypto::Keypair::generate(),
+        })
+    });
     let opts = SessionOpts {
         conn: crate::client::ConnOpts {
             pull: false,
+            session,
             ..ctx.conn_opts()
         },
         ..SessionOpts::default()
     };
-    let session = Session::start(&ctx.mesh, opts)?;
     let (tx, rx) = mpsc::channel();
+    let events = tx.clone();
+    let sink = Box::new(move |e| {
+        let _ = events.send(Input::Session(Box::new(e)));
+    });
+    let session = Session::start_with(&ctx.mesh, opts, sink)?;
     std::thread::Builder::new()
         .name("cm-pipe-stdin".into())
         .spawn(move || read_lines(input, tx))
@@ -182,7 +195,7 @@ pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Re
         groups: Vec::new(),
     };
     let result = pipe.run(&rx, out);
-    let result = result.and_then(|()| pipe.finish(out));
+    let result = result.and_then(|()| pipe.finish(&rx, out));
     drop(pipe);
     session.close();
     result
@@ -191,44 +204,37 @@ pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Re
 impl Pipe<'_> {
     fn run(&mut self, rx: &mpsc::Receiver<Input>, out: &mut Out) -> Result<()> {
         loop {
-            loop {
-                match rx.try_recv() {
-                    Ok(Input::Line(bytes)) => match String::from_utf8(bytes) {
-                        Ok(line) => self.command(&line, out)?,
-                        Err(_) => self.error(out, &Error::usage("the line is not UTF-8"), None)?,
-                    },
-                    Ok(Input::TooLong) => {
-                        let e =
-                            Error::usage(format!("a command line is longer than {MAX_LINE} bytes"));
-                        self.error(out, &e, None)?;
-                    }
-                    Ok(Input::End(None)) | Err(TryRecvError::Disconnected) => return Ok(()),
-                    Ok(Input::End(Some(e))) => {
-                        return Err(Error::from(e).context("reading stdin"));
-                    }
-                    Err(TryRecvError::Empty) => break,
+            match rx.recv() {
+                Ok(Input::Line(bytes)) => match String::from_utf8(bytes) {
+                    Ok(line) => self.command(&line, out)?,
+                    Err(_) => self.error(out, &Error::usage("the line is not UTF-8"), None)?,
+                },
+                Ok(Input::TooLong) => {
+                    let e = Error::usage(format!("a command line is longer than {MAX_LINE} bytes"));
+                    self.error(out, &e, None)?;
                 }
-            }
-            match self.session.events().recv_timeout(TICK) {
-                Ok(ev) => self.event(ev, out)?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Err(self.ended()),
+                Ok(Input::Session(ev)) if matches!(*ev, Event::Closed) => return Err(self.ended()),
+                Ok(Input::Session(ev)) => self.event(*ev, out)?,
+                Ok(Input::End(None)) => return Ok(()),
+                Ok(Input::End(Some(e))) => return Err(Error::from(e).context("reading stdin")),
+                Err(_) => return Err(self.ended()),
             }
         }
     }
 
     /// After stdin ends: wait a little for the broker to confirm what was sent.
-    fn finish(&mut self, out: &mut Out) -> Result<()> {
+    fn finish(&mut self, rx: &mpsc::Receiver<Input>, out: &mut Out) -> Result<()> {
         let deadline = Instant::now() + DRAIN;
         while !self.waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            match self.session.events().recv_timeout(left) {
-                Ok(ev) => self.event(ev, out)?,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
+            match rx.recv_timeout(left) {
+                Ok(Input::Session(ev)) if matches!(*ev, Event::Closed) => break,
+                Ok(Input::Session(ev)) => self.event(*ev, out)?,
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
         if self.waiting.is_empty() {

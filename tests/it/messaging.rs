@@ -462,12 +462,11 @@ fn pipe_carries_on_across_a_broker_restart() {
     );
     assert_eq!(texts(&alice.inbox()), ["sent while down"]);
 
-    // Still receiving, and its status was set again (only `now` is pushed to a working connection). A pipe
-    // outside a launched session speaks as the member: a control-plane presence, listed with --all.
-    let rows = alice.run("cm-peers", &["--json", "--all"]).ok();
-    let is_bob = |r: &&Value| {
-        r["member_pubkey"] == bob.pubkey().as_str() && r["peer_role"] == "control-plane"
-    };
+    // Still receiving, and its status was set again (only `now` is pushed to a working connection). A pipe is a
+    // peer: a session presence of its own, listed without --all.
+    let rows = alice.run("cm-peers", &["--json"]).ok();
+    let is_bob =
+        |r: &&Value| r["member_pubkey"] == bob.pubkey().as_str() && r["peer_role"] == "session";
     assert_eq!(
         rows.iter().find(is_bob).map(|r| r["status"].clone()),
         Some(json!("working")),
