@@ -178,6 +178,13 @@ impl Hub {
     fn refuse_send(&mut self, conn: ConnId, id: &str, error: String) {
         let code = error.split(':').next().unwrap_or("send").replace(' ', "_");
         self.count_error(&code);
+        // Rate-limit refusals come in floods and are counted in /metrics; the rest may be an attempt worth reading.
+        if code != "rate_limit" {
+            log::warn(
+                "send refused",
+                &[("conn", &conn), ("code", &code), ("reason", &error)],
+            );
+        }
         self.reply(conn, wire::Ack::refused(id, error));
     }
 
