@@ -12,4 +12,5 @@ mod id;
 mod mesh;
 mod messaging;
 mod peer;
+mod reliability;
 mod up;
