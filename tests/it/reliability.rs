@@ -676,6 +676,14 @@ impl Tmpfs {
             .is_ok_and(|s| s.success());
         ok.then(|| Tmpfs(dir.to_path_buf()))
     }
+
+    fn remount(&self, opts: &str) -> bool {
+        Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
 }
 
 impl Drop for Tmpfs {
@@ -854,6 +862,48 @@ fn reliability_full_store_refuses_clearly_and_recovers() {
         },
         refused.len()
     );
+}
+
+/// Runs `cm-broker` on `data` and expects it to fail at once: (stdout, stderr).
+fn broker_fails(data: &Path) -> (String, String) {
+    let o = Command::new(crate::harness::bin("cm-broker"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(o.status.code(), Some(10), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+    assert!(
+        err.starts_with("cm-broker: ") && err.contains("broker.db"),
+        "{err}"
+    );
+    (out, err)
+}
+
+#[test]
+fn reliability_broker_said_listening_before_its_store_opened() {
+    // A database that cannot be opened: the broker must not announce itself first.
+    let dir = TempDir::new("nostore");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(data.join("broker.db")).unwrap();
+    let (out, _) = broker_fails(&data);
+    assert!(!out.contains("listening"), "{out}");
+
+    // A read-only filesystem under the data directory, where mounting is allowed.
+    let mnt = dir.0.join("mnt");
+    let Some(fs) = Tmpfs::mount(&mnt, "1m") else {
+        eprintln!("mount is not permitted here: the read-only filesystem case is skipped");
+        return;
+    };
+    std::fs::create_dir_all(mnt.join("data")).unwrap();
+    assert!(fs.remount("ro"));
+    let (out, err) = broker_fails(&mnt.join("data"));
+    assert!(!out.contains("listening"), "{out}");
+    assert!(err.contains("read-only file system"), "{err}");
 }
 
 // ---- bad input on the wire ----
