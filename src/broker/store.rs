@@ -334,6 +334,11 @@ fn make_private(db: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `mark_delivered` by broker message id: found through the deliveries' message index.
+const MARK_DELIVERED_BY_ID: &str = "UPDATE deliveries SET delivered_at = ?5 WHERE message_id = ?3 \
+    AND recipient_member_id = ?2 AND delivered_at IS NULL AND ?4 IS NULL \
+    AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND mesh_id = ?1) RETURNING id";
+
 /// A fresh id: 32 characters of `[0-9A-Za-z]` from the OS's random source.
 pub fn new_id() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -892,13 +897,24 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.begin()?;
+        // By broker id alone (what clients send) the delivery index finds the rows; the OR of both ids cannot use
+        // an index and reads every message of the broker, once per acknowledgement.
+        let sql = if client_message_id.is_none() {
+            MARK_DELIVERED_BY_ID
+        } else {
+            "UPDATE deliveries SET delivered_at = ?5 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
+             AND message_id IN (SELECT id FROM messages WHERE mesh_id = ?1 AND (id = ?3 OR client_message_id = ?4)) \
+             RETURNING id"
+        };
         self.conn
-            .prepare_cached(
-                "UPDATE deliveries SET delivered_at = ?5 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
-                 AND message_id IN (SELECT id FROM messages WHERE mesh_id = ?1 AND (id = ?3 OR client_message_id = ?4)) \
-                 RETURNING id",
-            )
-            .and_then(|mut s| s.query_map(params![mesh_id, member_id, message_id, client_message_id, at], |r| r.get(0))?.collect())
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(
+                    params![mesh_id, member_id, message_id, client_message_id, at],
+                    |r| r.get(0),
+                )?
+                .collect()
+            })
             .map_err(db)
     }
 
@@ -1214,6 +1230,27 @@ mod tests {
             .map(|p| p.ciphertext)
             .collect();
         assert_eq!(left, ["kept"]);
+    }
+
+    #[test]
+    fn client_acks_read_every_message() {
+        let dir = TempDir::new("ackplan");
+        let s = seeded(&dir);
+        let plan: Vec<String> = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {MARK_DELIVERED_BY_ID}"))
+            .unwrap()
+            .query_map(params!["m", "b", "x", None::<String>, 1], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().all(|l| !l.starts_with("SCAN")), "{plan:?}");
+        assert!(
+            plan.iter().any(|l| l.contains("deliveries_message")),
+            "{plan:?}"
+        );
     }
 
     #[test]
