@@ -82,6 +82,8 @@ pub(super) struct Presence {
     pub(super) connected_at: i64,
     /// Pushed deliveries waiting for `client_ack`, by delivery id.
     pub(super) inflight: HashMap<i64, Lease>,
+    /// The last drain stopped at its window: more of the backlog follows as the pushed ones are acknowledged.
+    pub(super) backlog: bool,
 }
 
 impl Presence {
@@ -507,6 +509,7 @@ impl Hub {
                 model: opt_string(v, "model"),
                 connected_at: now_ms(),
                 inflight: HashMap::new(),
+                backlog: false,
             };
             let pk = conn;
             if p.is_peer() {

@@ -378,7 +378,7 @@ fn compat_dm(to: &str, i: usize, pad: usize) -> String {
 }
 
 #[test]
-fn reliability_offline_recipient_gets_10000_queued_messages() {
+fn reliability_a_10_mb_backlog_dropped_its_returning_recipient() {
     const N: usize = 10_000;
     let started = Instant::now();
     let dir = TempDir::new("backlog");
