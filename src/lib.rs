@@ -15,6 +15,7 @@
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
+//! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
@@ -32,6 +33,7 @@ pub mod error;
 pub mod invite;
 pub mod local;
 pub mod mesh;
+pub mod messaging;
 pub mod out;
 pub mod target;
 pub mod time;
