@@ -15,10 +15,11 @@
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
+//! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
-//! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
+//! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
 
@@ -32,6 +33,7 @@ pub mod doctor;
 pub mod error;
 pub mod invite;
 pub mod local;
+pub mod mcp;
 pub mod mesh;
 pub mod messaging;
 pub mod out;

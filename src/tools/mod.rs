@@ -9,6 +9,7 @@ pub mod id;
 pub mod inbox;
 pub mod install;
 pub mod launch;
+pub mod mcp;
 pub mod mesh;
 pub mod peers;
 pub mod pipe;
@@ -25,6 +26,7 @@ pub static ALL: &[&Tool] = &[
     &inbox::TOOL,
     &install::TOOL,
     &launch::TOOL,
+    &mcp::TOOL,
     &mesh::TOOL,
     &peers::TOOL,
     &pipe::TOOL,

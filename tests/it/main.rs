@@ -7,6 +7,7 @@ mod cm;
 mod docs;
 mod harness;
 mod id;
+mod mcp;
 mod mesh;
 mod messaging;
 mod peer;
