@@ -11,11 +11,13 @@
 //!
 //! Threads: one reads stdin and answers requests; the main thread holds the session and writes notifications;
 //! both write whole lines through one lock. A third waits for SIGTERM, SIGINT or SIGHUP when the process runs as
-//! the real server. The end of stdin, a signal, a broken stdout or the parent going away ends the server cleanly.
+//! the real server (the parent's death is delivered as SIGHUP). The main thread blocks on one channel fed by the
+//! other three and by the session, so it wakes only when something happens. The end of stdin, a signal, a broken
+//! stdout or the parent going away ends the server cleanly.
 
 use std::io::{BufRead, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,8 +42,6 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// The notification Claude Code turns into a `<channel>` tag.
 pub const CHANNEL: &str = "notifications/claude/channel";
 
-/// How often the main thread looks up from the session to notice the end.
-const TICK: Duration = Duration::from_millis(250);
 /// How long to wait before trying again to start a session that could not start.
 const RETRY: Duration = Duration::from_secs(30);
 /// The longest line read; a longer one is answered with an error and skipped.
@@ -369,6 +369,14 @@ enum Stop {
     Signal(i32),
 }
 
+/// What the main thread waits for, all on one channel: a reason to stop, the client becoming ready, or an event
+/// of the session.
+enum Input {
+    Stop(Stop),
+    Ready,
+    Session(Box<Event>),
+}
+
 /// Whole lines to stdout under one lock, flushed at once; `false` once the reader is gone.
 struct Output<W: Write> {
     w: Mutex<W>,
@@ -398,9 +406,9 @@ pub fn run(
     input: impl BufRead + Send + 'static,
     output: impl Write + Send + 'static,
 ) -> Result<()> {
-    let (stop_tx, stop_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel();
     if opts.signals {
-        watch_signals(stop_tx.clone())?;
+        watch_signals(tx.clone())?;
     }
     let log = Arc::new(opts.log);
     let out = Arc::new(Output {
@@ -409,14 +417,12 @@ pub fn run(
     });
     let ready = Arc::new(AtomicBool::new(false));
     {
-        let (out, ready, log) = (out.clone(), ready.clone(), log.clone());
+        let (out, ready, log, tx) = (out.clone(), ready.clone(), log.clone(), tx.clone());
         std::thread::Builder::new()
             .name("cm-mcp-stdin".into())
-            .spawn(move || serve_requests(input, &out, &ready, &log, &stop_tx))
+            .spawn(move || serve_requests(input, &out, &ready, &log, &tx))
             .map_err(|e| Error::internal(format!("starting the stdin reader: {e}")))?;
     }
-    // SAFETY: getppid cannot fail and has no side effects.
-    let parent = unsafe { libc::getppid() };
     let mut pusher = Pusher {
         out: &out,
         ready: &ready,
@@ -427,22 +433,33 @@ pub fn run(
         last_error: String::new(),
         mesh: opts.mesh,
         id: session_id(),
+        events: tx,
     };
     let stop = loop {
-        match stop_rx.try_recv() {
-            Ok(s) => break s,
-            Err(mpsc::TryRecvError::Disconnected) => break Stop::Eof,
-            Err(mpsc::TryRecvError::Empty) => {}
+        if pusher.session.is_none() && Instant::now() >= pusher.next_try {
+            pusher.start();
         }
-        // SAFETY: as above.
-        if unsafe { libc::getppid() } != parent {
-            log.line("the parent process has gone away; stopping");
-            break Stop::Eof;
+        // Without a session, wake up when it is time to try again; with one, wait for what comes.
+        let input = if pusher.session.is_none() {
+            match rx.recv_timeout(pusher.next_try.saturating_duration_since(Instant::now())) {
+                Ok(i) => i,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break Stop::Eof,
+            }
+        } else {
+            match rx.recv() {
+                Ok(i) => i,
+                Err(_) => break Stop::Eof,
+            }
+        };
+        match input {
+            Input::Stop(s) => break s,
+            Input::Ready => pusher.flush(),
+            Input::Session(ev) => pusher.event(*ev),
         }
         if out.broken.load(Ordering::Relaxed) {
             break Stop::Broken;
         }
-        pusher.step();
     };
     match stop {
         Stop::Eof => log.line("stdin closed; stopping"),
@@ -465,7 +482,7 @@ fn serve_requests<W: Write>(
     out: &Output<W>,
     ready: &AtomicBool,
     log: &Log,
-    stop: &mpsc::Sender<Stop>,
+    stop: &Sender<Input>,
 ) {
     let mut server = Server::new(env!("CARGO_PKG_VERSION"));
     let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
@@ -474,19 +491,19 @@ fn serve_requests<W: Write>(
         let n = match (&mut input).take(limit).read_until(b'\n', &mut buf) {
             Ok(n) => n,
             Err(e) => {
-                let _ = stop.send(Stop::ReadError(crate::error::io_message(&e)));
+                let _ = stop.send(Input::Stop(Stop::ReadError(crate::error::io_message(&e))));
                 return;
             }
         };
         if n == 0 {
-            let _ = stop.send(Stop::Eof);
+            let _ = stop.send(Input::Stop(Stop::Eof));
             return;
         }
         if buf.len() >= MAX_LINE && !buf.ends_with(b"\n") {
             skip_line(&mut input);
             let e = error(&Value::Null, INVALID_REQUEST, "the message is too long");
             if !out.line(&e) {
-                let _ = stop.send(Stop::Broken);
+                let _ = stop.send(Input::Stop(Stop::Broken));
                 return;
             }
             continue;
@@ -517,11 +534,12 @@ fn serve_requests<W: Write>(
         if let Some(r) = reply
             && !out.line(&r)
         {
-            let _ = stop.send(Stop::Broken);
+            let _ = stop.send(Input::Stop(Stop::Broken));
             return;
         }
-        if server.ready {
-            ready.store(true, Ordering::Relaxed);
+        if server.ready && !ready.swap(true, Ordering::Relaxed) {
+            // Notifications held until now can go out.
+            let _ = stop.send(Input::Ready);
         }
     }
 }
@@ -556,23 +574,15 @@ struct Pusher<'a, W: Write> {
     mesh: Option<String>,
     /// The session id, the same for every start.
     id: String,
+    /// Where the session's events go: the main thread's channel.
+    events: Sender<Input>,
 }
 
 impl<W: Write> Pusher<'_, W> {
-    /// Waits at most one tick for something to happen, and handles it.
-    fn step(&mut self) {
-        if self.session.is_none() && Instant::now() >= self.next_try {
-            self.start();
-        }
-        self.flush();
+    /// Turns one event of the session into notifications (or log lines).
+    fn event(&mut self, ev: Event) {
         let Some((session, slug)) = &self.session else {
-            std::thread::sleep(TICK);
             return;
-        };
-        let ev = match session.events().recv_timeout(TICK) {
-            Ok(ev) => ev,
-            Err(RecvTimeoutError::Timeout) => return,
-            Err(RecvTimeoutError::Disconnected) => Event::Closed,
         };
         let own = session.sender().public_hex();
         match ev {
@@ -635,7 +645,11 @@ impl<W: Write> Pusher<'_, W> {
     }
 
     fn start(&mut self) {
-        match start_session(self.mesh.as_deref(), &self.id) {
+        let events = self.events.clone();
+        let sink: crate::client::Sink = Box::new(move |e| {
+            let _ = events.send(Input::Session(Box::new(e)));
+        });
+        match start_session(self.mesh.as_deref(), &self.id, sink) {
             Ok((s, slug)) => {
                 self.log.line(format!(
                     "session {} on mesh {slug}, key {}",
@@ -669,7 +683,11 @@ fn session_id() -> String {
 }
 
 /// Starts the session: the mesh as [`Ctx`] picks it, this server's session key, pushes on.
-fn start_session(mesh: Option<&str>, id: &str) -> Result<(Session, String)> {
+fn start_session(
+    mesh: Option<&str>,
+    id: &str,
+    sink: crate::client::Sink,
+) -> Result<(Session, String)> {
     let ctx = Ctx::load(mesh)?;
     let auth = match &ctx.session {
         Some(a) => a.clone(),
@@ -686,13 +704,13 @@ fn start_session(mesh: Option<&str>, id: &str) -> Result<(Session, String)> {
         },
         ..SessionOpts::default()
     };
-    let session = Session::start(&ctx.mesh, opts)?;
+    let session = Session::start_with(&ctx.mesh, opts, sink)?;
     Ok((session, ctx.mesh.slug.clone()))
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started after it, and starts a thread that
 /// waits for them and asks the server to stop.
-fn watch_signals(stop: mpsc::Sender<Stop>) -> Result<()> {
+fn watch_signals(stop: Sender<Input>) -> Result<()> {
     // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask only changes this thread's mask,
     // and the threads started later inherit it, so the signals reach only the waiting thread.
     let set = unsafe {
@@ -706,13 +724,19 @@ fn watch_signals(stop: mpsc::Sender<Stop>) -> Result<()> {
         }
         set
     };
+    // Claude Code going away without closing stdin still ends the server: the kernel sends SIGHUP on the
+    // parent's death, and the thread below waits for it.
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets this process's parent-death signal.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP);
+    }
     std::thread::Builder::new()
         .name("cm-mcp-signals".into())
         .spawn(move || {
             let mut sig: libc::c_int = 0;
             // SAFETY: `set` is a valid signal set and `sig` a valid place for the answer.
             if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                let _ = stop.send(Stop::Signal(sig));
+                let _ = stop.send(Input::Stop(Stop::Signal(sig)));
             }
         })
         .map(|_| ())
