@@ -122,7 +122,8 @@ pub(crate) fn session_id() -> String {
     }
 }
 
-fn hostname() -> Option<String> {
+/// This machine's host name, if it has one.
+pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
