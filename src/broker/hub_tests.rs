@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::broker::net::{Output, Request};
 use crate::broker::store::{
-    DeliveryState, Invite, Member, Mesh, Message, NewDelivery, Pending, Session, SqliteStore, Store,
+    DeliveryState, FileRow, Invite, Member, Mesh, Message, NewDelivery, Pending, Session,
+    SqliteStore, Store,
 };
 use crate::crypto::{Keypair, b64};
 use crate::error::Error;
@@ -145,6 +146,21 @@ impl Store for FlakyStore {
     fn pending_count(&self) -> Result<i64> {
         self.inner.pending_count()
     }
+    fn insert_file(&mut self, f: &FileRow, keys: &[(String, String)]) -> Result<()> {
+        self.inner.insert_file(f, keys)
+    }
+    fn file(&self, id: &str) -> Result<Option<FileRow>> {
+        self.inner.file(id)
+    }
+    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>> {
+        self.inner.file_key(file_id, pubkey)
+    }
+    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>> {
+        self.inner.files_for(mesh_id, member_id, keys)
+    }
+    fn delete_file(&mut self, id: &str) -> Result<()> {
+        self.inner.delete_file(id)
+    }
 }
 
 /// A member's key pair and id.
@@ -219,6 +235,7 @@ fn config(dir: &TempDir) -> HubConfig {
         max_conns_per_mesh: 100,
         rate_limit: None,
         lease: Duration::from_secs(30),
+        max_file_bytes: 1_000_000,
     }
 }
 
