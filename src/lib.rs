@@ -18,6 +18,7 @@
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
+//! | [`files`] | `cm-file`: files encrypted here in chunks, the key sealed per recipient, streamed to and from the broker |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
@@ -30,6 +31,7 @@ pub mod config;
 pub mod crypto;
 pub mod doctor;
 pub mod error;
+pub mod files;
 pub mod invite;
 pub mod local;
 pub mod mesh;
