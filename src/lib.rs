@@ -13,12 +13,12 @@
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
 //! | [`invite`] | v1 invites: make, parse, verify |
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
+//! | [`files`] | `cm-file`: files encrypted here in chunks, the key sealed per recipient, streamed to and from the broker |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
-//! | [`files`] | `cm-file`: files encrypted here in chunks, the key sealed per recipient, streamed to and from the broker |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
