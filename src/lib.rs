@@ -13,6 +13,7 @@
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
 //! | [`invite`] | v1 invites: make, parse, verify |
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
+//! | [`files`] | `cm-file`: files encrypted here in chunks, the key sealed per recipient, streamed to and from the broker |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
 //! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
@@ -31,6 +32,7 @@ pub mod config;
 pub mod crypto;
 pub mod doctor;
 pub mod error;
+pub mod files;
 pub mod invite;
 pub mod local;
 pub mod mcp;

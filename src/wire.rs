@@ -255,6 +255,28 @@ frames! {
     "unban" => Unban(Unban) req,
     /// Broker → client: the answer to `unban`.
     "unban_ack" => UnbanAck(UnbanAck) req,
+    /// Client → broker: start an encrypted file upload (addition).
+    "file_put" => FilePut(FilePut) req,
+    /// Broker → client: the upload may start; chunks go to `fileId` (addition).
+    "file_put_ready" => FilePutReady(FilePutReady) req,
+    /// Either way: one encrypted chunk of a file (addition).
+    "file_chunk" => FileChunk(FileChunk),
+    /// Either way: the receiver has chunk `seq` (addition).
+    "file_chunk_ack" => FileChunkAck(FileChunkAck),
+    /// Client → broker: every chunk is sent; check and store the file (addition).
+    "file_put_done" => FilePutDone(FilePutDone) req,
+    /// Broker → client: the file is stored (addition).
+    "file_stored" => FileStored(FileStored) req,
+    /// Client → broker: download a file (addition).
+    "file_get" => FileGet(FileGet) req,
+    /// Broker → client: a file's metadata and the caller's sealed key; its chunks follow (addition).
+    "file_meta" => FileMeta(FileMeta) req,
+    /// Client → broker: the files the caller may read (addition).
+    "file_list" => FileList(FileList) req,
+    /// Broker → client: the answer to `file_list` (addition).
+    "file_list_response" => FileListResponse(FileListResponse) req,
+    /// Client → broker: delete a file (uploader or admin), answered with `ack` (addition).
+    "file_rm" => FileRm(FileRm) req,
 }
 
 impl Frame {
@@ -637,6 +659,8 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// A cron expression that does not parse or never fires.
     pub const INVALID_CRON: &str = "invalid_cron";
+    /// A file over the broker's `max_file_bytes` (addition).
+    pub const FILE_TOO_LARGE: &str = "file_too_large";
 }
 
 // ---- §4 messaging ----
@@ -1642,6 +1666,154 @@ pub struct UnbanAck {
     pub req_id: Option<String>,
 }
 
+// ---- files (docs/protocol.md §6) ----
+
+/// `file_put`: an upload of `size` plaintext bytes in chunks of `chunkSize`, each a secretbox under a key that
+/// only the recipients can open.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePut {
+    /// The file's name, as metadata only (a downloader sanitises it).
+    pub name: String,
+    /// Plaintext bytes; the broker's `max_file_bytes` applies to it.
+    pub size: u64,
+    /// Plaintext bytes per chunk; each ciphertext chunk is 16 bytes longer (the last may be shorter).
+    pub chunk_size: u32,
+    /// Who may download it, each with the file key sealed to them.
+    pub recipients: Vec<FileRecipient>,
+    /// What the uploader addressed (`bob`'s key, `*`, `@eng`), for listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_spec: Option<String>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// One recipient of a file: a member or session key, and the file key sealed to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRecipient {
+    pub pubkey: String,
+    /// Base64 `crypto_box_seal` of the 32-byte key and the 16-byte nonce prefix.
+    pub sealed_key: String,
+}
+
+/// `file_put_ready`: the broker made room for the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FilePutReady {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_chunk`: ciphertext chunk `seq` (from 0) of a file, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChunk {
+    pub file_id: String,
+    pub seq: u64,
+    /// Base64 (standard, padded), at most 48 KiB decoded.
+    pub data: String,
+}
+
+/// `file_chunk_ack`: chunk `seq` arrived; the sender may go on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChunkAck {
+    pub file_id: String,
+    pub seq: u64,
+}
+
+/// `file_put_done`: the last chunk is sent; `sha256` is the hex SHA-256 of every ciphertext chunk in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePutDone {
+    pub file_id: String,
+    pub sha256: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_stored`: the file is durable and listed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileStored {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_get`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileGet {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_meta`: what a download needs before its chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileMeta {
+    pub file_id: String,
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the ciphertext chunks in order.
+    pub sha256: String,
+    /// The file key sealed to the caller (its session key's copy, else its member key's).
+    pub sealed_key: String,
+    pub chunk_size: u32,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileList {
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_list_response`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileListResponse {
+    pub files: Vec<FileInfo>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// One file in `file_list_response`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileInfo {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    /// The uploader's display name.
+    pub uploaded_by: String,
+    /// The key the uploader's socket spoke as.
+    pub uploader_pubkey: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_spec: Option<String>,
+    /// How many keys the file is sealed to (the uploader's own included).
+    pub recipients: u32,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `file_rm`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRm {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1772,6 +1944,21 @@ mod tests {
             json!({"type":"ban_ack","banned":"mallory","_reqId":"b1"}),
             json!({"type":"unban","target":"mallory","_reqId":"b2"}),
             json!({"type":"unban_ack","unbanned":"mallory","_reqId":"b2"}),
+            json!({"type":"file_put","name":"report.pdf","size":2100000,"chunkSize":48128,
+                "recipients":[{"pubkey":ALICE,"sealedKey":"c2VhbGVk"}],"targetSpec":ALICE,"_reqId":"f1"}),
+            json!({"type":"file_put_ready","fileId":"F1","_reqId":"f1"}),
+            json!({"type":"file_chunk","fileId":"F1","seq":0,"data":"AAEC"}),
+            json!({"type":"file_chunk_ack","fileId":"F1","seq":0}),
+            json!({"type":"file_put_done","fileId":"F1","sha256":"ab".repeat(32),"_reqId":"f2"}),
+            json!({"type":"file_stored","fileId":"F1","_reqId":"f2"}),
+            json!({"type":"file_get","fileId":"F1","_reqId":"f3"}),
+            json!({"type":"file_meta","fileId":"F1","name":"report.pdf","size":2100000,"sha256":"ab".repeat(32),
+                "sealedKey":"c2VhbGVk","chunkSize":48128,"_reqId":"f3"}),
+            json!({"type":"file_list","_reqId":"f4"}),
+            json!({"type":"file_list_response","files":[{"id":"F1","name":"report.pdf","size":2100000,
+                "uploadedBy":"alice","uploaderPubkey":ALICE,"targetSpec":"*","recipients":2,
+                "createdAt":"2026-01-01T00:00:00.000Z"}],"_reqId":"f4"}),
+            json!({"type":"file_rm","fileId":"F1","_reqId":"f5"}),
         ]
     }
 

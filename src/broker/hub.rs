@@ -47,6 +47,8 @@ pub struct HubConfig {
     pub rate_limit: Option<RateLimit>,
     /// How long a push waits for `client_ack` before it is pushed again (doubling per retry).
     pub lease: Duration,
+    /// The largest file upload, in plaintext bytes.
+    pub max_file_bytes: u64,
 }
 
 /// A presence's key in the hub: the id of the connection that created it (a reattach keeps it).
@@ -152,6 +154,8 @@ pub struct Hub {
     outbox: Vec<Out>,
     /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
     pub(super) batch_leases: Vec<(PKey, i64)>,
+    /// File uploads and downloads under way, per connection.
+    pub(super) transfers: super::files::Transfers,
 }
 
 impl Capacity for Hub {
@@ -212,6 +216,7 @@ impl From<&super::Options> for HubConfig {
                 .rate_limit
                 .map(|(per_second, burst)| RateLimit { per_second, burst }),
             lease: o.lease,
+            max_file_bytes: o.max_file_bytes,
         }
     }
 }
@@ -225,6 +230,7 @@ impl Hub {
     /// Opens the store under `cfg.data_dir`.
     pub fn with_config(cfg: HubConfig) -> Result<Hub> {
         let store = SqliteStore::open(&cfg.data_dir)?;
+        super::files::sweep(&store, &cfg.data_dir);
         Ok(Hub::with_store(Box::new(store), cfg))
     }
 
@@ -243,6 +249,7 @@ impl Hub {
             buckets: HashMap::new(),
             outbox: Vec::new(),
             batch_leases: Vec::new(),
+            transfers: Default::default(),
         }
     }
 
@@ -656,6 +663,13 @@ impl Hub {
             Frame::LeaveGroup(g) => self.on_group(conn, pk, &g.name, None, g.req_id.as_deref()),
             Frame::Ban(b) => self.on_ban(conn, pk, &b.target, b.req_id.as_deref()),
             Frame::Unban(b) => self.on_unban(conn, pk, &b.target, b.req_id.as_deref()),
+            Frame::FilePut(f) => self.on_file_put(conn, pk, f),
+            Frame::FileChunk(c) => self.on_file_chunk(conn, c),
+            Frame::FilePutDone(d) => self.on_file_put_done(conn, d),
+            Frame::FileGet(g) => self.on_file_get(conn, pk, g),
+            Frame::FileChunkAck(a) => self.on_file_chunk_ack(conn, a),
+            Frame::FileList(l) => self.on_file_list(conn, pk, l),
+            Frame::FileRm(r) => self.on_file_rm(conn, pk, r),
             _ => self.error(
                 conn,
                 "unknown_type",
@@ -993,6 +1007,7 @@ impl Handler for Hub {
 
     fn on_close(&mut self, io: &mut Io, conn: ConnId, clean: bool) {
         self.waiters.remove(&conn);
+        self.files_closed(conn);
         let Some(Some(pk)) = self.conns.remove(&conn) else {
             return;
         };

@@ -1,6 +1,7 @@
 //! cm-broker: the self-hosted broker.
 
 pub mod auth;
+mod files;
 mod http;
 pub mod hub;
 pub mod log;

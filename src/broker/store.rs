@@ -138,6 +138,29 @@ pub struct DeliveryState {
     pub delivered_at: Option<i64>,
 }
 
+/// A stored file: its metadata and where its ciphertext came from (the bytes are in `<data>/files/<id>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    pub id: String,
+    pub mesh_id: String,
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: i64,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: i64,
+    /// Hex SHA-256 of the ciphertext.
+    pub sha256: String,
+    pub uploader_member_id: String,
+    /// The key the uploading socket spoke as.
+    pub uploader_pubkey: String,
+    pub target_spec: Option<String>,
+    pub created_at: i64,
+    /// The uploader's display name (read only; ignored on insert).
+    pub uploader_name: String,
+    /// How many keys the file is sealed to (read only; ignored on insert).
+    pub recipients: i64,
+}
+
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
     /// A cheap query, for `/health`.
@@ -215,6 +238,17 @@ pub trait Store {
     ) -> Result<Vec<i64>>;
     /// How many deliveries wait for an acknowledgement.
     fn pending_count(&self) -> Result<i64>;
+
+    /// Stores a file's row and one sealed key per recipient key: `(pubkey, sealed_key)`.
+    fn insert_file(&mut self, file: &FileRow, keys: &[(String, String)]) -> Result<()>;
+    /// The file with this id, in any mesh.
+    fn file(&self, id: &str) -> Result<Option<FileRow>>;
+    /// The file key sealed to `pubkey`, if the file has one for it.
+    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>>;
+    /// The files of the mesh that `member_id` uploaded or that are sealed to one of `keys`, newest first.
+    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>>;
+    /// Deletes a file's row and its keys.
+    fn delete_file(&mut self, id: &str) -> Result<()>;
 }
 
 /// Migrations, applied in order at open; `PRAGMA user_version` is the number applied.
@@ -294,6 +328,29 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_recipient ON deliveries (recipient_member_id, delivered_at);
 CREATE INDEX deliveries_message ON deliveries (message_id);
+"#,
+    // 2: files (their ciphertext lives in <data>/files) and the file key sealed to each recipient.
+    r#"
+CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    uploader_member_id TEXT NOT NULL REFERENCES members(id),
+    uploader_pubkey TEXT NOT NULL,
+    target_spec TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX files_mesh ON files (mesh_id, created_at);
+CREATE TABLE file_keys (
+    file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    recipient_pubkey TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    PRIMARY KEY (file_id, recipient_pubkey)
+);
+CREATE INDEX file_keys_recipient ON file_keys (recipient_pubkey);
 "#,
 ];
 
@@ -466,6 +523,28 @@ fn pending_row(r: &Row) -> rusqlite::Result<Pending> {
         reply_to_id: r.get(15)?,
         body_version: r.get(16)?,
         created_at: r.get(17)?,
+    })
+}
+
+const FILE_SELECT: &str = "SELECT f.id, f.mesh_id, f.name, f.size, f.chunk_size, f.sha256, f.uploader_member_id, \
+    f.uploader_pubkey, f.target_spec, f.created_at, COALESCE(m.display_name, ''), \
+    (SELECT count(*) FROM file_keys k WHERE k.file_id = f.id) \
+    FROM files f LEFT JOIN members m ON m.id = f.uploader_member_id";
+
+fn file_row(r: &Row) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        mesh_id: r.get(1)?,
+        name: r.get(2)?,
+        size: r.get(3)?,
+        chunk_size: r.get(4)?,
+        sha256: r.get(5)?,
+        uploader_member_id: r.get(6)?,
+        uploader_pubkey: r.get(7)?,
+        target_spec: r.get(8)?,
+        created_at: r.get(9)?,
+        uploader_name: r.get(10)?,
+        recipients: r.get(11)?,
     })
 }
 
@@ -877,6 +956,79 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT count(*) FROM deliveries WHERE delivered_at IS NULL")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(db)
+    }
+
+    fn insert_file(&mut self, f: &FileRow, keys: &[(String, String)]) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO files (id, mesh_id, name, size, chunk_size, sha256, uploader_member_id, uploader_pubkey, \
+                 target_spec, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    f.id,
+                    f.mesh_id,
+                    f.name,
+                    f.size,
+                    f.chunk_size,
+                    f.sha256,
+                    f.uploader_member_id,
+                    f.uploader_pubkey,
+                    f.target_spec,
+                    f.created_at
+                ])
+            })
+            .map_err(db)?;
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO file_keys (file_id, recipient_pubkey, sealed_key) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(db)?;
+        for (pubkey, sealed) in keys {
+            s.execute(params![f.id, pubkey, sealed]).map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn file(&self, id: &str) -> Result<Option<FileRow>> {
+        self.conn
+            .prepare_cached(&format!("{FILE_SELECT} WHERE f.id = ?1"))
+            .and_then(|mut s| s.query_row([id], file_row).optional())
+            .map_err(db)
+    }
+
+    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached(
+                "SELECT sealed_key FROM file_keys WHERE file_id = ?1 AND recipient_pubkey = ?2",
+            )
+            .and_then(|mut s| s.query_row([file_id, pubkey], |r| r.get(0)).optional())
+            .map_err(db)
+    }
+
+    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>> {
+        // The keys go in as one JSON array, so the statement stays the same (and cached) for any number of them.
+        let keys = serde_json::to_string(keys)
+            .map_err(|e| Error::internal(format!("encoding keys: {e}")))?;
+        self.conn
+            .prepare_cached(&format!(
+                "{FILE_SELECT} WHERE f.mesh_id = ?1 AND (f.uploader_member_id = ?2 OR EXISTS (SELECT 1 FROM \
+                 file_keys k WHERE k.file_id = f.id AND k.recipient_pubkey IN (SELECT value FROM json_each(?3)))) \
+                 ORDER BY f.created_at DESC, f.id"
+            ))
+            .and_then(|mut s| s.query_map(params![mesh_id, member_id, keys], file_row)?.collect())
+            .map_err(db)
+    }
+
+    fn delete_file(&mut self, id: &str) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("DELETE FROM files WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(db)?;
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ use crate::cli::Tool;
 pub mod broker;
 pub mod cm;
 pub mod doctor;
+pub mod file;
 pub mod id;
 pub mod inbox;
 pub mod install;
@@ -22,6 +23,7 @@ pub static ALL: &[&Tool] = &[
     &broker::TOOL,
     &cm::TOOL,
     &doctor::TOOL,
+    &file::TOOL,
     &id::TOOL,
     &inbox::TOOL,
     &install::TOOL,

@@ -5,6 +5,7 @@ mod claude;
 mod client;
 mod cm;
 mod docs;
+mod files;
 mod harness;
 mod id;
 mod mcp;
