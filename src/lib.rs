@@ -9,6 +9,7 @@
 //! | [`wire`] | the broker protocol's frames as serde types |
 //! | [`config`] | the config directory, `config.json` in the original's schema, identity and session keys, atomic 0600 writes |
 //! | [`time`] | RFC 3339 times and durations without a calendar crate |
+//! | [`cron`] | cron expressions (Vixie cron's dialect) in UTC or at a fixed offset |
 //! | [`out`] | human or JSON Lines output, one error line on stderr |
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
 //! | [`invite`] | v1 invites: make, parse, verify |
@@ -26,6 +27,7 @@ pub mod claude;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cron;
 pub mod crypto;
 pub mod doctor;
 pub mod error;
