@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::broker::net::{Output, Request};
 use crate::broker::store::{
-    DeliveryState, Invite, Member, Mesh, Message, NewDelivery, Pending, Session, SqliteStore, Store,
+    DeliveryState, Invite, Member, MemberPresence, MemoryHit, MemoryRow, Mesh, Message,
+    NewDelivery, Pending, ScheduleRow, Session, SqliteStore, StatePut, StateRow, Store,
 };
 use crate::crypto::{Keypair, b64};
 use crate::error::Error;
@@ -145,6 +146,57 @@ impl Store for FlakyStore {
     fn pending_count(&self) -> Result<i64> {
         self.inner.pending_count()
     }
+    fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>> {
+        self.inner.state_get(mesh_id, key)
+    }
+    fn state_list(&self, mesh_id: &str) -> Result<Vec<StateRow>> {
+        self.inner.state_list(mesh_id)
+    }
+    fn state_put(&mut self, row: &StateRow, expected: Option<i64>) -> Result<StatePut> {
+        self.inner.state_put(row, expected)
+    }
+    fn memory_insert(&mut self, memory: &MemoryRow) -> Result<()> {
+        self.inner.memory_insert(memory)
+    }
+    fn memory_search(&self, mesh_id: &str, q: &str, limit: usize) -> Result<Vec<MemoryHit>> {
+        self.inner.memory_search(mesh_id, q, limit)
+    }
+    fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        self.inner.memory_ids(mesh_id, prefix, limit)
+    }
+    fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool> {
+        self.inner.memory_forget(mesh_id, id, at)
+    }
+    fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()> {
+        self.inner.schedule_insert(schedule)
+    }
+    fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>> {
+        self.inner.schedules_of(mesh_id, member_id)
+    }
+    fn schedule_cancel(&mut self, id: &str) -> Result<bool> {
+        self.inner.schedule_cancel(id)
+    }
+    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+        self.inner.schedules_due(now, limit)
+    }
+    fn schedule_next_due(&self) -> Result<Option<i64>> {
+        self.inner.schedule_next_due()
+    }
+    fn schedule_fired(&mut self, id: &str, next: Option<i64>, at: i64) -> Result<()> {
+        self.inner.schedule_fired(id, next, at)
+    }
+    fn member_presence(&self, member_id: &str) -> Result<MemberPresence> {
+        self.inner.member_presence(member_id)
+    }
+    fn set_member_presence(&mut self, member_id: &str, p: &MemberPresence) -> Result<()> {
+        self.inner.set_member_presence(member_id, p)
+    }
+    fn set_member_name(&mut self, member_id: &str, name: &str) -> Result<()> {
+        self.inner.set_member_name(member_id, name)
+    }
+    fn set_member_role_tag(&mut self, member_id: &str, tag: Option<&str>) -> Result<()> {
+        self.inner.set_member_role_tag(member_id, tag)
+    }
 }
 
 /// A member's key pair and id.
@@ -219,6 +271,7 @@ fn config(dir: &TempDir) -> HubConfig {
         max_conns_per_mesh: 100,
         rate_limit: None,
         lease: Duration::from_secs(30),
+        test_clock: false,
     }
 }
 
