@@ -16,6 +16,7 @@
 //! | [`target`] | send targets: names, key prefixes, `*`, `@group`, `#topic`, with did-you-mean |
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
+//! | [`services`] | shared state, memory, reminders and the profile, for `cm-state`, `cm-memory`, `cm-remind`, `cm-profile` |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
@@ -35,6 +36,7 @@ pub mod invite;
 pub mod local;
 pub mod mesh;
 pub mod out;
+pub mod services;
 pub mod target;
 pub mod time;
 pub mod tools;

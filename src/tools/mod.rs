@@ -8,7 +8,11 @@ pub mod doctor;
 pub mod id;
 pub mod install;
 pub mod launch;
+pub mod memory;
 pub mod mesh;
+pub mod profile;
+pub mod remind;
+pub mod state;
 pub mod uninstall;
 pub mod up;
 
@@ -20,7 +24,11 @@ pub static ALL: &[&Tool] = &[
     &id::TOOL,
     &install::TOOL,
     &launch::TOOL,
+    &memory::TOOL,
     &mesh::TOOL,
+    &profile::TOOL,
+    &remind::TOOL,
+    &state::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
 ];
