@@ -8,4 +8,5 @@ mod docs;
 mod harness;
 mod id;
 mod mesh;
+mod state;
 mod up;
