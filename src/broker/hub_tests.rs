@@ -1301,3 +1301,87 @@ fn http_routes_check_auth_and_answer_json() {
         "{metrics}"
     );
 }
+
+#[test]
+fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let set = |v: i64, expected: Value| json!({"type": "set_state", "key": "k", "value": v, "expectedVersion": expected, "_reqId": "s"});
+    let out = fx.text(a, &set(1, json!(0)));
+    let r = &frames(&out, a)[0];
+    assert_eq!(
+        (r["type"].as_str(), r["version"].as_i64()),
+        (Some("state_result"), Some(1))
+    );
+    let change = &frames(&out, b)[0];
+    assert_eq!(
+        (
+            change["type"].as_str(),
+            change["value"].as_i64(),
+            change["updatedBy"].as_str()
+        ),
+        (Some("state_change"), Some(1), Some("Dev Team-owner"))
+    );
+    let out = fx.text(b, &set(2, json!(0)));
+    let e = &frames(&out, b)[0];
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["version"].as_i64(),
+            e["_reqId"].as_str()
+        ),
+        (Some("version_conflict"), Some(1), Some("s"))
+    );
+    assert!(
+        frames(&out, a).is_empty(),
+        "a refused write changes nothing"
+    );
+    // A lost batch: the writer gets an error, and nobody hears of a change that did not happen.
+    fx.fail.set(true);
+    let out = fx.text(b, &set(2, json!(1)));
+    assert_eq!(frames(&out, b)[0]["code"], "internal");
+    assert!(frames(&out, a).is_empty());
+    fx.fail.set(false);
+    let out = fx.text(b, &json!({"type": "get_state", "key": "k", "_reqId": "g"}));
+    assert_eq!(frames(&out, b)[0]["version"], 1);
+}
+
+#[test]
+fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let schedule = json!({"type": "schedule", "to": bob.key.public_hex(), "deliverAt": now_ms() - 1,
+        "nonce": "bm9uY2U=", "ciphertext": "c2VhbGVk", "_reqId": "r"});
+    let out = fx.text(a, &schedule);
+    let ack = &frames(&out, a)[0];
+    assert_eq!(ack["type"], "scheduled_ack", "{ack}");
+    assert!(fx.hub.next_deadline().is_some());
+    fx.fail.set(true);
+    let out = fx.tick(Duration::from_millis(10));
+    assert!(
+        frames(&out, b).is_empty(),
+        "no push of a fire that was not stored"
+    );
+    fx.fail.set(false);
+    let out = fx.tick(Duration::from_millis(10));
+    let pushes = frames(&out, b);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(
+        (
+            pushes[0]["subtype"].as_str(),
+            pushes[0]["ciphertext"].as_str(),
+            pushes[0]["priority"].as_str()
+        ),
+        (Some("reminder"), Some("c2VhbGVk"), Some("now"))
+    );
+    assert!(frames(&fx.tick(Duration::from_secs(1)), b).is_empty());
+    assert_eq!(fx.hub.next_deadline(), None, "nothing left to fire");
+    let out = fx.text(a, &json!({"type": "list_scheduled", "_reqId": "l"}));
+    assert_eq!(frames(&out, a)[0]["messages"], json!([]));
+}

@@ -252,7 +252,7 @@ impl Hub {
         }
         self.store.schedule_fired(&row.id, next, at)?;
         log::info(
-            "scheduled message fired",
+            "firing a scheduled message",
             &[("id", &row.id), ("mesh", &row.mesh_id)],
         );
         Ok(())
