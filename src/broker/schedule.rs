@@ -291,6 +291,12 @@ impl Hub {
                 "nothing to deliver: give nonce and ciphertext, copies, or message".into(),
             );
         }
+        if is_fanout(to) && copies.is_none() && s.message.is_empty() {
+            return invalid(
+                self,
+                format!("a message to {to} is sealed per member: give copies"),
+            );
+        }
         let size = to.len()
             + s.message.len()
             + s.nonce.len()
