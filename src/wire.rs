@@ -213,6 +213,10 @@ frames! {
     "cancel_scheduled" => CancelScheduled(CancelScheduled) req,
     /// Broker → client: the answer to `cancel_scheduled`.
     "cancel_scheduled_ack" => CancelScheduledAck(CancelScheduledAck) req,
+    /// Client → broker: the profile this connection's changes apply to (addition).
+    "get_profile" => GetProfile(GetProfile) req,
+    /// Broker → client: the answer to `get_profile` (addition).
+    "profile_result" => ProfileResult(ProfileResult) req,
     /// Client → broker: create a topic (idempotent by name).
     "topic_create" => TopicCreate(TopicCreate) req,
     /// Broker → client: the answer to `topic_create`.
@@ -588,6 +592,9 @@ pub struct ErrorFrame {
     /// The original put some requests' `_reqId` here; cm-broker sets both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// With `version_conflict`: the key's current version (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -599,6 +606,7 @@ impl ErrorFrame {
             code: code.to_string(),
             message: message.into(),
             id: None,
+            version: None,
             req_id: None,
         }
     }
@@ -661,6 +669,8 @@ pub mod codes {
     pub const INVALID_CRON: &str = "invalid_cron";
     /// A file over the broker's `max_file_bytes` (addition).
     pub const FILE_TOO_LARGE: &str = "file_too_large";
+    /// A compare-and-set found another version (`set_state`/`del_state` with `expectedVersion`).
+    pub const VERSION_CONFLICT: &str = "version_conflict";
 }
 
 // ---- §4 messaging ----
@@ -951,6 +961,9 @@ pub struct Peer {
     /// False while the presence is in its reconnect grace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
+    /// The member's role tag (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_tag: Option<String>,
 }
 
 /// A presence's public profile.
@@ -974,6 +987,9 @@ pub struct Profile {
 #[serde(rename_all = "camelCase")]
 pub struct SetStatus {
     pub status: Status,
+    /// `hook` when a Claude Code hook sets it (addition): a hook never ends `dnd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1008,6 +1024,12 @@ pub struct SetProfile {
     pub bio: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
+    /// The display name peers see (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The member's role tag; empty clears it (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_tag: Option<String>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1183,6 +1205,9 @@ pub struct StateChange {
     pub updated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// The key was deleted (addition); `value` is then `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
 }
 
 // ---- §6.2 memory ----
@@ -1258,12 +1283,16 @@ pub struct Forget {
 
 // ---- §6.3 scheduled messages ----
 
-/// `schedule`: send `message` to `to` at `deliverAt`, or on every `cron` match.
+/// `schedule`: deliver a message to `to` at `deliverAt`, or at every `cron` match. cm-broker takes the body
+/// sealed like a `send` (`nonce`/`ciphertext` for a key, `copies` for `*`/`@group`) and never sees its text; the
+/// original's plaintext `message` is still accepted, and stored as given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     /// A broker target: a key, `*`, `@group` or `#topicId`.
     pub to: String,
+    /// The original's plaintext body.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// Ms since the epoch; ignored with `cron`.
     #[serde(default)]
@@ -1274,8 +1303,19 @@ pub struct Schedule {
     /// Five fields: minute hour day-of-month month day-of-week.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// The cron's time zone as a fixed offset, `+02:00` or `-0530`; UTC when absent (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recurring: Option<bool>,
+    /// The body sealed to `to`, as in `send` (addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ciphertext: String,
+    /// Per-recipient boxes for `*`/`@group`, as in `send` (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<SealedCopy>>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1316,6 +1356,8 @@ pub struct ScheduledList {
 pub struct ScheduledEntry {
     pub id: String,
     pub to: String,
+    /// The original's plaintext body; empty for a sealed one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// The next fire time, ms since the epoch.
     pub deliver_at: i64,
@@ -1326,6 +1368,21 @@ pub struct ScheduledEntry {
     /// How often a cron entry has fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired_count: Option<u32>,
+    /// The cron's fixed offset (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<String>,
+    /// The key the body is sealed with: the scheduling session's, else the member's (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_pubkey: Option<String>,
+    /// The sealed body, so its sender can read it back (addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<SealedCopy>>,
 }
 
 /// `cancel_scheduled`.
@@ -1343,6 +1400,40 @@ pub struct CancelScheduled {
 pub struct CancelScheduledAck {
     pub scheduled_id: String,
     pub ok: bool,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+// ---- profile (addition) ----
+
+/// `get_profile`: on a member connection the member's stored profile; on a session's connection that session's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetProfile {
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `profile_result`: what peers see of the member or session.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ProfileResult {
+    /// `member` or `session`: what the profile requests on this connection change.
+    pub scope: String,
+    /// The session key, for scope `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_pubkey: Option<String>,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub status: Status,
+    pub visible: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_tag: Option<String>,
+    pub groups: Vec<Group>,
+    /// For scope `session`: whether the session is connected now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1912,6 +2003,12 @@ mod tests {
                 "_reqId":"c2"}),
             json!({"type":"cancel_scheduled","scheduledId":"sc1","_reqId":"c3"}),
             json!({"type":"cancel_scheduled_ack","scheduledId":"sc1","ok":true,"_reqId":"c3"}),
+            json!({"type":"get_profile","_reqId":"g1"}),
+            json!({"type":"profile_result","scope":"session","sessionPubkey":SESSION,"displayName":"alice/1",
+                "summary":"fixing CI","status":"working","visible":true,"roleTag":"reviewer",
+                "groups":[{"name":"eng","role":"lead"}],"online":true,"_reqId":"g1"}),
+            json!({"type":"schedule","to":"*","deliverAt":1764340860000i64,"subtype":"reminder","tz":"+02:00",
+                "copies":[{"to":ALICE,"nonce":"bm9uY2U=","ciphertext":"Y3Q="}],"_reqId":"c4"}),
             json!({"type":"topic_create","name":"dev","description":"the dev room","visibility":"public",
                 "_reqId":"t1"}),
             json!({"type":"topic_created","topic":{"id":"t1","name":"dev","visibility":"public"},"created":true,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::broker::net::{Output, Request};
 use crate::broker::store::{
-    DeliveryState, FileRow, Invite, Member, Mesh, Message, NewDelivery, Pending, Session,
-    SqliteStore, Store,
+    DeliveryState, FileRow, Invite, Member, MemberPresence, MemoryHit, MemoryRow, Mesh, Message,
+    NewDelivery, Pending, ScheduleRow, Session, SqliteStore, StatePut, StateRow, Store,
 };
 use crate::crypto::{Keypair, b64};
 use crate::error::Error;
@@ -161,6 +161,57 @@ impl Store for FlakyStore {
     fn delete_file(&mut self, id: &str) -> Result<()> {
         self.inner.delete_file(id)
     }
+    fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>> {
+        self.inner.state_get(mesh_id, key)
+    }
+    fn state_list(&self, mesh_id: &str) -> Result<Vec<StateRow>> {
+        self.inner.state_list(mesh_id)
+    }
+    fn state_put(&mut self, row: &StateRow, expected: Option<i64>) -> Result<StatePut> {
+        self.inner.state_put(row, expected)
+    }
+    fn memory_insert(&mut self, memory: &MemoryRow) -> Result<()> {
+        self.inner.memory_insert(memory)
+    }
+    fn memory_search(&self, mesh_id: &str, q: &str, limit: usize) -> Result<Vec<MemoryHit>> {
+        self.inner.memory_search(mesh_id, q, limit)
+    }
+    fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        self.inner.memory_ids(mesh_id, prefix, limit)
+    }
+    fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool> {
+        self.inner.memory_forget(mesh_id, id, at)
+    }
+    fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()> {
+        self.inner.schedule_insert(schedule)
+    }
+    fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>> {
+        self.inner.schedules_of(mesh_id, member_id)
+    }
+    fn schedule_cancel(&mut self, id: &str) -> Result<bool> {
+        self.inner.schedule_cancel(id)
+    }
+    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+        self.inner.schedules_due(now, limit)
+    }
+    fn schedule_next_due(&self) -> Result<Option<i64>> {
+        self.inner.schedule_next_due()
+    }
+    fn schedule_fired(&mut self, id: &str, next: Option<i64>, at: i64) -> Result<()> {
+        self.inner.schedule_fired(id, next, at)
+    }
+    fn member_presence(&self, member_id: &str) -> Result<MemberPresence> {
+        self.inner.member_presence(member_id)
+    }
+    fn set_member_presence(&mut self, member_id: &str, p: &MemberPresence) -> Result<()> {
+        self.inner.set_member_presence(member_id, p)
+    }
+    fn set_member_name(&mut self, member_id: &str, name: &str) -> Result<()> {
+        self.inner.set_member_name(member_id, name)
+    }
+    fn set_member_role_tag(&mut self, member_id: &str, tag: Option<&str>) -> Result<()> {
+        self.inner.set_member_role_tag(member_id, tag)
+    }
 }
 
 /// A member's key pair and id.
@@ -236,6 +287,7 @@ fn config(dir: &TempDir) -> HubConfig {
         rate_limit: None,
         lease: Duration::from_secs(30),
         max_file_bytes: 1_000_000,
+        test_clock: false,
     }
 }
 
@@ -1381,4 +1433,87 @@ fn an_upload_dropped_with_its_connection_leaves_nothing() {
     assert_eq!(mode & 0o777, 0o600);
     fx.close(a, false);
     assert!(!part.exists());
+}
+
+fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let set = |v: i64, expected: Value| json!({"type": "set_state", "key": "k", "value": v, "expectedVersion": expected, "_reqId": "s"});
+    let out = fx.text(a, &set(1, json!(0)));
+    let r = &frames(&out, a)[0];
+    assert_eq!(
+        (r["type"].as_str(), r["version"].as_i64()),
+        (Some("state_result"), Some(1))
+    );
+    let change = &frames(&out, b)[0];
+    assert_eq!(
+        (
+            change["type"].as_str(),
+            change["value"].as_i64(),
+            change["updatedBy"].as_str()
+        ),
+        (Some("state_change"), Some(1), Some("Dev Team-owner"))
+    );
+    let out = fx.text(b, &set(2, json!(0)));
+    let e = &frames(&out, b)[0];
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["version"].as_i64(),
+            e["_reqId"].as_str()
+        ),
+        (Some("version_conflict"), Some(1), Some("s"))
+    );
+    assert!(
+        frames(&out, a).is_empty(),
+        "a refused write changes nothing"
+    );
+    // A lost batch: the writer gets an error, and nobody hears of a change that did not happen.
+    fx.fail.set(true);
+    let out = fx.text(b, &set(2, json!(1)));
+    assert_eq!(frames(&out, b)[0]["code"], "internal");
+    assert!(frames(&out, a).is_empty());
+    fx.fail.set(false);
+    let out = fx.text(b, &json!({"type": "get_state", "key": "k", "_reqId": "g"}));
+    assert_eq!(frames(&out, b)[0]["version"], 1);
+}
+
+#[test]
+fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let schedule = json!({"type": "schedule", "to": bob.key.public_hex(), "deliverAt": now_ms() - 1,
+        "nonce": "bm9uY2U=", "ciphertext": "c2VhbGVk", "_reqId": "r"});
+    let out = fx.text(a, &schedule);
+    let ack = &frames(&out, a)[0];
+    assert_eq!(ack["type"], "scheduled_ack", "{ack}");
+    assert!(fx.hub.next_deadline().is_some());
+    fx.fail.set(true);
+    let out = fx.tick(Duration::from_millis(10));
+    assert!(
+        frames(&out, b).is_empty(),
+        "no push of a fire that was not stored"
+    );
+    fx.fail.set(false);
+    let out = fx.tick(Duration::from_millis(10));
+    let pushes = frames(&out, b);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(
+        (
+            pushes[0]["subtype"].as_str(),
+            pushes[0]["ciphertext"].as_str(),
+            pushes[0]["priority"].as_str()
+        ),
+        (Some("reminder"), Some("c2VhbGVk"), Some("now"))
+    );
+    assert!(frames(&fx.tick(Duration::from_secs(1)), b).is_empty());
+    assert_eq!(fx.hub.next_deadline(), None, "nothing left to fire");
+    let out = fx.text(a, &json!({"type": "list_scheduled", "_reqId": "l"}));
+    assert_eq!(frames(&out, a)[0]["messages"], json!([]));
 }

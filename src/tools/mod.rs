@@ -11,10 +11,14 @@ pub mod inbox;
 pub mod install;
 pub mod launch;
 pub mod mcp;
+pub mod memory;
 pub mod mesh;
 pub mod peers;
 pub mod pipe;
+pub mod profile;
+pub mod remind;
 pub mod send;
+pub mod state;
 pub mod uninstall;
 pub mod up;
 
@@ -29,10 +33,14 @@ pub static ALL: &[&Tool] = &[
     &install::TOOL,
     &launch::TOOL,
     &mcp::TOOL,
+    &memory::TOOL,
     &mesh::TOOL,
     &peers::TOOL,
     &pipe::TOOL,
+    &profile::TOOL,
+    &remind::TOOL,
     &send::TOOL,
+    &state::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
 ];

@@ -12,4 +12,5 @@ mod mcp;
 mod mesh;
 mod messaging;
 mod peer;
+mod state;
 mod up;
