@@ -39,13 +39,14 @@ pub fn user_name() -> Option<String> {
         .find(|s| !s.is_empty())
 }
 
-/// The display name to give the broker: `flag`, else the config's, else the identity's, else `$USER`, else
-/// `member`.
+/// The display name to give the broker: `flag`, else the config's, else the identity's, else `$USER`, else the
+/// host name, else `member`.
 pub fn display_name(flag: Option<&str>, config: &Config, identity: Option<&Identity>) -> String {
     flag.map(str::to_string)
         .or_else(|| config.display_name.clone())
         .or_else(|| identity.and_then(|i| i.display_name.clone()))
         .or_else(user_name)
+        .or_else(crate::client::hostname)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "member".into())

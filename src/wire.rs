@@ -213,6 +213,10 @@ frames! {
     "cancel_scheduled" => CancelScheduled(CancelScheduled) req,
     /// Broker → client: the answer to `cancel_scheduled`.
     "cancel_scheduled_ack" => CancelScheduledAck(CancelScheduledAck) req,
+    /// Client → broker: the profile this connection's changes apply to (addition).
+    "get_profile" => GetProfile(GetProfile) req,
+    /// Broker → client: the answer to `get_profile` (addition).
+    "profile_result" => ProfileResult(ProfileResult) req,
     /// Client → broker: create a topic (idempotent by name).
     "topic_create" => TopicCreate(TopicCreate) req,
     /// Broker → client: the answer to `topic_create`.
@@ -255,6 +259,28 @@ frames! {
     "unban" => Unban(Unban) req,
     /// Broker → client: the answer to `unban`.
     "unban_ack" => UnbanAck(UnbanAck) req,
+    /// Client → broker: start an encrypted file upload (addition).
+    "file_put" => FilePut(FilePut) req,
+    /// Broker → client: the upload may start; chunks go to `fileId` (addition).
+    "file_put_ready" => FilePutReady(FilePutReady) req,
+    /// Either way: one encrypted chunk of a file (addition).
+    "file_chunk" => FileChunk(FileChunk),
+    /// Either way: the receiver has chunk `seq` (addition).
+    "file_chunk_ack" => FileChunkAck(FileChunkAck),
+    /// Client → broker: every chunk is sent; check and store the file (addition).
+    "file_put_done" => FilePutDone(FilePutDone) req,
+    /// Broker → client: the file is stored (addition).
+    "file_stored" => FileStored(FileStored) req,
+    /// Client → broker: download a file (addition).
+    "file_get" => FileGet(FileGet) req,
+    /// Broker → client: a file's metadata and the caller's sealed key; its chunks follow (addition).
+    "file_meta" => FileMeta(FileMeta) req,
+    /// Client → broker: the files the caller may read (addition).
+    "file_list" => FileList(FileList) req,
+    /// Broker → client: the answer to `file_list` (addition).
+    "file_list_response" => FileListResponse(FileListResponse) req,
+    /// Client → broker: delete a file (uploader or admin), answered with `ack` (addition).
+    "file_rm" => FileRm(FileRm) req,
 }
 
 impl Frame {
@@ -566,6 +592,9 @@ pub struct ErrorFrame {
     /// The original put some requests' `_reqId` here; cm-broker sets both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// With `version_conflict`: the key's current version (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -577,6 +606,7 @@ impl ErrorFrame {
             code: code.to_string(),
             message: message.into(),
             id: None,
+            version: None,
             req_id: None,
         }
     }
@@ -637,6 +667,10 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// A cron expression that does not parse or never fires.
     pub const INVALID_CRON: &str = "invalid_cron";
+    /// A file over the broker's `max_file_bytes` (addition).
+    pub const FILE_TOO_LARGE: &str = "file_too_large";
+    /// A compare-and-set found another version (`set_state`/`del_state` with `expectedVersion`).
+    pub const VERSION_CONFLICT: &str = "version_conflict";
 }
 
 // ---- §4 messaging ----
@@ -927,6 +961,9 @@ pub struct Peer {
     /// False while the presence is in its reconnect grace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
+    /// The member's role tag (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_tag: Option<String>,
 }
 
 /// A presence's public profile.
@@ -950,6 +987,9 @@ pub struct Profile {
 #[serde(rename_all = "camelCase")]
 pub struct SetStatus {
     pub status: Status,
+    /// `hook` when a Claude Code hook sets it (addition): a hook never ends `dnd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -984,6 +1024,12 @@ pub struct SetProfile {
     pub bio: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
+    /// The display name peers see (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The member's role tag; empty clears it (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_tag: Option<String>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1159,6 +1205,9 @@ pub struct StateChange {
     pub updated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// The key was deleted (addition); `value` is then `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
 }
 
 // ---- §6.2 memory ----
@@ -1234,12 +1283,16 @@ pub struct Forget {
 
 // ---- §6.3 scheduled messages ----
 
-/// `schedule`: send `message` to `to` at `deliverAt`, or on every `cron` match.
+/// `schedule`: deliver a message to `to` at `deliverAt`, or at every `cron` match. cm-broker takes the body
+/// sealed like a `send` (`nonce`/`ciphertext` for a key, `copies` for `*`/`@group`) and never sees its text; the
+/// original's plaintext `message` is still accepted, and stored as given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     /// A broker target: a key, `*`, `@group` or `#topicId`.
     pub to: String,
+    /// The original's plaintext body.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// Ms since the epoch; ignored with `cron`.
     #[serde(default)]
@@ -1250,8 +1303,19 @@ pub struct Schedule {
     /// Five fields: minute hour day-of-month month day-of-week.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// The cron's time zone as a fixed offset, `+02:00` or `-0530`; UTC when absent (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recurring: Option<bool>,
+    /// The body sealed to `to`, as in `send` (addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ciphertext: String,
+    /// Per-recipient boxes for `*`/`@group`, as in `send` (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<SealedCopy>>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1292,6 +1356,8 @@ pub struct ScheduledList {
 pub struct ScheduledEntry {
     pub id: String,
     pub to: String,
+    /// The original's plaintext body; empty for a sealed one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// The next fire time, ms since the epoch.
     pub deliver_at: i64,
@@ -1302,6 +1368,21 @@ pub struct ScheduledEntry {
     /// How often a cron entry has fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired_count: Option<u32>,
+    /// The cron's fixed offset (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<String>,
+    /// The key the body is sealed with: the scheduling session's, else the member's (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_pubkey: Option<String>,
+    /// The sealed body, so its sender can read it back (addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<SealedCopy>>,
 }
 
 /// `cancel_scheduled`.
@@ -1319,6 +1400,40 @@ pub struct CancelScheduled {
 pub struct CancelScheduledAck {
     pub scheduled_id: String,
     pub ok: bool,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+// ---- profile (addition) ----
+
+/// `get_profile`: on a member connection the member's stored profile; on a session's connection that session's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetProfile {
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `profile_result`: what peers see of the member or session.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ProfileResult {
+    /// `member` or `session`: what the profile requests on this connection change.
+    pub scope: String,
+    /// The session key, for scope `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_pubkey: Option<String>,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub status: Status,
+    pub visible: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_tag: Option<String>,
+    pub groups: Vec<Group>,
+    /// For scope `session`: whether the session is connected now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1642,6 +1757,154 @@ pub struct UnbanAck {
     pub req_id: Option<String>,
 }
 
+// ---- files (docs/protocol.md §6) ----
+
+/// `file_put`: an upload of `size` plaintext bytes in chunks of `chunkSize`, each a secretbox under a key that
+/// only the recipients can open.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePut {
+    /// The file's name, as metadata only (a downloader sanitises it).
+    pub name: String,
+    /// Plaintext bytes; the broker's `max_file_bytes` applies to it.
+    pub size: u64,
+    /// Plaintext bytes per chunk; each ciphertext chunk is 16 bytes longer (the last may be shorter).
+    pub chunk_size: u32,
+    /// Who may download it, each with the file key sealed to them.
+    pub recipients: Vec<FileRecipient>,
+    /// What the uploader addressed (`bob`'s key, `*`, `@eng`), for listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_spec: Option<String>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// One recipient of a file: a member or session key, and the file key sealed to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRecipient {
+    pub pubkey: String,
+    /// Base64 `crypto_box_seal` of the 32-byte key and the 16-byte nonce prefix.
+    pub sealed_key: String,
+}
+
+/// `file_put_ready`: the broker made room for the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FilePutReady {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_chunk`: ciphertext chunk `seq` (from 0) of a file, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChunk {
+    pub file_id: String,
+    pub seq: u64,
+    /// Base64 (standard, padded), at most 48 KiB decoded.
+    pub data: String,
+}
+
+/// `file_chunk_ack`: chunk `seq` arrived; the sender may go on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChunkAck {
+    pub file_id: String,
+    pub seq: u64,
+}
+
+/// `file_put_done`: the last chunk is sent; `sha256` is the hex SHA-256 of every ciphertext chunk in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePutDone {
+    pub file_id: String,
+    pub sha256: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_stored`: the file is durable and listed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileStored {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_get`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileGet {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_meta`: what a download needs before its chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileMeta {
+    pub file_id: String,
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the ciphertext chunks in order.
+    pub sha256: String,
+    /// The file key sealed to the caller (its session key's copy, else its member key's).
+    pub sealed_key: String,
+    pub chunk_size: u32,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileList {
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `file_list_response`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileListResponse {
+    pub files: Vec<FileInfo>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// One file in `file_list_response`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileInfo {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    /// The uploader's display name.
+    pub uploaded_by: String,
+    /// The key the uploader's socket spoke as.
+    pub uploader_pubkey: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_spec: Option<String>,
+    /// How many keys the file is sealed to (the uploader's own included).
+    pub recipients: u32,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `file_rm`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRm {
+    pub file_id: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1740,6 +2003,12 @@ mod tests {
                 "_reqId":"c2"}),
             json!({"type":"cancel_scheduled","scheduledId":"sc1","_reqId":"c3"}),
             json!({"type":"cancel_scheduled_ack","scheduledId":"sc1","ok":true,"_reqId":"c3"}),
+            json!({"type":"get_profile","_reqId":"g1"}),
+            json!({"type":"profile_result","scope":"session","sessionPubkey":SESSION,"displayName":"alice/1",
+                "summary":"fixing CI","status":"working","visible":true,"roleTag":"reviewer",
+                "groups":[{"name":"eng","role":"lead"}],"online":true,"_reqId":"g1"}),
+            json!({"type":"schedule","to":"*","deliverAt":1764340860000i64,"subtype":"reminder","tz":"+02:00",
+                "copies":[{"to":ALICE,"nonce":"bm9uY2U=","ciphertext":"Y3Q="}],"_reqId":"c4"}),
             json!({"type":"topic_create","name":"dev","description":"the dev room","visibility":"public",
                 "_reqId":"t1"}),
             json!({"type":"topic_created","topic":{"id":"t1","name":"dev","visibility":"public"},"created":true,
@@ -1772,6 +2041,21 @@ mod tests {
             json!({"type":"ban_ack","banned":"mallory","_reqId":"b1"}),
             json!({"type":"unban","target":"mallory","_reqId":"b2"}),
             json!({"type":"unban_ack","unbanned":"mallory","_reqId":"b2"}),
+            json!({"type":"file_put","name":"report.pdf","size":2100000,"chunkSize":48128,
+                "recipients":[{"pubkey":ALICE,"sealedKey":"c2VhbGVk"}],"targetSpec":ALICE,"_reqId":"f1"}),
+            json!({"type":"file_put_ready","fileId":"F1","_reqId":"f1"}),
+            json!({"type":"file_chunk","fileId":"F1","seq":0,"data":"AAEC"}),
+            json!({"type":"file_chunk_ack","fileId":"F1","seq":0}),
+            json!({"type":"file_put_done","fileId":"F1","sha256":"ab".repeat(32),"_reqId":"f2"}),
+            json!({"type":"file_stored","fileId":"F1","_reqId":"f2"}),
+            json!({"type":"file_get","fileId":"F1","_reqId":"f3"}),
+            json!({"type":"file_meta","fileId":"F1","name":"report.pdf","size":2100000,"sha256":"ab".repeat(32),
+                "sealedKey":"c2VhbGVk","chunkSize":48128,"_reqId":"f3"}),
+            json!({"type":"file_list","_reqId":"f4"}),
+            json!({"type":"file_list_response","files":[{"id":"F1","name":"report.pdf","size":2100000,
+                "uploadedBy":"alice","uploaderPubkey":ALICE,"targetSpec":"*","recipients":2,
+                "createdAt":"2026-01-01T00:00:00.000Z"}],"_reqId":"f4"}),
+            json!({"type":"file_rm","fileId":"F1","_reqId":"f5"}),
         ]
     }
 

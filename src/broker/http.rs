@@ -124,6 +124,7 @@ impl Hub {
             ("POST", "/cli/mesh/create") => self.mesh_create(io, req),
             ("POST", "/cli/mesh/invite") => self.invite_register(io, req),
             ("POST", "/join") => self.join(io, req),
+            ("POST", "/debug/clock") if self.cfg.test_clock => self.debug_clock(io, req),
             (_, "/health" | "/metrics" | "/cli/mesh/create" | "/cli/mesh/invite" | "/join") => {
                 fail(405, "method_not_allowed")
             }

@@ -47,6 +47,10 @@ pub struct HubConfig {
     pub rate_limit: Option<RateLimit>,
     /// How long a push waits for `client_ack` before it is pushed again (doubling per retry).
     pub lease: Duration,
+    /// The largest file upload, in plaintext bytes.
+    pub max_file_bytes: u64,
+    /// Serve `POST /debug/clock`, which moves the scheduler's clock (tests only).
+    pub test_clock: bool,
 }
 
 /// A presence's key in the hub: the id of the connection that created it (a reattach keeps it).
@@ -70,6 +74,8 @@ pub(super) struct Presence {
     pub(super) status: Status,
     pub(super) summary: Option<String>,
     pub(super) groups: Vec<Group>,
+    /// The member's role tag.
+    pub(super) role_tag: Option<String>,
     pub(super) profile: wire::Profile,
     pub(super) visible: bool,
     pub(super) session_id: String,
@@ -154,6 +160,9 @@ pub struct Hub {
     outbox: Vec<Out>,
     /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
     pub(super) batch_leases: Vec<(PKey, i64)>,
+    /// File uploads and downloads under way, per connection.
+    pub(super) transfers: super::files::Transfers,
+    pub(super) sched: super::schedule::Scheduler,
 }
 
 impl Capacity for Hub {
@@ -184,16 +193,6 @@ pub(super) fn in_group(groups: &[Group], target: &str) -> bool {
     })
 }
 
-fn upsert_group(groups: &mut Vec<Group>, name: &str, role: Option<&str>) {
-    match groups.iter_mut().find(|g| g.name == name) {
-        Some(g) => g.role = role.map(str::to_string),
-        None => groups.push(Group {
-            name: name.to_string(),
-            role: role.map(str::to_string),
-        }),
-    }
-}
-
 pub(super) fn str_of<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v.get(name).and_then(Value::as_str)
 }
@@ -214,6 +213,8 @@ impl From<&super::Options> for HubConfig {
                 .rate_limit
                 .map(|(per_second, burst)| RateLimit { per_second, burst }),
             lease: o.lease,
+            max_file_bytes: o.max_file_bytes,
+            test_clock: o.test_clock,
         }
     }
 }
@@ -227,6 +228,7 @@ impl Hub {
     /// Opens the store under `cfg.data_dir`.
     pub fn with_config(cfg: HubConfig) -> Result<Hub> {
         let store = SqliteStore::open(&cfg.data_dir)?;
+        super::files::sweep(&store, &cfg.data_dir);
         Ok(Hub::with_store(Box::new(store), cfg))
     }
 
@@ -245,6 +247,8 @@ impl Hub {
             buckets: HashMap::new(),
             outbox: Vec::new(),
             batch_leases: Vec::new(),
+            transfers: Default::default(),
+            sched: super::schedule::Scheduler::new(),
         }
     }
 
@@ -383,7 +387,7 @@ impl Hub {
     }
 
     /// A system event to every other live, push-capable connection of the mesh.
-    fn announce(&mut self, mesh_id: &str, except: PKey, event: &str, data: Value) {
+    pub(super) fn announce(&mut self, mesh_id: &str, except: PKey, event: &str, data: Value) {
         let push = wire::Push::system(mesh_id, &new_id(), &fmt_rfc3339(now_ms()), event, data);
         let text = Frame::Push(push).to_json();
         for pk in self.mesh_keys(mesh_id) {
@@ -485,6 +489,7 @@ impl Hub {
             }
             pk
         } else {
+            let defaults = self.member_defaults(&member.id);
             let p = Presence {
                 id: new_id(),
                 conn: Some(conn),
@@ -495,11 +500,16 @@ impl Hub {
                 session_pubkey: verified.session_pubkey.clone(),
                 pull,
                 display_name,
-                status: Status::Idle,
-                summary: None,
+                status: defaults
+                    .status
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default(),
+                summary: defaults.summary,
                 groups,
+                role_tag: member.role_tag.clone(),
                 profile: wire::Profile::default(),
-                visible: true,
+                visible: defaults.visible,
                 session_id,
                 pid,
                 cwd,
@@ -617,56 +627,11 @@ impl Hub {
             Frame::MessageStatus(m) => self.on_message_status(conn, pk, m),
             Frame::ListPeers(l) => self.on_list_peers(conn, pk, l.req_id.as_deref()),
             Frame::Members(m) => self.on_members(conn, pk, m.req_id.as_deref()),
-            Frame::SetStatus(s) => {
-                let became_idle = self.presences.get_mut(&pk).is_some_and(|p| {
-                    let was = std::mem::replace(&mut p.status, s.status);
-                    was != Status::Idle && s.status == Status::Idle
-                });
-                if became_idle {
-                    self.drain(pk, now);
-                }
-                self.ack_done(conn, s.req_id.as_deref());
-            }
-            Frame::SetSummary(s) => {
-                if let Some(p) = self.presences.get_mut(&pk) {
-                    p.summary = Some(s.summary).filter(|s| !s.is_empty());
-                }
-                self.ack_done(conn, s.req_id.as_deref());
-            }
-            Frame::SetVisible(s) => {
-                let changed = self.presences.get_mut(&pk).and_then(|p| {
-                    let was = std::mem::replace(&mut p.visible, s.visible);
-                    (was != s.visible && !p.pull).then(|| {
-                        (
-                            p.mesh_id.clone(),
-                            json!({"name": p.display_name, "pubkey": p.pubkey()}),
-                        )
-                    })
-                });
-                if let Some((mesh, data)) = changed {
-                    self.announce(
-                        &mesh,
-                        pk,
-                        if s.visible {
-                            "peer_visible"
-                        } else {
-                            "peer_hidden"
-                        },
-                        data,
-                    );
-                }
-                self.ack_done(conn, s.req_id.as_deref());
-            }
-            Frame::SetProfile(s) => {
-                if let Some(p) = self.presences.get_mut(&pk) {
-                    let pr = &mut p.profile;
-                    pr.avatar = s.avatar.or(pr.avatar.take());
-                    pr.title = s.title.or(pr.title.take());
-                    pr.bio = s.bio.or(pr.bio.take());
-                    pr.capabilities = s.capabilities.or(pr.capabilities.take());
-                }
-                self.ack_done(conn, s.req_id.as_deref());
-            }
+            Frame::SetStatus(s) => self.on_set_status(conn, pk, s, now),
+            Frame::SetSummary(s) => self.on_set_summary(conn, pk, s),
+            Frame::SetVisible(s) => self.on_set_visible(conn, pk, s),
+            Frame::SetProfile(s) => self.on_set_profile(conn, pk, s),
+            Frame::GetProfile(g) => self.on_get_profile(conn, pk, g.req_id.as_deref()),
             Frame::JoinGroup(g) => self.on_group(
                 conn,
                 pk,
@@ -675,8 +640,25 @@ impl Hub {
                 g.req_id.as_deref(),
             ),
             Frame::LeaveGroup(g) => self.on_group(conn, pk, &g.name, None, g.req_id.as_deref()),
+            Frame::SetState(s) => self.on_set_state(conn, pk, s),
+            Frame::DelState(s) => self.on_del_state(conn, pk, s),
+            Frame::GetState(s) => self.on_get_state(conn, pk, s),
+            Frame::ListState(l) => self.on_list_state(conn, pk, l.req_id.as_deref()),
+            Frame::Remember(r) => self.on_remember(conn, pk, r),
+            Frame::Recall(r) => self.on_recall(conn, pk, r),
+            Frame::Forget(f) => self.on_forget(conn, pk, f),
+            Frame::Schedule(s) => self.on_schedule(conn, pk, s, now),
+            Frame::ListScheduled(l) => self.on_list_scheduled(conn, pk, l.req_id.as_deref()),
+            Frame::CancelScheduled(c) => self.on_cancel_scheduled(conn, pk, c, now),
             Frame::Ban(b) => self.on_ban(conn, pk, &b.target, b.req_id.as_deref()),
             Frame::Unban(b) => self.on_unban(conn, pk, &b.target, b.req_id.as_deref()),
+            Frame::FilePut(f) => self.on_file_put(conn, pk, f),
+            Frame::FileChunk(c) => self.on_file_chunk(conn, c),
+            Frame::FilePutDone(d) => self.on_file_put_done(conn, d),
+            Frame::FileGet(g) => self.on_file_get(conn, pk, g),
+            Frame::FileChunkAck(a) => self.on_file_chunk_ack(conn, a),
+            Frame::FileList(l) => self.on_file_list(conn, pk, l),
+            Frame::FileRm(r) => self.on_file_rm(conn, pk, r),
             _ => self.error(
                 conn,
                 "unknown_type",
@@ -715,6 +697,7 @@ impl Hub {
                 visible: Some(p.visible),
                 profile: Some(p.profile.clone()),
                 online: Some(p.conn.is_some()),
+                role_tag: p.role_tag.clone(),
             })
             .collect();
         self.reply(
@@ -761,52 +744,6 @@ impl Hub {
                 req_id: req_id.map(str::to_string),
             },
         );
-    }
-
-    /// `join_group` (`role` is `Some`) or `leave_group` (`None`). On a control-plane connection the change is
-    /// the member's: stored, and applied to every live presence of it.
-    fn on_group(
-        &mut self,
-        conn: ConnId,
-        pk: PKey,
-        name: &str,
-        role: Option<Option<&str>>,
-        req_id: Option<&str>,
-    ) {
-        let apply = |groups: &mut Vec<Group>| match role {
-            Some(r) => upsert_group(groups, name, r),
-            None => groups.retain(|g| g.name != name),
-        };
-        let Some(p) = self.presences.get_mut(&pk) else {
-            return;
-        };
-        if p.session_pubkey.is_some() {
-            apply(&mut p.groups);
-            return self.ack_done(conn, req_id);
-        }
-        let (mesh, member_id) = (p.mesh_id.clone(), p.member_id.clone());
-        let mut groups = match self.store.member(&member_id) {
-            Ok(Some(m)) => groups_of(&m.groups),
-            Ok(None) => Vec::new(),
-            Err(e) => return self.store_error(conn, &e, req_id),
-        };
-        apply(&mut groups);
-        let json = serde_json::to_string(&groups).unwrap_or_else(|_| "[]".into());
-        if let Err(e) = self.store.set_member_groups(&member_id, &json) {
-            return self.store_error(conn, &e, req_id);
-        }
-        for k in self.mesh_keys(&mesh) {
-            if let Some(q) = self
-                .presences
-                .get_mut(&k)
-                .filter(|q| q.member_id == member_id)
-            {
-                apply(&mut q.groups);
-            }
-        }
-        if req_id.is_some() {
-            self.reply_durable(conn, wire::Ack::done(req_id), Hub::durable_failure(req_id));
-        }
     }
 
     fn admin_of(
@@ -1014,6 +951,7 @@ impl Handler for Hub {
 
     fn on_close(&mut self, io: &mut Io, conn: ConnId, clean: bool) {
         self.waiters.remove(&conn);
+        self.files_closed(conn);
         let Some(Some(pk)) = self.conns.remove(&conn) else {
             return;
         };
@@ -1035,10 +973,11 @@ impl Handler for Hub {
 
     fn on_tick(&mut self, _io: &mut Io, now: Instant) {
         self.expire(now);
+        self.fire_due(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        None
+        self.sched.deadline
     }
 
     fn end_of_batch(&mut self, io: &mut Io) {

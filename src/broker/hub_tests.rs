@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::broker::net::{Output, Request};
 use crate::broker::store::{
-    DeliveryState, Invite, Member, Mesh, Message, NewDelivery, Pending, Session, SqliteStore, Store,
+    DeliveryState, FileRow, Invite, Member, MemberPresence, MemoryHit, MemoryRow, Mesh, Message,
+    NewDelivery, Pending, ScheduleRow, Session, SqliteStore, StatePut, StateRow, Store,
 };
 use crate::crypto::{Keypair, b64};
 use crate::error::Error;
@@ -145,6 +146,72 @@ impl Store for FlakyStore {
     fn pending_count(&self) -> Result<i64> {
         self.inner.pending_count()
     }
+    fn insert_file(&mut self, f: &FileRow, keys: &[(String, String)]) -> Result<()> {
+        self.inner.insert_file(f, keys)
+    }
+    fn file(&self, id: &str) -> Result<Option<FileRow>> {
+        self.inner.file(id)
+    }
+    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>> {
+        self.inner.file_key(file_id, pubkey)
+    }
+    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>> {
+        self.inner.files_for(mesh_id, member_id, keys)
+    }
+    fn delete_file(&mut self, id: &str) -> Result<()> {
+        self.inner.delete_file(id)
+    }
+    fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>> {
+        self.inner.state_get(mesh_id, key)
+    }
+    fn state_list(&self, mesh_id: &str) -> Result<Vec<StateRow>> {
+        self.inner.state_list(mesh_id)
+    }
+    fn state_put(&mut self, row: &StateRow, expected: Option<i64>) -> Result<StatePut> {
+        self.inner.state_put(row, expected)
+    }
+    fn memory_insert(&mut self, memory: &MemoryRow) -> Result<()> {
+        self.inner.memory_insert(memory)
+    }
+    fn memory_search(&self, mesh_id: &str, q: &str, limit: usize) -> Result<Vec<MemoryHit>> {
+        self.inner.memory_search(mesh_id, q, limit)
+    }
+    fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        self.inner.memory_ids(mesh_id, prefix, limit)
+    }
+    fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool> {
+        self.inner.memory_forget(mesh_id, id, at)
+    }
+    fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()> {
+        self.inner.schedule_insert(schedule)
+    }
+    fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>> {
+        self.inner.schedules_of(mesh_id, member_id)
+    }
+    fn schedule_cancel(&mut self, id: &str) -> Result<bool> {
+        self.inner.schedule_cancel(id)
+    }
+    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+        self.inner.schedules_due(now, limit)
+    }
+    fn schedule_next_due(&self) -> Result<Option<i64>> {
+        self.inner.schedule_next_due()
+    }
+    fn schedule_fired(&mut self, id: &str, next: Option<i64>, at: i64) -> Result<()> {
+        self.inner.schedule_fired(id, next, at)
+    }
+    fn member_presence(&self, member_id: &str) -> Result<MemberPresence> {
+        self.inner.member_presence(member_id)
+    }
+    fn set_member_presence(&mut self, member_id: &str, p: &MemberPresence) -> Result<()> {
+        self.inner.set_member_presence(member_id, p)
+    }
+    fn set_member_name(&mut self, member_id: &str, name: &str) -> Result<()> {
+        self.inner.set_member_name(member_id, name)
+    }
+    fn set_member_role_tag(&mut self, member_id: &str, tag: Option<&str>) -> Result<()> {
+        self.inner.set_member_role_tag(member_id, tag)
+    }
 }
 
 /// A member's key pair and id.
@@ -219,6 +286,8 @@ fn config(dir: &TempDir) -> HubConfig {
         max_conns_per_mesh: 100,
         rate_limit: None,
         lease: Duration::from_secs(30),
+        max_file_bytes: 1_000_000,
+        test_clock: false,
     }
 }
 
@@ -1247,4 +1316,204 @@ fn http_routes_check_auth_and_answer_json() {
         metrics.contains("claudemesh_deliveries_pending 0"),
         "{metrics}"
     );
+}
+
+#[test]
+fn files_are_paced_by_acks_and_kept_to_their_recipients() {
+    let mut fx = Fx::new();
+    let admin = Who {
+        key: fx.admin.key.clone(),
+        id: fx.admin.id.clone(),
+    };
+    let (bob, eve) = (fx.join("bob"), fx.join("eve"));
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let (e, _) = fx.hello(&eve, json!({}));
+    let one = |fx: &mut Fx, conn: ConnId, v: Value| {
+        let out = fx.text(conn, &v);
+        let mut f = frames(&out, conn);
+        assert_eq!(f.len(), 1, "{f:?}");
+        f.remove(0)
+    };
+    let put = |size: u64, req: &str| {
+        json!({"type": "file_put", "name": "x.bin", "size": size, "chunkSize": 1000, "_reqId": req,
+               "recipients": [{"pubkey": admin.key.public_hex(), "sealedKey": "a2V5"},
+                              {"pubkey": bob.key.public_hex(), "sealedKey": "Ym9i"}]})
+    };
+
+    let r = one(&mut fx, a, put(1_000_001, "big"));
+    assert_eq!(
+        (&r["code"], &r["_reqId"]),
+        (&json!("file_too_large"), &json!("big"))
+    );
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000000 bytes"),
+        "{r}"
+    );
+    let r = one(&mut fx, a, put(20_000, "p"));
+    assert_eq!(r["type"], "file_put_ready", "{r}");
+    let id = r["fileId"].as_str().unwrap().to_string();
+    assert_eq!(one(&mut fx, a, put(10, "again"))["code"], "busy");
+    let mut all = Vec::new();
+    for seq in 0..20u8 {
+        let chunk = vec![seq; 1016];
+        all.extend_from_slice(&chunk);
+        let c =
+            json!({"type": "file_chunk", "fileId": id, "seq": seq, "data": b64::encode(&chunk)});
+        assert_eq!(one(&mut fx, a, c)["type"], "file_chunk_ack");
+    }
+    let sha = crate::crypto::sha256_hex(&all);
+    let r = one(
+        &mut fx,
+        a,
+        json!({"type": "file_put_done", "fileId": id, "sha256": sha, "_reqId": "d"}),
+    );
+    assert_eq!(
+        (&r["type"], &r["fileId"]),
+        (&json!("file_stored"), &json!(id))
+    );
+
+    // eve is refused and sees nothing; bob gets his own sealed key and at most 8 chunks ahead of his acks.
+    let get = json!({"type": "file_get", "fileId": id, "_reqId": "g"});
+    assert_eq!(one(&mut fx, e, get.clone())["code"], "forbidden");
+    let l = one(&mut fx, e, json!({"type": "file_list", "_reqId": "l"}));
+    assert_eq!(l["files"], json!([]));
+    let out = fx.text(b, &get);
+    let f = frames(&out, b);
+    assert_eq!(f.len(), 9, "meta and a window of chunks");
+    assert_eq!(
+        (&f[0]["type"], &f[0]["sealedKey"]),
+        (&json!("file_meta"), &json!("Ym9i"))
+    );
+    assert_eq!(
+        (&f[0]["size"], &f[0]["sha256"]),
+        (&json!(20_000), &json!(sha))
+    );
+    assert_eq!(f[8]["seq"], 7);
+    let ack = |seq: u64| json!({"type": "file_chunk_ack", "fileId": id, "seq": seq});
+    assert_eq!(one(&mut fx, b, ack(0))["seq"], 8);
+    let more = frames(&fx.text(b, &ack(7)), b);
+    let seqs: Vec<u64> = more.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (9..16).collect::<Vec<_>>());
+    let chunk = b64::decode(more[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(chunk, vec![9u8; 1016]);
+    let l = one(&mut fx, b, json!({"type": "file_list", "_reqId": "l"}));
+    assert_eq!(
+        (&l["files"][0]["id"], &l["files"][0]["recipients"]),
+        (&json!(id), &json!(2))
+    );
+
+    // Only the uploader or an admin removes it.
+    let rm = json!({"type": "file_rm", "fileId": id, "_reqId": "rm"});
+    assert_eq!(one(&mut fx, b, rm.clone())["code"], "forbidden");
+    assert_eq!(one(&mut fx, a, rm)["type"], "ack");
+    assert!(!fx.hub.cfg.data_dir.join("files").join(&id).exists());
+    assert_eq!(one(&mut fx, b, get)["code"], "not_found");
+}
+
+#[test]
+fn an_upload_dropped_with_its_connection_leaves_nothing() {
+    let mut fx = Fx::new();
+    let admin = Who {
+        key: fx.admin.key.clone(),
+        id: fx.admin.id.clone(),
+    };
+    let (a, _) = fx.hello(&admin, json!({}));
+    let put = json!({"type": "file_put", "name": "x", "size": 5, "chunkSize": 1000, "_reqId": "p",
+        "recipients": [{"pubkey": admin.key.public_hex(), "sealedKey": "a2V5"}]});
+    let out = fx.text(a, &put);
+    let id = frames(&out, a)[0]["fileId"].as_str().unwrap().to_string();
+    let part = fx.hub.cfg.data_dir.join("files").join(format!("{id}.part"));
+    assert!(part.exists());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&part).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    fx.close(a, false);
+    assert!(!part.exists());
+}
+
+fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let set = |v: i64, expected: Value| json!({"type": "set_state", "key": "k", "value": v, "expectedVersion": expected, "_reqId": "s"});
+    let out = fx.text(a, &set(1, json!(0)));
+    let r = &frames(&out, a)[0];
+    assert_eq!(
+        (r["type"].as_str(), r["version"].as_i64()),
+        (Some("state_result"), Some(1))
+    );
+    let change = &frames(&out, b)[0];
+    assert_eq!(
+        (
+            change["type"].as_str(),
+            change["value"].as_i64(),
+            change["updatedBy"].as_str()
+        ),
+        (Some("state_change"), Some(1), Some("Dev Team-owner"))
+    );
+    let out = fx.text(b, &set(2, json!(0)));
+    let e = &frames(&out, b)[0];
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["version"].as_i64(),
+            e["_reqId"].as_str()
+        ),
+        (Some("version_conflict"), Some(1), Some("s"))
+    );
+    assert!(
+        frames(&out, a).is_empty(),
+        "a refused write changes nothing"
+    );
+    // A lost batch: the writer gets an error, and nobody hears of a change that did not happen.
+    fx.fail.set(true);
+    let out = fx.text(b, &set(2, json!(1)));
+    assert_eq!(frames(&out, b)[0]["code"], "internal");
+    assert!(frames(&out, a).is_empty());
+    fx.fail.set(false);
+    let out = fx.text(b, &json!({"type": "get_state", "key": "k", "_reqId": "g"}));
+    assert_eq!(frames(&out, b)[0]["version"], 1);
+}
+
+#[test]
+fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let schedule = json!({"type": "schedule", "to": bob.key.public_hex(), "deliverAt": now_ms() - 1,
+        "nonce": "bm9uY2U=", "ciphertext": "c2VhbGVk", "_reqId": "r"});
+    let out = fx.text(a, &schedule);
+    let ack = &frames(&out, a)[0];
+    assert_eq!(ack["type"], "scheduled_ack", "{ack}");
+    assert!(fx.hub.next_deadline().is_some());
+    fx.fail.set(true);
+    let out = fx.tick(Duration::from_millis(10));
+    assert!(
+        frames(&out, b).is_empty(),
+        "no push of a fire that was not stored"
+    );
+    fx.fail.set(false);
+    let out = fx.tick(Duration::from_millis(10));
+    let pushes = frames(&out, b);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(
+        (
+            pushes[0]["subtype"].as_str(),
+            pushes[0]["ciphertext"].as_str(),
+            pushes[0]["priority"].as_str()
+        ),
+        (Some("reminder"), Some("c2VhbGVk"), Some("now"))
+    );
+    assert!(frames(&fx.tick(Duration::from_secs(1)), b).is_empty());
+    assert_eq!(fx.hub.next_deadline(), None, "nothing left to fire");
+    let out = fx.text(a, &json!({"type": "list_scheduled", "_reqId": "l"}));
+    assert_eq!(frames(&out, a)[0]["messages"], json!([]));
 }

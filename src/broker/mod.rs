@@ -1,11 +1,16 @@
 //! cm-broker: the self-hosted broker.
 
 pub mod auth;
+mod files;
 mod http;
 pub mod hub;
 pub mod log;
+mod memory;
 pub mod net;
+mod profile;
 mod routing;
+mod schedule;
+mod state;
 pub mod store;
 
 use std::io::Write;
@@ -36,6 +41,8 @@ pub struct Options {
     pub lease: Duration,
     /// The largest file upload.
     pub max_file_bytes: u64,
+    /// Serve `POST /debug/clock`, which moves the scheduler's clock (`CM_BROKER_TEST_CLOCK=1`; tests only).
+    pub test_clock: bool,
 }
 
 impl Default for Options {
@@ -51,6 +58,7 @@ impl Default for Options {
             rate_limit: Some((50.0, 100.0)),
             lease: Duration::from_secs(30),
             max_file_bytes: 50_000_000,
+            test_clock: false,
         }
     }
 }

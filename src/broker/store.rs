@@ -140,6 +140,110 @@ pub struct DeliveryState {
     pub delivered_at: Option<i64>,
 }
 
+/// A stored file: its metadata and where its ciphertext came from (the bytes are in `<data>/files/<id>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    pub id: String,
+    pub mesh_id: String,
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: i64,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: i64,
+    /// Hex SHA-256 of the ciphertext.
+    pub sha256: String,
+    pub uploader_member_id: String,
+    /// The key the uploading socket spoke as.
+    pub uploader_pubkey: String,
+    pub target_spec: Option<String>,
+    pub created_at: i64,
+    /// The uploader's display name (read only; ignored on insert).
+    pub uploader_name: String,
+    /// How many keys the file is sealed to (read only; ignored on insert).
+    pub recipients: i64,
+}
+
+/// A shared state key. A deleted key keeps its row with `value: None`, so versions never repeat and a
+/// compare-and-set cannot mistake a new key for an old one of the same version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRow {
+    pub mesh_id: String,
+    pub key: String,
+    /// JSON text; `None` once deleted.
+    pub value: Option<String>,
+    pub version: i64,
+    pub updated_by_member: String,
+    pub updated_by_name: String,
+    pub updated_at: i64,
+}
+
+/// What a compare-and-set write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatePut {
+    /// Written; the key's new version.
+    Written(i64),
+    /// Not written: the key is at this version (0: absent or deleted).
+    Conflict(i64),
+}
+
+/// A memory of a mesh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryRow {
+    pub id: String,
+    pub mesh_id: String,
+    pub content: String,
+    /// JSON array of strings.
+    pub tags: String,
+    /// Member id.
+    pub remembered_by: String,
+    pub remembered_by_name: String,
+    pub remembered_at: i64,
+}
+
+/// A memory found by a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryHit {
+    pub memory: MemoryRow,
+    /// Higher is better (bm25, negated).
+    pub score: f64,
+    /// The best-matching part of the content, matches in `[` `]`.
+    pub snippet: String,
+}
+
+/// A scheduled message. The body is as the client sealed it (`nonce`/`ciphertext`, or `copies`), or an original
+/// client's plaintext `message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRow {
+    pub id: String,
+    pub mesh_id: String,
+    pub member_id: String,
+    /// The session that scheduled it, which the fired message is sent as.
+    pub session_pubkey: Option<String>,
+    pub target_spec: String,
+    pub nonce: String,
+    pub ciphertext: String,
+    /// JSON array of `{to, nonce, ciphertext}`.
+    pub copies: Option<String>,
+    pub message: Option<String>,
+    pub subtype: Option<String>,
+    pub cron: Option<String>,
+    /// A fixed offset, `+02:00`.
+    pub tz: Option<String>,
+    /// `None` once a one-shot entry has fired.
+    pub next_fire_at: Option<i64>,
+    pub fired_count: i64,
+    pub created_at: i64,
+}
+
+/// What a member's new presences start with (set by `cm-profile` on a member connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPresence {
+    pub summary: Option<String>,
+    /// `idle`, `working` or `dnd`; `None` means idle.
+    pub status: Option<String>,
+    pub visible: bool,
+}
+
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
     /// A cheap query, for `/health`.
@@ -217,6 +321,57 @@ pub trait Store {
     ) -> Result<Vec<i64>>;
     /// How many deliveries wait for an acknowledgement.
     fn pending_count(&self) -> Result<i64>;
+
+    /// Stores a file's row and one sealed key per recipient key: `(pubkey, sealed_key)`.
+    fn insert_file(&mut self, file: &FileRow, keys: &[(String, String)]) -> Result<()>;
+    /// The file with this id, in any mesh.
+    fn file(&self, id: &str) -> Result<Option<FileRow>>;
+    /// The file key sealed to `pubkey`, if the file has one for it.
+    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>>;
+    /// The files of the mesh that `member_id` uploaded or that are sealed to one of `keys`, newest first.
+    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>>;
+    /// Deletes a file's row and its keys.
+    fn delete_file(&mut self, id: &str) -> Result<()>;
+
+    /// A state key of the mesh, deleted ones included (`value: None`).
+    fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>>;
+    /// The mesh's keys that are not deleted, in key order.
+    fn state_list(&self, mesh_id: &str) -> Result<Vec<StateRow>>;
+    /// Writes `row` (`value: None` deletes) with the next version, if the key is at version `expected` (0: absent
+    /// or deleted), or whatever its version without `expected`. `row.version` is ignored.
+    fn state_put(&mut self, row: &StateRow, expected: Option<i64>) -> Result<StatePut>;
+
+    /// Stores a memory and indexes it for search.
+    fn memory_insert(&mut self, memory: &MemoryRow) -> Result<()>;
+    /// The mesh's memories that match an FTS5 query, best first.
+    fn memory_search(&self, mesh_id: &str, fts_query: &str, limit: usize)
+    -> Result<Vec<MemoryHit>>;
+    /// Ids of the mesh's memories (not forgotten) that start with `prefix`.
+    fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>>;
+    /// Forgets a memory of the mesh (kept, unsearchable); false when there was none to forget.
+    fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool>;
+
+    /// Stores a scheduled message.
+    fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()>;
+    /// A member's scheduled messages that will still fire, soonest first.
+    fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>>;
+    /// Cancels a scheduled message; false when it was not pending.
+    fn schedule_cancel(&mut self, id: &str) -> Result<bool>;
+    /// Scheduled messages due at `now`, soonest first.
+    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>>;
+    /// When the next scheduled message is due.
+    fn schedule_next_due(&self) -> Result<Option<i64>>;
+    /// Records a fire: one more `fired_count`, and the next fire time (`None`: done).
+    fn schedule_fired(&mut self, id: &str, next_fire_at: Option<i64>, at: i64) -> Result<()>;
+
+    /// What a member's new presences start with.
+    fn member_presence(&self, member_id: &str) -> Result<MemberPresence>;
+    /// Sets what a member's new presences start with.
+    fn set_member_presence(&mut self, member_id: &str, presence: &MemberPresence) -> Result<()>;
+    /// Renames a member.
+    fn set_member_name(&mut self, member_id: &str, display_name: &str) -> Result<()>;
+    /// Sets or clears a member's role tag.
+    fn set_member_role_tag(&mut self, member_id: &str, role_tag: Option<&str>) -> Result<()>;
 }
 
 /// Migrations, applied in order at open; `PRAGMA user_version` is the number applied.
@@ -296,6 +451,90 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_recipient ON deliveries (recipient_member_id, delivered_at);
 CREATE INDEX deliveries_message ON deliveries (message_id);
+"#,
+    // 2: files (their ciphertext lives in <data>/files) and the file key sealed to each recipient.
+    r#"
+CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    uploader_member_id TEXT NOT NULL REFERENCES members(id),
+    uploader_pubkey TEXT NOT NULL,
+    target_spec TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX files_mesh ON files (mesh_id, created_at);
+CREATE TABLE file_keys (
+    file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    recipient_pubkey TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    PRIMARY KEY (file_id, recipient_pubkey)
+);
+CREATE INDEX file_keys_recipient ON file_keys (recipient_pubkey);
+"#,
+    // 3: shared state, memories with their full-text index, scheduled messages, member presence defaults.
+    r#"
+ALTER TABLE members ADD COLUMN summary TEXT;
+ALTER TABLE members ADD COLUMN status TEXT;
+ALTER TABLE members ADD COLUMN visible INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE state (
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    key TEXT NOT NULL,
+    value TEXT,
+    version INTEGER NOT NULL,
+    updated_by_member TEXT NOT NULL,
+    updated_by_name TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (mesh_id, key)
+);
+CREATE TABLE memories (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    content TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    remembered_by TEXT NOT NULL REFERENCES members(id),
+    remembered_by_name TEXT NOT NULL,
+    remembered_at INTEGER NOT NULL,
+    forgotten_at INTEGER
+);
+CREATE INDEX memories_mesh ON memories (mesh_id, id);
+CREATE VIRTUAL TABLE memories_fts USING fts5(content, tags, content = 'memories', content_rowid = 'seq',
+    tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE TRIGGER memories_indexed AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, content, tags) VALUES (new.seq, new.content, new.tags);
+END;
+CREATE TRIGGER memories_forgotten AFTER UPDATE OF forgotten_at ON memories
+    WHEN old.forgotten_at IS NULL AND new.forgotten_at IS NOT NULL BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags) VALUES ('delete', old.seq, old.content, old.tags);
+END;
+CREATE TRIGGER memories_deleted AFTER DELETE ON memories WHEN old.forgotten_at IS NULL BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags) VALUES ('delete', old.seq, old.content, old.tags);
+END;
+CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    session_pubkey TEXT,
+    target_spec TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    ciphertext TEXT NOT NULL,
+    copies TEXT,
+    message TEXT,
+    subtype TEXT,
+    cron TEXT,
+    tz TEXT,
+    next_fire_at INTEGER,
+    fired_count INTEGER NOT NULL DEFAULT 0,
+    last_fired_at INTEGER,
+    created_at INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE cancelled = 0 AND next_fire_at IS NOT NULL;
+CREATE INDEX schedules_member ON schedules (member_id, mesh_id);
 "#,
 ];
 
@@ -501,6 +740,81 @@ fn pending_row(r: &Row) -> rusqlite::Result<Pending> {
         reply_to_id: r.get(15)?,
         body_version: r.get(16)?,
         created_at: r.get(17)?,
+    })
+}
+
+const FILE_SELECT: &str = "SELECT f.id, f.mesh_id, f.name, f.size, f.chunk_size, f.sha256, f.uploader_member_id, \
+    f.uploader_pubkey, f.target_spec, f.created_at, COALESCE(m.display_name, ''), \
+    (SELECT count(*) FROM file_keys k WHERE k.file_id = f.id) \
+    FROM files f LEFT JOIN members m ON m.id = f.uploader_member_id";
+
+fn file_row(r: &Row) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        mesh_id: r.get(1)?,
+        name: r.get(2)?,
+        size: r.get(3)?,
+        chunk_size: r.get(4)?,
+        sha256: r.get(5)?,
+        uploader_member_id: r.get(6)?,
+        uploader_pubkey: r.get(7)?,
+        target_spec: r.get(8)?,
+        created_at: r.get(9)?,
+        uploader_name: r.get(10)?,
+        recipients: r.get(11)?,
+    })
+}
+
+const STATE_COLS: &str =
+    "mesh_id, key, value, version, updated_by_member, updated_by_name, updated_at";
+
+fn state_row(r: &Row) -> rusqlite::Result<StateRow> {
+    Ok(StateRow {
+        mesh_id: r.get(0)?,
+        key: r.get(1)?,
+        value: r.get(2)?,
+        version: r.get(3)?,
+        updated_by_member: r.get(4)?,
+        updated_by_name: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+const MEMORY_COLS: &str =
+    "id, mesh_id, content, tags, remembered_by, remembered_by_name, remembered_at";
+
+fn memory_row(r: &Row) -> rusqlite::Result<MemoryRow> {
+    Ok(MemoryRow {
+        id: r.get(0)?,
+        mesh_id: r.get(1)?,
+        content: r.get(2)?,
+        tags: r.get(3)?,
+        remembered_by: r.get(4)?,
+        remembered_by_name: r.get(5)?,
+        remembered_at: r.get(6)?,
+    })
+}
+
+const SCHEDULE_COLS: &str = "id, mesh_id, member_id, session_pubkey, target_spec, nonce, ciphertext, copies, message, \
+                             subtype, cron, tz, next_fire_at, fired_count, created_at";
+
+fn schedule_row(r: &Row) -> rusqlite::Result<ScheduleRow> {
+    Ok(ScheduleRow {
+        id: r.get(0)?,
+        mesh_id: r.get(1)?,
+        member_id: r.get(2)?,
+        session_pubkey: r.get(3)?,
+        target_spec: r.get(4)?,
+        nonce: r.get(5)?,
+        ciphertext: r.get(6)?,
+        copies: r.get(7)?,
+        message: r.get(8)?,
+        subtype: r.get(9)?,
+        cron: r.get(10)?,
+        tz: r.get(11)?,
+        next_fire_at: r.get(12)?,
+        fired_count: r.get(13)?,
+        created_at: r.get(14)?,
     })
 }
 
@@ -923,6 +1237,344 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT count(*) FROM deliveries WHERE delivered_at IS NULL")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(db)
+    }
+
+    fn insert_file(&mut self, f: &FileRow, keys: &[(String, String)]) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO files (id, mesh_id, name, size, chunk_size, sha256, uploader_member_id, uploader_pubkey, \
+                 target_spec, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    f.id,
+                    f.mesh_id,
+                    f.name,
+                    f.size,
+                    f.chunk_size,
+                    f.sha256,
+                    f.uploader_member_id,
+                    f.uploader_pubkey,
+                    f.target_spec,
+                    f.created_at
+                ])
+            })
+            .map_err(db)?;
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO file_keys (file_id, recipient_pubkey, sealed_key) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(db)?;
+        for (pubkey, sealed) in keys {
+            s.execute(params![f.id, pubkey, sealed]).map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn file(&self, id: &str) -> Result<Option<FileRow>> {
+        self.conn
+            .prepare_cached(&format!("{FILE_SELECT} WHERE f.id = ?1"))
+            .and_then(|mut s| s.query_row([id], file_row).optional())
+            .map_err(db)
+    }
+
+    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached(
+                "SELECT sealed_key FROM file_keys WHERE file_id = ?1 AND recipient_pubkey = ?2",
+            )
+            .and_then(|mut s| s.query_row([file_id, pubkey], |r| r.get(0)).optional())
+            .map_err(db)
+    }
+
+    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>> {
+        // The keys go in as one JSON array, so the statement stays the same (and cached) for any number of them.
+        let keys = serde_json::to_string(keys)
+            .map_err(|e| Error::internal(format!("encoding keys: {e}")))?;
+        self.conn
+            .prepare_cached(&format!(
+                "{FILE_SELECT} WHERE f.mesh_id = ?1 AND (f.uploader_member_id = ?2 OR EXISTS (SELECT 1 FROM \
+                 file_keys k WHERE k.file_id = f.id AND k.recipient_pubkey IN (SELECT value FROM json_each(?3)))) \
+                 ORDER BY f.created_at DESC, f.id"
+            ))
+            .and_then(|mut s| s.query_map(params![mesh_id, member_id, keys], file_row)?.collect())
+            .map_err(db)
+    }
+
+    fn delete_file(&mut self, id: &str) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("DELETE FROM files WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {STATE_COLS} FROM state WHERE mesh_id = ?1 AND key = ?2"
+            ))
+            .and_then(|mut s| s.query_row([mesh_id, key], state_row).optional())
+            .map_err(db)
+    }
+
+    fn state_list(&self, mesh_id: &str) -> Result<Vec<StateRow>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {STATE_COLS} FROM state WHERE mesh_id = ?1 AND value IS NOT NULL ORDER BY key"
+            ))
+            .and_then(|mut s| s.query_map([mesh_id], state_row)?.collect())
+            .map_err(db)
+    }
+
+    fn state_put(&mut self, row: &StateRow, expected: Option<i64>) -> Result<StatePut> {
+        self.begin()?;
+        let current = self.state_get(&row.mesh_id, &row.key)?;
+        let live = current
+            .as_ref()
+            .filter(|c| c.value.is_some())
+            .map_or(0, |c| c.version);
+        if let Some(e) = expected
+            && e != live
+        {
+            return Ok(StatePut::Conflict(live));
+        }
+        let version = current.map_or(0, |c| c.version) + 1;
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO state ({STATE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (mesh_id, key) DO UPDATE SET value = excluded.value, version = excluded.version, \
+                 updated_by_member = excluded.updated_by_member, updated_by_name = excluded.updated_by_name, \
+                 updated_at = excluded.updated_at"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    row.mesh_id,
+                    row.key,
+                    row.value,
+                    version,
+                    row.updated_by_member,
+                    row.updated_by_name,
+                    row.updated_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(StatePut::Written(version))
+    }
+
+    fn memory_insert(&mut self, m: &MemoryRow) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO memories ({MEMORY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    m.id,
+                    m.mesh_id,
+                    m.content,
+                    m.tags,
+                    m.remembered_by,
+                    m.remembered_by_name,
+                    m.remembered_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn memory_search(
+        &self,
+        mesh_id: &str,
+        fts_query: &str,
+        limit: usize,
+    ) -> Result<Vec<MemoryHit>> {
+        // Tags weigh double: a memory tagged with a word is about it.
+        self.conn
+            .prepare_cached(
+                "SELECT m.id, m.mesh_id, m.content, m.tags, m.remembered_by, m.remembered_by_name, m.remembered_at, \
+                 bm25(memories_fts, 1.0, 2.0) AS rank, snippet(memories_fts, 0, '[', ']', '…', 16) \
+                 FROM memories_fts JOIN memories m ON m.seq = memories_fts.rowid \
+                 WHERE memories_fts MATCH ?1 AND m.mesh_id = ?2 AND m.forgotten_at IS NULL \
+                 ORDER BY rank, m.remembered_at DESC LIMIT ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![fts_query, mesh_id, limit as i64], |r| {
+                    Ok(MemoryHit {
+                        memory: memory_row(r)?,
+                        score: -r.get::<_, f64>(7)?,
+                        snippet: r.get(8)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db)
+    }
+
+    fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        // Ids are base62, so a prefix has no LIKE wildcards; a range scan finds it.
+        let mut upper = prefix.to_string();
+        upper.push('\u{7f}');
+        self.conn
+            .prepare_cached(
+                "SELECT id FROM memories WHERE mesh_id = ?1 AND id >= ?2 AND id < ?3 AND forgotten_at IS NULL \
+                 ORDER BY id LIMIT ?4",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![mesh_id, prefix, upper, limit as i64], |r| r.get(0))?
+                    .collect()
+            })
+            .map_err(db)
+    }
+
+    fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE memories SET forgotten_at = ?3 WHERE mesh_id = ?1 AND id = ?2 AND forgotten_at IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![mesh_id, id, at]))
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn schedule_insert(&mut self, r: &ScheduleRow) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO schedules ({SCHEDULE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13, ?14, ?15)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.id,
+                    r.mesh_id,
+                    r.member_id,
+                    r.session_pubkey,
+                    r.target_spec,
+                    r.nonce,
+                    r.ciphertext,
+                    r.copies,
+                    r.message,
+                    r.subtype,
+                    r.cron,
+                    r.tz,
+                    r.next_fire_at,
+                    r.fired_count,
+                    r.created_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLS} FROM schedules WHERE member_id = ?1 AND mesh_id = ?2 AND cancelled = 0 \
+                 AND next_fire_at IS NOT NULL ORDER BY next_fire_at, id"
+            ))
+            .and_then(|mut s| s.query_map([member_id, mesh_id], schedule_row)?.collect())
+            .map_err(db)
+    }
+
+    fn schedule_cancel(&mut self, id: &str) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE schedules SET cancelled = 1 WHERE id = ?1 AND cancelled = 0 AND next_fire_at IS NOT NULL",
+            )
+            .and_then(|mut s| s.execute([id]))
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLS} FROM schedules WHERE cancelled = 0 AND next_fire_at IS NOT NULL \
+                 AND next_fire_at <= ?1 ORDER BY next_fire_at, id LIMIT ?2"
+            ))
+            .and_then(|mut s| s.query_map(params![now, limit as i64], schedule_row)?.collect())
+            .map_err(db)
+    }
+
+    fn schedule_next_due(&self) -> Result<Option<i64>> {
+        self.conn
+            .prepare_cached(
+                "SELECT min(next_fire_at) FROM schedules WHERE cancelled = 0 AND next_fire_at IS NOT NULL",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db)
+    }
+
+    fn schedule_fired(&mut self, id: &str, next_fire_at: Option<i64>, at: i64) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE schedules SET fired_count = fired_count + 1, last_fired_at = ?3, next_fire_at = ?2 \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, next_fire_at, at]))
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn member_presence(&self, member_id: &str) -> Result<MemberPresence> {
+        self.conn
+            .prepare_cached("SELECT summary, status, visible FROM members WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([member_id], |r| {
+                    Ok(MemberPresence {
+                        summary: r.get(0)?,
+                        status: r.get(1)?,
+                        visible: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(db)
+            .map(|p| {
+                p.unwrap_or(MemberPresence {
+                    summary: None,
+                    status: None,
+                    visible: true,
+                })
+            })
+    }
+
+    fn set_member_presence(&mut self, member_id: &str, p: &MemberPresence) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE members SET summary = ?2, status = ?3, visible = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![member_id, p.summary, p.status, p.visible]))
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn set_member_name(&mut self, member_id: &str, display_name: &str) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("UPDATE members SET display_name = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute([member_id, display_name]))
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn set_member_role_tag(&mut self, member_id: &str, role_tag: Option<&str>) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("UPDATE members SET role_tag = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![member_id, role_tag]))
+            .map_err(db)?;
+        Ok(())
     }
 }
 

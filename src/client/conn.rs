@@ -232,6 +232,23 @@ impl Conn {
         }
     }
 
+    /// Sends `frame` with a fresh `_reqId` and returns the id without waiting, for exchanges with more than one
+    /// reply (a file transfer); read the replies with [`Conn::wait_for`].
+    pub fn start(&mut self, frame: impl Into<Frame>) -> Result<String> {
+        let req_id = random_id();
+        self.write(with_req_id(&frame.into(), &req_id)?)?;
+        Ok(req_id)
+    }
+
+    /// Waits for the next frame `want` accepts, within the request timeout; an `error` it accepts is an `Err`.
+    /// Pushes are kept as in [`Conn::request`].
+    pub fn wait_for(&mut self, what: &str, want: impl Fn(&Frame) -> bool) -> Result<Frame> {
+        match self.wait(what, want)? {
+            Frame::Error(e) => Err(broker_error(&e.code, &e.message)),
+            f => Ok(f),
+        }
+    }
+
     /// Sends a message and waits for its `ack`, matched by `id` ([`prepare_send`] fills in `id` and
     /// `client_message_id` when empty). An ack that carries an `error` is an `Err`: `unknown target` →
     /// NotFound, `not_member` → Permission, `payload too large` → Usage, else Generic.

@@ -122,7 +122,8 @@ pub(crate) fn session_id() -> String {
     }
 }
 
-fn hostname() -> Option<String> {
+/// This machine's host name, if it has one.
+pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -209,12 +210,12 @@ pub(crate) fn hello_frame(who: &Who, opts: &ConnOpts, session_id: &str, ttl: Dur
 }
 
 /// The exit code for a broker `error` frame's code: `not_found`-like → NotFound, `forbidden` → Permission,
-/// `invalid*`/`malformed` → Usage, anything else → Generic.
+/// `invalid*`/`malformed`/`*_too_large` → Usage, anything else → Generic.
 pub fn code_for(broker_code: &str) -> Code {
     match broker_code {
         c if c == "not_found" || c.ends_with("_not_found") => Code::NotFound,
         "forbidden" | "not_member" => Code::Permission,
-        c if c.starts_with("invalid") || c == "malformed" || c == "payload_too_large" => {
+        c if c.starts_with("invalid") || c == "malformed" || c.ends_with("_too_large") => {
             Code::Usage
         }
         "exists" | "already_exists" => Code::Exists,
@@ -307,6 +308,7 @@ mod tests {
         assert_eq!(code_for("forbidden"), Code::Permission);
         assert_eq!(code_for("invalid_args"), Code::Usage);
         assert_eq!(code_for("malformed"), Code::Usage);
+        assert_eq!(code_for("file_too_large"), Code::Usage);
         assert_eq!(code_for("vector_error"), Code::Generic);
         assert_eq!(ack_error("unknown target: bob").code, Code::NotFound);
         assert_eq!(ack_error("not_member: x").code, Code::Permission);

@@ -154,14 +154,13 @@ struct Pipe<'s> {
     groups: Vec<(String, Option<String>)>,
 }
 
-/// Runs `cm-pipe` for `ctx`'s mesh (as its launched session, when there is one) until `input` ends.
+/// Runs `cm-pipe` for `ctx`'s mesh, as a session of its own, until `input` ends.
 pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Result<()> {
-    // A pipe is a peer (DESIGN §3): inside a launched session it is that session; otherwise it gets a session
-    // key of its own for as long as it runs. Messages to the member's key still reach it.
-    let session = ctx.session.clone().or_else(|| {
-        Some(crate::client::SessionAuth {
-            session: crate::crypto::Keypair::generate(),
-        })
+    // A pipe is a peer (DESIGN §3) with a session key of its own for as long as it runs; messages to the
+    // member's key reach it too. It never takes a launched session's key: that session's cm-mcp holds the
+    // socket, and two pushed sockets of one session key would keep replacing each other.
+    let session = Some(crate::client::SessionAuth {
+        session: crate::crypto::Keypair::generate(),
     });
     let opts = SessionOpts {
         conn: crate::client::ConnOpts {

@@ -168,7 +168,10 @@ impl Roster {
         let mut hidden = 0;
         for p in &self.peers {
             if p.peer_role == CONTROL_PLANE && !all {
-                hidden += 1;
+                // Our own one-shot connections (this very query among them) are not worth a mention.
+                if p.member_pubkey != self.own_member {
+                    hidden += 1;
+                }
                 continue;
             }
             rows.push(PeerRow {
@@ -358,7 +361,8 @@ mod tests {
     fn rows_hide_control_plane_and_add_members_without_a_session() {
         let r = roster();
         let (rows, hidden) = r.rows(false);
-        assert_eq!(hidden, 2);
+        // Bob's control-plane connection; ours (this query) is not counted.
+        assert_eq!(hidden, 1);
         let got: Vec<(&str, &str, &str)> = rows
             .iter()
             .map(|r| (r.name.as_str(), r.peer_role.as_str(), r.status.as_str()))
@@ -399,7 +403,7 @@ mod tests {
         assert_eq!(
             table("dev", &rows, hidden),
             [
-                "mesh dev (2 control-plane connections hidden; --all shows them)",
+                "mesh dev (1 control-plane connection hidden; --all shows it)",
                 "  bob    working  bbbbbbbb…  @eng/backend",
                 "  alice  online   aaaaaaaa…  (you)  @eng",
                 "  carol  offline  33333333…  @engineering",

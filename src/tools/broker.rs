@@ -151,6 +151,8 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     if let Some(v) = args.value("max-file-size") {
         o.max_file_bytes = positive("--max-file-size", v)? as u64;
     }
+    // Left out of the man page on purpose: it lets any local client move the scheduler's clock.
+    o.test_clock = env("CM_BROKER_TEST_CLOCK").as_deref() == Some("1");
     Ok(o)
 }
 

@@ -119,6 +119,9 @@ notifications (notification, notify) runs cm-notify; apikey (api-key) runs cm-ap
 cm-doctor; whoami, register, login, logout and id run cm-id; install and uninstall run cm-install and \
 cm-uninstall; launch (connect) runs cm-launch; up and down run cm-up up and cm-up down.
 
+cm with no verb starts Claude Code as a session on the mesh, as cm launch does, when a mesh is joined (with \
+--mesh SLUG, on that mesh); with no mesh joined it prints this list of verbs.
+
 An invite URL in place of the verb (ic://join/..., or an https URL whose path holds /join/ or /i/) joins that mesh, \
 as cm-mesh join URL does.
 
@@ -144,6 +147,13 @@ as cm-mesh join URL does.
 
 fn run(args: &Args, out: &mut Out) -> Result<()> {
     let Some(verb) = args.pos(0) else {
+        if !args.json && mesh_joined() {
+            let launch = Args {
+                mesh: args.mesh.clone(),
+                ..Args::default()
+            };
+            return crate::tools::launch::run(&launch, out);
+        }
         return list(out);
     };
     let rest = &args.positionals[1..];
@@ -165,6 +175,14 @@ fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
     let (tool, sub) = resolve(verb)?;
     exec(verb, &tool, &forward(args, sub, rest))
+}
+
+/// Whether the config lists a mesh (an unreadable config counts as none: `cm` then shows its help).
+fn mesh_joined() -> bool {
+    let Ok(dir) = crate::config::Paths::locate() else {
+        return false;
+    };
+    crate::config::Config::load(&crate::config::Paths { dir }).is_ok_and(|c| !c.meshes.is_empty())
 }
 
 /// The tool's arguments: the subcommand, `--json` and `--mesh` when given to `cm`, then the rest verbatim.
@@ -306,7 +324,10 @@ fn list(out: &mut Out) -> Result<()> {
         return Ok(());
     }
     out.line(format!("cm - {}\n", TOOL.about))?;
-    out.line("Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n\nVerbs:")?;
+    out.line(
+        "Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n       cm                    \
+         (with a mesh joined: cm launch)\n\nVerbs:",
+    )?;
     for v in VERBS {
         let cmd = match v.sub {
             Some(s) => format!("{} {s}", v.tool),

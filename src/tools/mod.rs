@@ -5,14 +5,20 @@ use crate::cli::Tool;
 pub mod broker;
 pub mod cm;
 pub mod doctor;
+pub mod file;
 pub mod id;
 pub mod inbox;
 pub mod install;
 pub mod launch;
+pub mod mcp;
+pub mod memory;
 pub mod mesh;
 pub mod peers;
 pub mod pipe;
+pub mod profile;
+pub mod remind;
 pub mod send;
+pub mod state;
 pub mod uninstall;
 pub mod up;
 
@@ -21,14 +27,20 @@ pub static ALL: &[&Tool] = &[
     &broker::TOOL,
     &cm::TOOL,
     &doctor::TOOL,
+    &file::TOOL,
     &id::TOOL,
     &inbox::TOOL,
     &install::TOOL,
     &launch::TOOL,
+    &mcp::TOOL,
+    &memory::TOOL,
     &mesh::TOOL,
     &peers::TOOL,
     &pipe::TOOL,
+    &profile::TOOL,
+    &remind::TOOL,
     &send::TOOL,
+    &state::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
 ];

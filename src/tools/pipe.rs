@@ -33,7 +33,7 @@ are delivered after the reconnect, and the status, summary and groups set throug
 end of its input it waits up to 5 seconds for the broker to confirm outstanding sends, closes the connection and \
 exits 0 (4 if some sends were never confirmed).
 
-Inside a session started by cm launch, cm-pipe speaks as that session; otherwise it joins as a session of its own for as long as it runs (messages to your member key reach it too).",
+cm-pipe joins as a session of its own for as long as it runs (messages to your member key reach it too); inside a session started by cm launch it does not take that session's key, which cm-mcp holds.",
     section: 1,
     args: &[],
     flags: &[],

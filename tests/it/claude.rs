@@ -168,6 +168,7 @@ impl Drop for Home {
 const INSTALL: &str = env!("CARGO_BIN_EXE_cm-install");
 const UNINSTALL: &str = env!("CARGO_BIN_EXE_cm-uninstall");
 const LAUNCH: &str = env!("CARGO_BIN_EXE_cm-launch");
+const CM: &str = env!("CARGO_BIN_EXE_cm");
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -536,6 +537,39 @@ fn launch_finds_claude_bin() {
     );
     ok(&h.cmd(LAUNCH).env("CLAUDE_BIN", &moved).output().unwrap());
     assert_eq!(h.claude_argv()[1], "server:claudemesh");
+}
+
+#[test]
+fn bare_cm_launches_when_a_mesh_is_joined() {
+    let h = Home::new("bare");
+    h.fake_claude();
+    let help = ok(&h.run(CM, &[]));
+    assert!(help.contains("Verbs:"), "{help}");
+    assert!(
+        !h.root.join("claude.argv").exists(),
+        "claude ran without a mesh"
+    );
+
+    h.join_mesh();
+    ok(&h.run(CM, &["--mesh", "dev"]));
+    let argv = h.claude_argv();
+    assert_eq!(
+        argv[..3],
+        [
+            "--dangerously-load-development-channels",
+            "server:claudemesh",
+            "--session-id"
+        ]
+    );
+    let env = h.claude_env();
+    assert_eq!(env["CLAUDEMESH_MESH"], "dev");
+    assert_eq!(env["CLAUDEMESH_SESSION_ID"], argv[3]);
+
+    // `cm --json` still lists the verbs.
+    fs::remove_file(h.root.join("claude.argv")).unwrap();
+    let lines = ok(&h.run(CM, &["--json"]));
+    assert!(lines.starts_with("{\"type\":\"verb\""), "{lines}");
+    assert!(!h.root.join("claude.argv").exists());
 }
 
 #[test]

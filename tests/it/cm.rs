@@ -57,7 +57,13 @@ fn lone_cm(args: &[&str]) -> Output {
 
 #[test]
 fn help_lists_tools_and_verbs() {
-    for o in [cm(&["help"]), cm(&[])] {
+    // No mesh joined, so bare `cm` prints the help instead of starting Claude Code.
+    let empty = TempDir::new("nomesh");
+    let bare = Command::new(CM)
+        .env("CLAUDEMESH_CONFIG_DIR", &empty.0)
+        .output()
+        .unwrap();
+    for o in [cm(&["help"]), bare] {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
         assert!(out.contains("Tools:"), "{out}");

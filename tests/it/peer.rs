@@ -28,6 +28,7 @@ pub fn bin(name: &str) -> &'static str {
         "cm-inbox" => env!("CARGO_BIN_EXE_cm-inbox"),
         "cm-pipe" => env!("CARGO_BIN_EXE_cm-pipe"),
         "cm-id" => env!("CARGO_BIN_EXE_cm-id"),
+        "cm-file" => env!("CARGO_BIN_EXE_cm-file"),
         other => panic!("no binary {other}"),
     }
 }

@@ -1,0 +1,586 @@
+//! Files (docs/protocol.md §6): chunked uploads appended to `<data>/files/<id>.part`, checked and renamed when
+//! done; downloads streamed from disk a few chunks ahead of the client's acks.
+//!
+//! The broker only ever holds ciphertext: the key is sealed to the recipients on the uploader's machine. Memory
+//! stays bounded on both sides because neither end sends more than [`WINDOW`] chunks beyond the last ack, and the
+//! broker reads and writes one chunk at a time.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::hub::{Hub, PKey};
+use super::log;
+use super::net::ConnId;
+use super::store::{FileRow, Store, new_id};
+use crate::crypto::{b64, hex};
+use crate::time::{fmt_rfc3339, now_ms};
+use crate::wire::{self, codes};
+
+/// Chunks a sender may have in flight beyond the last ack.
+pub const WINDOW: u64 = 8;
+/// The largest ciphertext chunk: 48 KiB, so that its base64 in a `file_chunk` frame stays under 64 KiB.
+pub const MAX_CHUNK_BYTES: u64 = 48 * 1024;
+/// What secretbox adds to each chunk.
+const TAG: u64 = 16;
+/// The most keys one file may be sealed to (a `file_put` must fit in one 64 KiB frame anyway).
+const MAX_RECIPIENTS: usize = 256;
+/// A sealed key is 96 base64 characters; anything much longer is not one.
+const MAX_SEALED_KEY: usize = 256;
+const MAX_NAME: usize = 255;
+
+/// How many chunks a file of `size` plaintext bytes has: an empty file is one empty chunk.
+pub fn chunk_count(size: u64, chunk_size: u64) -> u64 {
+    size.div_ceil(chunk_size.max(1)).max(1)
+}
+
+/// The ciphertext bytes of a file: each chunk carries a 16-byte tag.
+pub fn ciphertext_len(size: u64, chunk_size: u64) -> u64 {
+    size + TAG * chunk_count(size, chunk_size)
+}
+
+/// An upload in progress on one connection.
+#[derive(Debug)]
+pub(super) struct Upload {
+    file_id: String,
+    req_id: Option<String>,
+    row: FileRow,
+    keys: Vec<(String, String)>,
+    part: File,
+    path: PathBuf,
+    chunk_bytes: u64,
+    chunks: u64,
+    total: u64,
+    written: u64,
+    next_seq: u64,
+    hash: Sha256,
+}
+
+/// A download in progress on one connection.
+#[derive(Debug)]
+pub(super) struct Download {
+    file_id: String,
+    req_id: Option<String>,
+    file: File,
+    chunk_bytes: u64,
+    chunks: u64,
+    total: u64,
+    /// The next chunk to send.
+    next: u64,
+    /// Chunks the client has acknowledged (all below this number).
+    acked: u64,
+}
+
+/// The transfers of every connection.
+#[derive(Debug, Default)]
+pub(super) struct Transfers {
+    uploads: HashMap<ConnId, Upload>,
+    downloads: HashMap<ConnId, Download>,
+}
+
+/// `<data>/files`.
+fn dir(data: &Path) -> PathBuf {
+    data.join("files")
+}
+
+/// Deletes part files left by a broker that stopped mid-upload, and files whose row was never committed.
+pub(super) fn sweep(store: &dyn Store, data: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir(data)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let orphan = name.ends_with(".part") || matches!(store.file(&name), Ok(None));
+        if orphan {
+            log::info("removing an unfinished upload", &[("file", &name)]);
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Why a transfer step failed: the error code and message for the client.
+type Refusal = (&'static str, String);
+
+fn refuse(code: &'static str, msg: impl Into<String>) -> Refusal {
+    (code, msg.into())
+}
+
+fn io_refusal(what: &str, e: &std::io::Error) -> Refusal {
+    log::error("file storage failed", &[("what", &what), ("error", e)]);
+    refuse("internal", format!("broker storage error: {what}"))
+}
+
+impl Hub {
+    /// Forgets a closed connection's transfers; its unfinished upload is deleted.
+    pub(super) fn files_closed(&mut self, conn: ConnId) {
+        self.transfers.downloads.remove(&conn);
+        if let Some(u) = self.transfers.uploads.remove(&conn) {
+            let _ = std::fs::remove_file(&u.path);
+        }
+    }
+
+    fn abandon_upload(&mut self, conn: ConnId, code: &str, msg: String, req_id: Option<&str>) {
+        if let Some(u) = self.transfers.uploads.remove(&conn) {
+            let _ = std::fs::remove_file(&u.path);
+        }
+        self.error(conn, code, msg, req_id);
+    }
+
+    /// The caller's mesh, member, and the key it speaks as.
+    fn caller(&self, pk: PKey) -> Option<(String, String, String, Option<String>)> {
+        let p = self.presences.get(&pk)?;
+        Some((
+            p.mesh_id.clone(),
+            p.member_id.clone(),
+            p.member_pubkey.clone(),
+            p.session_pubkey.clone(),
+        ))
+    }
+
+    pub(super) fn on_file_put(&mut self, conn: ConnId, pk: PKey, f: wire::FilePut) {
+        let req_id = f.req_id.clone();
+        if self.transfers.uploads.contains_key(&conn) {
+            let msg = "an upload is already in progress on this connection";
+            return self.error(conn, "busy", msg, req_id.as_deref());
+        }
+        match self.start_upload(conn, pk, f) {
+            Ok(file_id) => self.reply(conn, wire::FilePutReady { file_id, req_id }),
+            Err((code, msg)) => self.error(conn, code, msg, req_id.as_deref()),
+        }
+    }
+
+    fn start_upload(
+        &mut self,
+        conn: ConnId,
+        pk: PKey,
+        f: wire::FilePut,
+    ) -> Result<String, Refusal> {
+        let Some((mesh_id, member_id, member_pubkey, session)) = self.caller(pk) else {
+            return Err(refuse("internal", "no presence for this connection"));
+        };
+        let limit = self.cfg.max_file_bytes;
+        if f.size > limit {
+            return Err(refuse(
+                codes::FILE_TOO_LARGE,
+                format!(
+                    "file is {} bytes; this broker takes files of at most {limit} bytes",
+                    f.size
+                ),
+            ));
+        }
+        let chunk_size = u64::from(f.chunk_size);
+        if chunk_size == 0 || chunk_size + TAG > MAX_CHUNK_BYTES {
+            return Err(refuse(
+                codes::INVALID_ARGS,
+                format!("chunkSize must be 1 to {}", MAX_CHUNK_BYTES - TAG),
+            ));
+        }
+        if f.name.is_empty() || f.name.len() > MAX_NAME || f.name.chars().any(char::is_control) {
+            return Err(refuse(
+                codes::INVALID_ARGS,
+                format!("name must be 1 to {MAX_NAME} bytes without control characters"),
+            ));
+        }
+        if f.recipients.is_empty() || f.recipients.len() > MAX_RECIPIENTS {
+            return Err(refuse(
+                codes::INVALID_ARGS,
+                format!("a file needs 1 to {MAX_RECIPIENTS} recipients"),
+            ));
+        }
+        let mut keys = Vec::with_capacity(f.recipients.len());
+        for r in &f.recipients {
+            if r.sealed_key.is_empty() || r.sealed_key.len() > MAX_SEALED_KEY {
+                return Err(refuse(
+                    codes::INVALID_ARGS,
+                    "a sealed key has the wrong size",
+                ));
+            }
+            match self.recipient_of(&mesh_id, &r.pubkey) {
+                Ok(Some(_)) => keys.push((r.pubkey.clone(), r.sealed_key.clone())),
+                Ok(None) => {
+                    let short = r.pubkey.get(..16).unwrap_or(&r.pubkey);
+                    return Err(refuse(
+                        "not_member",
+                        format!("{short} is not a member or session of this mesh"),
+                    ));
+                }
+                Err(e) => return Err(refuse("internal", format!("broker storage error: {e}"))),
+            }
+        }
+        let d = dir(&self.cfg.data_dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .map_err(|e| io_refusal("creating the files directory", &e))?;
+        let file_id = new_id();
+        let path = d.join(format!("{file_id}.part"));
+        let part = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_refusal("creating an upload", &e))?;
+        let row = FileRow {
+            id: file_id.clone(),
+            mesh_id,
+            name: f.name,
+            size: i64::try_from(f.size).unwrap_or(i64::MAX),
+            chunk_size: i64::from(f.chunk_size),
+            sha256: String::new(),
+            uploader_member_id: member_id,
+            uploader_pubkey: session.unwrap_or(member_pubkey),
+            target_spec: f.target_spec.filter(|t| !t.is_empty()),
+            created_at: 0,
+            uploader_name: String::new(),
+            recipients: 0,
+        };
+        let upload = Upload {
+            file_id: file_id.clone(),
+            req_id: f.req_id,
+            row,
+            keys,
+            part,
+            path,
+            chunk_bytes: chunk_size + TAG,
+            chunks: chunk_count(f.size, chunk_size),
+            total: ciphertext_len(f.size, chunk_size),
+            written: 0,
+            next_seq: 0,
+            hash: Sha256::new(),
+        };
+        self.transfers.uploads.insert(conn, upload);
+        Ok(file_id)
+    }
+
+    pub(super) fn on_file_chunk(&mut self, conn: ConnId, c: wire::FileChunk) {
+        let Some(u) = self.transfers.uploads.get_mut(&conn) else {
+            let msg = format!("no upload of {} in progress on this connection", c.file_id);
+            return self.error(conn, codes::NOT_FOUND, msg, None);
+        };
+        let req_id = u.req_id.clone();
+        match append(u, &c) {
+            Ok(()) => {
+                let ack = wire::FileChunkAck {
+                    file_id: c.file_id,
+                    seq: c.seq,
+                };
+                self.reply(conn, ack);
+            }
+            Err((code, msg)) => self.abandon_upload(conn, code, msg, req_id.as_deref()),
+        }
+    }
+
+    pub(super) fn on_file_put_done(&mut self, conn: ConnId, d: wire::FilePutDone) {
+        let req_id = d.req_id.as_deref();
+        let Some(mut u) = self
+            .transfers
+            .uploads
+            .remove(&conn)
+            .filter(|u| u.file_id == d.file_id)
+        else {
+            let msg = format!("no upload of {} in progress on this connection", d.file_id);
+            return self.error(conn, codes::NOT_FOUND, msg, req_id);
+        };
+        let hash = hex::encode(&std::mem::take(&mut u.hash).finalize());
+        let problem = if u.written != u.total || u.next_seq != u.chunks {
+            Some(format!(
+                "upload incomplete: {} of {} bytes in {} of {} chunks",
+                u.written, u.total, u.next_seq, u.chunks
+            ))
+        } else if !hash.eq_ignore_ascii_case(&d.sha256) {
+            Some("upload corrupted: the SHA-256 of the chunks does not match".to_string())
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            let _ = std::fs::remove_file(&u.path);
+            return self.error(conn, codes::INVALID_ARGS, msg, req_id);
+        }
+        let done = dir(&self.cfg.data_dir).join(&u.file_id);
+        if let Err(e) = u
+            .part
+            .sync_all()
+            .and_then(|()| std::fs::rename(&u.path, &done))
+        {
+            let _ = std::fs::remove_file(&u.path);
+            let (code, msg) = io_refusal("storing an upload", &e);
+            return self.error(conn, code, msg, req_id);
+        }
+        u.row.sha256 = hash;
+        u.row.created_at = now_ms();
+        if let Err(e) = self.store.insert_file(&u.row, &u.keys) {
+            let _ = std::fs::remove_file(&done);
+            return self.store_error(conn, &e, req_id);
+        }
+        log::info(
+            "file stored",
+            &[
+                ("file", &u.file_id),
+                ("bytes", &u.total),
+                ("mesh", &u.row.mesh_id),
+            ],
+        );
+        let stored = wire::FileStored {
+            file_id: u.file_id,
+            req_id: d.req_id.clone(),
+        };
+        // A lost commit leaves a file without a row; the next start's sweep deletes it.
+        self.reply_durable(conn, stored, Hub::durable_failure(req_id));
+    }
+
+    /// The file `id` of the caller's mesh if the caller may read it, with the caller's sealed key (empty for an
+    /// uploader that sealed none to itself).
+    fn readable(&self, pk: PKey, id: &str) -> Result<(FileRow, String), Refusal> {
+        let Some((mesh_id, member_id, member_pubkey, session)) = self.caller(pk) else {
+            return Err(refuse("internal", "no presence for this connection"));
+        };
+        let storage =
+            |e: crate::error::Error| refuse("internal", format!("broker storage error: {e}"));
+        let row = self
+            .store
+            .file(id)
+            .map_err(storage)?
+            .filter(|r| r.mesh_id == mesh_id)
+            .ok_or_else(|| refuse(codes::NOT_FOUND, format!("no file {id} in this mesh")))?;
+        let mut sealed = None;
+        for key in session.iter().chain([&member_pubkey]) {
+            if let Some(s) = self.store.file_key(id, key).map_err(storage)? {
+                sealed = Some(s);
+                break;
+            }
+        }
+        match sealed {
+            Some(s) => Ok((row, s)),
+            None if row.uploader_member_id == member_id => Ok((row, String::new())),
+            None => Err(refuse(
+                codes::FORBIDDEN,
+                format!("file {id} is not shared with you"),
+            )),
+        }
+    }
+
+    pub(super) fn on_file_get(&mut self, conn: ConnId, pk: PKey, g: wire::FileGet) {
+        self.transfers.downloads.remove(&conn);
+        let req_id = g.req_id.clone();
+        let (row, sealed_key) = match self.readable(pk, &g.file_id) {
+            Ok(x) => x,
+            Err((code, msg)) => return self.error(conn, code, msg, req_id.as_deref()),
+        };
+        let path = dir(&self.cfg.data_dir).join(&row.id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, msg) = io_refusal("opening a stored file", &e);
+                return self.error(conn, code, msg, req_id.as_deref());
+            }
+        };
+        let size = u64::try_from(row.size).unwrap_or(0);
+        let chunk_size = u64::try_from(row.chunk_size).unwrap_or(1);
+        let meta = wire::FileMeta {
+            file_id: row.id.clone(),
+            name: row.name,
+            size,
+            sha256: row.sha256,
+            sealed_key,
+            chunk_size: u32::try_from(chunk_size).unwrap_or(0),
+            req_id: req_id.clone(),
+        };
+        self.reply(conn, meta);
+        let download = Download {
+            file_id: row.id,
+            req_id,
+            file,
+            chunk_bytes: chunk_size + TAG,
+            chunks: chunk_count(size, chunk_size),
+            total: ciphertext_len(size, chunk_size),
+            next: 0,
+            acked: 0,
+        };
+        self.transfers.downloads.insert(conn, download);
+        self.pump(conn);
+    }
+
+    pub(super) fn on_file_chunk_ack(&mut self, conn: ConnId, a: wire::FileChunkAck) {
+        let Some(d) = self
+            .transfers
+            .downloads
+            .get_mut(&conn)
+            .filter(|d| d.file_id == a.file_id)
+        else {
+            return;
+        };
+        d.acked = d.acked.max(a.seq.saturating_add(1)).min(d.next);
+        if d.acked >= d.chunks {
+            self.transfers.downloads.remove(&conn);
+            return;
+        }
+        self.pump(conn);
+    }
+
+    /// Sends the download's next chunks, up to [`WINDOW`] beyond the last ack.
+    fn pump(&mut self, conn: ConnId) {
+        loop {
+            let Some(d) = self.transfers.downloads.get_mut(&conn) else {
+                return;
+            };
+            if d.next >= d.chunks || d.next >= d.acked + WINDOW {
+                return;
+            }
+            let seq = d.next;
+            match read_chunk(d, seq) {
+                Ok(data) => {
+                    d.next += 1;
+                    let chunk = wire::FileChunk {
+                        file_id: d.file_id.clone(),
+                        seq,
+                        data: b64::encode(&data),
+                    };
+                    self.reply(conn, chunk);
+                }
+                Err(e) => {
+                    let req_id = d.req_id.clone();
+                    self.transfers.downloads.remove(&conn);
+                    let (code, msg) = io_refusal("reading a stored file", &e);
+                    return self.error(conn, code, msg, req_id.as_deref());
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_file_list(&mut self, conn: ConnId, pk: PKey, l: wire::FileList) {
+        let Some((mesh_id, member_id, member_pubkey, session)) = self.caller(pk) else {
+            return;
+        };
+        let keys: Vec<&str> = session
+            .iter()
+            .chain([&member_pubkey])
+            .map(String::as_str)
+            .collect();
+        let rows = match self.store.files_for(&mesh_id, &member_id, &keys) {
+            Ok(x) => x,
+            Err(e) => return self.store_error(conn, &e, l.req_id.as_deref()),
+        };
+        let files = rows
+            .into_iter()
+            .map(|r| wire::FileInfo {
+                id: r.id,
+                name: r.name,
+                size: u64::try_from(r.size).unwrap_or(0),
+                uploaded_by: r.uploader_name,
+                uploader_pubkey: r.uploader_pubkey,
+                target_spec: r.target_spec,
+                recipients: u32::try_from(r.recipients).unwrap_or(0),
+                created_at: fmt_rfc3339(r.created_at),
+            })
+            .collect();
+        self.reply(
+            conn,
+            wire::FileListResponse {
+                files,
+                req_id: l.req_id,
+            },
+        );
+    }
+
+    pub(super) fn on_file_rm(&mut self, conn: ConnId, pk: PKey, r: wire::FileRm) {
+        let req_id = r.req_id.as_deref();
+        let Some((mesh_id, member_id, _, _)) = self.caller(pk) else {
+            return;
+        };
+        let row = match self.store.file(&r.file_id) {
+            Ok(Some(row)) if row.mesh_id == mesh_id => row,
+            Ok(_) => {
+                let msg = format!("no file {} in this mesh", r.file_id);
+                return self.error(conn, codes::NOT_FOUND, msg, req_id);
+            }
+            Err(e) => return self.store_error(conn, &e, req_id),
+        };
+        let admin = match self.store.member(&member_id) {
+            Ok(m) => m.is_some_and(|m| m.role == "admin"),
+            Err(e) => return self.store_error(conn, &e, req_id),
+        };
+        if row.uploader_member_id != member_id && !admin {
+            let msg = "only the uploader or an admin of the mesh may remove a file";
+            return self.error(conn, codes::FORBIDDEN, msg, req_id);
+        }
+        if let Err(e) = self.store.delete_file(&row.id) {
+            return self.store_error(conn, &e, req_id);
+        }
+        // Gone from disk now even if the commit is lost: the row then points at nothing and a download says so.
+        // A download under way keeps its open handle and finishes.
+        let _ = std::fs::remove_file(dir(&self.cfg.data_dir).join(&row.id));
+        log::info("file removed", &[("file", &row.id), ("mesh", &mesh_id)]);
+        let ack = wire::Ack::done(req_id);
+        self.reply_durable(conn, ack, Hub::durable_failure(req_id));
+    }
+}
+
+/// Checks and appends one chunk of an upload.
+fn append(u: &mut Upload, c: &wire::FileChunk) -> Result<(), Refusal> {
+    if c.file_id != u.file_id {
+        return Err(refuse(
+            codes::INVALID_ARGS,
+            format!("chunk for {} during the upload of {}", c.file_id, u.file_id),
+        ));
+    }
+    if c.seq != u.next_seq {
+        return Err(refuse(
+            codes::INVALID_ARGS,
+            format!("chunk {} arrived where {} was expected", c.seq, u.next_seq),
+        ));
+    }
+    let data = b64::decode(&c.data)
+        .map_err(|e| refuse(codes::INVALID_ARGS, format!("chunk {}: {e}", c.seq)))?;
+    let len = data.len() as u64;
+    let last = c.seq + 1 == u.chunks;
+    let want = if last {
+        u.total - u.written
+    } else {
+        u.chunk_bytes
+    };
+    if c.seq >= u.chunks || len != want {
+        return Err(refuse(
+            codes::INVALID_ARGS,
+            format!(
+                "chunk {} is {len} bytes; the declared size and chunk size make it {want} of {} chunks",
+                c.seq, u.chunks
+            ),
+        ));
+    }
+    u.part
+        .write_all(&data)
+        .map_err(|e| io_refusal("writing an upload", &e))?;
+    u.hash.update(&data);
+    u.written += len;
+    u.next_seq += 1;
+    Ok(())
+}
+
+/// Reads chunk `seq` of a stored file.
+fn read_chunk(d: &mut Download, seq: u64) -> std::io::Result<Vec<u8>> {
+    let start = seq * d.chunk_bytes;
+    let len = d.chunk_bytes.min(d.total.saturating_sub(start));
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    d.file.seek(SeekFrom::Start(start))?;
+    d.file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_arithmetic() {
+        assert_eq!(chunk_count(0, 10), 1);
+        assert_eq!(ciphertext_len(0, 10), 16);
+        assert_eq!(chunk_count(10, 10), 1);
+        assert_eq!(chunk_count(11, 10), 2);
+        assert_eq!(ciphertext_len(11, 10), 11 + 32);
+    }
+}

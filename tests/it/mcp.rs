@@ -1,0 +1,395 @@
+//! `cm-mcp` as Claude Code sees it: driven by the official MCP SDK (tests/mcp/channel-client.cjs), and by hand for
+//! the JSON-RPC edge cases.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use claudemesh::config::{Paths, SessionKey};
+use serde_json::{Value, json};
+
+use crate::harness::{Broker, Mesh, TempDir};
+
+const CM_MCP: &str = env!("CARGO_BIN_EXE_cm-mcp");
+
+/// The `node_modules` that holds `@modelcontextprotocol/sdk`: `$CM_MCP_SDK` (.ci/run sets it), else the one
+/// `npm install --prefix tests/mcp` makes. Without it the test fails and says how to install it.
+fn sdk() -> PathBuf {
+    let dir = match std::env::var_os("CM_MCP_SDK").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/node_modules"),
+    };
+    assert!(
+        dir.join("@modelcontextprotocol/sdk/package.json").is_file(),
+        "the MCP SDK is not installed in {}: run `npm install --no-audit --no-fund --prefix tests/mcp` (as .ci/run \
+         does), or point CM_MCP_SDK at a node_modules that holds @modelcontextprotocol/sdk",
+        dir.display()
+    );
+    dir
+}
+
+/// A line-oriented child: its stdout lines as JSON, read on a thread.
+struct Lines {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Lines {
+    fn spawn(mut cmd: Command) -> Lines {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| json!({"not_json": line, "error": e.to_string()}));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines {
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line for which `want` holds, within `wait`.
+    fn wait_for(&mut self, wait: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + wait;
+        loop {
+            match self
+                .rx
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if want(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let err = self.stderr();
+                    panic!(
+                        "nothing matching within {wait:?}; seen: {:#?}\nstderr: {err}",
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Every line that arrives within `wait`.
+    fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let until = Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Ok(v) = self
+            .rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(v.clone());
+            out.push(v);
+        }
+        out
+    }
+
+    /// Waits at most `wait` for the exit.
+    fn exit_code(&mut self, wait: Duration) -> Option<i32> {
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < until, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr(&mut self) -> String {
+        if self.child.try_wait().ok().flatten().is_none() {
+            return "(still running)".into();
+        }
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_identifier(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The channel notifications among `events` (the client's report lines), by message id.
+fn channel_ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "channel")
+        .filter_map(|e| e["params"]["meta"]["message_id"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
+    let sdk = sdk();
+    let dir = TempDir::new("mcp");
+    // A short lease, so the unacknowledged pushes come again while the test watches.
+    let broker = Broker::start(&dir, &["--lease", "1"]);
+    let mut peers = Mesh::new(&broker, &["alice", "bob"]);
+    let bob = peers.pop().unwrap();
+    let mut alice = peers.pop().unwrap();
+
+    // Alice's Claude Code session, as cm launch sets it up.
+    let session_id = claudemesh::claude::new_uuid();
+    let key = SessionKey::load_or_create(
+        &Paths::at(alice.config_dir()).unwrap(),
+        &alice.slug,
+        &session_id,
+    )
+    .unwrap();
+    alice.env = vec![
+        ("CLAUDEMESH_MESH".into(), alice.slug.clone()),
+        ("CLAUDEMESH_SESSION_ID".into(), session_id.clone()),
+        ("CLAUDEMESH_DISPLAY_NAME".into(), "alice-claude".into()),
+    ];
+    let mut node = Command::new("node");
+    node.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/mcp/channel-client.cjs"
+    ))
+    .arg(CM_MCP)
+    .env("CM_MCP_SDK", &sdk)
+    .env("CLAUDEMESH_CONFIG_DIR", alice.config_dir());
+    for (k, v) in &alice.env {
+        node.env(k, v);
+    }
+    let mut client = Lines::spawn(node);
+
+    let init = client.wait_for(Duration::from_secs(30), |e| {
+        e["event"] == "initialized" || e["event"] == "error"
+    });
+    assert_eq!(init["event"], "initialized", "{init}");
+    assert_eq!(init["server"]["name"], "claudemesh");
+    assert_eq!(
+        init["capabilities"]["experimental"]["claude/channel"],
+        json!({})
+    );
+    assert!(
+        init["instructions"].as_str().unwrap().contains("cm-send"),
+        "{init}"
+    );
+    let tools = client.wait_for(Duration::from_secs(10), |e| e["event"] == "tools");
+    assert_eq!(tools["tools"], json!([]));
+    client.wait_for(Duration::from_secs(10), |e| e["event"] == "pong");
+
+    // Bob DMs alice's session key.
+    let sent = bob.send(&key.public_key, "can you rerun the migration tests?");
+    let id = sent["message_id"].as_str().unwrap().to_string();
+    let n = client.wait_for(Duration::from_secs(20), |e| e["event"] == "channel");
+    let params = &n["params"];
+    assert_eq!(params["content"], "bob: can you rerun the migration tests?");
+    let meta = params["meta"].as_object().unwrap();
+    for (k, v) in meta {
+        assert!(is_identifier(k), "meta key {k:?}");
+        assert!(v.is_string(), "meta {k} = {v}");
+    }
+    let bob_key = bob.pubkey();
+    let want = json!({
+        "kind": "message",
+        "from_name": "bob",
+        "from_pubkey": bob_key,
+        "from_member_pubkey": bob_key,
+        "from_session_pubkey": bob_key,
+        "mesh_slug": alice.slug,
+        "message_id": id,
+        "priority": "next",
+    });
+    assert_eq!(Value::Object(meta.clone()), want);
+
+    // An urgent answer in a thread: the prefix and reply_to_id.
+    let r = bob.run(
+        "cm-send",
+        &[
+            "--json",
+            "-p",
+            "now",
+            "--reply-to",
+            &id,
+            &key.public_key,
+            "never mind, done",
+        ],
+    );
+    let id2 = r.ok()[0]["message_id"].as_str().unwrap().to_string();
+    let n2 = client.wait_for(Duration::from_secs(20), |e| {
+        e["event"] == "channel" && e["params"]["meta"]["message_id"] == id2.as_str()
+    });
+    assert_eq!(n2["params"]["content"], "[URGENT] bob: never mind, done");
+    assert_eq!(n2["params"]["meta"]["reply_to_id"], id.as_str());
+    assert_eq!(n2["params"]["meta"]["priority"], "now");
+
+    // Redelivered under the lease, as nothing acknowledged them; each reached Claude Code once.
+    client.drain(Duration::from_secs(3));
+    assert_eq!(channel_ids(&client.seen), vec![id.clone(), id2.clone()]);
+    let (_, metrics) = broker.get("/metrics");
+    let pushed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("claudemesh_messages_out_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(pushed > 2, "the broker pushed only {pushed} times");
+
+    // The push marked nothing read: the prompt hook, run as alice's session, has both, once.
+    let hook_input = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let first = alice.run_with("cm-inbox", &["--hook"], hook_input);
+    assert_eq!(first.code, Some(0), "{}", first.err);
+    let v: Value = serde_json::from_str(first.out.trim()).unwrap_or_else(|e| {
+        panic!("{e}: {:?}", first.out);
+    });
+    let context = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        context.contains("can you rerun the migration tests?"),
+        "{context}"
+    );
+    assert!(context.contains(&id), "{context}");
+    assert!(context.contains("never mind, done"), "{context}");
+    let second = alice.run_with("cm-inbox", &["--hook"], hook_input);
+    assert_eq!(second.code, Some(0), "{}", second.err);
+    assert!(
+        !second.out.contains("migration") && !second.out.contains(&id),
+        "shown twice: {}",
+        second.out
+    );
+
+    // Nothing was pushed twice, and closing the client ends the server with status 0.
+    client.drain(Duration::from_millis(500));
+    client.write("close");
+    let exit = client.wait_for(Duration::from_secs(15), |e| e["event"] == "exit");
+    assert_eq!(exit["code"], 0, "{exit}");
+    client.wait_for(Duration::from_secs(5), |e| e["event"] == "closed");
+    let ids = channel_ids(&client.seen);
+    assert_eq!(ids, vec![id, id2], "{:#?}", client.seen);
+    assert!(
+        !client.seen.iter().any(|e| e["event"] == "error"),
+        "{:#?}",
+        client.seen
+    );
+}
+
+/// `cm-mcp` with an empty config directory, so it has no mesh: it must answer all the same.
+fn bare_server(dir: &TempDir) -> Lines {
+    let mut cmd = Command::new(CM_MCP);
+    cmd.env("CLAUDEMESH_CONFIG_DIR", dir.0.join("cfg"))
+        .env_remove("CLAUDEMESH_MESH")
+        .env_remove("CLAUDEMESH_SESSION_ID");
+    Lines::spawn(cmd)
+}
+
+fn request(s: &mut Lines, line: &str) -> Value {
+    s.write(line);
+    s.wait_for(Duration::from_secs(10), |_| true)
+}
+
+#[test]
+fn json_rpc_edge_cases() {
+    let dir = TempDir::new("mcp-rpc");
+    let mut s = bare_server(&dir);
+
+    let r = request(&mut s, "{not json");
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert_eq!(r["id"], Value::Null);
+    let r = request(&mut s, "[1, 2]");
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    let r = request(&mut s, r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#);
+    assert_eq!(
+        (r["error"]["code"].clone(), r["id"].clone()),
+        (json!(-32600), json!(7))
+    );
+
+    let r = request(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"1999-01-01","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+    );
+    assert_eq!(r["id"], 1);
+    assert_eq!(r["result"]["protocolVersion"], "2025-11-25");
+    assert_eq!(r["result"]["serverInfo"]["name"], "claudemesh");
+    assert_eq!(
+        r["result"]["capabilities"],
+        json!({"experimental": {"claude/channel": {}}, "tools": {}})
+    );
+    let r = request(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":"i2","method":"initialize","params":{"protocolVersion":"2024-11-05"}}"#,
+    );
+    assert_eq!(r["result"]["protocolVersion"], "2024-11-05");
+    let r = request(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":5}}"#,
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+
+    // A notification gets no answer: the next line answers the ping after it.
+    s.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let r = request(&mut s, r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#);
+    assert_eq!(r, json!({"jsonrpc": "2.0", "id": 4, "result": {}}));
+    let r = request(&mut s, r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#);
+    assert_eq!(r["result"], json!({"tools": []}));
+    let r = request(
+        &mut s,
+        r#"{"jsonrpc":"2.0","id":6,"method":"resources/list"}"#,
+    );
+    assert_eq!(
+        (r["error"]["code"].clone(), r["id"].clone()),
+        (json!(-32601), json!(6))
+    );
+
+    // The end of stdin: exit 0, and stdout held nothing but those answers.
+    drop(s.stdin.take());
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+    assert!(s.drain(Duration::from_millis(200)).is_empty());
+    for line in &s.seen {
+        assert_eq!(line["jsonrpc"], "2.0", "{line}");
+    }
+    let err = s.stderr();
+    assert!(err.contains("no meshes joined"), "{err}");
+}
+
+#[test]
+fn sigterm_ends_the_server_cleanly() {
+    let dir = TempDir::new("mcp-term");
+    let mut s = bare_server(&dir);
+    let r = request(&mut s, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(r["result"], json!({}));
+    // SAFETY: the pid is our own child's.
+    unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+}
