@@ -64,11 +64,15 @@ impl Broker {
     /// Starts a broker on `data` with extra environment variables (`CM_BROKER_TEST_CLOCK=1`).
     pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Broker {
         std::fs::create_dir_all(data).unwrap();
-        Broker::start_logged(data, &data.join("broker.log"), args)
+        Broker::spawn(data, &data.join("broker.log"), args, env)
     }
 
     /// Starts a broker on `data` (created by the broker if missing) that logs to `log_path`.
     pub fn start_logged(data: &Path, log_path: &Path, args: &[&str]) -> Broker {
+        Broker::spawn(data, log_path, args, &[])
+    }
+
+    fn spawn(data: &Path, log_path: &Path, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
