@@ -419,7 +419,7 @@ fn attacks_sql_metacharacters_are_only_data() {
     ));
     bw.recv_type("hello_ack");
     bw.request(
-        json!({"type": "join_group", "name": "a%'_\"; DROP TABLE meshes"}),
+        json!({"type": "join_group", "name": "a%'_\";DROP/**/TABLE/**/meshes--"}),
         "ack",
     );
     let mut a = mesh.connect(&b, &mesh.admin);
@@ -478,7 +478,7 @@ fn attacks_sql_metacharacters_are_only_data() {
     assert!(
         bp["groups"]
             .to_string()
-            .contains("a%'_\\\"; DROP TABLE meshes")
+            .contains("a%'_\\\";DROP/**/TABLE/**/meshes--")
     );
     drop(bw);
     let data = b.data.clone();
@@ -625,6 +625,21 @@ fn attacks_broker_keeps_no_plaintext_and_only_private_files() {
     ] {
         no_secret(tool, &alice.run(tool, &args), &secrets);
     }
+    // A file, shared with bob: the broker holds its chunks, never its content.
+    let file_text = "file: the floor plan of the old mill";
+    let path = dir.0.join("plan.txt");
+    std::fs::write(&path, file_text).unwrap();
+    let r = alice.run(
+        "cm-file",
+        &["put", path.to_str().unwrap(), "--to", &bob.name, "--json"],
+    );
+    no_secret("cm-file", &r, &secrets);
+    let id = r.ok()[0]["id"].as_str().unwrap().to_string();
+    let out = dir.0.join("plan-copy.txt");
+    let r = bob.run("cm-file", &["get", &id, "-o", out.to_str().unwrap()]);
+    no_secret("cm-file", &r, &secrets);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), file_text);
     let (_, rest) = cp.close();
     assert!(!format!("{rest:?}").contains(&carol.key.secret_hex()));
 
@@ -647,7 +662,7 @@ fn attacks_broker_keeps_no_plaintext_and_only_private_files() {
             bytes.extend(std::fs::read(p).unwrap());
         }
     }
-    for t in [dm_text, all_text, group_text] {
+    for t in [dm_text, all_text, group_text, file_text] {
         assert!(!contains(&bytes, t.as_bytes()), "plaintext at rest: {t}");
         assert!(!contains(&bytes, b64::encode(t.as_bytes()).as_bytes()));
     }
@@ -781,4 +796,94 @@ fn collect_secrets(v: &Value, out: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|x| collect_secrets(x, out)),
         _ => {}
     }
+}
+
+#[test]
+fn attacks_file_names_cannot_leave_the_download_directory() {
+    use claudemesh::files::FileKey;
+    let dir = TempDir::new("filepath");
+    let b = Broker::start(&dir, &[]);
+    let peers = Mesh::new(&b, &["alice", "bob"]);
+    let (alice, bob) = (&peers[0], &peers[1]);
+    // Alice speaks the protocol herself and names her upload as a path out of the downloader's directory.
+    let entry = claudemesh::config::Config::load(&Paths::at(alice.config_dir()).unwrap())
+        .unwrap()
+        .meshes[0]
+        .clone();
+    let me = Member {
+        key: alice.key.clone(),
+        id: entry.member_id.clone(),
+        name: "alice".into(),
+    };
+    let mesh = Mesh {
+        id: entry.mesh_id.clone(),
+        slug: entry.slug.clone(),
+        owner: Keypair::generate(),
+        admin: me.clone(),
+    };
+    let mut ws = mesh.connect(&b, &me);
+    let mut upload = |name: &str, body: &[u8]| -> String {
+        let key = FileKey::generate();
+        let ct = key.seal_chunk(0, true, body);
+        ws.send(&json!({"type": "file_put", "name": name, "size": body.len(), "chunkSize": 48128, "_reqId": "put",
+                   "recipients": [{"pubkey": bob.pubkey(), "sealedKey": key.seal_to(&bob.pubkey()).unwrap()}]}));
+        let ready = loop {
+            let f = ws.recv();
+            if f["_reqId"] == "put" {
+                break f;
+            }
+        };
+        assert_eq!(ready["type"], "file_put_ready", "{name:?}: {ready}");
+        let id = ready["fileId"].as_str().unwrap().to_string();
+        ws.send(&json!({"type": "file_chunk", "fileId": id, "seq": 0, "data": b64::encode(&ct)}));
+        ws.recv_type("file_chunk_ack");
+        ws.request(
+            json!({"type": "file_put_done", "fileId": id, "sha256": crypto::sha256_hex(&ct)}),
+            "file_stored",
+        );
+        id
+    };
+    let cwd = dir.0.join("downloads/inner");
+    std::fs::create_dir_all(&cwd).unwrap();
+    for (name, lands) in [
+        ("../../escaped.txt", "escaped.txt"),
+        ("/etc/cm-escaped", "cm-escaped"),
+        ("..\\..\\win.txt", "win.txt"),
+        ("..", "file"),
+    ] {
+        let id = upload(name, b"what the file says");
+        let r = bob
+            .cmd("cm-file")
+            .args(["get", &id, "--json"])
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "{name:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(
+            std::fs::read(cwd.join(lands)).unwrap(),
+            b"what the file says",
+            "{name:?}"
+        );
+    }
+    assert!(!dir.0.join("escaped.txt").exists() && !dir.0.join("downloads/escaped.txt").exists());
+    // A name with control characters (a terminal escape, a line break) is refused at upload.
+    ws.send(&json!({"type": "file_put", "name": "a\nb\u{1b}[2J", "size": 1, "chunkSize": 48128, "_reqId": "bad",
+        "recipients": [{"pubkey": bob.pubkey(), "sealedKey": FileKey::generate().seal_to(&bob.pubkey()).unwrap()}]}));
+    assert_eq!(ws.recv_type("error")["code"], "invalid_args");
+    assert!(!Path::new("/etc/cm-escaped").exists());
+    // The broker keeps files under ids of its own, never under a name it was given.
+    let files: Vec<String> = std::fs::read_dir(b.data.join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| f.bytes().all(|c| c.is_ascii_alphanumeric())),
+        "{files:?}"
+    );
 }
