@@ -1435,6 +1435,7 @@ fn an_upload_dropped_with_its_connection_leaves_nothing() {
     assert!(!part.exists());
 }
 
+#[test]
 fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
     let mut fx = Fx::new();
     let admin = fx.admin_who();
