@@ -17,6 +17,7 @@
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
+//! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
@@ -32,6 +33,7 @@ pub mod error;
 pub mod invite;
 pub mod local;
 pub mod mesh;
+pub mod messaging;
 pub mod out;
 pub mod target;
 pub mod time;

@@ -19,13 +19,40 @@ impl Ctx {
     pub fn load(mesh: Option<&str>) -> Result<Ctx> {
         let paths = Paths::resolve()?;
         let config = Config::load(&paths)?;
-        let env_mesh = std::env::var("CLAUDEMESH_MESH")
-            .ok()
-            .filter(|s| !s.is_empty());
+        let env_mesh = env_mesh();
         let selector = mesh.or(env_mesh.as_deref());
         let mesh = config.mesh(selector)?.clone();
+        Ctx::for_mesh(paths, config, mesh, env_mesh.as_deref())
+    }
+
+    /// Like [`Ctx::load`], but with neither `--mesh` nor `$CLAUDEMESH_MESH` every joined mesh, in config order,
+    /// for tools that look across meshes (peer lists, the inbox, resolving a name). No mesh joined is an error.
+    pub fn load_all(mesh: Option<&str>) -> Result<Vec<Ctx>> {
+        let env_mesh = env_mesh();
+        if mesh.is_some() || env_mesh.is_some() {
+            return Ok(vec![Ctx::load(mesh)?]);
+        }
+        let paths = Paths::resolve()?;
+        let config = Config::load(&paths)?;
+        if config.meshes.is_empty() {
+            // The same error a single-mesh tool gives.
+            config.mesh(None)?;
+        }
+        config
+            .meshes
+            .iter()
+            .map(|m| Ctx::for_mesh(paths.clone(), config.clone(), m.clone(), None))
+            .collect()
+    }
+
+    fn for_mesh(
+        paths: Paths,
+        config: Config,
+        mesh: MeshEntry,
+        env_mesh: Option<&str>,
+    ) -> Result<Ctx> {
         let session = match std::env::var("CLAUDEMESH_SESSION_ID") {
-            Ok(id) if !id.is_empty() && env_mesh.as_deref().is_none_or(|m| m == mesh.slug) => {
+            Ok(id) if !id.is_empty() && env_mesh.is_none_or(|m| m == mesh.slug) => {
                 let key = SessionKey::load_or_create(&paths, &mesh.slug, &id)?;
                 Some(SessionAuth {
                     session: key.keypair()?,
@@ -57,4 +84,10 @@ impl Ctx {
     pub fn connect(&self) -> Result<Conn> {
         Conn::open(&self.mesh, &self.conn_opts())
     }
+}
+
+fn env_mesh() -> Option<String> {
+    std::env::var("CLAUDEMESH_MESH")
+        .ok()
+        .filter(|s| !s.is_empty())
 }

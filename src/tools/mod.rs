@@ -6,9 +6,13 @@ pub mod broker;
 pub mod cm;
 pub mod doctor;
 pub mod id;
+pub mod inbox;
 pub mod install;
 pub mod launch;
 pub mod mesh;
+pub mod peers;
+pub mod pipe;
+pub mod send;
 pub mod uninstall;
 pub mod up;
 
@@ -18,9 +22,13 @@ pub static ALL: &[&Tool] = &[
     &cm::TOOL,
     &doctor::TOOL,
     &id::TOOL,
+    &inbox::TOOL,
     &install::TOOL,
     &launch::TOOL,
     &mesh::TOOL,
+    &peers::TOOL,
+    &pipe::TOOL,
+    &send::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
 ];

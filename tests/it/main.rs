@@ -8,4 +8,6 @@ mod docs;
 mod harness;
 mod id;
 mod mesh;
+mod messaging;
+mod peer;
 mod up;
