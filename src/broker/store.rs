@@ -138,6 +138,129 @@ pub struct DeliveryState {
     pub delivered_at: Option<i64>,
 }
 
+/// A topic: a named conversation of a mesh with its own members and, when encrypted, its own key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    pub id: String,
+    pub mesh_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `public`, `private` or `dm`.
+    pub visibility: String,
+    pub created_by_member_id: Option<String>,
+    /// Bodies are sealed under a topic key that only members hold; the broker keeps sealed copies only.
+    pub encrypted: bool,
+    pub created_at: i64,
+    pub archived_at: Option<i64>,
+}
+
+/// A topic of a mesh as one member sees it in a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicListing {
+    pub topic: Topic,
+    pub member_count: i64,
+    /// The member asking is in it.
+    pub joined: bool,
+    /// Messages from others newer than the member's last read.
+    pub unread: i64,
+}
+
+/// A member of a topic, with what a members list and the re-seal flow need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMembership {
+    pub member_id: String,
+    pub pubkey: String,
+    pub display_name: String,
+    /// `lead`, `member` or `observer`.
+    pub role: String,
+    pub joined_at: i64,
+    pub last_read_at: Option<i64>,
+    /// The member was revoked from the mesh.
+    pub revoked: bool,
+    /// A sealed copy of the topic key is stored for it.
+    pub has_key: bool,
+}
+
+/// A topic key sealed for one member by another (or by the creator at creation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedKey {
+    pub topic_id: String,
+    pub member_id: String,
+    /// base64 of the sealer's x25519 key ‖ crypto_box(topic key).
+    pub encrypted_key: String,
+    pub nonce: String,
+    pub sealed_by_member_id: String,
+    pub created_at: i64,
+}
+
+/// A message of a topic: one row, however many members read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMessage {
+    pub id: String,
+    pub topic_id: String,
+    pub sender_member_id: String,
+    pub sender_session_pubkey: Option<String>,
+    pub nonce: String,
+    pub ciphertext: String,
+    /// 1 base64 plaintext, 2 secretbox under the topic key.
+    pub body_version: i64,
+    pub reply_to_id: Option<String>,
+    pub client_message_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// A stored topic message with its order in the topic and its sender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMessageRow {
+    /// Increases with every message stored: the order of history and of a stream's replay.
+    pub seq: i64,
+    pub message: TopicMessage,
+    pub sender_member_pubkey: String,
+    /// The sender session's name if it had one, else the member's.
+    pub sender_name: String,
+}
+
+/// A page of a topic's messages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TopicPage {
+    /// The newest `limit` messages older than `seq` (all when `None`), newest first.
+    Before(Option<i64>, usize),
+    /// The oldest `limit` messages newer than `seq`, oldest first.
+    After(i64, usize),
+}
+
+/// A mention of a member in a topic message, with what a list of them shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRow {
+    pub id: String,
+    pub message: TopicMessageRow,
+    pub topic_name: String,
+    pub kind: String,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+/// An API key for the REST surface: only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub mesh_id: String,
+    pub label: String,
+    /// Lowercase hex SHA-256 of the whole secret.
+    pub secret_hash: String,
+    /// The secret's first 11 characters (`cm_` and 8 more), to find the row by.
+    pub secret_prefix: String,
+    /// JSON array of `send`, `read`, `state_write`, `admin`.
+    pub capabilities: String,
+    /// JSON array of topic names; `None` is every topic.
+    pub topic_scopes: Option<String>,
+    pub issued_by_member_id: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
     /// A cheap query, for `/health`.
@@ -215,6 +338,76 @@ pub trait Store {
     ) -> Result<Vec<i64>>;
     /// How many deliveries wait for an acknowledgement.
     fn pending_count(&self) -> Result<i64>;
+
+    /// Inserts a topic.
+    fn insert_topic(&mut self, topic: &Topic) -> Result<()>;
+    /// A live topic of the mesh by id, else by name.
+    fn topic(&self, mesh_id: &str, id_or_name: &str) -> Result<Option<Topic>>;
+    /// The mesh's live topics by name, as `member_id` sees them.
+    fn topics(&self, mesh_id: &str, member_id: &str) -> Result<Vec<TopicListing>>;
+    /// A topic's members (revoked mesh members included, marked), by display name.
+    fn topic_members(&self, topic_id: &str) -> Result<Vec<TopicMembership>>;
+    /// Adds a member to a topic; false when it was in it already (its role is kept).
+    fn join_topic(&mut self, topic_id: &str, member_id: &str, role: &str, at: i64) -> Result<bool>;
+    /// Removes a member from a topic; false when it was not in it.
+    fn leave_topic(&mut self, topic_id: &str, member_id: &str) -> Result<bool>;
+    /// Sets a member's last read time; false when it is not in the topic.
+    fn mark_topic_read(&mut self, topic_id: &str, member_id: &str, at: i64) -> Result<bool>;
+    /// Stores a sealed topic key for a member unless one is stored; false when one was.
+    fn put_topic_key(&mut self, key: &SealedKey) -> Result<bool>;
+    /// The topic key sealed for a member.
+    fn topic_key(&self, topic_id: &str, member_id: &str) -> Result<Option<SealedKey>>;
+    /// Stores a topic message; returns its `seq`.
+    fn insert_topic_message(&mut self, message: &TopicMessage) -> Result<i64>;
+    /// A page of a topic's messages.
+    fn topic_messages(&self, topic_id: &str, page: TopicPage) -> Result<Vec<TopicMessageRow>>;
+    /// Messages of the topic whose id starts with `prefix` (at most `limit`).
+    fn topic_messages_by_prefix(
+        &self,
+        topic_id: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<TopicMessageRow>>;
+    /// The id of the topic message this member already sent with this `client_message_id`.
+    fn topic_message_by_client_id(
+        &self,
+        topic_id: &str,
+        sender_member_id: &str,
+        client_message_id: &str,
+    ) -> Result<Option<String>>;
+    /// Records a mention (once per message and member); false when it was recorded already.
+    fn insert_notification(
+        &mut self,
+        id: &str,
+        message_id: &str,
+        member_id: &str,
+        kind: &str,
+        at: i64,
+    ) -> Result<bool>;
+    /// A member's mentions, newest first.
+    fn notifications(
+        &self,
+        member_id: &str,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>>;
+    /// Marks a member's notifications read (these ids, or all of them); returns how many were unread.
+    fn mark_notifications_read(
+        &mut self,
+        member_id: &str,
+        ids: Option<&[String]>,
+        at: i64,
+    ) -> Result<usize>;
+    /// Inserts an API key.
+    fn insert_api_key(&mut self, key: &ApiKey) -> Result<()>;
+    /// The mesh's API keys, newest first, revoked ones included.
+    fn api_keys(&self, mesh_id: &str) -> Result<Vec<ApiKey>>;
+    /// The API keys whose secret starts with this 11-character prefix.
+    fn api_keys_by_prefix(&self, secret_prefix: &str) -> Result<Vec<ApiKey>>;
+    /// Revokes an API key (a revoked one keeps its first revocation time).
+    fn revoke_api_key(&mut self, id: &str, at: i64) -> Result<()>;
+    /// Records that an API key was used.
+    fn touch_api_key(&mut self, id: &str, at: i64) -> Result<()>;
 }
 
 /// Migrations, applied in order at open; `PRAGMA user_version` is the number applied.
@@ -294,6 +487,80 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_recipient ON deliveries (recipient_member_id, delivered_at);
 CREATE INDEX deliveries_message ON deliveries (message_id);
+"#,
+    // 2: topics, their members, sealed keys and messages; mention notifications; API keys.
+    r#"
+CREATE TABLE topics (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    name TEXT NOT NULL,
+    description TEXT,
+    visibility TEXT NOT NULL CHECK (visibility IN ('public', 'private', 'dm')),
+    created_by_member_id TEXT REFERENCES members(id),
+    encrypted INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    archived_at INTEGER,
+    UNIQUE (mesh_id, name)
+);
+CREATE TABLE topic_members (
+    topic_id TEXT NOT NULL REFERENCES topics(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    role TEXT NOT NULL CHECK (role IN ('lead', 'member', 'observer')),
+    joined_at INTEGER NOT NULL,
+    last_read_at INTEGER,
+    PRIMARY KEY (topic_id, member_id)
+);
+CREATE TABLE topic_keys (
+    topic_id TEXT NOT NULL REFERENCES topics(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    encrypted_key TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    sealed_by_member_id TEXT NOT NULL REFERENCES members(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, member_id)
+);
+CREATE TABLE topic_messages (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    topic_id TEXT NOT NULL REFERENCES topics(id),
+    sender_member_id TEXT NOT NULL REFERENCES members(id),
+    sender_session_pubkey TEXT,
+    nonce TEXT NOT NULL,
+    ciphertext TEXT NOT NULL,
+    body_version INTEGER NOT NULL,
+    reply_to_id TEXT,
+    client_message_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX topic_messages_topic ON topic_messages (topic_id, seq);
+CREATE UNIQUE INDEX topic_messages_client_id ON topic_messages (topic_id, sender_member_id, client_message_id)
+    WHERE client_message_id IS NOT NULL;
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES topic_messages(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    kind TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    read_at INTEGER,
+    UNIQUE (message_id, member_id)
+);
+CREATE INDEX notifications_member ON notifications (member_id, created_at);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    label TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    secret_prefix TEXT NOT NULL,
+    capabilities TEXT NOT NULL,
+    topic_scopes TEXT,
+    issued_by_member_id TEXT NOT NULL REFERENCES members(id),
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER,
+    expires_at INTEGER
+);
+CREATE INDEX api_keys_prefix ON api_keys (secret_prefix);
+CREATE INDEX api_keys_mesh ON api_keys (mesh_id, created_at);
 "#,
 ];
 
@@ -467,6 +734,84 @@ fn pending_row(r: &Row) -> rusqlite::Result<Pending> {
         body_version: r.get(16)?,
         created_at: r.get(17)?,
     })
+}
+
+const TOPIC_COLS: &str = "id, mesh_id, name, description, visibility, created_by_member_id, encrypted, created_at, archived_at";
+
+fn topic_row(r: &Row) -> rusqlite::Result<Topic> {
+    Ok(Topic {
+        id: r.get(0)?,
+        mesh_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        visibility: r.get(4)?,
+        created_by_member_id: r.get(5)?,
+        encrypted: r.get(6)?,
+        created_at: r.get(7)?,
+        archived_at: r.get(8)?,
+    })
+}
+
+/// Columns of a topic message joined with its sender (`tm`, `sm`, `s`), as [`topic_message_row`] reads them
+/// from column `at` on.
+const TOPIC_MESSAGE_SELECT: &str = "tm.seq, tm.id, tm.topic_id, tm.sender_member_id, tm.sender_session_pubkey,     tm.nonce, tm.ciphertext, tm.body_version, tm.reply_to_id, tm.client_message_id, tm.created_at, sm.pubkey,     COALESCE(s.display_name, sm.display_name)";
+const TOPIC_MESSAGE_JOIN: &str = "JOIN members sm ON sm.id = tm.sender_member_id     LEFT JOIN sessions s ON s.mesh_id = sm.mesh_id AND s.session_pubkey = tm.sender_session_pubkey";
+
+fn topic_message_row(r: &Row, at: usize) -> rusqlite::Result<TopicMessageRow> {
+    Ok(TopicMessageRow {
+        seq: r.get(at)?,
+        message: TopicMessage {
+            id: r.get(at + 1)?,
+            topic_id: r.get(at + 2)?,
+            sender_member_id: r.get(at + 3)?,
+            sender_session_pubkey: r.get(at + 4)?,
+            nonce: r.get(at + 5)?,
+            ciphertext: r.get(at + 6)?,
+            body_version: r.get(at + 7)?,
+            reply_to_id: r.get(at + 8)?,
+            client_message_id: r.get(at + 9)?,
+            created_at: r.get(at + 10)?,
+        },
+        sender_member_pubkey: r.get(at + 11)?,
+        sender_name: r.get(at + 12)?,
+    })
+}
+
+const API_KEY_COLS: &str = "id, mesh_id, label, secret_hash, secret_prefix, capabilities, topic_scopes,     issued_by_member_id, created_at, last_used_at, revoked_at, expires_at";
+
+fn api_key_row(r: &Row) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.get(0)?,
+        mesh_id: r.get(1)?,
+        label: r.get(2)?,
+        secret_hash: r.get(3)?,
+        secret_prefix: r.get(4)?,
+        capabilities: r.get(5)?,
+        topic_scopes: r.get(6)?,
+        issued_by_member_id: r.get(7)?,
+        created_at: r.get(8)?,
+        last_used_at: r.get(9)?,
+        revoked_at: r.get(10)?,
+        expires_at: r.get(11)?,
+    })
+}
+
+fn sealed_key_row(r: &Row) -> rusqlite::Result<SealedKey> {
+    Ok(SealedKey {
+        topic_id: r.get(0)?,
+        member_id: r.get(1)?,
+        encrypted_key: r.get(2)?,
+        nonce: r.get(3)?,
+        sealed_by_member_id: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+/// `[prefix, prefix + DEL)`: the range of ids (base62) that start with `prefix`, for a primary-key range scan.
+fn prefix_range(prefix: &str) -> (String, String) {
+    let mut upper = prefix.to_string();
+    upper.push('\u{7f}');
+    (prefix.to_string(), upper)
 }
 
 impl Store for SqliteStore {
@@ -877,6 +1222,398 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT count(*) FROM deliveries WHERE delivered_at IS NULL")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(db)
+    }
+
+    fn insert_topic(&mut self, t: &Topic) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO topics ({TOPIC_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.id,
+                    t.mesh_id,
+                    t.name,
+                    t.description,
+                    t.visibility,
+                    t.created_by_member_id,
+                    t.encrypted,
+                    t.created_at,
+                    t.archived_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn topic(&self, mesh_id: &str, id_or_name: &str) -> Result<Option<Topic>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {TOPIC_COLS} FROM topics WHERE mesh_id = ?1 AND archived_at IS NULL \
+                 AND (id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row([mesh_id, id_or_name], topic_row).optional())
+            .map_err(db)
+    }
+
+    fn topics(&self, mesh_id: &str, member_id: &str) -> Result<Vec<TopicListing>> {
+        let cols = TOPIC_COLS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {cols}, (SELECT count(*) FROM topic_members x WHERE x.topic_id = t.id), \
+                 tm.member_id IS NOT NULL, \
+                 CASE WHEN tm.member_id IS NULL THEN 0 ELSE (SELECT count(*) FROM topic_messages m \
+                     WHERE m.topic_id = t.id AND m.sender_member_id != ?2 \
+                     AND m.created_at > COALESCE(tm.last_read_at, 0)) END \
+                 FROM topics t LEFT JOIN topic_members tm ON tm.topic_id = t.id AND tm.member_id = ?2 \
+                 WHERE t.mesh_id = ?1 AND t.archived_at IS NULL ORDER BY t.name"
+            ))
+            .and_then(|mut s| {
+                s.query_map([mesh_id, member_id], |r| {
+                    Ok(TopicListing {
+                        topic: topic_row(r)?,
+                        member_count: r.get(9)?,
+                        joined: r.get(10)?,
+                        unread: r.get(11)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db)
+    }
+
+    fn topic_members(&self, topic_id: &str) -> Result<Vec<TopicMembership>> {
+        self.conn
+            .prepare_cached(
+                "SELECT tm.member_id, m.pubkey, m.display_name, tm.role, tm.joined_at, tm.last_read_at, \
+                 m.revoked_at IS NOT NULL, k.member_id IS NOT NULL \
+                 FROM topic_members tm JOIN members m ON m.id = tm.member_id \
+                 LEFT JOIN topic_keys k ON k.topic_id = tm.topic_id AND k.member_id = tm.member_id \
+                 WHERE tm.topic_id = ?1 ORDER BY m.display_name, m.id",
+            )
+            .and_then(|mut s| {
+                s.query_map([topic_id], |r| {
+                    Ok(TopicMembership {
+                        member_id: r.get(0)?,
+                        pubkey: r.get(1)?,
+                        display_name: r.get(2)?,
+                        role: r.get(3)?,
+                        joined_at: r.get(4)?,
+                        last_read_at: r.get(5)?,
+                        revoked: r.get(6)?,
+                        has_key: r.get(7)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db)
+    }
+
+    fn join_topic(&mut self, topic_id: &str, member_id: &str, role: &str, at: i64) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO topic_members (topic_id, member_id, role, joined_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (topic_id, member_id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![topic_id, member_id, role, at]))
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn leave_topic(&mut self, topic_id: &str, member_id: &str) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM topic_members WHERE topic_id = ?1 AND member_id = ?2")
+            .and_then(|mut s| s.execute([topic_id, member_id]))
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn mark_topic_read(&mut self, topic_id: &str, member_id: &str, at: i64) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE topic_members SET last_read_at = ?3 WHERE topic_id = ?1 AND member_id = ?2",
+            )
+            .and_then(|mut s| s.execute(params![topic_id, member_id, at]))
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn put_topic_key(&mut self, k: &SealedKey) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO topic_keys (topic_id, member_id, encrypted_key, nonce, sealed_by_member_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic_id, member_id) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    k.topic_id,
+                    k.member_id,
+                    k.encrypted_key,
+                    k.nonce,
+                    k.sealed_by_member_id,
+                    k.created_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn topic_key(&self, topic_id: &str, member_id: &str) -> Result<Option<SealedKey>> {
+        self.conn
+            .prepare_cached(
+                "SELECT topic_id, member_id, encrypted_key, nonce, sealed_by_member_id, created_at \
+                 FROM topic_keys WHERE topic_id = ?1 AND member_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row([topic_id, member_id], sealed_key_row)
+                    .optional()
+            })
+            .map_err(db)
+    }
+
+    fn insert_topic_message(&mut self, m: &TopicMessage) -> Result<i64> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO topic_messages (id, topic_id, sender_member_id, sender_session_pubkey, nonce, \
+                 ciphertext, body_version, reply_to_id, client_message_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    m.id,
+                    m.topic_id,
+                    m.sender_member_id,
+                    m.sender_session_pubkey,
+                    m.nonce,
+                    m.ciphertext,
+                    m.body_version,
+                    m.reply_to_id,
+                    m.client_message_id,
+                    m.created_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn topic_messages(&self, topic_id: &str, page: TopicPage) -> Result<Vec<TopicMessageRow>> {
+        let (cond, order, seq, limit) = match page {
+            TopicPage::Before(seq, limit) => {
+                ("tm.seq < ?2", "DESC", seq.unwrap_or(i64::MAX), limit)
+            }
+            TopicPage::After(seq, limit) => ("tm.seq > ?2", "ASC", seq, limit),
+        };
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {TOPIC_MESSAGE_SELECT} FROM topic_messages tm {TOPIC_MESSAGE_JOIN} \
+                 WHERE tm.topic_id = ?1 AND {cond} ORDER BY tm.seq {order} LIMIT ?3"
+            ))
+            .and_then(|mut s| {
+                s.query_map(
+                    params![topic_id, seq, limit.min(i64::MAX as usize) as i64],
+                    |r| topic_message_row(r, 0),
+                )?
+                .collect()
+            })
+            .map_err(db)
+    }
+
+    fn topic_messages_by_prefix(
+        &self,
+        topic_id: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<TopicMessageRow>> {
+        let (lo, hi) = prefix_range(prefix);
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {TOPIC_MESSAGE_SELECT} FROM topic_messages tm {TOPIC_MESSAGE_JOIN} \
+                 WHERE tm.id >= ?1 AND tm.id < ?2 AND tm.topic_id = ?3 ORDER BY tm.id LIMIT ?4"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![lo, hi, topic_id, limit as i64], |r| {
+                    topic_message_row(r, 0)
+                })?
+                .collect()
+            })
+            .map_err(db)
+    }
+
+    fn topic_message_by_client_id(
+        &self,
+        topic_id: &str,
+        sender_member_id: &str,
+        client_message_id: &str,
+    ) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached(
+                "SELECT id FROM topic_messages WHERE topic_id = ?1 AND sender_member_id = ?2 \
+                 AND client_message_id = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row([topic_id, sender_member_id, client_message_id], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })
+            .map_err(db)
+    }
+
+    fn insert_notification(
+        &mut self,
+        id: &str,
+        message_id: &str,
+        member_id: &str,
+        kind: &str,
+        at: i64,
+    ) -> Result<bool> {
+        self.begin()?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO notifications (id, message_id, member_id, kind, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (message_id, member_id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![id, message_id, member_id, kind, at]))
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn notifications(
+        &self,
+        member_id: &str,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT n.id, t.name, n.kind, n.created_at, n.read_at, {TOPIC_MESSAGE_SELECT} \
+                 FROM notifications n JOIN topic_messages tm ON tm.id = n.message_id \
+                 JOIN topics t ON t.id = tm.topic_id {TOPIC_MESSAGE_JOIN} \
+                 WHERE n.member_id = ?1 AND (?2 = 0 OR n.read_at IS NULL) \
+                 ORDER BY n.created_at DESC, tm.seq DESC LIMIT ?3"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![member_id, unread_only, limit as i64], |r| {
+                    Ok(NotificationRow {
+                        id: r.get(0)?,
+                        topic_name: r.get(1)?,
+                        kind: r.get(2)?,
+                        created_at: r.get(3)?,
+                        read_at: r.get(4)?,
+                        message: topic_message_row(r, 5)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db)
+    }
+
+    fn mark_notifications_read(
+        &mut self,
+        member_id: &str,
+        ids: Option<&[String]>,
+        at: i64,
+    ) -> Result<usize> {
+        self.begin()?;
+        let Some(ids) = ids else {
+            return self
+                .conn
+                .prepare_cached(
+                    "UPDATE notifications SET read_at = ?2 WHERE member_id = ?1 AND read_at IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![member_id, at]))
+                .map_err(db);
+        };
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "UPDATE notifications SET read_at = ?3 WHERE member_id = ?1 AND id = ?2 AND read_at IS NULL",
+            )
+            .map_err(db)?;
+        let mut n = 0;
+        for id in ids {
+            n += s.execute(params![member_id, id, at]).map_err(db)?;
+        }
+        Ok(n)
+    }
+
+    fn insert_api_key(&mut self, k: &ApiKey) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO api_keys ({API_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    k.id,
+                    k.mesh_id,
+                    k.label,
+                    k.secret_hash,
+                    k.secret_prefix,
+                    k.capabilities,
+                    k.topic_scopes,
+                    k.issued_by_member_id,
+                    k.created_at,
+                    k.last_used_at,
+                    k.revoked_at,
+                    k.expires_at
+                ])
+            })
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn api_keys(&self, mesh_id: &str) -> Result<Vec<ApiKey>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {API_KEY_COLS} FROM api_keys WHERE mesh_id = ?1 ORDER BY created_at DESC, id"
+            ))
+            .and_then(|mut s| s.query_map([mesh_id], api_key_row)?.collect())
+            .map_err(db)
+    }
+
+    fn api_keys_by_prefix(&self, secret_prefix: &str) -> Result<Vec<ApiKey>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {API_KEY_COLS} FROM api_keys WHERE secret_prefix = ?1"
+            ))
+            .and_then(|mut s| s.query_map([secret_prefix], api_key_row)?.collect())
+            .map_err(db)
+    }
+
+    fn revoke_api_key(&mut self, id: &str, at: i64) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, at]))
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn touch_api_key(&mut self, id: &str, at: i64) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, at]))
+            .map_err(db)?;
+        Ok(())
     }
 }
 
