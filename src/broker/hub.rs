@@ -123,6 +123,8 @@ pub(super) enum IfLost {
 enum Out {
     Text(ConnId, String, IfLost),
     Close(ConnId, u16, String),
+    /// An event on an event stream: name, id, data.
+    Sse(ConnId, String, Option<String>, String, IfLost),
 }
 
 /// Counters for `/metrics`.
@@ -152,6 +154,7 @@ pub struct Hub {
     outbox: Vec<Out>,
     /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
     pub(super) batch_leases: Vec<(PKey, i64)>,
+    pub(super) topic_state: super::topics::TopicState,
 }
 
 impl Capacity for Hub {
@@ -243,6 +246,7 @@ impl Hub {
             buckets: HashMap::new(),
             outbox: Vec::new(),
             batch_leases: Vec::new(),
+            topic_state: Default::default(),
         }
     }
 
@@ -271,6 +275,18 @@ impl Hub {
 
     pub(super) fn emit(&mut self, conn: ConnId, frame: Frame, if_lost: IfLost) {
         self.outbox.push(Out::Text(conn, frame.to_json(), if_lost));
+    }
+
+    pub(super) fn emit_sse(
+        &mut self,
+        conn: ConnId,
+        event: &str,
+        id: Option<&str>,
+        data: String,
+        if_lost: IfLost,
+    ) {
+        let (event, id) = (event.to_string(), id.map(str::to_string));
+        self.outbox.push(Out::Sse(conn, event, id, data, if_lost));
     }
 
     pub(super) fn reply(&mut self, conn: ConnId, frame: impl Into<Frame>) {
@@ -368,6 +384,11 @@ impl Hub {
                     (false, IfLost::Instead(text)) => io.send(conn, text),
                 },
                 Out::Close(conn, code, reason) => io.close(conn, code, &reason),
+                Out::Sse(conn, event, id, data, lost) => {
+                    if ok || matches!(lost, IfLost::Send) {
+                        io.sse_event(conn, &event, id.as_deref(), &data);
+                    }
+                }
             }
         }
         ok
@@ -656,6 +677,21 @@ impl Hub {
             Frame::LeaveGroup(g) => self.on_group(conn, pk, &g.name, None, g.req_id.as_deref()),
             Frame::Ban(b) => self.on_ban(conn, pk, &b.target, b.req_id.as_deref()),
             Frame::Unban(b) => self.on_unban(conn, pk, &b.target, b.req_id.as_deref()),
+            f @ (Frame::TopicCreate(_)
+            | Frame::TopicList(_)
+            | Frame::TopicJoin(_)
+            | Frame::TopicLeave(_)
+            | Frame::TopicMembers(_)
+            | Frame::TopicHistory(_)
+            | Frame::TopicMarkRead(_)
+            | Frame::TopicKey(_)
+            | Frame::TopicPendingSeals(_)
+            | Frame::TopicSeal(_)
+            | Frame::NotificationsList(_)
+            | Frame::NotificationsRead(_)) => self.on_topic_frame(conn, pk, f),
+            f @ (Frame::ApikeyCreate(_) | Frame::ApikeyList(_) | Frame::ApikeyRevoke(_)) => {
+                self.on_apikey_frame(conn, pk, f)
+            }
             _ => self.error(
                 conn,
                 "unknown_type",
@@ -992,6 +1028,7 @@ impl Handler for Hub {
     }
 
     fn on_close(&mut self, io: &mut Io, conn: ConnId, clean: bool) {
+        self.forget_stream(conn);
         self.waiters.remove(&conn);
         let Some(Some(pk)) = self.conns.remove(&conn) else {
             return;
@@ -1008,7 +1045,10 @@ impl Handler for Hub {
         self.remove_presence(pk);
     }
 
-    fn on_http(&mut self, io: &mut Io, _conn: ConnId, req: &Request) -> HttpAction {
+    fn on_http(&mut self, io: &mut Io, conn: ConnId, req: &Request) -> HttpAction {
+        if req.path == "/api/v1" || req.path.starts_with("/api/v1/") {
+            return self.rest(io, conn, req);
+        }
         HttpAction::Respond(self.http(io, req))
     }
 

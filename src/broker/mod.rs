@@ -1,12 +1,15 @@
 //! cm-broker: the self-hosted broker.
 
+mod apikeys;
 pub mod auth;
 mod http;
 pub mod hub;
 pub mod log;
 pub mod net;
+mod rest;
 mod routing;
 pub mod store;
+mod topics;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
