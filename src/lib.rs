@@ -18,6 +18,7 @@
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
+//! | [`topics`] | topics: mentions, topic keys sealed per member and re-sealed, posts, `cm-topic tail`, `cm-notify`, `cm-apikey` |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
@@ -38,4 +39,5 @@ pub mod out;
 pub mod target;
 pub mod time;
 pub mod tools;
+pub mod topics;
 pub mod wire;
