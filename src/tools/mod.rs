@@ -2,6 +2,7 @@
 
 use crate::cli::Tool;
 
+pub mod apikey;
 pub mod broker;
 pub mod cm;
 pub mod doctor;
@@ -10,14 +11,17 @@ pub mod inbox;
 pub mod install;
 pub mod launch;
 pub mod mesh;
+pub mod notify;
 pub mod peers;
 pub mod pipe;
 pub mod send;
+pub mod topic;
 pub mod uninstall;
 pub mod up;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
+    &apikey::TOOL,
     &broker::TOOL,
     &cm::TOOL,
     &doctor::TOOL,
@@ -26,9 +30,11 @@ pub static ALL: &[&Tool] = &[
     &install::TOOL,
     &launch::TOOL,
     &mesh::TOOL,
+    &notify::TOOL,
     &peers::TOOL,
     &pipe::TOOL,
     &send::TOOL,
+    &topic::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
 ];
