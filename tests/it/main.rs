@@ -10,4 +10,5 @@ mod id;
 mod mesh;
 mod messaging;
 mod peer;
+mod topics;
 mod up;
