@@ -285,6 +285,9 @@ impl Posted {
         if self.status == "stored" {
             s += "; nobody in it is online, it waits in its history";
         }
+        if !self.resealed.is_empty() {
+            s += &format!("; sealed the topic key for {}", self.resealed.join(", "));
+        }
         s
     }
 }
