@@ -101,6 +101,10 @@ pub fn run(ctx: &Ctx, topic: &str, limit: u32, tool: &str, out: &mut Out) -> Res
             return Err(e);
         }
     };
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        session.close();
+        return Ok(Ended::Interrupted);
+    }
     let mut tail = Tail {
         session: &session,
         member,
