@@ -387,7 +387,8 @@ fn http(
     if !body.is_empty() {
         req += "Content-Type: application/json\r\n";
     }
-    if !body.is_empty() || method != "GET" {
+    // A PATCH goes without a length when it has no body, as curl -X PATCH sends it.
+    if !body.is_empty() || method == "POST" {
         req += &format!("Content-Length: {}\r\n", body.len());
     }
     req += "\r\n";
