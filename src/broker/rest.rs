@@ -399,6 +399,7 @@ impl Hub {
             .map_err(|e| error(500, "internal", e.msg))?;
         let notifications: Vec<Value> = rows
             .iter()
+            .filter(|n| caller.reaches(&n.topic_name))
             .map(|n| {
                 let mut v = json!({"id": n.id, "notificationId": n.id, "messageId": n.message.message.id,
                     "topicId": n.message.message.topic_id, "topicName": n.topic_name,

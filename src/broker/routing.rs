@@ -344,7 +344,7 @@ impl Hub {
             return self.refuse_send(conn, &s.id, msg);
         }
         if s.target_spec.starts_with('#') {
-            return self.on_topic_send(conn, pk, s, now);
+            return self.on_topic_send(conn, pk, s);
         }
         let client_id = s.client_message_id.clone().filter(|c| !c.is_empty());
         if let Some(c) = &client_id {

@@ -8,7 +8,6 @@
 //! plaintext, and only it.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -527,13 +526,7 @@ impl Hub {
 
     /// `send` to `#topic`: one stored row, pushed to the members online now. Refusals are `ack`s whose `error`
     /// starts with the refusal's code (`unknown target:` for a topic that does not exist).
-    pub(super) fn on_topic_send(
-        &mut self,
-        conn: ConnId,
-        pk: PKey,
-        s: wire::SendMessage,
-        _now: Instant,
-    ) {
+    pub(super) fn on_topic_send(&mut self, conn: ConnId, pk: PKey, s: wire::SendMessage) {
         let Some(poster) = self.presences.get(&pk).map(Poster::of) else {
             return;
         };
@@ -639,7 +632,7 @@ impl Hub {
             ));
         }
         if let Some(existing) = store(self.store.topic(mesh, &name))?.filter(|x| x.name == name) {
-            if visibility == "public" || self.in_topic(&existing.id, member)? {
+            if existing.visibility == "public" || self.in_topic(&existing.id, member)? {
                 self.add_to_topic(&existing, member, "member")?;
             }
             return Ok(created(&existing, false));

@@ -722,6 +722,10 @@ fn private_topics_keep_to_their_members() {
     let e = dave.fails("cm-topic", &["join", "hr"], 7);
     assert!(e.contains("#hr is private"), "{e}");
     dave.fails("cm-topic", &["history", "hr"], 7);
+    // Creating it again under another visibility does not let him in.
+    let again = dave.ok("cm-topic", &["create", "hr", "--visibility", "public"]);
+    assert!(again.starts_with("#hr exists already"), "{again}");
+    dave.fails("cm-topic", &["history", "hr"], 7);
     assert!(dave.json("cm-topic", &["list"]).is_empty());
     let e = alice.fails("cm-topic", &["create", "bad name"], 3);
     assert!(e.contains("topic names are"), "{e}");
