@@ -129,7 +129,7 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
             what: "An encrypted topic, with the key sealed for every member.",
         },
         Example {
-            cmd: "cm-topic post deploys '@bob v1.4 is out' ",
+            cmd: "cm-topic post deploys '@bob v1.4 is out'",
             what: "Post, and notify bob.",
         },
         Example {
