@@ -13,4 +13,5 @@ mod mesh;
 mod messaging;
 mod peer;
 mod state;
+mod topics;
 mod up;

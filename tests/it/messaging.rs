@@ -230,11 +230,8 @@ fn unknown_and_ambiguous_targets() {
     let r = alice.run("cm-send", &["ffff", "hi"]);
     assert_eq!(r.code, Some(5));
     let r = alice.run("cm-send", &["#deploys", "hi"]);
-    assert_eq!(r.code, Some(1));
-    assert_eq!(
-        r.err.trim(),
-        "cm-send: sending to a topic needs 'cm-topic post' (not available yet)"
-    );
+    assert_eq!(r.code, Some(5));
+    assert_eq!(r.err.trim(), "cm-send: no topic #deploys in this mesh");
     let r = alice.run("cm-send", &["bob"]);
     assert_eq!(r.code, Some(3));
     let r = alice.run("cm-send", &["-p", "soon", "bob", "hi"]);
