@@ -21,6 +21,7 @@
 //! | [`services`] | shared state, memory, reminders and the profile, for `cm-state`, `cm-memory`, `cm-remind`, `cm-profile` |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
+//! | [`topics`] | topics: mentions, topic keys sealed per member and re-sealed, posts, `cm-topic tail`, `cm-notify`, `cm-apikey` |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
@@ -46,4 +47,5 @@ pub mod services;
 pub mod target;
 pub mod time;
 pub mod tools;
+pub mod topics;
 pub mod wire;

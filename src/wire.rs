@@ -239,6 +239,24 @@ frames! {
     "topic_history_response" => TopicHistoryResponse(TopicHistoryResponse) req,
     /// Client → broker: everything in the topic up to now is read.
     "topic_mark_read" => TopicMarkRead(TopicMarkRead) req,
+    /// Client → broker: my sealed copy of a topic's key (addition).
+    "topic_key" => TopicKey(TopicKey) req,
+    /// Broker → client: the answer to `topic_key` (addition).
+    "topic_key_response" => TopicKeyResponse(TopicKeyResponse) req,
+    /// Client → broker: the topic's members that have no sealed copy of its key yet (addition).
+    "topic_pending_seals" => TopicPendingSeals(TopicPendingSeals) req,
+    /// Broker → client: the answer to `topic_pending_seals` (addition).
+    "topic_pending_seals_response" => TopicPendingSealsResponse(TopicPendingSealsResponse) req,
+    /// Client → broker: a topic key sealed for a member that has none (answered with `ack`; addition).
+    "topic_seal" => TopicSeal(TopicSeal) req,
+    /// Client → broker: the mentions of me (addition).
+    "notifications_list" => NotificationsList(NotificationsList) req,
+    /// Broker → client: the answer to `notifications_list` (addition).
+    "notifications_list_response" => NotificationsListResponse(NotificationsListResponse) req,
+    /// Client → broker: mark mentions read (addition).
+    "notifications_read" => NotificationsRead(NotificationsRead) req,
+    /// Broker → client: the answer to `notifications_read` (addition).
+    "notifications_read_response" => NotificationsReadResponse(NotificationsReadResponse) req,
     /// Client → broker: mint an API key for the REST surface.
     "apikey_create" => ApikeyCreate(ApikeyCreate) req,
     /// Broker → client: the answer to `apikey_create`, with the only copy of the secret.
@@ -663,6 +681,10 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     /// An id prefix matches more than one thing.
     pub const AMBIGUOUS_PREFIX: &str = "ambiguous_prefix";
+    /// No sealed copy of the topic key for this member yet (addition).
+    pub const KEY_NOT_SEALED: &str = "key_not_sealed";
+    /// The topic has no key: its bodies are base64 plaintext (addition).
+    pub const TOPIC_UNENCRYPTED: &str = "topic_unencrypted";
     /// Not allowed for this member.
     pub const FORBIDDEN: &str = "forbidden";
     /// A cron expression that does not parse or never fires.
@@ -1441,7 +1463,8 @@ pub struct ProfileResult {
 // ---- §6.4 topics ----
 // A `topic` in a request is the topic's id or its name.
 
-/// `topic_create`: the creator joins as `lead` and gets the topic key sealed to it.
+/// `topic_create`: the creator joins as `lead`. With `keys` (addition) the topic is encrypted: the client made
+/// the topic key and sealed a copy per member; without, its bodies are base64 plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicCreate {
@@ -1451,6 +1474,8 @@ pub struct TopicCreate {
     /// `public`, `private` or `dm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<SealedTopicKey>>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -1472,6 +1497,18 @@ pub struct TopicRef {
     pub id: String,
     pub name: String,
     pub visibility: String,
+    /// Its bodies are sealed under a topic key (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+}
+
+/// A topic key sealed for one member: base64 of the sealer's x25519 key ‖ crypto_box(key), and its nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SealedTopicKey {
+    pub member_id: String,
+    pub encrypted_key: String,
+    pub nonce: String,
 }
 
 /// `topic_list`.
@@ -1503,6 +1540,15 @@ pub struct TopicInfo {
     pub member_count: u32,
     /// RFC 3339.
     pub created_at: String,
+    /// Its bodies are sealed under a topic key (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// The caller is a member (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<bool>,
+    /// Messages from others since the caller last marked it read (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u32>,
 }
 
 /// `topic_join`.
@@ -1560,6 +1606,12 @@ pub struct TopicMember {
     /// RFC 3339; absent when never read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_read_at: Option<String>,
+    /// At least one live connection (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// A sealed copy of the topic key is stored for it (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_key: Option<bool>,
 }
 
 /// `topic_history`: up to `limit` (1-200, default 50) messages older than `beforeId`, newest first.
@@ -1580,6 +1632,11 @@ pub struct TopicHistory {
 #[serde(default, rename_all = "camelCase")]
 pub struct TopicHistoryResponse {
     pub topic: String,
+    /// Additions: the topic's id and whether its bodies are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
     pub messages: Vec<TopicMessage>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
@@ -1593,6 +1650,9 @@ pub struct TopicMessage {
     /// The sender's session key, else its member key.
     pub sender_pubkey: String,
     pub sender_member_id: String,
+    /// The sender's member key (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_member_pubkey: Option<String>,
     pub sender_name: String,
     pub nonce: String,
     pub ciphertext: String,
@@ -1610,6 +1670,136 @@ pub struct TopicMessage {
 #[serde(rename_all = "camelCase")]
 pub struct TopicMarkRead {
     pub topic: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `topic_key`: the caller's sealed copy of the topic key.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicKey {
+    pub topic: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `topic_key_response`: open `encryptedKey` with the member key (its first 32 bytes are the sealer's x25519 key).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicKeyResponse {
+    pub topic: String,
+    pub topic_id: String,
+    pub encrypted_key: String,
+    pub nonce: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `topic_pending_seals`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicPendingSeals {
+    pub topic: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `topic_pending_seals_response`: members waiting for a key holder to seal the key for them (at most 50).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TopicPendingSealsResponse {
+    pub topic: String,
+    pub topic_id: String,
+    pub pending: Vec<PendingSeal>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// A member without a sealed topic key.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PendingSeal {
+    pub member_id: String,
+    /// The member key to seal to.
+    pub pubkey: String,
+    pub display_name: String,
+}
+
+/// `topic_seal`: the topic key sealed for `memberId` by a member that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSeal {
+    pub topic: String,
+    pub member_id: String,
+    pub encrypted_key: String,
+    pub nonce: String,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+// ---- §6.5 notifications ----
+
+/// `notifications_list`: the caller's mentions, newest first; unread ones unless `all`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsList {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    /// 1-200, default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `notifications_list_response`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NotificationsListResponse {
+    pub notifications: Vec<Notification>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// A mention: the topic message it is in, still sealed as it was posted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Notification {
+    pub id: String,
+    pub message_id: String,
+    pub topic_id: String,
+    pub topic_name: String,
+    pub sender_name: String,
+    pub sender_pubkey: String,
+    pub nonce: String,
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_version: Option<u32>,
+    /// `mention`.
+    pub kind: String,
+    /// RFC 3339.
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
+}
+
+/// `notifications_read`: the ids given, or every one with `all`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsRead {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
+    pub req_id: Option<String>,
+}
+
+/// `notifications_read_response`: how many were unread and are read now.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NotificationsReadResponse {
+    pub marked: u32,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }
@@ -2010,9 +2200,9 @@ mod tests {
             json!({"type":"schedule","to":"*","deliverAt":1764340860000i64,"subtype":"reminder","tz":"+02:00",
                 "copies":[{"to":ALICE,"nonce":"bm9uY2U=","ciphertext":"Y3Q="}],"_reqId":"c4"}),
             json!({"type":"topic_create","name":"dev","description":"the dev room","visibility":"public",
-                "_reqId":"t1"}),
-            json!({"type":"topic_created","topic":{"id":"t1","name":"dev","visibility":"public"},"created":true,
-                "_reqId":"t1"}),
+                "keys":[{"memberId":"u1","encryptedKey":"a2V5","nonce":"bm9uY2U="}],"_reqId":"t1"}),
+            json!({"type":"topic_created","topic":{"id":"t1","name":"dev","visibility":"public","encrypted":true},
+                "created":true,"_reqId":"t1"}),
             json!({"type":"topic_list","_reqId":"t2"}),
             json!({"type":"topic_list_response","topics":[{"id":"t1","name":"dev","description":null,
                 "visibility":"public","memberCount":2,"createdAt":"2026-05-04T10:00:00.123Z"}],"_reqId":"t2"}),
@@ -2027,6 +2217,21 @@ mod tests {
                 "senderMemberId":"u1","senderName":"alice","nonce":"bm9uY2U=","ciphertext":"Y3Q=","bodyVersion":2,
                 "replyToId":"tm0","createdAt":"2026-05-04T10:00:00.123Z"}],"_reqId":"t6"}),
             json!({"type":"topic_mark_read","topic":"dev","_reqId":"t7"}),
+            json!({"type":"topic_key","topic":"dev","_reqId":"t8"}),
+            json!({"type":"topic_key_response","topic":"dev","topicId":"t1","encryptedKey":"a2V5","nonce":"bm9uY2U=",
+                "_reqId":"t8"}),
+            json!({"type":"topic_pending_seals","topic":"dev","_reqId":"t9"}),
+            json!({"type":"topic_pending_seals_response","topic":"dev","topicId":"t1","pending":[{"memberId":"u2",
+                "pubkey":ALICE,"displayName":"carol"}],"_reqId":"t9"}),
+            json!({"type":"topic_seal","topic":"dev","memberId":"u2","encryptedKey":"a2V5","nonce":"bm9uY2U=",
+                "_reqId":"t10"}),
+            json!({"type":"notifications_list","all":true,"limit":10,"_reqId":"n1"}),
+            json!({"type":"notifications_list_response","notifications":[{"id":"n1","messageId":"tm1",
+                "topicId":"t1","topicName":"dev","senderName":"alice","senderPubkey":ALICE,"nonce":"bm9uY2U=",
+                "ciphertext":"Y3Q=","bodyVersion":2,"kind":"mention","createdAt":"2026-05-04T10:00:00.123Z",
+                "readAt":null}],"_reqId":"n1"}),
+            json!({"type":"notifications_read","ids":["n1"],"all":false,"_reqId":"n2"}),
+            json!({"type":"notifications_read_response","marked":1,"_reqId":"n2"}),
             json!({"type":"apikey_create","label":"cli-post-42","capabilities":["send","read"],
                 "topicScopes":["dev"],"expiresAt":"2026-05-04T10:05:00.000Z","_reqId":"k1"}),
             json!({"type":"apikey_created","id":"k1","secret":"cm_abc","label":"cli-post-42","prefix":"cm_abcdefgh",

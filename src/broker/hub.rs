@@ -131,6 +131,8 @@ pub(super) enum IfLost {
 enum Out {
     Text(ConnId, String, IfLost),
     Close(ConnId, u16, String),
+    /// An event on an event stream: name, id, data.
+    Sse(ConnId, String, Option<String>, String, IfLost),
 }
 
 /// Counters for `/metrics`.
@@ -160,6 +162,7 @@ pub struct Hub {
     outbox: Vec<Out>,
     /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
     pub(super) batch_leases: Vec<(PKey, i64)>,
+    pub(super) topic_state: super::topics::TopicState,
     /// File uploads and downloads under way, per connection.
     pub(super) transfers: super::files::Transfers,
     pub(super) sched: super::schedule::Scheduler,
@@ -249,6 +252,7 @@ impl Hub {
             batch_leases: Vec::new(),
             transfers: Default::default(),
             sched: super::schedule::Scheduler::new(),
+            topic_state: Default::default(),
         }
     }
 
@@ -277,6 +281,18 @@ impl Hub {
 
     pub(super) fn emit(&mut self, conn: ConnId, frame: Frame, if_lost: IfLost) {
         self.outbox.push(Out::Text(conn, frame.to_json(), if_lost));
+    }
+
+    pub(super) fn emit_sse(
+        &mut self,
+        conn: ConnId,
+        event: &str,
+        id: Option<&str>,
+        data: String,
+        if_lost: IfLost,
+    ) {
+        let (event, id) = (event.to_string(), id.map(str::to_string));
+        self.outbox.push(Out::Sse(conn, event, id, data, if_lost));
     }
 
     pub(super) fn reply(&mut self, conn: ConnId, frame: impl Into<Frame>) {
@@ -381,6 +397,11 @@ impl Hub {
                     (false, IfLost::Instead(text)) => io.send(conn, text),
                 },
                 Out::Close(conn, code, reason) => io.close(conn, code, &reason),
+                Out::Sse(conn, event, id, data, lost) => {
+                    if ok || matches!(lost, IfLost::Send) {
+                        io.sse_event(conn, &event, id.as_deref(), &data);
+                    }
+                }
             }
         }
         ok
@@ -659,6 +680,21 @@ impl Hub {
             Frame::FileChunkAck(a) => self.on_file_chunk_ack(conn, a),
             Frame::FileList(l) => self.on_file_list(conn, pk, l),
             Frame::FileRm(r) => self.on_file_rm(conn, pk, r),
+            f @ (Frame::TopicCreate(_)
+            | Frame::TopicList(_)
+            | Frame::TopicJoin(_)
+            | Frame::TopicLeave(_)
+            | Frame::TopicMembers(_)
+            | Frame::TopicHistory(_)
+            | Frame::TopicMarkRead(_)
+            | Frame::TopicKey(_)
+            | Frame::TopicPendingSeals(_)
+            | Frame::TopicSeal(_)
+            | Frame::NotificationsList(_)
+            | Frame::NotificationsRead(_)) => self.on_topic_frame(conn, pk, f),
+            f @ (Frame::ApikeyCreate(_) | Frame::ApikeyList(_) | Frame::ApikeyRevoke(_)) => {
+                self.on_apikey_frame(conn, pk, f)
+            }
             _ => self.error(
                 conn,
                 "unknown_type",
@@ -950,6 +986,7 @@ impl Handler for Hub {
     }
 
     fn on_close(&mut self, io: &mut Io, conn: ConnId, clean: bool) {
+        self.forget_stream(conn);
         self.waiters.remove(&conn);
         self.files_closed(conn);
         let Some(Some(pk)) = self.conns.remove(&conn) else {
@@ -967,7 +1004,10 @@ impl Handler for Hub {
         self.remove_presence(pk);
     }
 
-    fn on_http(&mut self, io: &mut Io, _conn: ConnId, req: &Request) -> HttpAction {
+    fn on_http(&mut self, io: &mut Io, conn: ConnId, req: &Request) -> HttpAction {
+        if req.path == "/api/v1" || req.path.starts_with("/api/v1/") {
+            return self.rest(io, conn, req);
+        }
         HttpAction::Respond(self.http(io, req))
     }
 

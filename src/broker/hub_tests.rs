@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 use super::*;
 use crate::broker::net::{Output, Request};
 use crate::broker::store::{
-    DeliveryState, FileRow, Invite, Member, MemberPresence, MemoryHit, MemoryRow, Mesh, Message,
-    NewDelivery, Pending, ScheduleRow, Session, SqliteStore, StatePut, StateRow, Store,
+    ApiKey, DeliveryState, FileRow, Invite, Member, MemberPresence, MemoryHit, MemoryRow, Mesh,
+    Message, NewDelivery, NotificationRow, Pending, ScheduleRow, SealedKey, Session, SqliteStore,
+    StatePut, StateRow, Store, Topic, TopicListing, TopicMembership, TopicMessage, TopicMessageRow,
+    TopicPage,
 };
 use crate::crypto::{Keypair, b64};
 use crate::error::Error;
@@ -211,6 +213,98 @@ impl Store for FlakyStore {
     }
     fn set_member_role_tag(&mut self, member_id: &str, tag: Option<&str>) -> Result<()> {
         self.inner.set_member_role_tag(member_id, tag)
+    }
+    fn insert_topic(&mut self, t: &Topic) -> Result<()> {
+        self.inner.insert_topic(t)
+    }
+    fn topic(&self, mesh_id: &str, id_or_name: &str) -> Result<Option<Topic>> {
+        self.inner.topic(mesh_id, id_or_name)
+    }
+    fn topics(&self, mesh_id: &str, member_id: &str) -> Result<Vec<TopicListing>> {
+        self.inner.topics(mesh_id, member_id)
+    }
+    fn topic_members(&self, topic_id: &str) -> Result<Vec<TopicMembership>> {
+        self.inner.topic_members(topic_id)
+    }
+    fn join_topic(&mut self, topic_id: &str, member_id: &str, role: &str, at: i64) -> Result<bool> {
+        self.inner.join_topic(topic_id, member_id, role, at)
+    }
+    fn leave_topic(&mut self, topic_id: &str, member_id: &str) -> Result<bool> {
+        self.inner.leave_topic(topic_id, member_id)
+    }
+    fn mark_topic_read(&mut self, topic_id: &str, member_id: &str, at: i64) -> Result<bool> {
+        self.inner.mark_topic_read(topic_id, member_id, at)
+    }
+    fn put_topic_key(&mut self, key: &SealedKey) -> Result<bool> {
+        self.inner.put_topic_key(key)
+    }
+    fn topic_key(&self, topic_id: &str, member_id: &str) -> Result<Option<SealedKey>> {
+        self.inner.topic_key(topic_id, member_id)
+    }
+    fn insert_topic_message(&mut self, m: &TopicMessage) -> Result<i64> {
+        self.inner.insert_topic_message(m)
+    }
+    fn topic_messages(&self, topic_id: &str, page: TopicPage) -> Result<Vec<TopicMessageRow>> {
+        self.inner.topic_messages(topic_id, page)
+    }
+    fn topic_messages_by_prefix(
+        &self,
+        topic_id: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<TopicMessageRow>> {
+        self.inner.topic_messages_by_prefix(topic_id, prefix, limit)
+    }
+    fn topic_message_by_client_id(
+        &self,
+        topic_id: &str,
+        sender: &str,
+        client_id: &str,
+    ) -> Result<Option<String>> {
+        self.inner
+            .topic_message_by_client_id(topic_id, sender, client_id)
+    }
+    fn insert_notification(
+        &mut self,
+        id: &str,
+        message_id: &str,
+        member_id: &str,
+        kind: &str,
+        at: i64,
+    ) -> Result<bool> {
+        self.inner
+            .insert_notification(id, message_id, member_id, kind, at)
+    }
+    fn notifications(
+        &self,
+        member_id: &str,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>> {
+        self.inner.notifications(member_id, unread_only, limit)
+    }
+    fn mark_notifications_read(
+        &mut self,
+        member_id: &str,
+        ids: Option<&[String]>,
+        at: i64,
+    ) -> Result<usize> {
+        self.inner.mark_notifications_read(member_id, ids, at)
+    }
+    fn insert_api_key(&mut self, key: &ApiKey) -> Result<()> {
+        self.inner.insert_api_key(key)
+    }
+    fn api_keys(&self, mesh_id: &str) -> Result<Vec<ApiKey>> {
+        self.inner.api_keys(mesh_id)
+    }
+    fn api_keys_by_prefix(&self, secret_prefix: &str) -> Result<Vec<ApiKey>> {
+        self.inner.api_keys_by_prefix(secret_prefix)
+    }
+    fn revoke_api_key(&mut self, id: &str, at: i64) -> Result<()> {
+        self.inner.revoke_api_key(id, at)
+    }
+    fn touch_api_key(&mut self, id: &str, at: i64) -> Result<()> {
+        self.inner.touch_api_key(id, at)
     }
 }
 
@@ -837,7 +931,7 @@ fn dm_to_a_session_key_reaches_that_session_and_waits_for_it_when_offline() {
     let out = fx.text(a, &dm("#general", "4", "next"));
     assert_eq!(
         frames(&out, a)[0]["error"],
-        "unknown target: topics are not available yet"
+        "unknown target: no topic #general in this mesh"
     );
     assert_eq!(frames(&out, a)[0]["messageId"], "");
 }
@@ -1435,6 +1529,7 @@ fn an_upload_dropped_with_its_connection_leaves_nothing() {
     assert!(!part.exists());
 }
 
+#[test]
 fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
     let mut fx = Fx::new();
     let admin = fx.admin_who();

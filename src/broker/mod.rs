@@ -1,5 +1,6 @@
 //! cm-broker: the self-hosted broker.
 
+mod apikeys;
 pub mod auth;
 mod files;
 mod http;
@@ -8,10 +9,12 @@ pub mod log;
 mod memory;
 pub mod net;
 mod profile;
+mod rest;
 mod routing;
 mod schedule;
 mod state;
 pub mod store;
+mod topics;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};

@@ -303,9 +303,6 @@ impl Hub {
             return Ok(out);
         }
         let target = s.target_spec.as_str();
-        if target.starts_with('#') {
-            return Err("unknown target: topics are not available yet".into());
-        }
         let group = match target {
             "*" | "@all" => None,
             t if t.len() > 1 && t.starts_with('@') => Some(&t[1..]),
@@ -394,6 +391,9 @@ impl Hub {
             let msg =
                 format!("payload too large: {size} bytes > MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES}");
             return self.refuse_send(conn, &s.id, msg);
+        }
+        if s.target_spec.starts_with('#') {
+            return self.on_topic_send(conn, pk, s);
         }
         let client_id = s.client_message_id.clone().filter(|c| !c.is_empty());
         if let Some(c) = &client_id {

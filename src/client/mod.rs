@@ -213,7 +213,9 @@ pub(crate) fn hello_frame(who: &Who, opts: &ConnOpts, session_id: &str, ttl: Dur
 /// `invalid*`/`malformed`/`*_too_large` → Usage, anything else → Generic.
 pub fn code_for(broker_code: &str) -> Code {
     match broker_code {
-        c if c == "not_found" || c.ends_with("_not_found") => Code::NotFound,
+        c if c == "not_found" || c.ends_with("_not_found") || c == "key_not_sealed" => {
+            Code::NotFound
+        }
         "forbidden" | "not_member" => Code::Permission,
         c if c.starts_with("invalid") || c == "malformed" || c.ends_with("_too_large") => {
             Code::Usage
@@ -231,11 +233,23 @@ pub(crate) fn broker_error(code: &str, message: &str) -> Error {
 
 /// The error for a failed `send` ack, by the prefixes docs/protocol.md §3 lists.
 pub(crate) fn ack_error(error: &str) -> Error {
-    let code = if error.starts_with("unknown target") || error.starts_with("no connected peer") {
+    let code = if error.starts_with("unknown target")
+        || error.starts_with("no connected peer")
+        || error.starts_with("not_found")
+    {
         Code::NotFound
     } else if error.starts_with("not_member") || error.starts_with("blocked") {
         Code::Permission
-    } else if error.starts_with("payload too large") {
+    } else if [
+        "payload too large",
+        "ambiguous_prefix",
+        "invalid_argument",
+        "topic_encrypted",
+        "topic_unencrypted",
+    ]
+    .iter()
+    .any(|p| error.starts_with(p))
+    {
         Code::Usage
     } else {
         Code::Generic

@@ -35,7 +35,7 @@ pub enum Dest {
 }
 
 fn topic_unavailable() -> Error {
-    Error::generic("sending to a topic needs 'cm-topic post' (not available yet)")
+    Error::generic("topics take 'cm-topic post' or 'cm-send #topic', not this path")
 }
 
 /// Resolves `target` against the rosters of the meshes it may be in. Returns the index of the roster whose mesh
@@ -382,7 +382,7 @@ impl Sender {
     ) -> Result<SendResult> {
         let target = Target::parse(to)?;
         match target {
-            Target::Topic(_) => return Err(topic_unavailable()),
+            Target::Topic(t) => return self.topic(&t, text, priority, reply_to),
             Target::Everyone | Target::Group(_) if self.ctxs.len() > 1 => {
                 let slugs: Vec<&str> = self.ctxs.iter().map(|c| c.mesh.slug.as_str()).collect();
                 return Err(Error::usage(format!(
@@ -420,6 +420,41 @@ impl Sender {
             }
         })?;
         Ok(SendResult::from_ack(&o, &cmid, &ack))
+    }
+
+    /// Posts to a topic of the one mesh in use (see [`crate::topics::post`]).
+    fn topic(
+        &mut self,
+        topic: &str,
+        text: &str,
+        priority: Priority,
+        reply_to: Option<&str>,
+    ) -> Result<SendResult> {
+        let [ctx] = self.ctxs.as_slice() else {
+            let slugs: Vec<&str> = self.ctxs.iter().map(|c| c.mesh.slug.as_str()).collect();
+            return Err(Error::usage(format!(
+                "sending to #{topic} needs --mesh: several meshes joined ({})",
+                slugs.join(", ")
+            )));
+        };
+        let (member, slug) = (crate::topics::member_key(ctx)?, ctx.mesh.slug.clone());
+        let p = crate::topics::post(self.conn(0)?, &member, topic, text, reply_to, false)?;
+        let o = Outgoing {
+            mesh: slug,
+            to: format!("#{}", p.topic_id),
+            name: Some(format!("#{}", p.topic)),
+            fanout: None,
+            priority,
+            send: SendMessage::default(),
+        };
+        let ack = Ack {
+            message_id: p.message_id,
+            queued: p.status != "sent",
+            recipient_online: Some(p.status == "sent"),
+            duplicate: p.duplicate.then_some(true),
+            ..Ack::default()
+        };
+        Ok(SendResult::from_ack(&o, "", &ack))
     }
 
     /// Sends a message per line of `input`: plain text to `default_to`, or JSON `{"to", "text", "priority"?,
@@ -615,7 +650,7 @@ mod tests {
             (e.code, e.msg.as_str()),
             (
                 Code::Generic,
-                "sending to a topic needs 'cm-topic post' (not available yet)"
+                "topics take 'cm-topic post' or 'cm-send #topic', not this path"
             )
         );
     }

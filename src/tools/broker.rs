@@ -20,7 +20,15 @@ Once it accepts connections it prints one line on stdout, listening on ws://HOST
 asked for port 0 can read the port it got. It logs one line per event on stderr. SIGINT or SIGTERM closes \
 every connection with code 1001 and exits 0.\n\n\
 Meshes can be created by anyone on loopback; from other addresses creating a mesh needs the admin token. \
-The broker terminates no TLS: put a TLS proxy in front of it to serve wss://.",
+The broker terminates no TLS: put a TLS proxy in front of it to serve wss://.\n\n\
+The same port serves a REST surface under /api/v1 for programs that speak only HTTP, with an API key from \
+cm-apikey in Authorization: Bearer cm_...: POST /api/v1/messages {topic, text} (a topic made with --plaintext) or \
+{topic, ciphertext, nonce, bodyVersion, replyToId, mentions}; GET /api/v1/topics; \
+GET /api/v1/topics/NAME/messages?limit=N&before=ID; GET /api/v1/topics/NAME/stream (server-sent events: ready, \
+then a message event per new message with its id as the event id; Last-Event-ID replays what was missed); \
+PATCH /api/v1/topics/NAME/read; GET /api/v1/peers; GET /api/v1/members; GET /api/v1/notifications?all=1; \
+POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, message} with status 400, 401, \
+403, 404, 409 or 429 (each key has the --rate-limit token bucket).",
     section: 8,
     args: &[],
     flags: &[

@@ -2,6 +2,7 @@
 
 use crate::cli::Tool;
 
+pub mod apikey;
 pub mod broker;
 pub mod cm;
 pub mod doctor;
@@ -13,17 +14,20 @@ pub mod launch;
 pub mod mcp;
 pub mod memory;
 pub mod mesh;
+pub mod notify;
 pub mod peers;
 pub mod pipe;
 pub mod profile;
 pub mod remind;
 pub mod send;
 pub mod state;
+pub mod topic;
 pub mod uninstall;
 pub mod up;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
+    &apikey::TOOL,
     &broker::TOOL,
     &cm::TOOL,
     &doctor::TOOL,
@@ -35,12 +39,14 @@ pub static ALL: &[&Tool] = &[
     &mcp::TOOL,
     &memory::TOOL,
     &mesh::TOOL,
+    &notify::TOOL,
     &peers::TOOL,
     &pipe::TOOL,
     &profile::TOOL,
     &remind::TOOL,
     &send::TOOL,
     &state::TOOL,
+    &topic::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
 ];

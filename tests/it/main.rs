@@ -16,4 +16,5 @@ mod messaging;
 mod peer;
 mod reliability;
 mod state;
+mod topics;
 mod up;

@@ -1,0 +1,575 @@
+//! Topics for the tools: named conversations of a mesh whose bodies are sealed under a topic key.
+//!
+//! How a topic key travels (docs/protocol.md §6): the creator makes 32 random bytes and seals a copy to every
+//! current member's key (`crypto::seal_topic_key`, sealed with the creator's member key); the broker stores the
+//! sealed copies only. A member who joins later has none until a member who holds the key seals one for it: the
+//! one-shot tools do that after a post or a read, `cm-topic tail` every 30 s and whenever someone joins.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | mentions, the topic key (fetch, open, re-seal), create, post, history and how a message is shown |
+//! | [`tail`] | `cm-topic tail`: history, then the live stream, re-sealing in the background |
+//! | [`notify`] | `cm-notify`: the mentions of me, opened with each topic's key |
+//! | [`apikey`] | `cm-apikey`: REST keys, created, listed, revoked |
+
+pub mod apikey;
+pub mod notify;
+pub mod tail;
+
+use serde::Serialize;
+
+use crate::client::{Conn, Ctx};
+use crate::crypto::{self, Keypair, b64};
+use crate::error::{Code, Error, Result};
+use crate::messaging::{Requester, unexpected};
+use crate::time::parse_rfc3339;
+use crate::wire::{self, Frame, SendMessage};
+
+/// The longest mention a message may carry, and how many it may carry (reference §6.5).
+const MENTION_MAX_LEN: usize = 64;
+const MENTIONS_MAX: usize = 16;
+
+fn mention_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// The `@name`s in `text`, lowercased, each once, at most 16: `@` not preceded by a name character, then 1-64
+/// name characters (`A-Z a-z 0-9 _ -`) not followed by another.
+pub fn mentions(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() && out.len() < MENTIONS_MAX {
+        if chars[i] != '@' || (i > 0 && mention_char(chars[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while end < chars.len() && mention_char(chars[end]) {
+            end += 1;
+        }
+        if (1..=MENTION_MAX_LEN).contains(&(end - start)) {
+            let name: String = chars[start..end].iter().collect::<String>().to_lowercase();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        i = end.max(i + 1);
+    }
+    out
+}
+
+/// A topic as this member can open it.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The name (or id) it was asked for, without `#`.
+    pub name: String,
+    pub id: String,
+    pub encrypted: bool,
+    /// The topic key, when the topic is encrypted and a copy is sealed for this member.
+    pub key: Option<[u8; 32]>,
+    /// The page of history asked for, oldest first.
+    pub history: Vec<wire::TopicMessage>,
+}
+
+impl Opened {
+    /// The topic is encrypted and no copy of its key is sealed for this member yet.
+    pub fn waiting_for_key(&self) -> bool {
+        self.encrypted && self.key.is_none()
+    }
+}
+
+/// The member key a topic key is sealed to, from the mesh entry.
+pub fn member_key(ctx: &Ctx) -> Result<Keypair> {
+    Keypair::from_secret_hex(&ctx.mesh.secret_key).map_err(|e| {
+        Error::auth(format!(
+            "mesh {}: bad member secret key: {e}",
+            ctx.mesh.slug
+        ))
+    })
+}
+
+/// `dev` from `#dev` or `dev`; an empty name is a usage error.
+pub fn topic_arg(topic: &str) -> Result<&str> {
+    let t = topic.trim().trim_start_matches('#');
+    if t.is_empty() {
+        return Err(Error::usage("give a topic name, like dev or '#dev'"));
+    }
+    Ok(t)
+}
+
+/// Reads a page of the topic's history (`limit` newest before `before`) and fetches this member's topic key.
+pub fn open(
+    r: &mut impl Requester,
+    topic: &str,
+    member: &Keypair,
+    limit: u32,
+    before: Option<&str>,
+) -> Result<Opened> {
+    let name = topic_arg(topic)?.to_string();
+    let reply = r.ask(Frame::TopicHistory(wire::TopicHistory {
+        topic: name.clone(),
+        limit: Some(limit),
+        before_id: before.map(str::to_string),
+        req_id: None,
+    }))?;
+    let Frame::TopicHistoryResponse(h) = reply else {
+        return Err(unexpected("topic_history", &reply));
+    };
+    let id = h.topic_id.clone().unwrap_or_else(|| name.clone());
+    let encrypted = h
+        .encrypted
+        .unwrap_or_else(|| h.messages.iter().any(|m| m.body_version == Some(2)));
+    let key = if encrypted {
+        fetch_key(r, &id, member)?
+    } else {
+        None
+    };
+    let mut history = h.messages;
+    history.reverse();
+    Ok(Opened {
+        name,
+        id,
+        encrypted,
+        key,
+        history,
+    })
+}
+
+/// This member's copy of an encrypted topic's key, opened; `None` while no copy is sealed for it.
+pub fn fetch_key(
+    r: &mut impl Requester,
+    topic_id: &str,
+    member: &Keypair,
+) -> Result<Option<[u8; 32]>> {
+    let reply = match r.ask(Frame::TopicKey(wire::TopicKey {
+        topic: topic_id.to_string(),
+        req_id: None,
+    })) {
+        Ok(f) => f,
+        Err(e) if e.code == Code::NotFound && e.msg.contains("sealed") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Frame::TopicKeyResponse(k) = reply else {
+        return Err(unexpected("topic_key", &reply));
+    };
+    crypto::open_topic_key(&k.encrypted_key, &k.nonce, member)
+        .map(Some)
+        .map_err(|e| Error::auth(format!("cannot open the topic key sealed for you: {e}")))
+}
+
+/// Seals the topic key for every member of the topic who has no copy yet; returns their names. A refusal for
+/// one member (another holder was faster, the member left) does not stop the others.
+pub fn reseal(
+    r: &mut impl Requester,
+    topic_id: &str,
+    key: &[u8; 32],
+    member: &Keypair,
+) -> Result<Vec<String>> {
+    let reply = r.ask(Frame::TopicPendingSeals(wire::TopicPendingSeals {
+        topic: topic_id.to_string(),
+        req_id: None,
+    }))?;
+    let Frame::TopicPendingSealsResponse(p) = reply else {
+        return Err(unexpected("topic_pending_seals", &reply));
+    };
+    let mut sealed = Vec::new();
+    for m in p.pending {
+        let Ok((encrypted_key, nonce)) = crypto::seal_topic_key(key, &m.pubkey, member) else {
+            continue;
+        };
+        let seal = Frame::TopicSeal(wire::TopicSeal {
+            topic: topic_id.to_string(),
+            member_id: m.member_id,
+            encrypted_key,
+            nonce,
+            req_id: None,
+        });
+        if r.ask(seal).is_ok() {
+            sealed.push(m.display_name);
+        }
+    }
+    Ok(sealed)
+}
+
+/// Creates a topic. Encrypted unless `plaintext`: a fresh 32-byte key, sealed here for every member of the mesh
+/// (the broker stores the sealed copies and never the key).
+pub fn create(
+    r: &mut impl Requester,
+    member: &Keypair,
+    name: &str,
+    description: Option<&str>,
+    visibility: Option<&str>,
+    plaintext: bool,
+) -> Result<wire::TopicCreated> {
+    let name = topic_arg(name)?;
+    let keys = if plaintext {
+        None
+    } else {
+        let reply = r.ask(Frame::Members(wire::Members::default()))?;
+        let Frame::MembersList(list) = reply else {
+            return Err(unexpected("members", &reply));
+        };
+        let key = crypto::random_bytes::<32>();
+        let mut keys = Vec::new();
+        for m in list.members {
+            let (encrypted_key, nonce) =
+                crypto::seal_topic_key(&key, &m.pubkey, member).map_err(|e| {
+                    Error::internal(format!("sealing the topic key for {}: {e}", m.display_name))
+                })?;
+            keys.push(wire::SealedTopicKey {
+                member_id: m.member_id,
+                encrypted_key,
+                nonce,
+            });
+        }
+        Some(keys)
+    };
+    let reply = r.ask(Frame::TopicCreate(wire::TopicCreate {
+        name: name.to_string(),
+        description: description.map(str::to_string),
+        visibility: visibility.map(str::to_string),
+        keys,
+        req_id: None,
+    }))?;
+    match reply {
+        Frame::TopicCreated(c) => Ok(c),
+        f => Err(unexpected("topic_create", &f)),
+    }
+}
+
+/// What became of a post.
+#[derive(Debug, Clone, Serialize)]
+pub struct Posted {
+    r#type: &'static str,
+    /// `sent` (a member had it pushed live) or `stored` (in history for the members to read later).
+    pub status: &'static str,
+    pub message_id: String,
+    pub topic: String,
+    pub topic_id: String,
+    /// 2 sealed under the topic key, 1 base64 plaintext.
+    pub body_version: u32,
+    pub mentions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    /// Members this post sealed the topic key for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resealed: Vec<String>,
+}
+
+impl Posted {
+    /// `posted to #dev (a1b2c3d4, encrypted, 1 mention)`.
+    pub fn words(&self) -> String {
+        let mut s = format!(
+            "posted to #{} ({}, {}",
+            self.topic,
+            short_id(&self.message_id),
+            if self.body_version == 2 {
+                "encrypted"
+            } else {
+                "plaintext"
+            }
+        );
+        if let Some(r) = &self.reply_to {
+            s += &format!(", in reply to {}", short_id(r));
+        }
+        match self.mentions.len() {
+            0 => {}
+            1 => s += ", 1 mention",
+            n => s += &format!(", {n} mentions"),
+        }
+        s += ")";
+        if self.status == "stored" {
+            s += "; nobody in it is online, it waits in its history";
+        }
+        if !self.resealed.is_empty() {
+            s += &format!("; sealed the topic key for {}", self.resealed.join(", "));
+        }
+        s
+    }
+}
+
+/// Posts `text` to a topic on a one-shot connection: sealed under the topic key, or base64 plaintext for a topic
+/// without one (`plaintext` asks for that and is refused for an encrypted topic). Then seals the key for any
+/// member still waiting for it.
+pub fn post(
+    conn: &mut Conn,
+    member: &Keypair,
+    topic: &str,
+    text: &str,
+    reply_to: Option<&str>,
+    plaintext: bool,
+) -> Result<Posted> {
+    if text.trim().is_empty() {
+        return Err(Error::usage("the message is empty"));
+    }
+    let t = open(conn, topic, member, 1, None)?;
+    if plaintext && t.encrypted {
+        return Err(Error::usage(format!(
+            "#{} is encrypted: --plaintext is only for topics created without a key",
+            t.name
+        )));
+    }
+    let (nonce, ciphertext, body_version) = match (t.encrypted, t.key) {
+        (false, _) => (b64::encode(&[0u8; 24]), b64::encode(text.as_bytes()), 1),
+        (true, Some(key)) => {
+            let n = crypto::random_bytes::<24>();
+            (
+                b64::encode(&n),
+                b64::encode(&crypto::secretbox_easy(text.as_bytes(), &n, &key)),
+                2,
+            )
+        }
+        (true, None) => return Err(no_key(&t.name)),
+    };
+    let mentions = mentions(text);
+    let send = SendMessage {
+        target_spec: format!("#{}", t.id),
+        nonce,
+        ciphertext,
+        body_version: Some(body_version),
+        reply_to_id: reply_to.map(str::to_string),
+        mentions: Some(mentions.clone()),
+        ..SendMessage::default()
+    };
+    let ack = conn.send(send)?;
+    let resealed = match &t.key {
+        Some(k) => reseal(conn, &t.id, k, member).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(Posted {
+        r#type: "topic_post",
+        status: if ack.queued { "stored" } else { "sent" },
+        message_id: ack.message_id,
+        topic: t.name,
+        topic_id: t.id,
+        body_version,
+        mentions,
+        reply_to: reply_to.map(str::to_string),
+        duplicate: ack.duplicate == Some(true),
+        resealed,
+    })
+}
+
+/// The error for an encrypted topic whose key is not sealed for this member yet.
+pub fn no_key(name: &str) -> Error {
+    Error::generic(format!(
+        "no copy of #{name}'s key is sealed for you yet: it is sealed when a member who holds it next posts, \
+         reads or tails #{name}; try again then"
+    ))
+}
+
+/// The first 8 characters of an id.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Author {
+    pub name: String,
+    /// The key the sender spoke as (its session key, or its member key).
+    pub pubkey: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_pubkey: Option<String>,
+}
+
+/// A topic message as the tools show it; serialized as one JSON line with `"type": "message"`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    r#type: &'static str,
+    pub id: String,
+    pub topic: String,
+    pub topic_id: String,
+    pub from: Author,
+    /// The plaintext; absent when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypt_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    pub body_version: u32,
+    /// RFC 3339 UTC.
+    pub sent_at: String,
+}
+
+/// Opens a body: base64 plaintext (v1), or a secretbox under the topic key (v2).
+pub fn open_body(
+    nonce: &str,
+    ciphertext: &str,
+    body_version: u32,
+    key: Option<&[u8; 32]>,
+) -> std::result::Result<String, String> {
+    let bytes = if body_version == 2 {
+        let Some(key) = key else {
+            return Err("encrypted, and no copy of the topic key is sealed for you yet".into());
+        };
+        let n = crypto::nonce_from_b64(nonce).map_err(|e| e.to_string())?;
+        let ct = b64::decode(ciphertext).map_err(|e| e.to_string())?;
+        crypto::secretbox_open_easy(&ct, &n, key).map_err(|e| format!("cannot decrypt: {e}"))?
+    } else {
+        b64::decode(ciphertext).map_err(|e| e.to_string())?
+    };
+    String::from_utf8(bytes).map_err(|_| "the message is not UTF-8".into())
+}
+
+impl Line {
+    /// A history entry of `t`, opened with its key.
+    pub fn of(t: &Opened, m: &wire::TopicMessage) -> Line {
+        let v = m.body_version.unwrap_or(1);
+        let (text, decrypt_error) = match open_body(&m.nonce, &m.ciphertext, v, t.key.as_ref()) {
+            Ok(x) => (Some(x), None),
+            Err(e) => (None, Some(e)),
+        };
+        Line {
+            r#type: "message",
+            id: m.id.clone(),
+            topic: t.name.clone(),
+            topic_id: t.id.clone(),
+            from: Author {
+                name: m.sender_name.clone(),
+                pubkey: m.sender_pubkey.clone(),
+                member_pubkey: m.sender_member_pubkey.clone(),
+            },
+            text,
+            decrypt_error,
+            reply_to: m.reply_to_id.clone(),
+            body_version: v,
+            sent_at: m.created_at.clone(),
+        }
+    }
+
+    /// The text, or why there is none, in brackets.
+    pub fn shown_text(&self) -> String {
+        match (&self.text, &self.decrypt_error) {
+            (Some(t), _) => t.clone(),
+            (None, Some(e)) => format!("[{e}]"),
+            (None, None) => "[no text]".into(),
+        }
+    }
+}
+
+/// The last messages shown, so a reply can say what it answers.
+#[derive(Debug, Default)]
+pub struct Thread {
+    recent: std::collections::VecDeque<(String, String, String)>,
+}
+
+/// How many shown messages a reply can point back to.
+const THREAD_MEMORY: usize = 256;
+/// How long a quoted snippet may be.
+const SNIPPET: usize = 60;
+
+/// The text with its whitespace collapsed, at most 60 characters, `…` when cut.
+pub fn snippet(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= SNIPPET {
+        return flat;
+    }
+    let mut s: String = flat.chars().take(SNIPPET).collect();
+    s.push('…');
+    s
+}
+
+impl Thread {
+    /// The human rows for a message: a `↳ in reply to` line when it answers one, then
+    /// `HH:MM:SS  name  #id8  text`. Remembers it for later replies.
+    pub fn render(&mut self, l: &Line) -> Vec<String> {
+        let mut rows = Vec::new();
+        if let Some(parent) = &l.reply_to {
+            let quoted = self
+                .recent
+                .iter()
+                .rev()
+                .find(|(id, _, _)| id == parent)
+                .map(|(_, name, snip)| format!("{name}: \"{snip}\""))
+                .unwrap_or_else(|| format!("{}…", short_id(parent)));
+            rows.push(format!("  ↳ in reply to {quoted}"));
+        }
+        let now = crate::time::now_ms();
+        let at = parse_rfc3339(&l.sent_at).unwrap_or(now);
+        rows.push(format!(
+            "{}  {}  #{}  {}",
+            crate::messaging::local_time(at, now),
+            l.from.name,
+            short_id(&l.id),
+            l.shown_text()
+        ));
+        self.recent
+            .push_back((l.id.clone(), l.from.name.clone(), snippet(&l.shown_text())));
+        if self.recent.len() > THREAD_MEMORY {
+            self.recent.pop_front();
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_open_by_version() {
+        let key = [7u8; 32];
+        let n = [1u8; 24];
+        let ct = b64::encode(&crypto::secretbox_easy(b"hi", &n, &key));
+        assert_eq!(
+            open_body(&b64::encode(&n), &ct, 2, Some(&key)).unwrap(),
+            "hi"
+        );
+        assert!(open_body(&b64::encode(&n), &ct, 2, None).is_err());
+        assert!(open_body(&b64::encode(&n), &ct, 2, Some(&[8u8; 32])).is_err());
+        assert_eq!(
+            open_body("", &b64::encode(b"plain"), 1, None).unwrap(),
+            "plain"
+        );
+    }
+
+    #[test]
+    fn replies_quote_what_they_answer() {
+        let line = |id: &str, text: &str, reply: Option<&str>| Line {
+            r#type: "message",
+            id: id.into(),
+            topic: "dev".into(),
+            topic_id: "t".into(),
+            from: Author {
+                name: "alice".into(),
+                pubkey: "aa".into(),
+                member_pubkey: None,
+            },
+            text: Some(text.into()),
+            decrypt_error: None,
+            reply_to: reply.map(Into::into),
+            body_version: 2,
+            sent_at: "2026-05-04T10:00:00.000Z".into(),
+        };
+        let mut t = Thread::default();
+        let rows = t.render(&line("abcdefgh1234", "first  words\nhere", None));
+        assert_eq!(rows.len(), 1);
+        assert!(
+            rows[0].ends_with("  alice  #abcdefgh  first  words\nhere"),
+            "{rows:?}"
+        );
+        let rows = t.render(&line("zzzzzzzz", "answer", Some("abcdefgh1234")));
+        assert_eq!(rows[0], "  ↳ in reply to alice: \"first words here\"");
+        let rows = t.render(&line("yyyyyyyy", "x", Some("unknown123")));
+        assert_eq!(rows[0], "  ↳ in reply to unknown1…");
+        assert_eq!(snippet(&"x".repeat(70)).chars().count(), 61);
+    }
+
+    #[test]
+    fn mentions_follow_the_reference_pattern() {
+        assert_eq!(mentions("hi @Bob and @carol-2!"), ["bob", "carol-2"]);
+        assert_eq!(mentions("@bob @BOB"), ["bob"]);
+        assert!(mentions("mail me at a@b.c").is_empty());
+        assert!(mentions("@ alone").is_empty());
+        assert!(mentions(&format!("@{}", "x".repeat(65))).is_empty());
+        assert_eq!(mentions(&format!("@{}", "x".repeat(64))).len(), 1);
+        let many: String = (0..20).map(|i| format!("@u{i} ")).collect();
+        assert_eq!(mentions(&many).len(), 16);
+    }
+}
