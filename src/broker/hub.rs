@@ -1005,10 +1005,15 @@ impl Handler for Hub {
     }
 
     fn on_http(&mut self, io: &mut Io, conn: ConnId, req: &Request) -> HttpAction {
-        if req.path == "/api/v1" || req.path.starts_with("/api/v1/") {
-            return self.rest(io, conn, req);
+        let action = if req.path == "/api/v1" || req.path.starts_with("/api/v1/") {
+            self.rest(io, conn, req)
+        } else {
+            HttpAction::Respond(self.http(io, req))
+        };
+        if let HttpAction::Respond(resp) = &action {
+            Hub::log_refused(req, resp);
         }
-        HttpAction::Respond(self.http(io, req))
+        action
     }
 
     fn on_tick(&mut self, _io: &mut Io, now: Instant) {

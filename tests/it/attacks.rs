@@ -887,3 +887,94 @@ fn attacks_file_names_cannot_leave_the_download_directory() {
         "{files:?}"
     );
 }
+
+#[test]
+fn attacks_api_keys_beyond_their_scope_or_revoked_are_refused_and_logged() {
+    let dir = TempDir::new("apikeys");
+    let b = Broker::start(&dir, &[]);
+    let (alice, carol) = (User::new("alice"), User::new("carol"));
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    carol.json("cm-mesh", &["new", "other", "--broker", &b.ws_url()]);
+    alice.ok("cm-topic", &["create", "ops", "--plaintext"]);
+    alice.ok("cm-topic", &["create", "hr", "--plaintext"]);
+    carol.ok("cm-topic", &["create", "theirs", "--plaintext"]);
+    let secret = |u: &User, args: &[&str]| {
+        let mut a = vec!["create"];
+        a.extend(args);
+        let made = &u.json("cm-apikey", &a)[0];
+        (
+            made["id"].as_str().unwrap().to_string(),
+            made["secret"].as_str().unwrap().to_string(),
+        )
+    };
+    let (_, reader) = secret(&alice, &["reader", "--cap", "read", "--scope", "ops"]);
+    let (id, full) = secret(&alice, &["ci"]);
+    let call = |method: &str, path: &str, key: &str, body: Option<Value>| -> (u16, Value) {
+        let req =
+            ureq::request(method, &b.http_url(path)).set("Authorization", &format!("Bearer {key}"));
+        let r = match body {
+            Some(v) => req.send_json(v),
+            None => req.call(),
+        };
+        match r {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
+    let code = |r: (u16, Value)| (r.0, r.1["error"].as_str().unwrap_or_default().to_string());
+    // Beyond its capabilities and its topics.
+    assert_eq!(
+        code(call(
+            "POST",
+            "/api/v1/messages",
+            &reader,
+            Some(json!({"topic": "ops", "text": "x"}))
+        )),
+        (403, "missing_capability".into())
+    );
+    assert_eq!(
+        code(call("GET", "/api/v1/topics/hr/messages", &reader, None)),
+        (403, "topic_out_of_scope".into())
+    );
+    // Another mesh's topic does not exist for this key, whatever its name.
+    let (s, _) = call("GET", "/api/v1/topics/theirs/messages", &full, None);
+    assert_eq!(s, 404);
+    let (s, topics) = call("GET", "/api/v1/topics", &full, None);
+    assert_eq!(s, 200);
+    assert!(!topics.to_string().contains("theirs"), "{topics}");
+    // SQL and path characters in a topic name are a name like any other.
+    let (s, _) = call(
+        "GET",
+        "/api/v1/topics/ops'%20OR%20'1'='1/messages",
+        &full,
+        None,
+    );
+    assert_eq!(s, 404);
+    let (s, _) = call("GET", "/api/v1/topics/..%2F..%2Fetc/messages", &full, None);
+    assert_eq!(s, 404);
+    // Revoked: refused at once.
+    alice.ok("cm-apikey", &["revoke", &id]);
+    assert_eq!(
+        code(call("GET", "/api/v1/topics", &full, None)),
+        (401, "revoked_api_key".into())
+    );
+    let log = b.log_text();
+    for error in [
+        "missing_capability",
+        "topic_out_of_scope",
+        "revoked_api_key",
+    ] {
+        assert!(
+            log.lines().any(
+                |l| l.contains("http request refused") && l.contains(&format!("error={error}"))
+            ),
+            "{error} not logged:\n{log}"
+        );
+    }
+    // The broker keeps only the keys' hashes.
+    let db = b.db_bytes();
+    for k in [&reader, &full] {
+        assert!(!contains(&db, k.as_bytes()));
+    }
+}
