@@ -1244,3 +1244,101 @@ fn reliability_ten_thousand_connections_from_one_address() {
          {connect_failures} connect failures"
     );
 }
+
+// ---- cm-topic tail through the same proxy ----
+
+#[test]
+fn reliability_topic_tail_carries_on_through_cuts_and_stalls() {
+    use crate::harness::User;
+    use std::io::BufRead;
+    let dir = TempDir::new("tailproxy");
+    let b = Broker::start(&dir, &[]);
+    let proxy = Proxy::start(b.addr);
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    // The mesh's broker URL is the proxy: every tool of both goes through it.
+    alice.json("cm-mesh", &["new", "dev", "--broker", &proxy.url()]);
+    let inv = alice.json("cm-mesh", &["invite", "--mesh", "dev"]);
+    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    alice.ok("cm-topic", &["create", "ops"]);
+    bob.ok("cm-topic", &["join", "ops"]);
+    let mut tail = bob
+        .cmd("cm-topic")
+        .args(["tail", "ops", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let post = |n: usize| {
+        // A one-shot post caught by a cut fails honestly; it is posted again.
+        for _ in 0..5 {
+            if alice
+                .run("cm-topic", &["post", "ops", &format!("t{n}")])
+                .status
+                .success()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("t{n} could not be posted");
+    };
+    let mut texts: HashMap<String, usize> = HashMap::new();
+    let read = |wait: Duration, texts: &mut HashMap<String, usize>| {
+        let until = Instant::now() + wait;
+        while let Ok(l) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            if let Ok(v) = serde_json::from_str::<Value>(&l)
+                && let Some(t) = v["text"].as_str()
+            {
+                *texts.entry(t.to_string()).or_default() += 1;
+            }
+        }
+    };
+    post(0);
+    read(Duration::from_secs(5), &mut texts);
+    assert_eq!(
+        texts.get("t0"),
+        Some(&1),
+        "the tail is not reading: {texts:?}"
+    );
+    let mut n = 1;
+    for round in 0..4 {
+        for _ in 0..3 {
+            post(n);
+            n += 1;
+        }
+        if round % 2 == 0 {
+            proxy.cut();
+            post(n);
+            n += 1;
+        } else {
+            proxy.stall(true);
+            std::thread::sleep(Duration::from_secs(2));
+            proxy.stall(false);
+        }
+        read(Duration::from_millis(500), &mut texts);
+    }
+    for _ in 0..3 {
+        post(n);
+        n += 1;
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    while (0..n).any(|i| !texts.contains_key(&format!("t{i}"))) && Instant::now() < until {
+        read(Duration::from_millis(300), &mut texts);
+    }
+    read(Duration::from_secs(1), &mut texts);
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !texts.contains_key(&format!("t{i}")))
+        .collect();
+    assert!(missing.is_empty(), "lost: {missing:?} of {n}");
+    let doubled: Vec<_> = texts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(doubled.is_empty(), "doubled: {doubled:?}");
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
