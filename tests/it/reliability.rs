@@ -198,9 +198,15 @@ struct Pipeline {
 
 impl Pipeline {
     fn open(addr: SocketAddr, hello: &Value) -> Pipeline {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws"), tcp).unwrap();
+        // A handshake in this busy test process has been seen to fail with EINTR (see state.rs): try again.
+        let connect = || {
+            let tcp = TcpStream::connect(addr).ok()?;
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            tungstenite::client(format!("ws://{addr}/ws"), tcp).ok()
+        };
+        let (mut ws, _) = (0..3)
+            .find_map(|_| connect())
+            .expect("a WebSocket to the broker");
         ws.send(Message::text(hello.to_string())).unwrap();
         loop {
             let Message::Text(t) = ws.read().unwrap() else {
