@@ -97,6 +97,27 @@ fn signature_error(e: CryptoError) -> Response {
 impl Hub {
     /// Answers one HTTP request.
     pub(super) fn http(&mut self, io: &mut Io, req: &Request) -> Response {
+        let resp = self.route(io, req);
+        if resp.status >= 400 {
+            let error = serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_default();
+            log::warn(
+                "http request refused",
+                &[
+                    ("peer", &req.peer),
+                    ("method", &req.method),
+                    ("path", &req.path),
+                    ("status", &resp.status),
+                    ("error", &error),
+                ],
+            );
+        }
+        resp
+    }
+
+    fn route(&mut self, io: &mut Io, req: &Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/health") => self.health(),
             ("GET", "/metrics") => self.prometheus(io),

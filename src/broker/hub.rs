@@ -88,6 +88,8 @@ pub(super) struct Presence {
     pub(super) connected_at: i64,
     /// Pushed deliveries waiting for `client_ack`, by delivery id.
     pub(super) inflight: HashMap<i64, Lease>,
+    /// The last drain stopped at its window: more of the backlog follows as the pushed ones are acknowledged.
+    pub(super) backlog: bool,
 }
 
 impl Presence {
@@ -320,6 +322,13 @@ impl Hub {
         req_id: Option<&str>,
     ) {
         self.count_error(code);
+        let message = message.into();
+        if code == codes::FORBIDDEN {
+            log::warn(
+                "request refused",
+                &[("conn", &conn), ("code", &code), ("reason", &message)],
+            );
+        }
         self.reply(
             conn,
             wire::ErrorFrame::new(code, message).with_req_id(req_id),
@@ -420,7 +429,8 @@ impl Hub {
 
     // ---- presences ----
 
-    fn authenticate(&mut self, conn: ConnId, v: &Value, session: bool, now: Instant) {
+    fn authenticate(&mut self, conn: ConnId, v: &Value, session: bool, io: &Io) {
+        let (now, peer) = (io.now(), io.peer_addr(conn));
         let verified = if session {
             auth::session_hello(v, now_ms(), self, self.store.as_ref())
         } else {
@@ -428,7 +438,7 @@ impl Hub {
         };
         let verified = match verified {
             Ok(x) => x,
-            Err(r) => return self.refuse(conn, &r),
+            Err(r) => return self.refuse(conn, peer, &r),
         };
         let (mesh, member) = (verified.mesh, verified.member);
         let pull = v
@@ -461,7 +471,7 @@ impl Hub {
                 code: codes::UNAUTHORIZED,
                 message: "session key belongs to another member".into(),
             };
-            return self.refuse(conn, &r);
+            return self.refuse(conn, peer, &r);
         }
         if let Some(sp) = &verified.session_pubkey
             && let Err(e) = self.store.upsert_session(&super::store::Session {
@@ -530,6 +540,7 @@ impl Hub {
                 model: opt_string(v, "model"),
                 connected_at: now_ms(),
                 inflight: HashMap::new(),
+                backlog: false,
             };
             let pk = conn;
             if p.is_peer() {
@@ -578,7 +589,17 @@ impl Hub {
         self.drain(pk, now);
     }
 
-    fn refuse(&mut self, conn: ConnId, r: &Refusal) {
+    fn refuse(&mut self, conn: ConnId, peer: Option<SocketAddr>, r: &Refusal) {
+        let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+        log::warn(
+            "hello refused",
+            &[
+                ("conn", &conn),
+                ("peer", &peer),
+                ("code", &r.code),
+                ("reason", &r.message),
+            ],
+        );
         self.error(conn, r.code, r.message.clone(), None);
         self.close(conn, r.close_code(), r.code);
     }
@@ -923,8 +944,8 @@ impl Handler for Hub {
         let ty = str_of(&v, "type");
         let Some(pk) = state else {
             return match ty {
-                Some("hello") => self.authenticate(conn, &v, false, io.now()),
-                Some("session_hello") => self.authenticate(conn, &v, true, io.now()),
+                Some("hello") => self.authenticate(conn, &v, false, io),
+                Some("session_hello") => self.authenticate(conn, &v, true, io),
                 _ => self.error(
                     conn,
                     codes::NO_HELLO,

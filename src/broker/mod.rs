@@ -80,6 +80,8 @@ pub fn default_data_dir(xdg_data_home: Option<PathBuf>, home: Option<PathBuf>) -
 pub fn run(opts: &Options) -> Result<()> {
     log::set_format(opts.log_format);
     create_private_dir(&opts.data)?;
+    // The store first: `listening` promises a broker that serves, and one whose store cannot open would not.
+    let mut hub = hub::Hub::open(opts)?;
     let listener = TcpListener::bind(opts.listen).map_err(|e| {
         Error::network(io_message(&e)).context(format_args!("listening on {}", opts.listen))
     })?;
@@ -99,7 +101,6 @@ pub fn run(opts: &Options) -> Result<()> {
         max_conns_per_addr: opts.max_conns_per_addr,
         ..NetConfig::default()
     };
-    let mut hub = hub::Hub::open(opts)?;
     net::serve(listener, &cfg, &mut hub, &shutdown).map_err(|e| Error::network(io_message(&e)))?;
     log::info("stopped", &[]);
     Ok(())

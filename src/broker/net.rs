@@ -1422,6 +1422,17 @@ fn parse_request(buf: &[u8], scanned: &mut usize) -> Parse {
     Parse::Done(head, end..end + len)
 }
 
+/// Reads one request from the start of `buf` as the event loop does: `Ok(None)` while it is incomplete,
+/// `Ok(Some((method, path, body length)))` once it is whole, `Err(status)` for the refusal the loop would answer
+/// with. Pure, so fuzzers and property tests can drive the parser without a socket.
+pub fn parse_request_head(buf: &[u8]) -> Result<Option<(String, String, usize)>, u16> {
+    match parse_request(buf, &mut 0) {
+        Parse::More => Ok(None),
+        Parse::Done(h, body) => Ok(Some((h.method, h.path, body.len()))),
+        Parse::Fail(status) => Err(status),
+    }
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()

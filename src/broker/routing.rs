@@ -21,11 +21,23 @@ pub const MAX_LEASE: Duration = Duration::from_secs(600);
 pub const MAX_MESSAGE_BYTES: usize = 65_536;
 /// The longest an `inbox_fetch` may wait.
 const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How much of a backlog one drain pushes, in deliveries and in bytes. A member that returns to ten thousand
+/// messages gets them a window at a time, the next as the last is acknowledged: all at once they would pass the
+/// transport's per-connection output limit, which drops the connection, at every reconnect.
+const DRAIN_WINDOW: usize = 1000;
+const DRAIN_BYTES: usize = 2 << 20;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lease {
     pub(super) due: Instant,
     pub(super) attempts: u32,
+    /// About what the push weighs on the wire, for the drain window.
+    pub(super) bytes: usize,
+}
+
+/// About what a push of `d` weighs on the wire: its body and some 500 bytes of keys, ids and names.
+fn weight(d: &Pending) -> usize {
+    d.ciphertext.len() + d.nonce.len() + 512
 }
 
 /// An `inbox_fetch` waiting for a delivery.
@@ -95,6 +107,7 @@ impl Hub {
             Lease {
                 due: now + lease,
                 attempts: 0,
+                bytes: weight(d),
             },
         );
         if matches!(if_lost, IfLost::Drop) {
@@ -104,24 +117,53 @@ impl Hub {
         self.emit(conn, Frame::Push(push_of(d)), if_lost);
     }
 
-    /// Pushes every pending delivery the presence may get now and does not hold yet, oldest first.
+    /// Pushes the pending deliveries the presence may get now and does not hold yet, oldest first, up to a
+    /// window ([`DRAIN_WINDOW`]); the rest follow from [`Hub::on_client_ack`].
     pub(super) fn drain(&mut self, pk: PKey, now: Instant) {
         let Some(p) = self.presences.get(&pk).filter(|p| p.pushable()) else {
             return;
         };
         let (member, session, status) = (p.member_id.clone(), p.session_pubkey.clone(), p.status);
-        let pending = match self.store.pending(&member, session.as_deref(), usize::MAX) {
+        let mut room = DRAIN_WINDOW.saturating_sub(p.inflight.len());
+        let mut bytes = p.inflight.values().map(|l| l.bytes).sum::<usize>();
+        let held = |hub: &Hub, d: &Pending| {
+            hub.presences
+                .get(&pk)
+                .is_some_and(|p| p.inflight.contains_key(&d.delivery_id))
+        };
+        // The oldest rows are the held ones, then the window: read those, not the whole backlog, unless they are
+        // all held or not pushable now (a pile of `low` ones), when only the whole backlog can tell.
+        let limit = p.inflight.len() + 2 * DRAIN_WINDOW;
+        let read = |hub: &Hub, limit| hub.store.pending(&member, session.as_deref(), limit);
+        let mut pending = match read(self, limit) {
             Ok(x) => x,
             Err(e) => return log::error("reading pending deliveries failed", &[("error", &e)]),
         };
+        if pending.len() == limit
+            && pending
+                .iter()
+                .all(|d| held(self, d) || !deliverable(status, &d.priority))
+        {
+            pending = match read(self, usize::MAX) {
+                Ok(x) => x,
+                Err(e) => return log::error("reading pending deliveries failed", &[("error", &e)]),
+            };
+        }
+        let mut more = pending.len() == limit;
         for d in pending {
-            let held = self
-                .presences
-                .get(&pk)
-                .is_some_and(|p| p.inflight.contains_key(&d.delivery_id));
-            if !held && deliverable(status, &d.priority) {
-                self.push_to(pk, &d, now, IfLost::Send);
+            if held(self, &d) || !deliverable(status, &d.priority) {
+                continue;
             }
+            if room == 0 || bytes >= DRAIN_BYTES {
+                more = true;
+                break;
+            }
+            bytes += weight(&d);
+            room -= 1;
+            self.push_to(pk, &d, now, IfLost::Send);
+        }
+        if let Some(p) = self.presences.get_mut(&pk) {
+            p.backlog = more;
         }
     }
 
@@ -178,6 +220,13 @@ impl Hub {
     fn refuse_send(&mut self, conn: ConnId, id: &str, error: String) {
         let code = error.split(':').next().unwrap_or("send").replace(' ', "_");
         self.count_error(&code);
+        // Rate-limit refusals come in floods and are counted in /metrics; the rest may be an attempt worth reading.
+        if code != "rate_limit" {
+            log::warn(
+                "send refused",
+                &[("conn", &conn), ("code", &code), ("reason", &error)],
+            );
+        }
         self.reply(conn, wire::Ack::refused(id, error));
     }
 
@@ -475,6 +524,7 @@ impl Hub {
             Ok(ids) => ids,
             Err(e) => return log::error("recording a client_ack failed", &[("error", &e)]),
         };
+        let mut refill = Vec::new();
         for pk in self.mesh_keys(&mesh) {
             if let Some(q) = self
                 .presences
@@ -484,7 +534,14 @@ impl Hub {
                 for id in &done {
                     q.inflight.remove(id);
                 }
+                let held = q.inflight.values().map(|l| l.bytes).sum::<usize>();
+                if q.backlog && q.inflight.len() <= DRAIN_WINDOW / 2 && held <= DRAIN_BYTES / 2 {
+                    refill.push(pk);
+                }
             }
+        }
+        for pk in refill {
+            self.drain(pk, Instant::now());
         }
     }
 
@@ -659,6 +716,7 @@ impl Hub {
                         Lease {
                             due: now + lease,
                             attempts,
+                            bytes: weight(&d),
                         },
                     );
                     if let Some(conn) = p.conn {

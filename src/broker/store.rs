@@ -7,7 +7,9 @@
 //! iteration and commits once at its end (group commit), before any reply of that iteration is written. One fsync
 //! per iteration instead of one per message, and an `ack` never leaves before its message is durable.
 
-use std::path::Path;
+use std::fs::{self, DirBuilder, OpenOptions, Permissions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -814,6 +816,35 @@ fn db(e: rusqlite::Error) -> Error {
     Error::io(format!("database: {e}"))
 }
 
+/// Creates the database file 0600 if it is missing, and tightens it and its WAL files if others may read them.
+/// SQLite creates a database 0644 (less the umask) and gives its `-wal` and `-shm` files the database's mode, so
+/// a database that exists 0600 before SQLite opens it keeps all three private.
+fn make_private(db: &Path) -> Result<()> {
+    let fail = |p: &Path, e: std::io::Error| Error::from(e).context(p.display());
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)
+        .map_err(|e| fail(db, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let p = PathBuf::from(name);
+        if let Ok(m) = fs::metadata(&p)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            fs::set_permissions(&p, Permissions::from_mode(0o600)).map_err(|e| fail(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `mark_delivered` by broker message id: found through the deliveries' message index.
+const MARK_DELIVERED_BY_ID: &str = "UPDATE deliveries SET delivered_at = ?5 WHERE message_id = ?3 \
+    AND recipient_member_id = ?2 AND delivered_at IS NULL AND ?4 IS NULL \
+    AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND mesh_id = ?1) RETURNING id";
+
 /// A fresh id: 32 characters of `[0-9A-Za-z]` from the OS's random source.
 pub fn new_id() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -839,9 +870,13 @@ pub fn new_id() -> String {
 impl SqliteStore {
     /// Opens (creating if needed) `<data_dir>/broker.db` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(data_dir)
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
             .map_err(|e| Error::from(e).context(data_dir.display()))?;
         let path = data_dir.join("broker.db");
+        make_private(&path)?;
         let conn = Connection::open(&path).map_err(|e| db(e).context(path.display()))?;
         SqliteStore::with_connection(conn)
     }
@@ -1521,13 +1556,24 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.begin()?;
+        // By broker id alone (what clients send) the delivery index finds the rows; the OR of both ids cannot use
+        // an index and reads every message of the broker, once per acknowledgement.
+        let sql = if client_message_id.is_none() {
+            MARK_DELIVERED_BY_ID
+        } else {
+            "UPDATE deliveries SET delivered_at = ?5 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
+             AND message_id IN (SELECT id FROM messages WHERE mesh_id = ?1 AND (id = ?3 OR client_message_id = ?4)) \
+             RETURNING id"
+        };
         self.conn
-            .prepare_cached(
-                "UPDATE deliveries SET delivered_at = ?5 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
-                 AND message_id IN (SELECT id FROM messages WHERE mesh_id = ?1 AND (id = ?3 OR client_message_id = ?4)) \
-                 RETURNING id",
-            )
-            .and_then(|mut s| s.query_map(params![mesh_id, member_id, message_id, client_message_id, at], |r| r.get(0))?.collect())
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(
+                    params![mesh_id, member_id, message_id, client_message_id, at],
+                    |r| r.get(0),
+                )?
+                .collect()
+            })
             .map_err(db)
     }
 
@@ -2748,6 +2794,53 @@ mod tests {
             .map(|p| p.ciphertext)
             .collect();
         assert_eq!(left, ["kept"]);
+    }
+
+    #[test]
+    fn client_acks_read_every_message() {
+        let dir = TempDir::new("ackplan");
+        let s = seeded(&dir);
+        let plan: Vec<String> = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {MARK_DELIVERED_BY_ID}"))
+            .unwrap()
+            .query_map(params!["m", "b", "x", None::<String>, 1], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().all(|l| !l.starts_with("SCAN")), "{plan:?}");
+        assert!(
+            plan.iter().any(|l| l.contains("deliveries_message")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn data_files_were_world_readable() {
+        let dir = TempDir::new("modes");
+        let data = dir.0.join("data");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut s = SqliteStore::open(&data).unwrap();
+        s.create_mesh(&mesh("m", "m"), &member("a", "m", "pk-a"))
+            .unwrap();
+        s.commit().unwrap();
+        assert_eq!(mode(&data), 0o700);
+        for f in ["broker.db", "broker.db-wal", "broker.db-shm"] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+        // A database an earlier version left 0644 is tightened at open.
+        drop(s);
+        for f in ["broker.db", "broker.db-wal", "broker.db-shm"] {
+            let _ = fs::set_permissions(data.join(f), Permissions::from_mode(0o644));
+        }
+        let _s = SqliteStore::open(&data).unwrap();
+        for f in ["broker.db", "broker.db-wal", "broker.db-shm"] {
+            if data.join(f).exists() {
+                assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+            }
+        }
     }
 
     #[test]

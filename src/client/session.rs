@@ -359,6 +359,8 @@ struct Outgoing {
 /// How a connected stretch ended.
 enum End {
     Closed,
+    /// The application asked for a new connection: made at once, without a backoff.
+    Reconnect,
     Dropped(String),
     Terminal(String),
 }
@@ -422,6 +424,13 @@ impl Io {
                                 retry_in: None,
                             });
                             break;
+                        }
+                        End::Reconnect => {
+                            self.emit(Event::Disconnected {
+                                reason: "reconnect requested".into(),
+                                retry_in: Some(Duration::ZERO),
+                            });
+                            continue;
                         }
                         End::Dropped(reason) => reason,
                     }
@@ -635,7 +644,7 @@ impl Io {
                         self.seen.mark_acked(&id);
                         write(link, client_ack(&id))
                     }
-                    Cmd::Reconnect => Err("reconnect requested".to_string()),
+                    Cmd::Reconnect => return End::Reconnect,
                     Cmd::Close => {
                         close_link(link);
                         return End::Closed;

@@ -46,6 +46,8 @@ pub struct Broker {
     child: Child,
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
 }
 
 impl Broker {
@@ -62,10 +64,19 @@ impl Broker {
     /// Starts a broker on `data` with extra environment variables (`CM_BROKER_TEST_CLOCK=1`).
     pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Broker {
         std::fs::create_dir_all(data).unwrap();
+        Broker::spawn(data, &data.join("broker.log"), args, env)
+    }
+
+    /// Starts a broker on `data` (created by the broker if missing) that logs to `log_path`.
+    pub fn start_logged(data: &Path, log_path: &Path, args: &[&str]) -> Broker {
+        Broker::spawn(data, log_path, args, &[])
+    }
+
+    fn spawn(data: &Path, log_path: &Path, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(data.join("broker.log"))
+            .open(log_path)
             .unwrap();
         let mut child = Command::new(BROKER)
             .args(["--listen", "127.0.0.1:0", "--data"])
@@ -86,14 +97,30 @@ impl Broker {
             .and_then(|s| s.strip_suffix("/ws"))
         else {
             let _ = child.kill();
-            let log = std::fs::read_to_string(data.join("broker.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
             panic!("cm-broker did not start: {line:?}\n{log}");
         };
         Broker {
             child,
             addr: addr.parse().unwrap(),
             data: data.to_path_buf(),
+            log: log_path.to_path_buf(),
         }
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The broker's resident memory in KiB (Linux).

@@ -1,17 +1,20 @@
 //! The integration suite: one test binary, one module per area.
 
+mod attacks;
 mod broker;
 mod claude;
 mod client;
 mod cm;
 mod docs;
 mod files;
+mod fuzz;
 mod harness;
 mod id;
 mod mcp;
 mod mesh;
 mod messaging;
 mod peer;
+mod reliability;
 mod state;
 mod topics;
 mod up;
