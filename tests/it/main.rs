@@ -1,5 +1,6 @@
 //! The integration suite: one test binary, one module per area.
 
+mod bridge;
 mod broker;
 mod claude;
 mod client;
