@@ -14,7 +14,7 @@ use crate::harness::{Broker, TempDir, User};
 /// both, runs the bridges.
 struct World {
     _dirs: (TempDir, TempDir),
-    _brokers: (Broker, Broker),
+    brokers: (Broker, Broker),
     alice: User,
     bob: User,
     carol: User,
@@ -37,7 +37,7 @@ fn world(tag: &str) -> World {
     alice.json("cm-topic", &["create", "ops", "--mesh", "south"]);
     World {
         _dirs: (dn, ds),
-        _brokers: (bn, bs),
+        brokers: (bn, bs),
         alice,
         bob,
         carol,
@@ -223,6 +223,40 @@ fn bridge_opposite_bridges_do_not_loop() {
     stays(&w.carol, "south", "ops", 2);
     there.stop();
     back.stop();
+}
+
+#[test]
+fn bridge_survives_a_broker_restart() {
+    let World {
+        _dirs,
+        brokers: (north, _south),
+        alice,
+        bob,
+        carol,
+    } = world("bridge-restart");
+    let mut bridge = Bridge::start(&alice, "both");
+    let (data, addr) = (north.data.clone(), north.addr.to_string());
+    north.kill();
+    bridge.expect(|v| {
+        v["type"] == "connection" && v["mesh"] == "north" && v["state"] == "disconnected"
+    });
+    carol.json("cm-topic", &["post", "ops", "while north was down"]);
+    let _north = Broker::start_in(&data, &["--listen", &addr]);
+    bridge
+        .expect(|v| v["type"] == "connection" && v["mesh"] == "north" && v["state"] == "connected");
+    let north = wait_for(&bob, "north", "dev", |t| !t.is_empty());
+    assert_eq!(north.len(), 1);
+    assert!(north[0].ends_with("] while north was down"), "{north:?}");
+
+    bob.json("cm-topic", &["post", "dev", "after the restart"]);
+    let south = wait_for(&carol, "south", "ops", |t| t.len() >= 2);
+    assert!(
+        south[1].starts_with("[from bob on north#dev at "),
+        "{south:?}"
+    );
+    stays(&bob, "north", "dev", 2);
+    stays(&carol, "south", "ops", 2);
+    bridge.stop();
 }
 
 #[test]
