@@ -26,8 +26,9 @@ posted meanwhile.
 
 It writes one JSON line per event: {\"type\":\"forwarded\", \"from\":{\"mesh\",\"topic\",\"message_id\"}, \
 \"to\":{\"mesh\",\"topic\",\"message_id\"}, \"sender\":{\"name\",\"pubkey\",\"sent_at\"}}, {\"type\":\"dropped\", \
-\"reason\":\"own\"|\"forwarded_already\"|\"unreadable\"|\"no_key\"|\"refused\", \"message_id\"}, and \
-{\"type\":\"connection\", \"mesh\", \"state\":\"connected\"|\"disconnected\"|\"closed\"}.
+\"reason\":\"own\"|\"forwarded_already\"|\"unreadable\"|\"no_key\"|\"refused\", \"message_id\"}, \
+{\"type\":\"connection\", \"mesh\", \"state\":\"connected\"|\"disconnected\"|\"closed\"}, and \
+{\"type\":\"note\", \"mesh\", \"topic\", \"note\"} while no copy of a topic's key is sealed for you yet.
 
 Exit status: 0 stopped by a signal, 3 a bad config, 4 a broker unreachable at the start or ending the session, \
 5 no such mesh or topic, 6 init's file exists, 1 anything else.",
