@@ -31,7 +31,7 @@ It writes one JSON line per event: {\"type\":\"forwarded\", \"from\":{\"mesh\",\
 {\"type\":\"note\", \"mesh\", \"topic\", \"note\"} while no copy of a topic's key is sealed for you yet.
 
 Exit status: 0 stopped by a signal, 3 a bad config, 4 a broker unreachable at the start or ending the session, \
-5 no such mesh or topic, 6 init's file exists, 1 anything else.",
+5 no such mesh or topic, 6 init's file exists, 10 a file that cannot be read or written, 1 anything else.",
     section: 1,
     args: &[],
     flags: &[],
