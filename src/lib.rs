@@ -22,11 +22,13 @@
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
 //! | [`topics`] | topics: mentions, topic keys sealed per member and re-sealed, posts, `cm-topic tail`, `cm-notify`, `cm-apikey` |
+//! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
 
+pub mod bridge;
 pub mod broker;
 pub mod claude;
 pub mod cli;

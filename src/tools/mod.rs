@@ -3,6 +3,7 @@
 use crate::cli::Tool;
 
 pub mod apikey;
+pub mod bridge;
 pub mod broker;
 pub mod cm;
 pub mod doctor;
@@ -28,6 +29,7 @@ pub mod up;
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
     &apikey::TOOL,
+    &bridge::TOOL,
     &broker::TOOL,
     &cm::TOOL,
     &doctor::TOOL,

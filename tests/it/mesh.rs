@@ -316,11 +316,10 @@ fn bad_invites_and_flags_are_refused_with_their_codes() {
 
 #[test]
 fn a_taken_slug_is_renamed_first_then_the_join_works() {
-    let dir = TempDir::new("mesh-rename");
-    let (b1, b2) = (
-        Broker::start(&dir, &[]),
-        Broker::start(&TempDir::new("mesh-rename-2"), &[]),
-    );
+    // Both data directories live as long as their brokers: a temporary one would be deleted under the second
+    // broker as it starts.
+    let (dir, dir2) = (TempDir::new("mesh-rename"), TempDir::new("mesh-rename-2"));
+    let (b1, b2) = (Broker::start(&dir, &[]), Broker::start(&dir2, &[]));
     let (alice, bob) = (User::new("alice"), User::new("bob"));
     new_mesh(&alice, &b1, "dev");
     new_mesh(&bob, &b2, "dev");
