@@ -2,6 +2,7 @@
 
 use crate::cli::Tool;
 
+pub mod bench;
 pub mod broker;
 pub mod cm;
 pub mod doctor;
@@ -18,6 +19,7 @@ pub mod up;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
+    &bench::TOOL,
     &broker::TOOL,
     &cm::TOOL,
     &doctor::TOOL,

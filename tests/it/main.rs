@@ -1,5 +1,6 @@
 //! The integration suite: one test binary, one module per area.
 
+mod bench;
 mod broker;
 mod claude;
 mod client;
