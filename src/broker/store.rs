@@ -862,14 +862,41 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.begin()?;
-        self.conn
-            .prepare_cached(
-                "UPDATE deliveries SET delivered_at = ?5 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
-                 AND message_id IN (SELECT id FROM messages WHERE mesh_id = ?1 AND (id = ?3 OR client_message_id = ?4)) \
-                 RETURNING id",
-            )
-            .and_then(|mut s| s.query_map(params![mesh_id, member_id, message_id, client_message_id, at], |r| r.get(0))?.collect())
-            .map_err(db)
+        // One statement per id kind, each led by an index: a broker id through `deliveries_message`, a client id
+        // through the member's own pending rows. (One statement with `id = ? OR client_message_id = ?` read every
+        // message of the mesh per ack: the client id is not a prefix of any index.)
+        let mut done: Vec<i64> = Vec::new();
+        if let Some(id) = message_id {
+            let changed: Vec<i64> = self
+                .conn
+                .prepare_cached(
+                    "UPDATE deliveries SET delivered_at = ?4 \
+                     WHERE message_id = ?3 AND recipient_member_id = ?2 AND delivered_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = ?3 AND m.mesh_id = ?1) RETURNING id",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![mesh_id, member_id, id, at], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(db)?;
+            done.extend(changed);
+        }
+        if let Some(cid) = client_message_id {
+            let changed: Vec<i64> = self
+                .conn
+                .prepare_cached(
+                    "UPDATE deliveries SET delivered_at = ?4 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = deliveries.message_id AND m.mesh_id = ?1 \
+                     AND m.client_message_id = ?3) RETURNING id",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![mesh_id, member_id, cid, at], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(db)?;
+            done.extend(changed);
+        }
+        Ok(done)
     }
 
     fn pending_count(&self) -> Result<i64> {
