@@ -58,12 +58,21 @@ pub(super) fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// CPU time process `pid` has used, in nanoseconds (`/proc/PID/schedstat`, else `/proc/PID/stat` in ticks).
+/// CPU time process `pid` has used in all its threads, in nanoseconds (`/proc/PID/task/*/schedstat`, else
+/// `/proc/PID/stat` in clock ticks).
 pub(super) fn cpu_ns(pid: u32) -> Option<u64> {
-    if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        && let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok())
-    {
-        return Some(ns);
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let ns: Option<u64> = tasks
+            .flatten()
+            .map(|t| {
+                std::fs::read_to_string(t.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .sum();
+        if ns.is_some() {
+            return ns;
+        }
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th
