@@ -83,25 +83,32 @@ fn push_of(d: &Pending) -> wire::Push {
 }
 
 impl Hub {
-    /// Pushes a delivery to a presence and starts its lease.
-    pub(super) fn push_to(&mut self, pk: PKey, d: &Pending, now: Instant, if_lost: IfLost) {
+    /// Pushes a delivery (its `push` frame, serialized) to a presence and starts its lease.
+    pub(super) fn push_to(
+        &mut self,
+        pk: PKey,
+        delivery_id: i64,
+        push: String,
+        now: Instant,
+        if_lost: IfLost,
+    ) {
         let lease = self.cfg.lease;
         let Some(p) = self.presences.get_mut(&pk) else {
             return;
         };
         let Some(conn) = p.conn else { return };
         p.inflight.insert(
-            d.delivery_id,
+            delivery_id,
             Lease {
                 due: now + lease,
                 attempts: 0,
             },
         );
         if matches!(if_lost, IfLost::Drop) {
-            self.batch_leases.push((pk, d.delivery_id));
+            self.batch_leases.push((pk, delivery_id));
         }
         self.metrics.messages_out += 1;
-        self.emit(conn, Frame::Push(push_of(d)), if_lost);
+        self.emit_text(conn, push, if_lost);
     }
 
     /// Pushes every pending delivery the presence may get now and does not hold yet, oldest first.
@@ -120,23 +127,29 @@ impl Hub {
                 .get(&pk)
                 .is_some_and(|p| p.inflight.contains_key(&d.delivery_id));
             if !held && deliverable(status, &d.priority) {
-                self.push_to(pk, &d, now, IfLost::Send);
+                let push = Frame::Push(push_of(&d)).to_json();
+                self.push_to(pk, d.delivery_id, push, now, IfLost::Send);
             }
         }
     }
 
     /// The presences a delivery reaches: the recipient member's connections (or the one session's), except
     /// the socket it came from.
-    pub(super) fn reached_by(&self, mesh_id: &str, d: &Pending, from: Option<ConnId>) -> Vec<PKey> {
+    pub(super) fn reached_by(
+        &self,
+        mesh_id: &str,
+        member_id: &str,
+        session: Option<&str>,
+        from: Option<ConnId>,
+    ) -> Vec<PKey> {
         self.mesh_keys(mesh_id)
             .into_iter()
             .filter(|pk| {
                 self.presences.get(pk).is_some_and(|p| {
                     p.conn.is_some()
                         && p.conn != from
-                        && p.member_id == d.recipient_member_id
-                        && (d.recipient_session_pubkey.is_none()
-                            || p.session_pubkey == d.recipient_session_pubkey)
+                        && p.member_id == member_id
+                        && (session.is_none() || p.session_pubkey.as_deref() == session)
                 })
             })
             .collect()
@@ -318,10 +331,10 @@ impl Hub {
 
     pub(super) fn on_send(&mut self, conn: ConnId, pk: PKey, s: wire::SendMessage, now: Instant) {
         self.metrics.messages_in += 1;
-        let Some(sender) = self.presences.get(&pk).cloned() else {
+        let Some(member_id) = self.presences.get(&pk).map(|p| p.member_id.clone()) else {
             return;
         };
-        if !self.take_token(&sender.member_id, now) {
+        if !self.take_token(&member_id, now) {
             let rl = self.cfg.rate_limit.unwrap_or(RateLimit {
                 per_second: 0.0,
                 burst: 0.0,
@@ -346,67 +359,106 @@ impl Hub {
                 format!("payload too large: {size} bytes > MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES}");
             return self.refuse_send(conn, &s.id, msg);
         }
+        let Some(sender) = self.presences.get(&pk) else {
+            return;
+        };
         let client_id = s.client_message_id.clone().filter(|c| !c.is_empty());
         if let Some(c) = &client_id {
             match self
                 .store
-                .message_by_client_id(&sender.mesh_id, &sender.member_id, c)
+                .message_by_client_id(&sender.mesh_id, &member_id, c)
             {
                 Ok(Some(first)) => return self.ack_duplicate(conn, &s.id, &first),
                 Ok(None) => {}
                 Err(e) => return self.refuse_send(conn, &s.id, format!("internal: {e}")),
             }
         }
-        let deliveries = match self.recipients(&sender, &s) {
+        let deliveries = match self.recipients(sender, &s) {
             Ok(d) => d,
             Err(msg) => return self.refuse_send(conn, &s.id, msg),
         };
+        // What the pushes name the sender by: these fields, not the whole presence (it holds a lease per push).
+        let (mesh_id, member_pubkey, session_pubkey, display_name) = (
+            sender.mesh_id.clone(),
+            sender.member_pubkey.clone(),
+            sender.session_pubkey.clone(),
+            sender.display_name.clone(),
+        );
+        let wire::SendMessage {
+            id: send_id,
+            target_spec,
+            priority,
+            nonce,
+            ciphertext,
+            subtype,
+            reply_to_id,
+            body_version,
+            ..
+        } = s;
         let message = Message {
             id: new_id(),
-            mesh_id: sender.mesh_id.clone(),
-            sender_member_id: sender.member_id.clone(),
-            sender_session_pubkey: sender.session_pubkey.clone(),
-            target_spec: s.target_spec.clone(),
-            priority: s.priority.as_str().to_string(),
-            nonce: s.nonce.clone(),
-            ciphertext: s.ciphertext.clone(),
+            mesh_id,
+            sender_member_id: member_id,
+            sender_session_pubkey: session_pubkey,
+            target_spec,
+            priority: priority.as_str().to_string(),
+            nonce,
+            ciphertext,
             client_message_id: client_id,
-            subtype: s.subtype.clone(),
-            reply_to_id: s.reply_to_id.clone(),
-            body_version: s.body_version.map(i64::from),
+            subtype,
+            reply_to_id,
+            body_version: body_version.map(i64::from),
             created_at: now_ms(),
         };
         let ids = match self.store.insert_message(&message, &deliveries) {
             Ok(ids) => ids,
             Err(e) => {
                 log::error("storing a message failed", &[("error", &e)]);
-                return self.refuse_send(conn, &s.id, format!("internal: message not stored: {e}"));
+                return self.refuse_send(
+                    conn,
+                    &send_id,
+                    format!("internal: message not stored: {e}"),
+                );
             }
         };
 
+        let created_at = fmt_rfc3339(message.created_at);
         let (mut pushed, mut online) = (false, false);
         for (d, delivery_id) in deliveries.into_iter().zip(ids) {
-            let pending = Pending {
-                delivery_id,
+            let targets = self.reached_by(
+                &message.mesh_id,
+                &d.recipient_member_id,
+                d.recipient_session_pubkey.as_deref(),
+                Some(conn),
+            );
+            if targets.is_empty() {
+                continue;
+            }
+            // Serialized once for every connection it goes to.
+            let mut push = Frame::Push(wire::Push {
                 message_id: message.id.clone(),
                 mesh_id: message.mesh_id.clone(),
-                recipient_member_id: d.recipient_member_id,
-                recipient_session_pubkey: d.recipient_session_pubkey,
-                sender_member_id: sender.member_id.clone(),
-                sender_member_pubkey: sender.member_pubkey.clone(),
-                sender_session_pubkey: sender.session_pubkey.clone(),
-                sender_name: sender.display_name.clone(),
-                target_spec: message.target_spec.clone(),
-                priority: message.priority.clone(),
+                sender_pubkey: message
+                    .sender_session_pubkey
+                    .clone()
+                    .unwrap_or_else(|| member_pubkey.clone()),
+                sender_member_pubkey: Some(member_pubkey.clone()),
+                sender_member_id: Some(message.sender_member_id.clone()),
+                sender_name: Some(display_name.clone()),
+                target_spec: Some(message.target_spec.clone()),
+                priority,
                 nonce: d.nonce.unwrap_or_else(|| message.nonce.clone()),
                 ciphertext: d.ciphertext.unwrap_or_else(|| message.ciphertext.clone()),
+                created_at: created_at.clone(),
                 client_message_id: message.client_message_id.clone(),
                 subtype: message.subtype.clone(),
                 reply_to_id: message.reply_to_id.clone(),
-                body_version: message.body_version,
-                created_at: message.created_at,
-            };
-            for target in self.reached_by(&message.mesh_id, &pending, Some(conn)) {
+                body_version,
+                ..wire::Push::default()
+            })
+            .to_json();
+            let last = targets.len() - 1;
+            for (k, target) in targets.into_iter().enumerate() {
                 let Some(p) = self.presences.get(&target) else {
                     continue;
                 };
@@ -425,23 +477,28 @@ impl Hub {
                 if let Some(c) = target_conn.filter(|c| self.waiters.contains_key(c)) {
                     self.answer_waiter(c, true);
                     pushed = true;
-                } else if deliverable(status, &pending.priority) {
-                    self.push_to(target, &pending, now, IfLost::Drop);
+                } else if deliverable(status, priority.as_str()) {
+                    let text = if k == last {
+                        std::mem::take(&mut push)
+                    } else {
+                        push.clone()
+                    };
+                    self.push_to(target, delivery_id, text, now, IfLost::Drop);
                     pushed = true;
                 }
             }
         }
+        let instead = wire::Ack::refused(
+            &send_id,
+            "internal: message not stored (broker storage error); retry",
+        );
         let ack = wire::Ack {
-            id: s.id.clone(),
+            id: send_id,
             message_id: message.id,
             queued: !pushed,
             recipient_online: Some(online),
             ..wire::Ack::default()
         };
-        let instead = wire::Ack::refused(
-            &s.id,
-            "internal: message not stored (broker storage error); retry",
-        );
         self.reply_durable(conn, ack, instead);
     }
 
