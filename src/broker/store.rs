@@ -937,43 +937,58 @@ impl Store for SqliteStore {
         client_message_id: Option<&str>,
         at: i64,
     ) -> Result<Vec<i64>> {
-        self.begin()?;
-        // One statement per id kind, each led by an index: a broker id through `deliveries_message` (named, since
-        // the planner would rather walk the member's pending rows, however many), a client id through the
-        // member's own pending rows. (One statement with `id = ? OR client_message_id = ?` read every
-        // message of the mesh per ack: the client id is not a prefix of any index.)
-        let mut done: Vec<i64> = Vec::new();
+        // Found first, then marked by row id: an UPDATE ... RETURNING builds a temporary table for its rows on
+        // every call, which cost as much as storing the message. Each id kind is led by an index: a broker id by
+        // `deliveries_message` (named, since the planner would rather walk the member's pending rows, however
+        // many), a client id by the member's own pending rows. (Matching `id = ? OR client_message_id = ?` in one
+        // statement read every message of the mesh per ack: the client id is a prefix of no index.)
+        let mut found: Vec<i64> = Vec::new();
         if let Some(id) = message_id {
-            let changed: Vec<i64> = self
+            let ids: Vec<i64> = self
                 .conn
                 .prepare_cached(
-                    "UPDATE deliveries INDEXED BY deliveries_message SET delivered_at = ?4 \
-                     WHERE message_id = ?3 AND recipient_member_id = ?2 AND delivered_at IS NULL \
-                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = ?3 AND m.mesh_id = ?1) RETURNING id",
+                    "SELECT id FROM deliveries INDEXED BY deliveries_message WHERE message_id = ?3 \
+                     AND recipient_member_id = ?2 AND delivered_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = ?3 AND m.mesh_id = ?1)",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![mesh_id, member_id, id, at], |r| r.get(0))?
+                    s.query_map(params![mesh_id, member_id, id], |r| r.get(0))?
                         .collect()
                 })
                 .map_err(db)?;
-            done.extend(changed);
+            found.extend(ids);
         }
         if let Some(cid) = client_message_id {
-            let changed: Vec<i64> = self
+            let ids: Vec<i64> = self
                 .conn
                 .prepare_cached(
-                    "UPDATE deliveries SET delivered_at = ?4 WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
-                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = deliveries.message_id AND m.mesh_id = ?1 \
-                     AND m.client_message_id = ?3) RETURNING id",
+                    "SELECT id FROM deliveries d WHERE recipient_member_id = ?2 AND delivered_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = d.message_id AND m.mesh_id = ?1 \
+                     AND m.client_message_id = ?3)",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![mesh_id, member_id, cid, at], |r| r.get(0))?
+                    s.query_map(params![mesh_id, member_id, cid], |r| r.get(0))?
                         .collect()
                 })
                 .map_err(db)?;
-            done.extend(changed);
+            for i in ids {
+                if !found.contains(&i) {
+                    found.push(i);
+                }
+            }
         }
-        Ok(done)
+        if found.is_empty() {
+            return Ok(found);
+        }
+        self.begin()?;
+        let mut mark = self
+            .conn
+            .prepare_cached("UPDATE deliveries SET delivered_at = ?2 WHERE id = ?1")
+            .map_err(db)?;
+        for id in &found {
+            mark.execute(params![id, at]).map_err(db)?;
+        }
+        Ok(found)
     }
 
     fn pending_count(&self) -> Result<i64> {
