@@ -145,6 +145,9 @@ pub struct Hub {
     pub(super) presences: HashMap<PKey, Presence>,
     /// Presences per mesh, in connection order.
     pub(super) by_mesh: HashMap<String, BTreeSet<PKey>>,
+    /// Presences per member id, in connection order: who a delivery reaches and whose leases an acknowledgement
+    /// ends, without a walk through the whole mesh per message.
+    pub(super) by_member: HashMap<String, Vec<PKey>>,
     /// Peer (non-pull session) presences by (mesh, session key).
     pub(super) by_session: HashMap<(String, String), PKey>,
     pub(super) waiters: HashMap<ConnId, Waiter>,
@@ -242,6 +245,7 @@ impl Hub {
             conns: HashMap::new(),
             presences: HashMap::new(),
             by_mesh: HashMap::new(),
+            by_member: HashMap::new(),
             by_session: HashMap::new(),
             waiters: HashMap::new(),
             buckets: HashMap::new(),
@@ -517,6 +521,10 @@ impl Hub {
             let announce = p.is_peer();
             let data = json!({"name": p.display_name, "pubkey": p.pubkey(), "groups": p.groups});
             self.by_mesh.entry(mesh.id.clone()).or_default().insert(pk);
+            self.by_member
+                .entry(member.id.clone())
+                .or_default()
+                .push(pk);
             self.presences.insert(pk, p);
             if announce {
                 self.announce(&mesh.id, pk, "peer_joined", data);
@@ -566,6 +574,12 @@ impl Hub {
         let Some(p) = self.presences.remove(&pk) else {
             return;
         };
+        if let Some(keys) = self.by_member.get_mut(&p.member_id) {
+            keys.retain(|k| *k != pk);
+            if keys.is_empty() {
+                self.by_member.remove(&p.member_id);
+            }
+        }
         if let Some(set) = self.by_mesh.get_mut(&p.mesh_id) {
             set.remove(&pk);
             if set.is_empty() {

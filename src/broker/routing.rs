@@ -133,24 +133,30 @@ impl Hub {
         }
     }
 
-    /// The presences a delivery reaches: the recipient member's connections (or the one session's), except
-    /// the socket it came from.
+    /// The presences each delivery reaches: the recipient member's connections (or the one session's), except
+    /// the socket it came from, in connection order.
     pub(super) fn reached_by(
         &self,
-        mesh_id: &str,
-        member_id: &str,
-        session: Option<&str>,
+        deliveries: &[NewDelivery],
         from: Option<ConnId>,
-    ) -> Vec<PKey> {
-        self.mesh_keys(mesh_id)
-            .into_iter()
-            .filter(|pk| {
-                self.presences.get(pk).is_some_and(|p| {
-                    p.conn.is_some()
-                        && p.conn != from
-                        && p.member_id == member_id
-                        && (session.is_none() || p.session_pubkey.as_deref() == session)
-                })
+    ) -> Vec<Vec<PKey>> {
+        deliveries
+            .iter()
+            .map(|d| {
+                self.by_member
+                    .get(&d.recipient_member_id)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|pk| {
+                        self.presences.get(pk).is_some_and(|p| {
+                            p.conn.is_some()
+                                && p.conn != from
+                                && (d.recipient_session_pubkey.is_none()
+                                    || p.session_pubkey == d.recipient_session_pubkey)
+                        })
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -423,14 +429,9 @@ impl Hub {
         };
 
         let created_at = fmt_rfc3339(message.created_at);
+        let reached = self.reached_by(&deliveries, Some(conn));
         let (mut pushed, mut online) = (false, false);
-        for (d, delivery_id) in deliveries.into_iter().zip(ids) {
-            let targets = self.reached_by(
-                &message.mesh_id,
-                &d.recipient_member_id,
-                d.recipient_session_pubkey.as_deref(),
-                Some(conn),
-            );
+        for ((d, delivery_id), targets) in deliveries.into_iter().zip(ids).zip(reached) {
             if targets.is_empty() {
                 continue;
             }
@@ -532,12 +533,8 @@ impl Hub {
             Ok(ids) => ids,
             Err(e) => return log::error("recording a client_ack failed", &[("error", &e)]),
         };
-        for pk in self.mesh_keys(&mesh) {
-            if let Some(q) = self
-                .presences
-                .get_mut(&pk)
-                .filter(|q| q.member_id == member)
-            {
+        for pk in self.by_member.get(&member).into_iter().flatten() {
+            if let Some(q) = self.presences.get_mut(pk) {
                 for id in &done {
                     q.inflight.remove(id);
                 }
