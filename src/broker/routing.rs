@@ -5,6 +5,7 @@
 //! session). A row is pushed to each eligible live connection once, again to every connection that (re)connects,
 //! and again when its lease runs out, until a connection of the recipient member acknowledges it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::hub::{Hub, IfLost, PKey, Presence, RateLimit, groups_of, in_group};
@@ -253,11 +254,26 @@ impl Hub {
     ) -> std::result::Result<Vec<NewDelivery>, String> {
         let internal = |e: crate::error::Error| format!("internal: {e}");
         if let Some(copies) = &s.copies {
+            // A member with a presence is a member in good standing (a ban removes its presences), so the mesh's
+            // presences answer for most copies of a broadcast without a query each.
+            let present: HashMap<&str, &str> = if copies.len() > 1 {
+                self.by_mesh
+                    .get(&p.mesh_id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|pk| self.presences.get(pk))
+                    .map(|q| (q.member_pubkey.as_str(), q.member_id.as_str()))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
             let mut out = Vec::with_capacity(copies.len());
             for c in copies {
-                let Some((member, session)) =
-                    self.recipient_of(&p.mesh_id, &c.to).map_err(internal)?
-                else {
+                let found = match present.get(c.to.as_str()) {
+                    Some(member) => Some((member.to_string(), None)),
+                    None => self.recipient_of(&p.mesh_id, &c.to).map_err(internal)?,
+                };
+                let Some((member, session)) = found else {
                     return Err(format!(
                         "not_member: {} is not a member or session of this mesh",
                         short(&c.to)
