@@ -300,10 +300,13 @@ CREATE INDEX deliveries_message ON deliveries (message_id);
 "#,
     // 2: the recipient index holds pending deliveries only. A delivered row leaves it instead of moving to its
     // other end, so it stays as small as the backlog and its pages stay hot: each acknowledgement dirtied two
-    // more index pages, each written to the WAL at commit.
+    // more index pages, each written to the WAL at commit. The message index also keys the recipient, so an
+    // acknowledgement of one copy of a broadcast does not read every copy.
     r#"
 DROP INDEX deliveries_recipient;
 CREATE INDEX deliveries_pending ON deliveries (recipient_member_id, created_at) WHERE delivered_at IS NULL;
+DROP INDEX deliveries_message;
+CREATE INDEX deliveries_message ON deliveries (message_id, recipient_member_id);
 "#,
 ];
 
