@@ -257,13 +257,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
             while st.sent < total {
                 let due = start + Duration::from_secs_f64(st.sent as f64 / rate);
                 if due > now {
-                    let wait = due - now;
-                    // poll(2) sleeps in whole milliseconds: spin through the last one.
-                    timeout = Some(if wait < Duration::from_millis(1) {
-                        Duration::ZERO
-                    } else {
-                        wait - Duration::from_millis(1)
-                    });
+                    timeout = Some(due - now);
                     break;
                 }
                 let p = st.sent % peers;

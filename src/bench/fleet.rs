@@ -8,7 +8,10 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::client::transport::{self, BrokerUrl, Stream};
@@ -123,10 +126,57 @@ fn parse_frame(b: &[u8]) -> Option<(bool, u8, std::ops::Range<usize>, usize)> {
     (b.len() >= end).then_some((fin, op, head..end, end))
 }
 
+/// The token of the timer: poll(2) sleeps in whole milliseconds, and a paced sender needs microseconds.
+const TIMER: Token = Token(usize::MAX);
+
+/// A timerfd: wakes the loop at a precise moment without spinning a core the broker needs.
+struct Timer(OwnedFd);
+
+impl Timer {
+    fn new() -> io::Result<Timer> {
+        // SAFETY: timerfd_create returns a new descriptor or -1.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the descriptor was just created and nothing else owns it.
+        Ok(Timer(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Fires once after `after` (a zero duration disarms it, so it is raised to a nanosecond).
+    fn arm(&self, after: Duration) {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: a valid descriptor and a valid itimerspec.
+        unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    fn clear(&self) {
+        let mut n = [0u8; 8];
+        // SAFETY: reading 8 bytes into a live 8-byte buffer from a descriptor we own.
+        unsafe { libc::read(self.0.as_raw_fd(), n.as_mut_ptr().cast(), n.len()) };
+    }
+}
+
 /// The sockets and the loop that drives them.
 pub(super) struct Fleet {
     poll: Poll,
     events: Events,
+    timer: Timer,
     pub io: Io,
     buf: Vec<u8>,
     text: Vec<u8>,
@@ -134,9 +184,19 @@ pub(super) struct Fleet {
 
 impl Fleet {
     pub fn new() -> Result<Fleet> {
-        let poll = Poll::new().map_err(|e| Error::internal(format!("poll: {}", io_message(&e))))?;
+        let fail = |e: io::Error| Error::internal(format!("poll: {}", io_message(&e)));
+        let poll = Poll::new().map_err(fail)?;
+        let timer = Timer::new().map_err(fail)?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&timer.0.as_raw_fd()),
+                TIMER,
+                Interest::READABLE,
+            )
+            .map_err(fail)?;
         Ok(Fleet {
             poll,
+            timer,
             events: Events::with_capacity(4096),
             io: Io {
                 socks: Vec::new(),
@@ -180,14 +240,22 @@ impl Fleet {
         Ok(i)
     }
 
-    /// Waits up to `timeout` for input, hands every text message to `on_text` (socket index and text), then
-    /// writes everything queued.
+    /// Waits up to `timeout` (to the microsecond) for input, hands every text message to `on_text` (socket index
+    /// and text), then writes everything queued.
     pub fn turn(
         &mut self,
         timeout: Option<Duration>,
         on_text: &mut impl FnMut(&mut Io, usize, &str),
     ) -> Result<()> {
-        if let Err(e) = self.poll.poll(&mut self.events, timeout)
+        // The timer ends the wait on time; poll's own timeout, a little later, is only a fallback.
+        let fallback = match timeout {
+            Some(t) if !t.is_zero() => {
+                self.timer.arm(t);
+                Some(t + Duration::from_millis(5))
+            }
+            other => other,
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, fallback)
             && e.kind() != io::ErrorKind::Interrupted
         {
             return Err(Error::internal(format!("poll: {}", io_message(&e))));
@@ -201,6 +269,10 @@ impl Fleet {
             })
             .collect();
         for (i, readable, writable) in ready {
+            if i == TIMER.0 {
+                self.timer.clear();
+                continue;
+            }
             if i >= self.io.socks.len() {
                 continue;
             }
