@@ -25,9 +25,11 @@
 //! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
+//! | [`bench`] | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
 //! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
 
+pub mod bench;
 pub mod bridge;
 pub mod broker;
 pub mod claude;

@@ -5,12 +5,14 @@
 //! session). A row is pushed to each eligible live connection once, again to every connection that (re)connects,
 //! and again when its lease runs out, until a connection of the recipient member acknowledges it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::hub::{Hub, IfLost, PKey, Presence, RateLimit, groups_of, in_group};
 use super::log;
 use super::net::ConnId;
 use super::store::{Message, NewDelivery, Pending, new_id};
+use super::topics::Poster;
 use crate::error::Result;
 use crate::time::{fmt_rfc3339, now_ms};
 use crate::wire::{self, Frame, Priority, Status, codes};
@@ -168,15 +170,17 @@ impl Hub {
     }
 
     /// The presences a delivery reaches: the recipient member's connections (or the one session's), except
-    /// the socket it came from.
-    pub(super) fn reached_by(&self, mesh_id: &str, d: &Pending, from: Option<ConnId>) -> Vec<PKey> {
-        self.mesh_keys(mesh_id)
+    /// the socket it came from, in connection order.
+    pub(super) fn reached_by(&self, d: &Pending, from: Option<ConnId>) -> Vec<PKey> {
+        self.by_member
+            .get(&d.recipient_member_id)
             .into_iter()
+            .flatten()
+            .copied()
             .filter(|pk| {
                 self.presences.get(pk).is_some_and(|p| {
                     p.conn.is_some()
                         && p.conn != from
-                        && p.member_id == d.recipient_member_id
                         && (d.recipient_session_pubkey.is_none()
                             || p.session_pubkey == d.recipient_session_pubkey)
                 })
@@ -278,16 +282,29 @@ impl Hub {
     /// Who a send reaches, as delivery rows. `Err` is the refusal for the `ack`.
     fn recipients(
         &self,
-        p: &Presence,
+        p: &Poster,
         s: &wire::SendMessage,
     ) -> std::result::Result<Vec<NewDelivery>, String> {
         let internal = |e: crate::error::Error| format!("internal: {e}");
         if let Some(copies) = &s.copies {
+            // A member with a presence is a member in good standing (a revocation ends its presences), so the
+            // mesh's presences answer for most copies of a broadcast without a query each.
+            let present: HashMap<&str, &str> = if copies.len() > 1 {
+                self.mesh_keys(&p.mesh_id)
+                    .iter()
+                    .filter_map(|pk| self.presences.get(pk))
+                    .map(|q| (q.member_pubkey.as_str(), q.member_id.as_str()))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
             let mut out = Vec::with_capacity(copies.len());
             for c in copies {
-                let Some((member, session)) =
-                    self.recipient_of(&p.mesh_id, &c.to).map_err(internal)?
-                else {
+                let found = match present.get(c.to.as_str()) {
+                    Some(member) => Some((member.to_string(), None)),
+                    None => self.recipient_of(&p.mesh_id, &c.to).map_err(internal)?,
+                };
+                let Some((member, session)) = found else {
                     return Err(format!(
                         "not_member: {} is not a member or session of this mesh",
                         short(&c.to)
@@ -335,10 +352,12 @@ impl Hub {
             .filter(|m| m.revoked_at.is_none() && m.id != p.member_id)
         {
             let live: Vec<&Presence> = self
-                .mesh_keys(&p.mesh_id)
-                .iter()
+                .by_member
+                .get(&m.id)
+                .into_iter()
+                .flatten()
                 .filter_map(|pk| self.presences.get(pk))
-                .filter(|q| q.member_id == m.id && !q.pull)
+                .filter(|q| !q.pull)
                 .collect();
             if !live.is_empty() && live.iter().all(|q| !q.visible) {
                 continue;
@@ -364,7 +383,7 @@ impl Hub {
 
     pub(super) fn on_send(&mut self, conn: ConnId, pk: PKey, s: wire::SendMessage, now: Instant) {
         self.metrics.messages_in += 1;
-        let Some(sender) = self.presences.get(&pk).cloned() else {
+        let Some(sender) = self.presences.get(&pk).map(Poster::of) else {
             return;
         };
         if !self.take_token(&sender.member_id, now) {
@@ -444,7 +463,7 @@ impl Hub {
                 sender_member_id: sender.member_id.clone(),
                 sender_member_pubkey: sender.member_pubkey.clone(),
                 sender_session_pubkey: sender.session_pubkey.clone(),
-                sender_name: sender.display_name.clone(),
+                sender_name: sender.name.clone(),
                 target_spec: message.target_spec.clone(),
                 priority: message.priority.clone(),
                 nonce: d.nonce.unwrap_or_else(|| message.nonce.clone()),
@@ -455,7 +474,7 @@ impl Hub {
                 body_version: message.body_version,
                 created_at: message.created_at,
             };
-            for target in self.reached_by(&message.mesh_id, &pending, Some(conn)) {
+            for target in self.reached_by(&pending, Some(conn)) {
                 let Some(p) = self.presences.get(&target) else {
                     continue;
                 };
@@ -525,12 +544,8 @@ impl Hub {
             Err(e) => return log::error("recording a client_ack failed", &[("error", &e)]),
         };
         let mut refill = Vec::new();
-        for pk in self.mesh_keys(&mesh) {
-            if let Some(q) = self
-                .presences
-                .get_mut(&pk)
-                .filter(|q| q.member_id == member)
-            {
+        for &pk in self.by_member.get(&member).into_iter().flatten() {
+            if let Some(q) = self.presences.get_mut(&pk) {
                 for id in &done {
                     q.inflight.remove(id);
                 }

@@ -234,7 +234,7 @@ impl Hub {
                     body_version: None,
                     created_at: message.created_at,
                 };
-                for target in self.reached_by(&message.mesh_id, &pending, None) {
+                for target in self.reached_by(&pending, None) {
                     let Some(p) = self.presences.get(&target) else {
                         continue;
                     };

@@ -19,7 +19,7 @@ pub mod ctx;
 pub mod inbound;
 pub mod rest;
 pub mod session;
-mod transport;
+pub(crate) mod transport;
 
 pub use conn::Conn;
 pub use ctx::Ctx;

@@ -3,6 +3,7 @@
 use crate::cli::Tool;
 
 pub mod apikey;
+pub mod bench;
 pub mod bridge;
 pub mod broker;
 pub mod cm;
@@ -29,6 +30,7 @@ pub mod up;
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
     &apikey::TOOL,
+    &bench::TOOL,
     &bridge::TOOL,
     &broker::TOOL,
     &cm::TOOL,

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one module per area.
 
 mod attacks;
+mod bench;
 mod bridge;
 mod broker;
 mod claude;

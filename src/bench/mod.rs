@@ -1,0 +1,401 @@
+//! `cm-bench`: load for a broker, measured from outside, over the broker protocol only.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the scenarios' shared parts: options, the report line, percentiles, the table |
+//! | `fleet.rs` | many client WebSockets on one mio loop, framed by hand |
+//! | `members.rs` | a mesh and members made over HTTP, or read from `--members FILE`; hellos |
+//! | `proc.rs` | the broker process from `/proc`: its pid by listening port, its resident memory |
+//! | `dm.rs`, `fanout.rs`, `idle.rs`, `cold.rs` | one scenario each |
+//!
+//! Why one thread drives every connection: the client must not be what is measured. A thread per peer would put
+//! thousands of threads and their wake-ups on the same two cores as the broker; one loop costs a `read` and a
+//! `write` per socket per turn. Everything a scenario sends is sealed before its clock starts.
+//!
+//! Nothing here judges a figure: it reports, and BENCHMARKS.md says what the figures should be.
+
+mod cold;
+mod dm;
+mod fanout;
+mod fleet;
+mod idle;
+mod members;
+mod proc;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::client::transport::{self, BrokerUrl};
+use crate::error::{Error, Result};
+use crate::out::Out;
+use members::Member;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Direct messages between random pairs of peers.
+    Dm,
+    /// One broadcast to many peers.
+    Fanout,
+    /// Many idle connections: the broker's memory per connection.
+    Idle,
+    /// A `cm-send` process from start to ack.
+    Cold,
+    /// A topic post until a tailing peer has it.
+    Topic,
+}
+
+impl Scenario {
+    /// Every scenario's name, in the order `--help` lists them.
+    pub const NAMES: &[&str] = &["dm", "fanout", "idle", "cold", "topic"];
+
+    /// Parses a scenario name.
+    pub fn parse(s: &str) -> Result<Scenario> {
+        Ok(match s {
+            "dm" => Scenario::Dm,
+            "fanout" => Scenario::Fanout,
+            "idle" => Scenario::Idle,
+            "cold" => Scenario::Cold,
+            "topic" => Scenario::Topic,
+            _ => {
+                return Err(Error::usage(format!(
+                    "unknown scenario {s:?}: expected one of {}",
+                    Scenario::NAMES.join(", ")
+                )));
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Dm => "dm",
+            Scenario::Fanout => "fanout",
+            Scenario::Idle => "idle",
+            Scenario::Cold => "cold",
+            Scenario::Topic => "topic",
+        }
+    }
+}
+
+/// `cm-bench`'s options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenarios: Vec<Scenario>,
+    /// The broker's URL (`ws://HOST:PORT/ws` or `http://HOST:PORT`).
+    pub broker: String,
+    /// Peers (dm, fanout) or connections (idle); each scenario has its own default.
+    pub peers: Option<usize>,
+    /// Messages per peer (dm), broadcasts (fanout) or runs (cold).
+    pub messages: Option<usize>,
+    /// Plaintext bytes per message.
+    pub size: usize,
+    /// dm: total sends per second, paced; `None` sends as fast as the window allows.
+    pub rate: Option<f64>,
+    /// dm: sends a peer may have waiting for their `ack`.
+    pub window: usize,
+    /// Members of an existing mesh to speak as, instead of making a mesh.
+    pub members: Option<PathBuf>,
+    /// The broker's process id, for its memory; found by its listening port when local.
+    pub broker_pid: Option<u32>,
+    /// The `cm-send` binary the cold scenario runs.
+    pub cm_send: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            scenarios: Vec::new(),
+            broker: String::new(),
+            peers: None,
+            messages: None,
+            size: 256,
+            rate: None,
+            window: 1,
+            members: None,
+            broker_pid: None,
+            cm_send: None,
+        }
+    }
+}
+
+/// One scenario's figures: one JSON line, or one row of the table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    /// Peers (dm, fanout), connections (idle) or 2 (cold).
+    pub peers: usize,
+    /// Messages sent (dm), broadcasts (fanout), hellos (idle), `cm-send` runs (cold).
+    pub sent: u64,
+    /// Pushes received (dm, fanout), `hello_ack`s (idle), runs that ended in an ack (cold).
+    pub delivered: u64,
+    /// From the first send to the last delivery.
+    pub elapsed_s: f64,
+    /// `delivered` per second of `elapsed_s`.
+    pub throughput_msgs_per_s: f64,
+    /// Latency percentiles: send → push (dm), broadcast → last peer (fanout), hello → `hello_ack` (idle),
+    /// process start → exit after the ack (cold).
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The broker's resident memory at the end, when the bench can read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_rss_mb: Option<f64>,
+    /// What only this scenario reports.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Report {
+    fn new(scenario: Scenario, peers: usize) -> Report {
+        Report {
+            scenario: scenario.name(),
+            peers,
+            ..Report::default()
+        }
+    }
+
+    /// Sets the percentiles from latencies in any order.
+    fn latencies(&mut self, mut ms: Vec<f64>) {
+        ms.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            if ms.is_empty() {
+                return 0.0;
+            }
+            let rank = (p * ms.len() as f64).ceil() as usize;
+            round(ms[rank.clamp(1, ms.len()) - 1])
+        };
+        (self.p50_ms, self.p90_ms, self.p99_ms) = (at(0.50), at(0.90), at(0.99));
+        self.max_ms = round(ms.last().copied().unwrap_or(0.0));
+    }
+
+    fn elapsed(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        self.elapsed_s = round(s);
+        self.throughput_msgs_per_s = if s > 0.0 {
+            round(self.delivered as f64 / s)
+        } else {
+            0.0
+        };
+    }
+
+    fn set(&mut self, key: &str, v: impl Into<Value>) {
+        self.extra.insert(key.to_string(), v.into());
+    }
+
+    /// The table's header, matching [`Report::row`].
+    fn header() -> String {
+        format!(
+            "{:<8} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {}",
+            "scenario",
+            "peers",
+            "sent",
+            "delivered",
+            "msgs/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "rss MB",
+            "notes"
+        )
+    }
+
+    fn row(&self) -> String {
+        let rss = self
+            .broker_rss_mb
+            .map_or_else(|| "-".to_string(), |r| format!("{r:.1}"));
+        let notes: Vec<String> = self
+            .extra
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                v => format!("{k}={v}"),
+            })
+            .collect();
+        format!(
+            "{:<8} {:>6} {:>8} {:>10} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>8}  {}",
+            self.scenario,
+            self.peers,
+            self.sent,
+            self.delivered,
+            self.throughput_msgs_per_s,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            rss,
+            notes.join(" ")
+        )
+    }
+}
+
+/// Three decimals: microseconds in a figure of milliseconds.
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// CPU used by the broker and by the bench over a scenario's measured part: the broker's per message is the
+/// figure a busy machine does not blur (a starved broker takes longer, not more CPU), and the bench's shows it
+/// was not the bottleneck.
+struct Meter {
+    pid: Option<u32>,
+    broker: Option<u64>,
+    client: u64,
+}
+
+impl Meter {
+    /// Reports the CPU used since the meter started: `broker_cpu_s`, `broker_us_per_msg` (per delivered
+    /// message) and `client_cpu_s`.
+    fn finish(&self, r: &mut Report) {
+        let secs = |ns: u64| round(ns as f64 / 1e9);
+        if let (Some(pid), Some(before)) = (self.pid, self.broker)
+            && let Some(now) = proc::cpu_ns(pid)
+        {
+            let used = now.saturating_sub(before);
+            r.set("broker_cpu_s", secs(used));
+            if r.delivered > 0 {
+                r.set(
+                    "broker_us_per_msg",
+                    round(used as f64 / 1e3 / r.delivered as f64),
+                );
+            }
+        }
+        r.set(
+            "client_cpu_s",
+            secs(proc::own_cpu_ns().saturating_sub(self.client)),
+        );
+    }
+}
+
+/// What every scenario shares: the broker, the members to speak as, where the broker's memory is read.
+struct Ctx<'a> {
+    opts: &'a Options,
+    url: BrokerUrl,
+    members: Option<Vec<Member>>,
+    pid: Option<u32>,
+}
+
+impl Ctx<'_> {
+    fn rss_kib(&self) -> Option<u64> {
+        self.pid.and_then(proc::rss_kib)
+    }
+
+    /// Starts measuring CPU.
+    fn meter(&self) -> Meter {
+        Meter {
+            pid: self.pid,
+            broker: self.pid.and_then(proc::cpu_ns),
+            client: proc::own_cpu_ns(),
+        }
+    }
+
+    fn rss_mb(&self) -> Option<f64> {
+        self.rss_kib().map(|k| round(k as f64 / 1024.0))
+    }
+
+    /// `n` members: the first `n` of `--members`, else a new mesh of `n` (`tag` names it).
+    fn members(&self, tag: &str, n: usize) -> Result<Vec<Member>> {
+        members::get(&self.url, self.members.as_deref(), tag, n)
+    }
+}
+
+/// Runs each scenario in turn and writes its figures as it finishes.
+pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
+    let url = transport::parse_url(&opts.broker)?;
+    if url.tls {
+        return Err(Error::usage(
+            "cm-bench speaks ws:// only; measure a TLS broker through its plain port",
+        ));
+    }
+    if opts.scenarios.is_empty() {
+        return Err(Error::usage(format!(
+            "no SCENARIO given: one or more of {}",
+            Scenario::NAMES.join(", ")
+        )));
+    }
+    proc::raise_fd_limit();
+    let members = opts
+        .members
+        .as_ref()
+        .map(|p| members::read(&p.display().to_string()))
+        .transpose()?;
+    let local = url.host == "localhost"
+        || url
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let pid = opts
+        .broker_pid
+        .or_else(|| local.then(|| proc::listener_pid(url.port)).flatten());
+    let ctx = Ctx {
+        opts,
+        url,
+        members,
+        pid,
+    };
+    if !out.json {
+        out.line(Report::header())?;
+    }
+    for &s in &opts.scenarios {
+        let mut r = match s {
+            Scenario::Dm => dm::run(&ctx)?,
+            Scenario::Fanout => fanout::run(&ctx)?,
+            Scenario::Idle => idle::run(&ctx)?,
+            Scenario::Cold => cold::run(&ctx)?,
+            Scenario::Topic => {
+                return Err(Error::generic(
+                    "topic: needs topics in the broker protocol, which this build does not have yet",
+                ));
+            }
+        };
+        if r.broker_rss_mb.is_none() {
+            r.broker_rss_mb = ctx.rss_mb();
+        }
+        if out.json {
+            out.json(&r)?;
+        } else {
+            out.line(r.row())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let mut r = Report::new(Scenario::Dm, 1);
+        r.latencies((1..=100).rev().map(f64::from).collect());
+        assert_eq!(
+            (r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms),
+            (50.0, 90.0, 99.0, 100.0)
+        );
+        r.latencies(vec![0.0004]);
+        assert_eq!((r.p50_ms, r.max_ms), (0.0, 0.0));
+        r.latencies(Vec::new());
+        assert_eq!(r.p99_ms, 0.0);
+    }
+
+    #[test]
+    fn report_lines_carry_the_common_fields() {
+        let mut r = Report::new(Scenario::Idle, 3);
+        r.sent = 3;
+        r.delivered = 3;
+        r.elapsed(Duration::from_millis(1500));
+        r.set("per_conn_kib", 5.5);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["scenario"], "idle");
+        assert_eq!(v["throughput_msgs_per_s"], 2.0);
+        assert_eq!(v["per_conn_kib"], 5.5);
+        assert!(v.get("broker_rss_mb").is_none());
+        assert!(r.row().contains("per_conn_kib=5.5"));
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    claudemesh::cli::main(&claudemesh::tools::bench::TOOL)
+}

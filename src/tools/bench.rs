@@ -1,0 +1,140 @@
+//! `cm-bench`: load a broker and measure it.
+
+use std::path::PathBuf;
+
+use crate::bench::{self, Options, Scenario};
+use crate::cli::{Args, Complete, Example, Tool, flag, pos};
+use crate::error::{Error, Result};
+use crate::out::Out;
+
+/// `cm-bench`'s flag table.
+pub static TOOL: Tool = Tool {
+    name: "cm-bench",
+    about: "load a broker and measure its latency, throughput and memory",
+    description: "cm-bench speaks the broker protocol to the broker at --broker (cm-broker, or another broker of \
+the same protocol) and measures it from outside. On a broker that lets it create meshes (cm-broker on loopback) it \
+makes a mesh and members of its own for each scenario; elsewhere give it members of an existing mesh with \
+--members FILE, JSON lines of {\"meshId\", \"memberId\", \"pubkey\", \"secretKey\"}.
+
+Scenarios, run in the order given:
+
+dm: --peers peers (default 100) each send --messages crypto_box DMs (default 1000) to random other peers. Every \
+message is stored by the broker and acknowledged by its recipient with client_ack. Latency is from the send to the \
+recipient's push. A peer keeps --window sends waiting for their ack (default 1); with --rate the sends go out on a \
+schedule instead and latency counts from when each was due.
+
+fanout: one peer broadcasts to --peers others (default 1000), sealed per recipient; latency is the time until the \
+last peer has it. --messages broadcasts (default 20), one after another.
+
+idle: --peers connections (default 10000) say hello and stay idle; the broker's resident memory is read before and \
+after, and per_conn_kib is the difference per connection.
+
+cold: runs the cm-send binary --messages times (default 50) against a config directory made for it and times each \
+run from start to exit, which follows the broker's ack.
+
+topic: a topic post until a tailing peer has it; needs topics, which this build does not have yet.
+
+The broker must let the load through: start cm-broker with --rate-limit 0 and --max-conns-per-mesh and \
+--max-conns-per-addr above the connection count. Its memory is read from /proc when it runs on this machine (found \
+by its listening port, or given with --broker-pid).
+
+Output is a table, or with --json one line per scenario: {\"scenario\", \"peers\", \"sent\", \"delivered\", \
+\"elapsed_s\", \"throughput_msgs_per_s\", \"p50_ms\", \"p90_ms\", \"p99_ms\", \"max_ms\", \"broker_rss_mb\", ...} \
+with what only that scenario reports. cm-bench reports figures and judges none.",
+    section: 1,
+    args: &[pos("SCENARIO")
+        .many()
+        .complete(Complete::Values(Scenario::NAMES))],
+    flags: &[
+        flag("broker", "the broker to measure: ws://HOST:PORT/ws").value("URL"),
+        flag(
+            "peers",
+            "peers (dm, fanout) or connections (idle); defaults 100, 1000, 10000",
+        )
+        .short('n')
+        .value("N"),
+        flag(
+            "messages",
+            "messages per peer (dm), broadcasts (fanout) or runs (cold); defaults 1000, 20, 50",
+        )
+        .short('m')
+        .value("M"),
+        flag("size", "plaintext bytes per message, default 256").value("BYTES"),
+        flag("window", "dm: sends a peer keeps waiting for their ack, default 1").value("W"),
+        flag(
+            "rate",
+            "dm: send this many messages per second in all, on a schedule",
+        )
+        .value("PER_SEC"),
+        flag(
+            "members",
+            "members of an existing mesh to speak as: JSON lines of meshId, memberId, pubkey, secretKey",
+        )
+        .value("FILE")
+        .complete(Complete::File),
+        flag(
+            "broker-pid",
+            "the broker's process id, for its memory (found by port when local)",
+        )
+        .value("PID"),
+        flag(
+            "cm-send",
+            "the cm-send binary cold runs, default the one next to cm-bench",
+        )
+        .value("PATH")
+        .complete(Complete::File),
+    ],
+    subs: &[],
+    mesh_flag: false,
+    trailing: false,
+    examples: &[
+        Example {
+            cmd: "cm-broker --listen 127.0.0.1:7901 --data /tmp/cmb --rate-limit 0 --max-conns-per-mesh 20000 \
+--max-conns-per-addr 20000 &",
+            what: "A broker that lets the load through.",
+        },
+        Example {
+            cmd: "cm-bench dm fanout idle cold --broker ws://127.0.0.1:7901/ws",
+            what: "Every scenario with its defaults, as a table.",
+        },
+        Example {
+            cmd: "cm-bench dm --broker ws://127.0.0.1:7901/ws --rate 20000 --json | jq .p99_ms",
+            what: "DM latency at 20 000 messages a second.",
+        },
+    ],
+    env: &[],
+    run,
+};
+
+fn number<T: std::str::FromStr>(args: &Args, flag: &str) -> Result<Option<T>> {
+    args.value(flag)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| Error::usage(format!("--{flag}: expected a number, got {v:?}")))
+        })
+        .transpose()
+}
+
+fn run(args: &Args, out: &mut Out) -> Result<()> {
+    let broker = args
+        .value("broker")
+        .ok_or_else(|| Error::usage("missing --broker URL; see 'cm-bench --help'"))?;
+    let defaults = Options::default();
+    let opts = Options {
+        scenarios: args
+            .positionals
+            .iter()
+            .map(|s| Scenario::parse(s))
+            .collect::<Result<_>>()?,
+        broker: broker.to_string(),
+        peers: number(args, "peers")?,
+        messages: number(args, "messages")?,
+        size: number(args, "size")?.unwrap_or(defaults.size),
+        rate: number::<f64>(args, "rate")?.filter(|r| r.is_finite() && *r > 0.0),
+        window: number(args, "window")?.unwrap_or(defaults.window),
+        members: args.value("members").map(PathBuf::from),
+        broker_pid: number(args, "broker-pid")?,
+        cm_send: args.value("cm-send").map(PathBuf::from),
+    };
+    bench::run(&opts, out)
+}
