@@ -316,12 +316,8 @@ pub fn post(
     let (nonce, ciphertext, body_version) = match (t.encrypted, t.key) {
         (false, _) => (b64::encode(&[0u8; 24]), b64::encode(text.as_bytes()), 1),
         (true, Some(key)) => {
-            let n = crypto::random_bytes::<24>();
-            (
-                b64::encode(&n),
-                b64::encode(&crypto::secretbox_easy(text.as_bytes(), &n, &key)),
-                2,
-            )
+            let (nonce, ciphertext) = seal_body(text.as_bytes(), &key);
+            (nonce, ciphertext, 2)
         }
         (true, None) => return Err(no_key(&t.name)),
     };
@@ -352,6 +348,15 @@ pub fn post(
         duplicate: ack.duplicate == Some(true),
         resealed,
     })
+}
+
+/// A body sealed under the topic key (body version 2): `(nonce, ciphertext)` in base64, as a `send` carries them.
+pub fn seal_body(text: &[u8], key: &[u8; 32]) -> (String, String) {
+    let n = crypto::random_bytes::<24>();
+    (
+        b64::encode(&n),
+        b64::encode(&crypto::secretbox_easy(text, &n, key)),
+    )
 }
 
 /// The error for an encrypted topic whose key is not sealed for this member yet.
@@ -522,6 +527,8 @@ mod tests {
             "hi"
         );
         assert!(open_body(&b64::encode(&n), &ct, 2, None).is_err());
+        let (n2, ct2) = seal_body(b"sealed", &key);
+        assert_eq!(open_body(&n2, &ct2, 2, Some(&key)).unwrap(), "sealed");
         assert!(open_body(&b64::encode(&n), &ct, 2, Some(&[8u8; 32])).is_err());
         assert_eq!(
             open_body("", &b64::encode(b"plain"), 1, None).unwrap(),
