@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::fleet::Fleet;
+use crate::client::conn::with_req_id;
 use crate::client::transport::BrokerUrl;
-use crate::client::{ConnOpts, Who, hello_frame, rest};
+use crate::client::{ConnOpts, Who, broker_error, hello_frame, random_id, rest};
 use crate::crypto::{self, Keypair};
 use crate::error::{Code, Error, Result};
 use crate::invite;
+use crate::messaging::Requester;
+use crate::wire::{self, Frame};
 
 /// A member of the mesh under test.
 #[derive(Clone)]
@@ -153,6 +156,12 @@ pub(super) struct Incoming<'a> {
     pub code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub message: Option<Cow<'a, str>>,
+    #[serde(default, rename = "topicId", borrow)]
+    pub topic_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub nonce: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub ciphertext: Option<Cow<'a, str>>,
 }
 
 impl Incoming<'_> {
@@ -252,4 +261,62 @@ pub(super) fn connect(
         return Err(e);
     }
     Ok(took.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// How long a request made through [`Ask`] waits for its reply.
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One socket of the fleet as a [`Requester`], so the library's own request sequences (a topic's create, join and
+/// key) run over the bench's connections, before a clock starts. It waits with the loop, one request at a time;
+/// frames for other sockets are read and dropped meanwhile.
+pub(super) struct Ask<'a> {
+    pub fleet: &'a mut Fleet,
+    pub sock: usize,
+}
+
+impl Requester for Ask<'_> {
+    fn ask(&mut self, frame: Frame) -> Result<Frame> {
+        let what = frame.type_name();
+        let req_id = random_id();
+        let text = with_req_id(&frame, &req_id)?;
+        let sock = self.sock;
+        self.fleet.io.send(sock, text.as_bytes());
+        self.fleet.flush();
+        let since = Instant::now();
+        let mut reply: Option<Result<Frame>> = None;
+        loop {
+            self.fleet
+                .turn(Some(Duration::from_millis(100)), &mut |_, i, text| {
+                    if i != sock || reply.is_some() {
+                        return;
+                    }
+                    match wire::parse(text) {
+                        Ok(f) if f.req_id() == Some(&req_id) => reply = Some(Ok(f)),
+                        Ok(_) => {}
+                        Err(e) if wire::peek_req_id(text).as_deref() == Some(&req_id) => {
+                            reply = Some(Err(Error::internal(format!(
+                                "the broker's answer to {what} did not parse: {e}"
+                            ))));
+                        }
+                        Err(_) => {}
+                    }
+                })?;
+            match reply.take() {
+                Some(Ok(Frame::Error(e))) => return Err(broker_error(&e.code, &e.message)),
+                Some(r) => return r,
+                None => {}
+            }
+            if let Some(why) = &self.fleet.io.socks[sock].closed {
+                return Err(Error::network(format!(
+                    "the connection closed while waiting for {what}: {why}"
+                )));
+            }
+            if since.elapsed() > ASK_TIMEOUT {
+                return Err(Error::network(format!(
+                    "no answer to {what} within {} s",
+                    ASK_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! | `fleet.rs` | many client WebSockets on one mio loop, framed by hand |
 //! | `members.rs` | a mesh and members made over HTTP, or read from `--members FILE`; hellos |
 //! | `proc.rs` | the broker process from `/proc`: its pid by listening port, its resident memory |
-//! | `dm.rs`, `fanout.rs`, `idle.rs`, `cold.rs` | one scenario each |
+//! | `dm.rs`, `fanout.rs`, `idle.rs`, `cold.rs`, `topic.rs` | one scenario each |
 //!
 //! Why one thread drives every connection: the client must not be what is measured. A thread per peer would put
 //! thousands of threads and their wake-ups on the same two cores as the broker; one loop costs a `read` and a
@@ -21,6 +21,7 @@ mod fleet;
 mod idle;
 mod members;
 mod proc;
+mod topic;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,7 +45,7 @@ pub enum Scenario {
     Idle,
     /// A `cm-send` process from start to ack.
     Cold,
-    /// A topic post until a tailing peer has it.
+    /// Posts to an encrypted topic until each peer following it has them.
     Topic,
 }
 
@@ -86,15 +87,15 @@ pub struct Options {
     pub scenarios: Vec<Scenario>,
     /// The broker's URL (`ws://HOST:PORT/ws` or `http://HOST:PORT`).
     pub broker: String,
-    /// Peers (dm, fanout) or connections (idle); each scenario has its own default.
+    /// Peers (dm, fanout, topic) or connections (idle); each scenario has its own default.
     pub peers: Option<usize>,
-    /// Messages per peer (dm), broadcasts (fanout) or runs (cold).
+    /// Messages per peer (dm), broadcasts (fanout), posts (topic) or runs (cold).
     pub messages: Option<usize>,
     /// Plaintext bytes per message.
     pub size: usize,
-    /// dm: total sends per second, paced; `None` sends as fast as the window allows.
+    /// dm, topic: total sends per second, paced; `None` sends as fast as the window allows.
     pub rate: Option<f64>,
-    /// dm: sends a peer may have waiting for their `ack`.
+    /// dm, topic: sends a peer may have waiting for their `ack`.
     pub window: usize,
     /// Members of an existing mesh to speak as, instead of making a mesh.
     pub members: Option<PathBuf>,
@@ -125,18 +126,19 @@ impl Default for Options {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub scenario: &'static str,
-    /// Peers (dm, fanout), connections (idle) or 2 (cold).
+    /// Peers (dm, fanout), following peers (topic), connections (idle) or 2 (cold).
     pub peers: usize,
-    /// Messages sent (dm), broadcasts (fanout), hellos (idle), `cm-send` runs (cold).
+    /// Messages sent (dm), broadcasts (fanout), posts (topic), hellos (idle), `cm-send` runs (cold).
     pub sent: u64,
-    /// Pushes received (dm, fanout), `hello_ack`s (idle), runs that ended in an ack (cold).
+    /// Pushes received (dm, fanout; topic: over all peers, and only those the peer's key opens), `hello_ack`s
+    /// (idle), runs that ended in an ack (cold).
     pub delivered: u64,
     /// From the first send to the last delivery.
     pub elapsed_s: f64,
     /// `delivered` per second of `elapsed_s`.
     pub throughput_msgs_per_s: f64,
-    /// Latency percentiles: send → push (dm), broadcast → last peer (fanout), hello → `hello_ack` (idle),
-    /// process start → exit after the ack (cold).
+    /// Latency percentiles: send → push (dm), broadcast → last peer (fanout), post → each peer's push (topic),
+    /// hello → `hello_ack` (idle), process start → exit after the ack (cold).
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -348,11 +350,7 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
             Scenario::Fanout => fanout::run(&ctx)?,
             Scenario::Idle => idle::run(&ctx)?,
             Scenario::Cold => cold::run(&ctx)?,
-            Scenario::Topic => {
-                return Err(Error::generic(
-                    "topic: needs topics in the broker protocol, which this build does not have yet",
-                ));
-            }
+            Scenario::Topic => topic::run(&ctx)?,
         };
         if r.broker_rss_mb.is_none() {
             r.broker_rss_mb = ctx.rss_mb();
