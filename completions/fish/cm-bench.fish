@@ -2,11 +2,11 @@
 
 complete -c cm-bench -f
 complete -c cm-bench -l broker -x -d 'the broker to measure: ws://HOST:PORT/ws'
-complete -c cm-bench -s n -l peers -x -d 'peers (dm, fanout) or connections (idle); defaults 100, 1000, 10000'
-complete -c cm-bench -s m -l messages -x -d 'messages per peer (dm), broadcasts (fanout) or runs (cold); defaults 1000, 20, 50'
+complete -c cm-bench -s n -l peers -x -d 'peers (dm, fanout, topic) or connections (idle); defaults 100, 1000, 100, 10000'
+complete -c cm-bench -s m -l messages -x -d 'messages per peer (dm), broadcasts (fanout), posts (topic) or runs (cold); defaults 1000, 20, 1000, 50'
 complete -c cm-bench -l size -x -d 'plaintext bytes per message, default 256'
-complete -c cm-bench -l window -x -d 'dm: sends a peer keeps waiting for their ack, default 1'
-complete -c cm-bench -l rate -x -d 'dm: send this many messages per second in all, on a schedule'
+complete -c cm-bench -l window -x -d 'dm, topic: sends a peer keeps waiting for their ack, default 1'
+complete -c cm-bench -l rate -x -d 'dm, topic: send this many messages per second in all, on a schedule'
 complete -c cm-bench -l members -r -F -d 'members of an existing mesh to speak as: JSON lines of meshId, memberId, pubkey, secretKey'
 complete -c cm-bench -l broker-pid -x -d 'the broker\'s process id, for its memory (found by port when local)'
 complete -c cm-bench -l cm-send -r -F -d 'the cm-send binary cold runs, default the one next to cm-bench'

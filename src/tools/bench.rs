@@ -32,7 +32,12 @@ after, and per_conn_kib is the difference per connection.
 cold: runs the cm-send binary --messages times (default 50) against a config directory made for it and times each \
 run from start to exit, which follows the broker's ack.
 
-topic: a topic post until a tailing peer has it; needs topics, which this build does not have yet.
+topic: one peer creates an encrypted topic as cm-topic create does (a fresh topic key sealed for every member) and \
+--peers others (default 100) join it and open their copy of the key as cm-topic tail does; then the first peer \
+posts --messages posts (default 1000), sealed under the topic key and paced as dm's sends are (--window, --rate). \
+Latency is from a post's send to each peer's push, over every (post, peer) pair; delivered counts the pushes the \
+peers received and could open with their key, and last_delivery_p50_ms is the median time until a post's last peer \
+has it.
 
 The broker must let the load through: start cm-broker with --rate-limit 0 and --max-conns-per-mesh and \
 --max-conns-per-addr above the connection count. Its memory is read from /proc when it runs on this machine (found \
@@ -49,21 +54,26 @@ with what only that scenario reports. cm-bench reports figures and judges none."
         flag("broker", "the broker to measure: ws://HOST:PORT/ws").value("URL"),
         flag(
             "peers",
-            "peers (dm, fanout) or connections (idle); defaults 100, 1000, 10000",
+            "peers (dm, fanout, topic) or connections (idle); defaults 100, 1000, 100, 10000",
         )
         .short('n')
         .value("N"),
         flag(
             "messages",
-            "messages per peer (dm), broadcasts (fanout) or runs (cold); defaults 1000, 20, 50",
+            "messages per peer (dm), broadcasts (fanout), posts (topic) or runs (cold); defaults 1000, 20, 1000, \
+50",
         )
         .short('m')
         .value("M"),
         flag("size", "plaintext bytes per message, default 256").value("BYTES"),
-        flag("window", "dm: sends a peer keeps waiting for their ack, default 1").value("W"),
+        flag(
+            "window",
+            "dm, topic: sends a peer keeps waiting for their ack, default 1",
+        )
+        .value("W"),
         flag(
             "rate",
-            "dm: send this many messages per second in all, on a schedule",
+            "dm, topic: send this many messages per second in all, on a schedule",
         )
         .value("PER_SEC"),
         flag(
@@ -94,7 +104,7 @@ with what only that scenario reports. cm-bench reports figures and judges none."
             what: "A broker that lets the load through.",
         },
         Example {
-            cmd: "cm-bench dm fanout idle cold --broker ws://127.0.0.1:7901/ws",
+            cmd: "cm-bench dm fanout idle cold topic --broker ws://127.0.0.1:7901/ws",
             what: "Every scenario with its defaults, as a table.",
         },
         Example {
