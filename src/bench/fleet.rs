@@ -289,6 +289,9 @@ impl Fleet {
     }
 
     fn read(&mut self, i: usize, on_text: &mut impl FnMut(&mut Io, usize, &str)) {
+        // The socket is ended only after what came before its end is read: a broker that refuses says why (an
+        // error, a close frame) just before it closes, often in the same read.
+        let mut ended = None;
         loop {
             let s = &mut self.io.socks[i];
             if s.closed.is_some() {
@@ -296,17 +299,14 @@ impl Fleet {
             }
             match s.tcp.read(&mut self.buf) {
                 Ok(0) => {
-                    self.end(
-                        i,
-                        "the broker closed the connection without a close frame".into(),
-                    );
+                    ended = Some("the broker closed the connection without a close frame".into());
                     break;
                 }
                 Ok(n) => s.rbuf.extend_from_slice(&self.buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.end(i, io_message(&e));
+                    ended = Some(io_message(&e));
                     break;
                 }
             }
@@ -368,6 +368,9 @@ impl Fleet {
         s.rbuf.drain(..pos.min(s.rbuf.len()));
         if s.rbuf.is_empty() && s.rbuf.capacity() > KEEP {
             s.rbuf = Vec::new();
+        }
+        if let Some(why) = ended {
+            self.end(i, why);
         }
     }
 
