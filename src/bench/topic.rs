@@ -7,6 +7,9 @@
 //! before the clock starts, and a peer counts a push as delivered only when its own copy of the key opens it.
 //! Like a tail, a peer does not `client_ack` topic pushes: the broker does not redeliver them.
 //!
+//! The key's copies travel in the one `topic_create` frame, which the broker caps at 64 KiB: about 300 members.
+//! A mesh larger than that cannot have an encrypted topic made this way, by the bench or by `cm-topic create`.
+//!
 //! Paced as dm is: the poster keeps `--window` posts waiting for their `ack` (default 1), or with `--rate` posts on
 //! a schedule whatever the broker does.
 
@@ -175,7 +178,8 @@ fn setup(
         Some("cm-bench"),
         None,
         false,
-    )?;
+    )
+    .map_err(|e| e.context(format_args!("topic: creating #{name}")))?;
     let id = created.topic.id;
     let mut keys = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
