@@ -105,12 +105,13 @@ struct State {
 
 impl State {
     fn index(&self, cmid: &str) -> Option<usize> {
-        let g: usize = cmid
+        let n: usize = cmid
             .strip_prefix(&self.run)?
             .strip_prefix('-')?
             .parse()
             .ok()?;
-        (g < self.sent_at.len()).then_some(g)
+        let (i, k) = (n % self.peers, n / self.peers);
+        (k < self.each).then_some(i * self.each + k)
     }
 
     fn send_next(&mut self, io: &mut Io, i: usize, at: Instant) {
@@ -198,7 +199,9 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
                     if j >= i {
                         j += 1;
                     }
-                    let cmid = format!("{run}-{}", i * each + k);
+                    // Numbered in about the order they go out, fixed width: as a real client's ids, which
+                    // begin with the time (`client::new_client_message_id`).
+                    let cmid = format!("{run}-{:010}", k * peers + i);
                     let (nonce, ciphertext) =
                         boxes.seal(i, j, &body(&format!("dm {i}->{j} {k}"), opts.size));
                     Frame::Send(SendMessage {

@@ -140,7 +140,7 @@ pub(crate) fn prepare_send(send: &mut SendMessage) -> String {
     let cmid = match &send.client_message_id {
         Some(c) if !c.is_empty() => c.clone(),
         _ => {
-            let c = random_id();
+            let c = super::new_client_message_id();
             send.client_message_id = Some(c.clone());
             c
         }

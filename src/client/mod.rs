@@ -263,6 +263,15 @@ pub(crate) fn ack_error_transient(error: &str) -> bool {
 }
 
 /// A short random id (16 hex characters) for `_reqId`s and message ids.
+/// A fresh `client_message_id`: the time in milliseconds (12 hex digits), then 64 random bits.
+///
+/// Why time first: the broker indexes client ids to store a resent message once, and ids in time order land
+/// together at the end of that index instead of on a random page each.
+pub fn new_client_message_id() -> String {
+    let ms = u64::try_from(crate::time::now_ms()).unwrap_or(0);
+    format!("{ms:012x}{}", random_id())
+}
+
 pub(crate) fn random_id() -> String {
     crate::crypto::hex::encode(&crate::crypto::random_bytes::<8>())
 }

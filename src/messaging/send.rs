@@ -405,7 +405,7 @@ impl Sender {
             reply_to,
             self.conn(i)?.sender(),
         )?;
-        let cmid = crypto::hex::encode(&crypto::random_bytes::<12>());
+        let cmid = crate::client::new_client_message_id();
         o.send.client_message_id = Some(cmid.clone());
         let ack = match self.conn(i)?.send(o.send.clone()) {
             Err(e) if e.code == Code::Network => {
