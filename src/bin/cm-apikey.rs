@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::apikey::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::apikey::TOOL,
+        claudemesh::tools::apikey::run,
+    )
 }

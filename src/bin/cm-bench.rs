@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::bench::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::bench::TOOL,
+        claudemesh::tools::bench::run,
+    )
 }

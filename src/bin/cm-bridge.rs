@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::bridge::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::bridge::TOOL,
+        claudemesh::tools::bridge::run,
+    )
 }

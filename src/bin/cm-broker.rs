@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::broker::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::broker::TOOL,
+        claudemesh::tools::broker::run,
+    )
 }

@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::doctor::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::doctor::TOOL,
+        claudemesh::tools::doctor::run,
+    )
 }

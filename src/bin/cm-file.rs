@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::file::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::file::TOOL, claudemesh::tools::file::run)
 }

@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::id::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::id::TOOL, claudemesh::tools::id::run)
 }

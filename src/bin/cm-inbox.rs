@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::inbox::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::inbox::TOOL,
+        claudemesh::tools::inbox::run,
+    )
 }

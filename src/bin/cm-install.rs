@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::install::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::install::TOOL,
+        claudemesh::tools::install::run,
+    )
 }

@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::launch::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::launch::TOOL,
+        claudemesh::tools::launch::run,
+    )
 }

@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::mcp::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::mcp::TOOL, claudemesh::tools::mcp::run)
 }

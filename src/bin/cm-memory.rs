@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::memory::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::memory::TOOL,
+        claudemesh::tools::memory::run,
+    )
 }

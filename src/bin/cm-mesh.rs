@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::mesh::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::mesh::TOOL, claudemesh::tools::mesh::run)
 }

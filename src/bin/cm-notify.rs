@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::notify::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::notify::TOOL,
+        claudemesh::tools::notify::run,
+    )
 }

@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::peers::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::peers::TOOL,
+        claudemesh::tools::peers::run,
+    )
 }

@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::pipe::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::pipe::TOOL, claudemesh::tools::pipe::run)
 }

@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::profile::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::profile::TOOL,
+        claudemesh::tools::profile::run,
+    )
 }

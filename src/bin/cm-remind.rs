@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::remind::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::remind::TOOL,
+        claudemesh::tools::remind::run,
+    )
 }

@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::send::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::send::TOOL, claudemesh::tools::send::run)
 }

@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::state::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::state::TOOL,
+        claudemesh::tools::state::run,
+    )
 }

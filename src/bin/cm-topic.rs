@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::topic::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::topic::TOOL,
+        claudemesh::tools::topic::run,
+    )
 }

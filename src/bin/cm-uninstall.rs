@@ -1,3 +1,6 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::uninstall::TOOL)
+    claudemesh::cli::main(
+        &claudemesh::tools::uninstall::TOOL,
+        claudemesh::tools::uninstall::run,
+    )
 }

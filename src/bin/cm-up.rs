@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::up::TOOL)
+    claudemesh::cli::main(&claudemesh::tools::up::TOOL, claudemesh::tools::up::run)
 }

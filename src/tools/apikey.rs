@@ -78,10 +78,9 @@ close.",
         ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctx = Ctx::load(args.mesh.as_deref())?;
     match args.sub {
         Some("create") => create(&ctx, args, out),

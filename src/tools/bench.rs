@@ -113,7 +113,6 @@ with what only that scenario reports. cm-bench reports figures and judges none."
         },
     ],
     env: &[],
-    run,
 };
 
 fn number<T: std::str::FromStr>(args: &Args, flag: &str) -> Result<Option<T>> {
@@ -125,7 +124,7 @@ fn number<T: std::str::FromStr>(args: &Args, flag: &str) -> Result<Option<T>> {
         .transpose()
 }
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let broker = args
         .value("broker")
         .ok_or_else(|| Error::usage("missing --broker URL; see 'cm-bench --help'"))?;

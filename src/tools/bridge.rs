@@ -67,10 +67,9 @@ Exit status: 0 stopped by a signal, 3 a bad config, 4 a broker unreachable at th
         "CLAUDEMESH_CONFIG_DIR",
         "The config directory, instead of ~/.claudemesh.",
     )],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     match args.sub {
         Some("init") => {
             let path = args.pos(0).unwrap_or("cm-bridge.json");

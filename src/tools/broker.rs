@@ -107,10 +107,9 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
             "where the default data directory goes (else ~/.local/share)",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, _: &mut Out) -> Result<()> {
+pub fn run(args: &Args, _: &mut Out) -> Result<()> {
     broker::run(&options(args, |k| std::env::var(k).ok())?)
 }
 

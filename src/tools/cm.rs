@@ -142,10 +142,9 @@ as cm-mesh join URL does.
         Example { cmd: "cm help send", what: "Show cm-send's options." },
     ],
     env: &[("PATH", "Where cm looks for a tool that is not in its own directory.")],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let Some(verb) = args.pos(0) else {
         if !args.json && mesh_joined() {
             let launch = Args {

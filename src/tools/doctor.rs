@@ -45,7 +45,6 @@ mesh. cm status and cm doctor both run cm-doctor.",
         ),
         ("HOME", "Where ~/.claude.json is looked for."),
     ],
-    run,
 };
 
 /// A check in `--json` output.
@@ -65,7 +64,7 @@ struct Summary {
     failed: usize,
 }
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let mut total = 0;
     let failed = doctor::run(args.mesh.as_deref(), &mut |c: &Check| {
         total += 1;

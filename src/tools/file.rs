@@ -111,10 +111,9 @@ output file exists, 7 not shared with you or not yours to remove, 10 a local fil
             "Inside a session started by cm launch: act as that session.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     match args.sub {
         Some("put") => put(args, out),
         Some("get") => get(args, out),

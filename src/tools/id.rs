@@ -78,10 +78,9 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
         "CLAUDEMESH_CONFIG_DIR",
         "The config directory, instead of ~/.claudemesh. Created (mode 0700) if missing.",
     )],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     match args.sub {
         Some("register") => register(&paths, args, out),

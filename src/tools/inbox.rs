@@ -68,10 +68,9 @@ status 0.",
             "Inside a session started by cm launch: also read what was sent to that session.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     if args.has("hook") {
         inbox::discard_hook_input();
         let r = Ctx::load_all(args.mesh.as_deref()).and_then(|c| inbox::run(c, Mode::Hook, out));

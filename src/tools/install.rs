@@ -51,10 +51,9 @@ pub static TOOL: Tool = Tool {
             "the config directory that holds installed.json (default ~/.claudemesh)",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let layout = Layout::new(&claude::home()?, &paths.dir);
     let opts = InstallOpts {

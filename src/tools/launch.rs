@@ -61,7 +61,6 @@ pub static TOOL: Tool = Tool {
         ("CLAUDEMESH_CONFIG_DIR", "the config directory (default ~/.claudemesh)"),
         ("USER", "the display name when neither --name nor the config gives one"),
     ],
-    run,
 };
 
 /// Starts `claude` in place of this process (returns only on error), or prints the command with `--print-command`.

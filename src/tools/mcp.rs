@@ -66,10 +66,9 @@ or SIGHUP, closing its session first.",
             "The name peers see, instead of the config's displayName.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, _out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, _out: &mut Out) -> Result<()> {
     let log = match args.value("log") {
         Some(path) => Log::file(std::path::Path::new(path))?,
         None => Log::stderr(),

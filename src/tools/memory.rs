@@ -82,10 +82,9 @@ same verbs run as cm remember, cm recall and cm forget. With --json each note is
             "The mesh to use when --mesh is not given.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let words = args.positionals.join(" ");
     match args.sub {

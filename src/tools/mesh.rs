@@ -130,10 +130,9 @@ the command runs).",
             "Your display name when neither --name nor the config gives one.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     match args.sub {
         Some("new") => new(args, out),
         Some("rename") => rename(args, out),

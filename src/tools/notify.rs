@@ -60,10 +60,9 @@ be read).",
         ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let mut conn = ctx.connect()?;
     if args.sub == Some("read") {

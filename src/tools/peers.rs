@@ -43,7 +43,6 @@ pubkey is the key to send to.",
         ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
-    run,
 };
 
 fn fetch(ctx: &Ctx) -> Result<Roster> {
@@ -54,7 +53,7 @@ fn fetch(ctx: &Ctx) -> Result<Roster> {
     Ok(r)
 }
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctxs = Ctx::load_all(args.mesh.as_deref())?;
     let all = args.has("all");
     let mut failed: Option<Error> = None;

@@ -61,10 +61,9 @@ cm-pipe joins as a session of its own for as long as it runs (messages to your m
             "Inside a session started by cm launch: speak as that session.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let input = std::io::BufReader::new(std::io::stdin());
     crate::messaging::pipe::run(&ctx, input, out)

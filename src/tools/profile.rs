@@ -74,10 +74,9 @@ launched session, gives up after 3 seconds, and always exits 0, with any error o
             "Set by cm launch: edits change that session.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let field = args.pos(0);
     let value = args.positionals.get(1..).unwrap_or_default();
     if args.has("hook") {

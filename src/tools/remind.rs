@@ -92,10 +92,9 @@ cm-remind cancel ID cancels one by id or the start of its id. With --json each r
         ),
         ("TZ", "The local time zone of --at."),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let timed = ["to", "in", "at", "cron", "tz"].iter().any(|f| args.has(f));
     let words: Vec<&str> = args.positionals.iter().map(String::as_str).collect();
     match (words.as_slice(), timed) {

@@ -78,10 +78,9 @@ unreachable, 5 no such peer (with the nearest name) or nobody in the group, 1 an
             "Inside a session started by cm launch: send as that session, so replies reach it.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let priority = args
         .value("priority")
         .map(str::parse)

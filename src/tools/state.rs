@@ -104,10 +104,9 @@ watch.",
             "Set by cm launch: speak as that session.",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let key = || args.pos(0).unwrap_or_default();
     match args.sub {

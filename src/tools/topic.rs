@@ -148,10 +148,9 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
         ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let topic = args.pos(0).unwrap_or_default();
     match args.sub {

@@ -37,10 +37,9 @@ pub static TOOL: Tool = Tool {
             "the config directory that holds installed.json (default ~/.claudemesh)",
         ),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let layout = Layout::new(&claude::home()?, &paths.dir);
     let items = claude::uninstall(&layout, &Wanted::for_this_install(), args.has("dry-run"))?;

@@ -85,10 +85,9 @@ Without a subcommand cm-up runs up.",
         ),
         ("USER", "The name of the first mesh, and your display name."),
     ],
-    run,
 };
 
-fn run(args: &Args, out: &mut Out) -> Result<()> {
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let data = local::data_dir(args.value("data"));
     match args.sub {
         Some("down") => down(&data, out),
