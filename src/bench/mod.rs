@@ -341,9 +341,8 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
         members,
         pid,
     };
-    if !out.json {
-        out.line(Report::header())?;
-    }
+    // The header goes out with the first row, so a scenario that fails first leaves only its error.
+    let mut headed = out.json;
     for &s in &opts.scenarios {
         let mut r = match s {
             Scenario::Dm => dm::run(&ctx)?,
@@ -358,6 +357,9 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
         if out.json {
             out.json(&r)?;
         } else {
+            if !std::mem::replace(&mut headed, true) {
+                out.line(Report::header())?;
+            }
             out.line(r.row())?;
         }
     }
