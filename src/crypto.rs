@@ -2,8 +2,9 @@
 //! ed25519 → x25519 conversion, `crypto_box_easy`, `crypto_secretbox_easy` and `crypto_box_seal`, plus the base64 and
 //! hex encodings the wire uses (reference §2.1, §4.11).
 //!
-//! Everything here is proven against `shared/vectors/crypto.json`, which libsodium itself produced. The one place
-//! where the Rust crates and libsodium part ways is the x25519 secret: libsodium stores it clamped, so we clamp too.
+//! Everything here is proven against `tests/vectors/crypto.json` (a copy of the project's shared vectors), which
+//! libsodium itself produced. The one place where the Rust crates and libsodium part ways is the x25519 secret:
+//! libsodium stores it clamped, so we clamp too.
 
 use crypto_box::aead::{Aead, OsRng, generic_array::GenericArray};
 use crypto_box::{SalsaBox, SecretKey as BoxSecret};
@@ -435,9 +436,22 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/crypto.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/crypto.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
         serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_vectors_are_a_copy_of_the_shared_ones() {
+        // Where the project's shared vectors are checked out beside this repository, the copy must not drift.
+        let ours = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/crypto.json");
+        let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/crypto.json");
+        if let Ok(theirs) = std::fs::read(shared) {
+            assert!(
+                std::fs::read(ours).unwrap() == theirs,
+                "{ours} differs from {shared}"
+            );
+        }
     }
 
     fn s<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -228,7 +228,7 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/crypto.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/crypto.json");
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 

@@ -2538,7 +2538,7 @@ mod tests {
     fn signed_strings_match_the_vectors() {
         let text = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/crypto.json"
+            "/tests/vectors/crypto.json"
         ));
         let v: Value = serde_json::from_str(text).unwrap();
         let key = |who: &str| {

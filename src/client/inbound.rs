@@ -206,7 +206,7 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/crypto.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/crypto.json");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
