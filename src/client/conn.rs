@@ -252,8 +252,21 @@ impl Conn {
     /// Sends a message and waits for its `ack`, matched by `id` ([`prepare_send`] fills in `id` and
     /// `client_message_id` when empty). An ack that carries an `error` is an `Err`: `unknown target` →
     /// NotFound, `not_member` → Permission, `payload too large` → Usage, else Generic.
+    ///
+    /// A broadcast whose sealed copies do not fit in one frame goes out in parts ([`super::split_send`]), each
+    /// waited for; the ack is theirs merged, and the first refusal is the error.
     pub fn send(&mut self, mut send: SendMessage) -> Result<Ack> {
-        let id = prepare_send(&mut send);
+        prepare_send(&mut send);
+        let parts = super::split_send(send);
+        let mut acks = Vec::with_capacity(parts.len());
+        for part in parts {
+            acks.push(self.send_one(part)?);
+        }
+        Ok(super::merge_acks(acks))
+    }
+
+    fn send_one(&mut self, send: SendMessage) -> Result<Ack> {
+        let id = send.id.clone();
         self.write(Frame::Send(send).to_json())?;
         let reply = self.wait("send", |f| match f {
             Frame::Ack(a) => a.id == id,

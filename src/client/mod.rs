@@ -263,6 +263,81 @@ pub(crate) fn ack_error_transient(error: &str) -> bool {
 }
 
 /// A short random id (16 hex characters) for `_reqId`s and message ids.
+/// How large a `send` frame may be before its sealed copies go out in several: the broker's 64 KiB frame and
+/// message limit (the original's too), less room for `_reqId` and the ids of the parts.
+const SEND_FRAME_BUDGET: usize = 60 * 1024;
+
+/// A `send` as the frames it goes out in: itself, or, when its sealed copies do not fit in one frame, parts that
+/// each carry some of them. Part `k > 0` has the `id` and `client_message_id` of the whole with `-k` added, so a
+/// repeat of the whole splits the same way and the broker stores each part once. A single copy too large for a
+/// frame stays as it is, for the broker to refuse.
+pub(crate) fn split_send(send: wire::SendMessage) -> Vec<wire::SendMessage> {
+    let Some(copies) = send.copies.as_ref().filter(|c| c.len() > 1) else {
+        return vec![send];
+    };
+    let size = |c: &wire::SealedCopy| c.to.len() + c.nonce.len() + c.ciphertext.len() + 40;
+    let base = Frame::Send(wire::SendMessage {
+        copies: Some(Vec::new()),
+        ..send.clone()
+    })
+    .to_json()
+    .len();
+    if base + copies.iter().map(size).sum::<usize>() <= SEND_FRAME_BUDGET {
+        return vec![send];
+    }
+    let mut groups: Vec<Vec<wire::SealedCopy>> = vec![Vec::new()];
+    let mut used = base;
+    for c in copies {
+        let n = size(c);
+        if used + n > SEND_FRAME_BUDGET && groups.last().is_some_and(|g| !g.is_empty()) {
+            groups.push(Vec::new());
+            used = base;
+        }
+        used += n;
+        if let Some(g) = groups.last_mut() {
+            g.push(c.clone());
+        }
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(k, g)| {
+            let suffix = |s: &str| {
+                if k == 0 {
+                    s.to_string()
+                } else {
+                    format!("{s}-{k}")
+                }
+            };
+            wire::SendMessage {
+                id: suffix(&send.id),
+                client_message_id: send.client_message_id.as_deref().map(suffix),
+                copies: Some(g),
+                ..send.clone()
+            }
+        })
+        .collect()
+}
+
+/// The acks of a split `send`'s parts as the ack of the whole: the first part's ids, queued unless some part was
+/// pushed, online if any recipient was, a duplicate if every part was.
+pub(crate) fn merge_acks(acks: Vec<wire::Ack>) -> wire::Ack {
+    let queued = acks.iter().all(|a| a.queued);
+    let online = acks
+        .iter()
+        .filter_map(|a| a.recipient_online)
+        .reduce(|a, b| a || b);
+    let duplicate = acks.iter().all(|a| a.duplicate == Some(true));
+    let mut it = acks.into_iter();
+    let first = it.next().unwrap_or_default();
+    wire::Ack {
+        queued,
+        recipient_online: online,
+        duplicate: duplicate.then_some(true),
+        ..first
+    }
+}
+
 /// A fresh `client_message_id`: the time in milliseconds (12 hex digits), then 64 random bits.
 ///
 /// Why time first: the broker indexes client ids to store a resent message once, and ids in time order land
@@ -279,6 +354,92 @@ pub(crate) fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn copy(to: usize, bytes: usize) -> wire::SealedCopy {
+        wire::SealedCopy {
+            to: format!("{to:064x}"),
+            nonce: "n".repeat(32),
+            ciphertext: "c".repeat(bytes),
+        }
+    }
+
+    fn broadcast(copies: Vec<wire::SealedCopy>) -> wire::SendMessage {
+        wire::SendMessage {
+            id: "abc".into(),
+            client_message_id: Some("abc".into()),
+            target_spec: "*".into(),
+            copies: Some(copies),
+            ..wire::SendMessage::default()
+        }
+    }
+
+    #[test]
+    fn a_send_that_fits_goes_out_whole() {
+        let s = broadcast((0..10).map(|i| copy(i, 1000)).collect());
+        assert_eq!(split_send(s.clone()), [s]);
+    }
+
+    #[test]
+    fn copies_too_many_for_a_frame_go_out_in_parts_that_fit() {
+        let copies: Vec<_> = (0..100).map(|i| copy(i, 2000)).collect();
+        let parts = split_send(broadcast(copies.clone()));
+        assert!(parts.len() >= 4, "{}", parts.len());
+        let ids: Vec<_> = parts.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(&ids[..3], ["abc", "abc-1", "abc-2"]);
+        for p in &parts {
+            assert_eq!(p.client_message_id.as_deref(), Some(p.id.as_str()));
+            assert!(Frame::Send(p.clone()).to_json().len() <= 64 * 1024);
+        }
+        let again: Vec<_> = parts
+            .iter()
+            .flat_map(|p| p.copies.clone().unwrap())
+            .collect();
+        assert_eq!(again, copies, "every copy once, in order");
+        assert_eq!(
+            split_send(broadcast(copies)),
+            parts,
+            "a repeat splits the same way"
+        );
+    }
+
+    #[test]
+    fn a_copy_too_large_for_any_frame_is_left_for_the_broker_to_refuse() {
+        let parts = split_send(broadcast(vec![copy(1, 100), copy(2, 70_000), copy(3, 100)]));
+        let sizes: Vec<usize> = parts
+            .iter()
+            .map(|p| p.copies.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [1, 1, 1]);
+    }
+
+    #[test]
+    fn the_parts_acks_merge_into_one() {
+        let ack = |id: &str, queued, online, duplicate| wire::Ack {
+            id: id.into(),
+            message_id: format!("m-{id}"),
+            queued,
+            recipient_online: Some(online),
+            duplicate,
+            ..wire::Ack::default()
+        };
+        let m = merge_acks(vec![
+            ack("a", true, false, Some(true)),
+            ack("a-1", false, true, None),
+        ]);
+        assert_eq!((m.id.as_str(), m.message_id.as_str()), ("a", "m-a"));
+        assert_eq!(
+            (m.queued, m.recipient_online, m.duplicate),
+            (false, Some(true), None)
+        );
+        let m = merge_acks(vec![
+            ack("a", true, false, Some(true)),
+            ack("a-1", true, false, Some(true)),
+        ]);
+        assert_eq!(
+            (m.queued, m.recipient_online, m.duplicate),
+            (true, Some(false), Some(true))
+        );
+    }
     use crate::crypto::verify_hex;
 
     fn who() -> Who {

@@ -170,6 +170,7 @@ impl Session {
             cmds: cmd_rx,
             poll,
             outbox: Vec::new(),
+            splits: HashMap::new(),
             requests: Vec::new(),
             acks: Vec::new(),
             seen: Seen::new(SEEN_CAPACITY),
@@ -354,6 +355,16 @@ struct Outgoing {
     send: SendMessage,
     /// Not before this instant (after a rate-limit refusal).
     hold_until: Option<Instant>,
+    /// For a part of a send too large for one frame ([`super::split_send`]): the whole's `id`.
+    whole: Option<String>,
+}
+
+/// A send that went out in parts: what is known of them so far. Its event goes out when the last part is answered.
+struct Split {
+    client_message_id: String,
+    left: usize,
+    acks: Vec<Ack>,
+    error: Option<Error>,
 }
 
 /// How a connected stretch ended.
@@ -378,6 +389,8 @@ struct Io {
     cmds: Receiver<Cmd>,
     poll: Poll,
     outbox: Vec<Outgoing>,
+    /// Sends in parts, by the whole's `id`.
+    splits: HashMap<String, Split>,
     requests: Vec<Pending>,
     acks: Vec<String>,
     seen: Seen,
@@ -394,6 +407,79 @@ struct Link {
 impl Io {
     fn emit(&self, e: Event) {
         (self.events)(e);
+    }
+
+    /// Puts a send in the outbox, in parts when it does not fit in one frame; returns the frames to write.
+    fn enqueue(&mut self, send: SendMessage) -> Vec<String> {
+        let parts = super::split_send(send);
+        let whole = (parts.len() > 1).then(|| parts[0].id.clone());
+        if let Some(w) = &whole {
+            self.splits.insert(
+                w.clone(),
+                Split {
+                    client_message_id: parts[0].client_message_id.clone().unwrap_or_default(),
+                    left: parts.len(),
+                    acks: Vec::new(),
+                    error: None,
+                },
+            );
+        }
+        parts
+            .into_iter()
+            .map(|send| {
+                let text = Frame::Send(send.clone()).to_json();
+                self.outbox.push(Outgoing {
+                    send,
+                    hold_until: None,
+                    whole: whole.clone(),
+                });
+                text
+            })
+            .collect()
+    }
+
+    /// A send (or a part of one) is answered: its event, or, for a part, the whole's once every part is.
+    fn answered(&mut self, o: Outgoing, result: std::result::Result<Ack, Error>) {
+        let Some(w) = o.whole else {
+            let client_message_id = o.send.client_message_id.unwrap_or_default();
+            return self.emit(match result {
+                Ok(ack) => Event::Acked {
+                    client_message_id,
+                    ack,
+                },
+                Err(error) => Event::Failed {
+                    client_message_id,
+                    error,
+                },
+            });
+        };
+        let Some(split) = self.splits.get_mut(&w) else {
+            return;
+        };
+        split.left -= 1;
+        match result {
+            Ok(ack) => split.acks.push(ack),
+            Err(e) => {
+                split.error.get_or_insert(e);
+            }
+        }
+        if split.left > 0 {
+            return;
+        }
+        let Some(split) = self.splits.remove(&w) else {
+            return;
+        };
+        let client_message_id = split.client_message_id;
+        self.emit(match split.error {
+            Some(error) => Event::Failed {
+                client_message_id,
+                error,
+            },
+            None => Event::Acked {
+                client_message_id,
+                ack: super::merge_acks(split.acks),
+            },
+        });
     }
 
     fn run(mut self, first: mpsc::SyncSender<Result<()>>) {
@@ -492,10 +578,9 @@ impl Io {
                 .poll(&mut events, Some(next.saturating_duration_since(now)));
             while let Ok(cmd) = self.cmds.try_recv() {
                 match cmd {
-                    Cmd::Send(s) => self.outbox.push(Outgoing {
-                        send: s,
-                        hold_until: None,
-                    }),
+                    Cmd::Send(s) => {
+                        self.enqueue(s);
+                    }
                     Cmd::Request {
                         req_id,
                         text,
@@ -613,14 +698,10 @@ impl Io {
             }
             while let Ok(cmd) = self.cmds.try_recv() {
                 let r = match cmd {
-                    Cmd::Send(s) => {
-                        let text = Frame::Send(s.clone()).to_json();
-                        self.outbox.push(Outgoing {
-                            send: s,
-                            hold_until: None,
-                        });
-                        write(link, text)
-                    }
+                    Cmd::Send(s) => self
+                        .enqueue(s)
+                        .into_iter()
+                        .try_for_each(|text| write(link, text)),
                     Cmd::Request {
                         req_id,
                         text,
@@ -748,29 +829,18 @@ impl Io {
                     // The ack of a repeat that was already acked.
                     return;
                 };
-                let cmid = self.outbox[i]
-                    .send
-                    .client_message_id
-                    .clone()
-                    .unwrap_or_default();
                 match a.error.as_deref().filter(|e| !e.is_empty()) {
                     Some(e) if super::ack_error_transient(e) => {
                         self.outbox[i].hold_until = Some(Instant::now() + RATE_LIMIT_RETRY);
                     }
                     Some(e) => {
                         let error = super::ack_error(e);
-                        self.outbox.remove(i);
-                        self.emit(Event::Failed {
-                            client_message_id: cmid,
-                            error,
-                        });
+                        let o = self.outbox.remove(i);
+                        self.answered(o, Err(error));
                     }
                     None => {
-                        self.outbox.remove(i);
-                        self.emit(Event::Acked {
-                            client_message_id: cmid,
-                            ack: a,
-                        });
+                        let o = self.outbox.remove(i);
+                        self.answered(o, Ok(a));
                     }
                 }
             }
@@ -783,10 +853,7 @@ impl Io {
                 let id = e.id.clone().unwrap_or_default();
                 if let Some(i) = self.outbox.iter().position(|o| o.send.id == id) {
                     let o = self.outbox.remove(i);
-                    self.emit(Event::Failed {
-                        client_message_id: o.send.client_message_id.unwrap_or_default(),
-                        error: broker_error(&e.code, &e.message),
-                    });
+                    self.answered(o, Err(broker_error(&e.code, &e.message)));
                 }
             }
             Frame::HelloAck(_) => {}

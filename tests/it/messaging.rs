@@ -207,6 +207,52 @@ fn a_broadcast_reaches_three_peers_sealed_for_each() {
 }
 
 #[test]
+fn a_broadcast_too_large_for_one_frame_goes_out_in_several() {
+    let (_d, b) = broker("bigcast");
+    let peers = Mesh::new(&b, &["alice", "bob", "carol", "dave"]);
+    let (alice, bob, carol, dave) = (
+        by(&peers, "alice"),
+        by(&peers, "bob"),
+        by(&peers, "carol"),
+        by(&peers, "dave"),
+    );
+    let mut pb = bob.pipe();
+    let mut pc = carol.pipe();
+    // Three sealed copies of 30 KB do not fit in one 64 KiB frame; each one does.
+    let text = "0123456789abcdef ".repeat(30_000 / 17);
+    let r = alice.send("*", &text);
+    assert_eq!(r["status"], "sent", "{r}");
+    assert_eq!(
+        (r["recipients"].as_u64(), r["offline"].as_u64()),
+        (Some(3), Some(1)),
+        "{r}"
+    );
+    for p in [&mut pb, &mut pc] {
+        let m = p.expect("message");
+        assert_eq!(m["text"].as_str(), Some(text.as_str()));
+        assert_eq!(m["to"], "*");
+        let more = p.drain(Duration::from_millis(300));
+        assert!(more.iter().all(|v| v["type"] != "message"), "{more:?}");
+    }
+    assert_eq!(texts(&dave.inbox()), [text.as_str()]);
+
+    // The same from cm-pipe.
+    pb.cmd(json!({"cmd": "send", "to": "*", "text": text, "id": "big"}));
+    let res = pb.wait_for(Duration::from_secs(10), |v| v["type"] == "send_result");
+    assert_eq!(
+        (res["status"].as_str(), res["id"].as_str()),
+        (Some("sent"), Some("big")),
+        "{res}"
+    );
+    let m = pc.expect("message");
+    assert_eq!(
+        (m["text"].as_str(), m["from"]["name"].as_str()),
+        (Some(text.as_str()), Some("bob"))
+    );
+    assert_eq!(texts(&dave.inbox()), [text.as_str()]);
+}
+
+#[test]
 fn unknown_and_ambiguous_targets() {
     let (_d, b) = broker("targets");
     let peers = Mesh::new(&b, &["alice", "bob", "sam", "Sam"]);
