@@ -188,7 +188,10 @@ fn create(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
     let name = args.pos(0).unwrap_or_default();
     let mut conn = ctx.connect()?;
     let member = topics::member_key(ctx)?;
-    let c = topics::create(
+    let topics::Created {
+        created: c,
+        unsealed,
+    } = topics::create(
         &mut conn,
         &member,
         name,
@@ -197,6 +200,16 @@ fn create(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
         args.has("plaintext"),
     )?;
     conn.close();
+    if unsealed > 0 {
+        crate::out::warn(
+            TOOL.name,
+            format!(
+                "#{}'s key is sealed for the members that fit in one request; {unsealed} others get it from a \
+                 member who holds it once they join",
+                c.topic.name
+            ),
+        );
+    }
     let encrypted = c.topic.encrypted.unwrap_or(false);
     if out.json {
         return out.json(

@@ -160,41 +160,59 @@ pub fn fetch_key(
 }
 
 /// Seals the topic key for every member of the topic who has no copy yet; returns their names. A refusal for
-/// one member (another holder was faster, the member left) does not stop the others.
+/// one member (another holder was faster, the member left) does not stop the others. The broker names at most 50
+/// such members per request, so this asks again until a round seals nobody.
 pub fn reseal(
     r: &mut impl Requester,
     topic_id: &str,
     key: &[u8; 32],
     member: &Keypair,
 ) -> Result<Vec<String>> {
-    let reply = r.ask(Frame::TopicPendingSeals(wire::TopicPendingSeals {
-        topic: topic_id.to_string(),
-        req_id: None,
-    }))?;
-    let Frame::TopicPendingSealsResponse(p) = reply else {
-        return Err(unexpected("topic_pending_seals", &reply));
-    };
     let mut sealed = Vec::new();
-    for m in p.pending {
-        let Ok((encrypted_key, nonce)) = crypto::seal_topic_key(key, &m.pubkey, member) else {
-            continue;
-        };
-        let seal = Frame::TopicSeal(wire::TopicSeal {
+    loop {
+        let reply = r.ask(Frame::TopicPendingSeals(wire::TopicPendingSeals {
             topic: topic_id.to_string(),
-            member_id: m.member_id,
-            encrypted_key,
-            nonce,
             req_id: None,
-        });
-        if r.ask(seal).is_ok() {
-            sealed.push(m.display_name);
+        }))?;
+        let Frame::TopicPendingSealsResponse(p) = reply else {
+            return Err(unexpected("topic_pending_seals", &reply));
+        };
+        let before = sealed.len();
+        for m in p.pending {
+            let Ok((encrypted_key, nonce)) = crypto::seal_topic_key(key, &m.pubkey, member) else {
+                continue;
+            };
+            let seal = Frame::TopicSeal(wire::TopicSeal {
+                topic: topic_id.to_string(),
+                member_id: m.member_id,
+                encrypted_key,
+                nonce,
+                req_id: None,
+            });
+            if r.ask(seal).is_ok() {
+                sealed.push(m.display_name);
+            }
+        }
+        if sealed.len() == before {
+            return Ok(sealed);
         }
     }
-    Ok(sealed)
+}
+
+/// How many bytes of sealed keys one `topic_create` may carry: frames hold at most 64 KiB, some 270 keys.
+const CREATE_KEYS_BUDGET: usize = 56 * 1024;
+
+/// A topic made by [`create`].
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub created: wire::TopicCreated,
+    /// Members whose sealed key did not fit in the request; they get it from a member who holds it once they
+    /// join (see [`reseal`]).
+    pub unsealed: usize,
 }
 
 /// Creates a topic. Encrypted unless `plaintext`: a fresh 32-byte key, sealed here for every member of the mesh
-/// (the broker stores the sealed copies and never the key).
+/// (the broker stores the sealed copies and never the key), ours first, as many as fit in one frame.
 pub fn create(
     r: &mut impl Requester,
     member: &Keypair,
@@ -202,8 +220,9 @@ pub fn create(
     description: Option<&str>,
     visibility: Option<&str>,
     plaintext: bool,
-) -> Result<wire::TopicCreated> {
+) -> Result<Created> {
     let name = topic_arg(name)?;
+    let mut unsealed = 0;
     let keys = if plaintext {
         None
     } else {
@@ -212,12 +231,21 @@ pub fn create(
             return Err(unexpected("members", &reply));
         };
         let key = crypto::random_bytes::<32>();
+        let me = member.public_hex();
+        let mut members = list.members;
+        members.sort_by_key(|m| m.pubkey != me);
         let mut keys = Vec::new();
-        for m in list.members {
+        let mut bytes = 0;
+        for m in members {
+            if bytes > CREATE_KEYS_BUDGET {
+                unsealed += 1;
+                continue;
+            }
             let (encrypted_key, nonce) =
                 crypto::seal_topic_key(&key, &m.pubkey, member).map_err(|e| {
                     Error::internal(format!("sealing the topic key for {}: {e}", m.display_name))
                 })?;
+            bytes += m.member_id.len() + encrypted_key.len() + nonce.len() + 48;
             keys.push(wire::SealedTopicKey {
                 member_id: m.member_id,
                 encrypted_key,
@@ -234,7 +262,7 @@ pub fn create(
         req_id: None,
     }))?;
     match reply {
-        Frame::TopicCreated(c) => Ok(c),
+        Frame::TopicCreated(created) => Ok(Created { created, unsealed }),
         f => Err(unexpected("topic_create", &f)),
     }
 }
@@ -516,6 +544,76 @@ impl Thread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers `members` with `n` members (the caller among them, last) and keeps the `topic_create` it gets.
+    struct Mesh {
+        members: Vec<wire::Member>,
+        create: Option<wire::TopicCreate>,
+    }
+
+    impl crate::messaging::Requester for Mesh {
+        fn ask(&mut self, frame: Frame) -> Result<Frame> {
+            Ok(match frame {
+                Frame::Members(_) => Frame::MembersList(wire::MembersList {
+                    members: self.members.clone(),
+                    req_id: None,
+                }),
+                Frame::TopicCreate(c) => {
+                    self.create = Some(c);
+                    Frame::TopicCreated(wire::TopicCreated {
+                        created: true,
+                        ..wire::TopicCreated::default()
+                    })
+                }
+                f => return Err(Error::internal(format!("unexpected {}", f.type_name()))),
+            })
+        }
+    }
+
+    #[test]
+    fn a_large_mesh_gets_the_keys_that_fit_in_one_request_ours_first() {
+        let me = Keypair::from_seed(&[9; 32]);
+        let mut members: Vec<wire::Member> = (0..400u16)
+            .map(|i| wire::Member {
+                member_id: format!("{i:032}"),
+                pubkey: {
+                    let mut seed = [1u8; 32];
+                    seed[..2].copy_from_slice(&i.to_le_bytes());
+                    Keypair::from_seed(&seed).public_hex()
+                },
+                ..wire::Member::default()
+            })
+            .filter(|m| m.pubkey != me.public_hex())
+            .collect();
+        members.push(wire::Member {
+            member_id: "me".into(),
+            pubkey: me.public_hex(),
+            ..wire::Member::default()
+        });
+        let total = members.len();
+        let mut mesh = Mesh {
+            members,
+            create: None,
+        };
+        let c = create(&mut mesh, &me, "big", None, None, false).unwrap();
+        let sent = mesh.create.unwrap();
+        let frame = Frame::TopicCreate(sent.clone()).to_json();
+        assert!(frame.len() < 64 * 1024, "{} bytes", frame.len());
+        let keys = sent.keys.unwrap();
+        assert_eq!(keys[0].member_id, "me");
+        assert_eq!(keys.len() + c.unsealed, total);
+        assert!(c.unsealed > 0 && keys.len() > 200, "{} sealed", keys.len());
+
+        let mut small = Mesh {
+            members: mesh.members[total - 3..].to_vec(),
+            create: None,
+        };
+        let c = create(&mut small, &me, "small", None, None, false).unwrap();
+        assert_eq!(
+            (c.unsealed, small.create.unwrap().keys.unwrap().len()),
+            (0, 3)
+        );
+    }
 
     #[test]
     fn bodies_open_by_version() {
