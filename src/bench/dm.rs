@@ -281,24 +281,14 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     fleet.close_all(Duration::from_secs(2));
 
     r.elapsed(end.saturating_duration_since(start));
-    let mut acks = std::mem::take(&mut st.ack_latencies);
-    acks.sort_by(f64::total_cmp);
     r.latencies(std::mem::take(&mut st.latencies));
-    match paced {
-        Some(rate) => r.set("rate", rate),
-        None => r.set("window", st.window),
-    }
-    r.set("size", opts.size);
-    if !acks.is_empty() {
-        r.set("ack_p50_ms", super::round(acks[acks.len() / 2]));
-    }
-    if st.refused > 0 {
-        r.set("refused", st.refused);
-        r.set(
-            "first_refusal",
-            st.first_refusal.clone().unwrap_or_default(),
-        );
-    }
+    r.sends(
+        paced,
+        st.window,
+        opts.size,
+        std::mem::take(&mut st.ack_latencies),
+        (st.refused, st.first_refusal.as_deref()),
+    );
     if !st.done() {
         crate::out::warn(
             "cm-bench",

@@ -188,6 +188,31 @@ impl Report {
         self.extra.insert(key.to_string(), v.into());
     }
 
+    /// What a run of sends adds (dm, topic): its pacing, the body size, the median time to the `ack`, and the
+    /// refusals.
+    fn sends(
+        &mut self,
+        paced: Option<f64>,
+        window: usize,
+        size: usize,
+        mut acks: Vec<f64>,
+        refusals: (usize, Option<&str>),
+    ) {
+        match paced {
+            Some(rate) => self.set("rate", rate),
+            None => self.set("window", window),
+        }
+        self.set("size", size);
+        acks.sort_by(f64::total_cmp);
+        if let Some(a) = acks.get(acks.len() / 2) {
+            self.set("ack_p50_ms", round(*a));
+        }
+        if refusals.0 > 0 {
+            self.set("refused", refusals.0);
+            self.set("first_refusal", refusals.1.unwrap_or_default());
+        }
+    }
+
     /// The table's header, matching [`Report::row`].
     fn header() -> String {
         format!(

@@ -315,29 +315,19 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
 
     r.elapsed(end.saturating_duration_since(start));
     let lasts = st.last_deliveries();
-    let mut acks = std::mem::take(&mut st.ack_latencies);
-    acks.sort_by(f64::total_cmp);
     r.latencies(std::mem::take(&mut st.latencies));
-    match paced {
-        Some(rate) => r.set("rate", rate),
-        None => r.set("window", st.window),
-    }
-    r.set("size", opts.size);
+    r.sends(
+        paced,
+        st.window,
+        opts.size,
+        std::mem::take(&mut st.ack_latencies),
+        (st.refused, st.first_refusal.as_deref()),
+    );
     if let Some(l) = lasts.get(lasts.len() / 2) {
         r.set("last_delivery_p50_ms", round(*l));
     }
-    if let Some(a) = acks.get(acks.len() / 2) {
-        r.set("ack_p50_ms", round(*a));
-    }
     if st.unreadable > 0 {
         r.set("unreadable", st.unreadable);
-    }
-    if st.refused > 0 {
-        r.set("refused", st.refused);
-        r.set(
-            "first_refusal",
-            st.first_refusal.clone().unwrap_or_default(),
-        );
     }
     if !st.done() {
         crate::out::warn(
