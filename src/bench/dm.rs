@@ -256,17 +256,11 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         let mut timeout = Some(Duration::from_millis(100));
         if let Some(rate) = paced {
             let now = Instant::now();
-            // Everything due by now goes out now, each counted from when it was due.
-            while st.sent < total {
-                let due = start + Duration::from_secs_f64(st.sent as f64 / rate);
-                if due > now {
-                    timeout = Some(due - now);
-                    break;
-                }
-                let p = st.sent % peers;
-                st.send_next(&mut fleet.io, p, due);
+            let wait = super::send_due(start, rate, now, st.sent, total, |n, due| {
+                st.send_next(&mut fleet.io, n % peers, due);
                 st.progress = now;
-            }
+            });
+            timeout = wait.or(timeout);
             fleet.flush();
         }
         fleet.turn(timeout, &mut |io, i, t| {

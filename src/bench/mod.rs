@@ -24,7 +24,7 @@ mod proc;
 mod topic;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -259,6 +259,26 @@ impl Report {
 }
 
 /// Three decimals: microseconds in a figure of milliseconds.
+/// For `--rate`: sends `sent..total` that are due by `now` go out (`send(n, due)`), each counted from when it was
+/// due; returns how long until the next one is due.
+fn send_due(
+    start: Instant,
+    rate: f64,
+    now: Instant,
+    sent: usize,
+    total: usize,
+    mut send: impl FnMut(usize, Instant),
+) -> Option<Duration> {
+    for n in sent..total {
+        let due = start + Duration::from_secs_f64(n as f64 / rate);
+        if due > now {
+            return Some(due - now);
+        }
+        send(n, due);
+    }
+    None
+}
+
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -394,6 +414,35 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paced_sends_go_out_when_due_and_say_when_the_next_is() {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        // 100 per second: at 25 ms, sends 0, 1 and 2 are due (0, 10, 20 ms); 3 is 5 ms away.
+        let wait = send_due(
+            start,
+            100.0,
+            start + Duration::from_millis(25),
+            0,
+            10,
+            |n, due| out.push((n, due - start)),
+        );
+        assert_eq!(
+            out,
+            [0, 10, 20].map(|m| (m / 10, Duration::from_millis(m as u64)))
+        );
+        assert_eq!(wait, Some(Duration::from_millis(5)));
+        let all = send_due(
+            start,
+            100.0,
+            start + Duration::from_secs(1),
+            8,
+            10,
+            |_, _| {},
+        );
+        assert_eq!(all, None, "nothing left to wait for");
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

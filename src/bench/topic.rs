@@ -290,16 +290,11 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         let mut timeout = Some(Duration::from_millis(100));
         if let Some(rate) = paced {
             let now = Instant::now();
-            // Everything due by now goes out now, each counted from when it was due.
-            while st.sent < posts {
-                let due = start + Duration::from_secs_f64(st.sent as f64 / rate);
-                if due > now {
-                    timeout = Some(due - now);
-                    break;
-                }
+            let wait = super::send_due(start, rate, now, st.sent, posts, |_, due| {
                 st.send_next(&mut fleet.io, due);
                 st.progress = now;
-            }
+            });
+            timeout = wait.or(timeout);
             fleet.flush();
         }
         fleet.turn(timeout, &mut |io, i, t| {
