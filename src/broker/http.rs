@@ -452,6 +452,21 @@ impl Hub {
         if invite.mesh_id != mesh.id {
             return bad("invite_mesh_mismatch");
         }
+        // The signed payload proves only that the owner signed *some* invite: the one that
+        // decides role, expiry and uses is the one stored under this token.
+        let stored = serde_json::from_str::<Value>(&invite.payload).unwrap_or(Value::Null);
+        if stored != *payload {
+            let differ = differing_keys(&stored, payload);
+            log::warn(
+                "invite mismatch",
+                &[
+                    ("mesh", &mesh.id),
+                    ("invite", &invite.id),
+                    ("fields", &differ),
+                ],
+            );
+            return bad("invite_mismatch");
+        }
         if invite.revoked_at.is_some() {
             return bad("invite_revoked");
         }
@@ -470,7 +485,7 @@ impl Hub {
             Ok(None) => {}
             Err(e) => return internal(&e),
         }
-        let role = p("role");
+        let role = invite.role.as_str();
         if role != "admin" && role != "member" {
             return bad("member_insert_failed");
         }
@@ -505,6 +520,22 @@ impl Hub {
         );
         Response::json(200, &json!({"ok": true, "memberId": member.id}))
     }
+}
+
+/// The top-level keys whose values differ between two invite payloads, comma-separated.
+fn differing_keys(a: &Value, b: &Value) -> String {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return "payload".into();
+    };
+    let mut keys: Vec<&str> = a
+        .keys()
+        .chain(b.keys())
+        .map(String::as_str)
+        .filter(|k| a.get(*k) != b.get(*k))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.join(",")
 }
 
 #[cfg(test)]

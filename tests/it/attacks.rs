@@ -12,7 +12,7 @@ use claudemesh::time::now_ms;
 use claudemesh::wire;
 use serde_json::{Value, json};
 
-use crate::harness::{Broker, Member, Mesh, TempDir, User, Ws};
+use crate::harness::{Broker, Member, Mesh, TempDir, User, Ws, sign_invite};
 use crate::peer::Run;
 
 fn dm(from: &Keypair, to: &str, id: &str, text: &str) -> Value {
@@ -184,20 +184,7 @@ fn attacks_forged_and_replayed_signatures_are_refused_and_logged() {
     );
     let mut forged = payload.clone();
     forged["owner_pubkey"] = mallory.public_hex().into();
-    let p = |k: &str| forged[k].to_string().trim_matches('"').to_string();
-    let signed = [
-        "v",
-        "mesh_id",
-        "mesh_slug",
-        "broker_url",
-        "expires_at",
-        "mesh_root_key",
-        "role",
-        "owner_pubkey",
-    ]
-    .map(p)
-    .join("|");
-    forged["signature"] = mallory.sign_hex(&signed).into();
+    sign_invite(&mallory, &mut forged);
     assert_eq!(
         b.post("/join", &join(&forged), &[]),
         (400, json!({"ok": false, "error": "invite_owner_mismatch"}))
@@ -224,6 +211,117 @@ fn attacks_forged_and_replayed_signatures_are_refused_and_logged() {
     let mut a = mesh.connect(&b, &mesh.admin);
     let members = a.request(json!({"type": "members"}), "members_list");
     assert_eq!(members["members"].as_array().unwrap().len(), 2);
+}
+
+/// Each member's role, by display name.
+fn roles(b: &Broker, mesh: &Mesh) -> Vec<(String, String)> {
+    let mut a = mesh.connect(b, &mesh.admin);
+    let list = a.request(json!({"type": "members"}), "members_list");
+    let mut roles: Vec<(String, String)> = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            (s("displayName"), s("role"))
+        })
+        .collect();
+    roles.sort();
+    roles
+}
+
+#[test]
+fn attacks_invite_fields_come_from_its_token_and_the_stored_invite() {
+    let dir = TempDir::new("invite-mix");
+    let b = Broker::start(&dir, &[]);
+    let mesh = Mesh::create(&b, "mix");
+    let other = Mesh::create(&b, "other");
+    let join = |token: &str, payload: &Value, name: &str| {
+        b.post(
+            "/join",
+            &json!({"invite_token": token, "invite_payload": payload,
+                    "peer_pubkey": Keypair::generate().public_hex(), "display_name": name}),
+            &[],
+        )
+    };
+    let mismatch = (400, json!({"ok": false, "error": "invite_mismatch"}));
+
+    // An admin invite of one use, used; a member invite of five.
+    let (admin_token, admin_payload) = mesh.invite(&b, 1, "admin");
+    assert_eq!(join(&admin_token, &admin_payload, "carol").0, 200);
+    let (token, payload) = mesh.invite(&b, 5, "member");
+
+    // The member invite's token with the used admin invite's payload: the reported escalation.
+    assert_eq!(join(&token, &admin_payload, "eve"), mismatch);
+    // An admin payload the owner signed but never registered.
+    assert_eq!(
+        join(&token, &mesh.invite_payload(&b, "admin"), "eve"),
+        mismatch
+    );
+    // Every field the owner signs, changed and signed again by the owner.
+    for (field, value) in [
+        ("role", json!("admin")),
+        ("expires_at", json!(now_ms() / 1000 + 86_400 * 365)),
+        ("mesh_slug", json!("elsewhere")),
+        ("broker_url", json!("ws://203.0.113.1/ws")),
+        ("mesh_root_key", json!(b64::encode_url(&[7u8; 32]))),
+        ("v", json!(2)),
+    ] {
+        let mut p = payload.clone();
+        p[field] = value;
+        sign_invite(&mesh.owner, &mut p);
+        assert_eq!(join(&token, &p, "eve"), mismatch, "{field}");
+    }
+    // A key the signature does not cover.
+    let mut p = payload.clone();
+    p["max_uses"] = json!(1000);
+    assert_eq!(join(&token, &p, "eve"), mismatch);
+    // The exhausted admin token with the live member payload.
+    assert_eq!(join(&admin_token, &payload, "eve"), mismatch);
+    // Two meshes mixed: the other mesh's token with this mesh's payload, and the reverse.
+    let (other_token, other_payload) = other.invite(&b, 5, "admin");
+    assert_eq!(
+        join(&other_token, &payload, "eve"),
+        (400, json!({"ok": false, "error": "invite_mesh_mismatch"}))
+    );
+    assert_eq!(
+        join(&token, &other_payload, "eve"),
+        (400, json!({"ok": false, "error": "invite_mesh_mismatch"}))
+    );
+
+    // None of that used the member invite: its five uses are all left, each as a member.
+    for name in ["m1", "m2", "m3", "m4", "m5"] {
+        assert_eq!(join(&token, &payload, name).0, 200, "{name}");
+    }
+    assert_eq!(
+        join(&token, &payload, "m6"),
+        (400, json!({"ok": false, "error": "invite_exhausted"}))
+    );
+    let want: Vec<(String, String)> = [
+        ("admin", "admin"),
+        ("carol", "admin"),
+        ("m1", "member"),
+        ("m2", "member"),
+        ("m3", "member"),
+        ("m4", "member"),
+        ("m5", "member"),
+    ]
+    .iter()
+    .map(|(n, r)| (n.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(roles(&b, &mesh), want);
+    let log = b.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("invite mismatch") && l.contains("fields=role,signature")),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("http request refused")
+            && l.contains("path=/join")
+            && l.contains("error=invite_mismatch")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -357,26 +357,18 @@ impl Mesh {
         }
     }
 
-    /// A v1 invite signed by the owner and registered with the broker: (token, decoded payload).
-    pub fn invite(&self, b: &Broker, max_uses: u32, role: &str) -> (String, Value) {
+    /// A v1 invite payload for this mesh, signed by the owner but not registered.
+    pub fn invite_payload(&self, b: &Broker, role: &str) -> Value {
         let mut payload = json!({"v": 1, "mesh_id": self.id, "mesh_slug": self.slug,
             "broker_url": format!("ws://{}/ws", b.addr), "expires_at": now_ms() / 1000 + 3600,
             "mesh_root_key": b64::encode_url(&random_bytes::<32>()), "role": role,
             "owner_pubkey": self.owner.public_hex()});
-        let p = |k: &str| payload[k].to_string().trim_matches('"').to_string();
-        let signed = [
-            "v",
-            "mesh_id",
-            "mesh_slug",
-            "broker_url",
-            "expires_at",
-            "mesh_root_key",
-            "role",
-            "owner_pubkey",
-        ]
-        .map(p)
-        .join("|");
-        payload["signature"] = self.owner.sign_hex(&signed).into();
+        sign_invite(&self.owner, &mut payload);
+        payload
+    }
+
+    /// Registers `payload` as an invite of `max_uses` uses: its token.
+    pub fn register_invite(&self, b: &Broker, payload: &Value, max_uses: u32) -> String {
         let token = b64::encode_url(payload.to_string().as_bytes());
         let ts = now_ms();
         let sig = self.owner.sign_hex(&wire::invite_register_signed(
@@ -385,7 +377,13 @@ impl Mesh {
         let body = json!({"meshId": self.id, "token": token, "maxUses": max_uses, "timestamp": ts, "signature": sig});
         let (status, v) = b.post("/cli/mesh/invite", &body, &[]);
         assert_eq!(status, 200, "{v}");
-        (token, payload)
+        token
+    }
+
+    /// A v1 invite signed by the owner and registered with the broker: (token, decoded payload).
+    pub fn invite(&self, b: &Broker, max_uses: u32, role: &str) -> (String, Value) {
+        let payload = self.invite_payload(b, role);
+        (self.register_invite(b, &payload, max_uses), payload)
     }
 
     /// A new member with a fresh key, joined through an invite.
@@ -456,6 +454,24 @@ impl Mesh {
         ws.recv_type("hello_ack");
         ws
     }
+}
+
+/// Signs a v1 invite payload (reference §2.6.1) with `owner`, replacing any signature it had.
+pub fn sign_invite(owner: &Keypair, payload: &mut Value) {
+    let p = |k: &str| payload[k].to_string().trim_matches('"').to_string();
+    let signed = [
+        "v",
+        "mesh_id",
+        "mesh_slug",
+        "broker_url",
+        "expires_at",
+        "mesh_root_key",
+        "role",
+        "owner_pubkey",
+    ]
+    .map(p)
+    .join("|");
+    payload["signature"] = owner.sign_hex(&signed).into();
 }
 
 /// Adds `extra`'s fields to `v`; a `null` removes the field.
