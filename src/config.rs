@@ -97,6 +97,18 @@ impl Paths {
     }
 }
 
+impl Paths {
+    /// `inbox/<mesh slug>.<who>.seen`: the message ids `cm-inbox` showed as `who` (a member id or session key).
+    pub fn inbox_seen(&self, mesh_slug: &str, who: &str) -> Result<PathBuf> {
+        check_path_name("mesh slug", mesh_slug)?;
+        check_path_name("member", who)?;
+        Ok(self
+            .dir
+            .join("inbox")
+            .join(format!("{mesh_slug}.{who}.seen")))
+    }
+}
+
 /// A name used as a path component: `^[A-Za-z0-9._-]{1,128}$`, and not `.` or `..`.
 fn check_path_name(what: &str, s: &str) -> Result<()> {
     let ok = (1..=128).contains(&s.len())
@@ -114,7 +126,7 @@ fn check_path_name(what: &str, s: &str) -> Result<()> {
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or tightens an existing one that others can read.
-fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     let fail = |e: std::io::Error| {
         Error::io(format!(
             "config directory {}: {}",

@@ -659,6 +659,10 @@ pub mod codes {
     pub const TTL_TOO_LONG: &str = "ttl_too_long";
     /// The member was removed from the mesh (close 4002).
     pub const REVOKED: &str = "revoked";
+    /// A `client_ack` the broker could not save; the message stays pending (`id` names it).
+    pub const ACK_NOT_STORED: &str = "ack_not_stored";
+    /// This signed hello was accepted once already; a new connection signs a new one.
+    pub const REPLAYED: &str = "replayed";
     /// The key is not a member of the mesh, or `memberId` is not its owner's.
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// `parentMemberId` is not the id of the parent key's member.

@@ -5,6 +5,8 @@
 //! timestamp is a string must still be refused with `timestamp_skew` after the checks that come before it, which a
 //! frame that failed to parse as a whole cannot tell.
 
+use std::collections::{HashSet, VecDeque};
+
 use serde_json::Value;
 
 use crate::broker::store::{Member, Mesh, Store};
@@ -50,6 +52,45 @@ pub struct Verified {
     pub member: Member,
     /// Set for `session_hello` only.
     pub session_pubkey: Option<String>,
+    /// Names what was signed: the same key means the same hello, sent again.
+    pub replay_key: [u8; 32],
+}
+
+/// The hellos accepted while they could still verify, so that each is accepted once.
+///
+/// A hello verifies while its timestamp is within [`MAX_SKEW_MS`] of the clock, so one accepted at `now` can
+/// come back until `now + 2 * MAX_SKEW_MS` at most; it is remembered that long, in the order accepted.
+#[derive(Debug, Default)]
+pub struct SeenHellos {
+    keys: HashSet<[u8; 32]>,
+    order: VecDeque<(i64, [u8; 32])>,
+}
+
+impl SeenHellos {
+    /// True the first time `key` is offered within its window; it is remembered from then on.
+    pub fn first_use(&mut self, key: [u8; 32], now: i64) -> bool {
+        while let Some(&(until, k)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.keys.remove(&k);
+            self.order.pop_front();
+        }
+        if !self.keys.insert(key) {
+            return false;
+        }
+        self.order.push_back((now + 2 * MAX_SKEW_MS, key));
+        true
+    }
+
+    /// How many hellos are remembered.
+    pub fn remembered(&self) -> usize {
+        self.order.len()
+    }
+}
+
+fn replay_key(kind: &str, signed: &str) -> [u8; 32] {
+    crypto::sha256(format!("{kind}\n{signed}").as_bytes())
 }
 
 /// What the hub knows that the checks need: whether the mesh is full for this connection.
@@ -174,12 +215,8 @@ pub fn hello(
             "hello rejected: malformed",
         ));
     }
-    check_signature(
-        pubkey,
-        &wire::hello_signed(mesh_id, member_id, pubkey, ts),
-        sig,
-        WHAT,
-    )?;
+    let signed = wire::hello_signed(mesh_id, member_id, pubkey, ts);
+    check_signature(pubkey, &signed, sig, WHAT)?;
     let (mesh, member) = member_of(store, mesh_id, pubkey, "pubkey")?;
     if member.id != member_id {
         return Err(Refusal::new(
@@ -191,6 +228,7 @@ pub fn hello(
         mesh,
         member,
         session_pubkey: None,
+        replay_key: replay_key(WHAT, &signed),
     })
 }
 
@@ -275,12 +313,8 @@ pub fn session_hello(
             "session_hello rejected: malformed",
         ));
     };
-    check_signature(
-        session,
-        &wire::session_hello_signed(mesh_id, parent, session, ts),
-        sig,
-        WHAT,
-    )?;
+    let signed = wire::session_hello_signed(mesh_id, parent, session, ts);
+    check_signature(session, &signed, sig, WHAT)?;
 
     let (mesh, member) = member_of(store, mesh_id, parent, "parent pubkey")?;
     if let Some(pid) = str_field(v, "parentMemberId").filter(|s| !s.is_empty())
@@ -295,5 +329,26 @@ pub fn session_hello(
         mesh,
         member,
         session_pubkey: Some(session.to_string()),
+        replay_key: replay_key(WHAT, &signed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_is_first_used_once_per_window() {
+        let mut seen = SeenHellos::default();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert!(seen.first_use(a, 0));
+        assert!(!seen.first_use(a, 1_000));
+        assert!(seen.first_use(b, 1_000));
+        assert!(!seen.first_use(a, 2 * MAX_SKEW_MS - 1));
+        // Past the window the hello cannot verify any more; forgetting it is safe.
+        assert!(seen.first_use(a, 2 * MAX_SKEW_MS));
+        assert_eq!(seen.remembered(), 2);
+        assert!(seen.first_use([3u8; 32], 10 * MAX_SKEW_MS));
+        assert_eq!(seen.remembered(), 1);
+    }
 }

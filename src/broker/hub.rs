@@ -133,6 +133,8 @@ enum Out {
     Close(ConnId, u16, String),
     /// An event on an event stream: name, id, data.
     Sse(ConnId, String, Option<String>, String, IfLost),
+    /// Sent only if the batch's commit fails: the answer to a write that has no reply when it succeeds.
+    OnlyIfLost(ConnId, String),
 }
 
 /// Counters for `/metrics`.
@@ -169,6 +171,7 @@ pub struct Hub {
     /// File uploads and downloads under way, per connection.
     pub(super) transfers: super::files::Transfers,
     pub(super) sched: super::schedule::Scheduler,
+    seen_hellos: auth::SeenHellos,
 }
 
 impl Capacity for Hub {
@@ -260,6 +263,7 @@ impl Hub {
             batch_leases: Vec::new(),
             transfers: Default::default(),
             sched: super::schedule::Scheduler::new(),
+            seen_hellos: auth::SeenHellos::default(),
             topic_state: Default::default(),
         }
     }
@@ -321,6 +325,12 @@ impl Hub {
     ) {
         let instead = instead.into().to_json();
         self.emit(conn, frame.into(), IfLost::Instead(instead));
+    }
+
+    /// `frame` goes out only if this batch's commit fails.
+    pub(super) fn reply_if_lost(&mut self, conn: ConnId, frame: impl Into<Frame>) {
+        self.outbox
+            .push(Out::OnlyIfLost(conn, frame.into().to_json()));
     }
 
     pub(super) fn count_error(&mut self, code: &str) {
@@ -410,6 +420,11 @@ impl Hub {
                     (false, IfLost::Instead(text)) => io.send(conn, text),
                 },
                 Out::Close(conn, code, reason) => io.close(conn, code, &reason),
+                Out::OnlyIfLost(conn, text) => {
+                    if !ok {
+                        io.send(conn, text);
+                    }
+                }
                 Out::Sse(conn, event, id, data, lost) => {
                     if ok || matches!(lost, IfLost::Send) {
                         io.sse_event(conn, &event, id.as_deref(), &data);
@@ -453,6 +468,14 @@ impl Hub {
             Ok(x) => x,
             Err(r) => return self.refuse(conn, peer, &r),
         };
+        // A captured hello must not open a second socket, nor take a live session's over.
+        if !self.seen_hellos.first_use(verified.replay_key, now_ms()) {
+            let r = Refusal {
+                code: codes::REPLAYED,
+                message: "this signed hello was used already; sign a new one".into(),
+            };
+            return self.refuse(conn, peer, &r);
+        }
         let (mesh, member) = (verified.mesh, verified.member);
         let pull = v
             .get("capabilities")
@@ -666,7 +689,7 @@ impl Hub {
     ) {
         match frame {
             Frame::Send(s) => self.on_send(conn, pk, s, now),
-            Frame::ClientAck(a) => self.on_client_ack(pk, a),
+            Frame::ClientAck(a) => self.on_client_ack(conn, pk, a),
             Frame::InboxFetch(f) => self.on_inbox_fetch(conn, pk, f, now),
             Frame::MessageStatus(m) => self.on_message_status(conn, pk, m),
             Frame::ListPeers(l) => self.on_list_peers(conn, pk, l.req_id.as_deref()),

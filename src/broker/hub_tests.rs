@@ -502,7 +502,7 @@ impl Fx {
     }
 
     fn hello_frame(&self, who: &Who, extra: Value) -> Value {
-        let ts = now_ms();
+        let ts = hello_ts();
         let pk = who.key.public_hex();
         let sig = who
             .key
@@ -514,7 +514,7 @@ impl Fx {
     }
 
     fn session_frame(&self, who: &Who, session: &Keypair, extra: Value) -> Value {
-        let now = now_ms();
+        let now = hello_ts();
         let (parent, sp) = (who.key.public_hex(), session.public_hex());
         let exp = now + 3_600_000;
         let att_sig = who
@@ -1611,4 +1611,17 @@ fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
     assert_eq!(fx.hub.next_deadline(), None, "nothing left to fire");
     let out = fx.text(a, &json!({"type": "list_scheduled", "_reqId": "l"}));
     assert_eq!(frames(&out, a)[0]["messages"], json!([]));
+}
+
+/// The clock in ms, never twice the same in this process: the broker accepts each signed hello once.
+pub fn hello_ts() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ms();
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(prev + 1)
 }

@@ -79,6 +79,10 @@ pub fn default_data_dir(xdg_data_home: Option<PathBuf>, home: Option<PathBuf>) -
 /// Runs the broker until SIGINT or SIGTERM. Prints `listening on ws://HOST:PORT/ws` on stdout once it accepts.
 pub fn run(opts: &Options) -> Result<()> {
     log::set_format(opts.log_format);
+    // A file-size limit (`ulimit -f`) must fail a write, which the store reports and survives, rather than
+    // kill the broker with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to SIG_IGN touches no memory of ours.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     create_private_dir(&opts.data)?;
     // The store first: `listening` promises a broker that serves, and one whose store cannot open would not.
     let mut hub = hub::Hub::open(opts)?;

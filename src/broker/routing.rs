@@ -528,21 +528,38 @@ impl Hub {
         self.reply(conn, ack);
     }
 
-    pub(super) fn on_client_ack(&mut self, pk: PKey, a: wire::ClientAck) {
+    /// `client_ack` has no reply (as the original's); one that could not be saved is answered with
+    /// `ack_not_stored`, so that a reader does not take the message for consumed.
+    pub(super) fn on_client_ack(&mut self, conn: ConnId, pk: PKey, a: wire::ClientAck) {
         let Some(p) = self.presences.get(&pk) else {
             return;
         };
         let (mesh, member) = (p.mesh_id.clone(), p.member_id.clone());
-        let done = match self.store.mark_delivered(
-            &mesh,
-            &member,
-            a.broker_message_id.as_deref().filter(|s| !s.is_empty()),
-            a.client_message_id.as_deref().filter(|s| !s.is_empty()),
-            now_ms(),
-        ) {
-            Ok(ids) => ids,
-            Err(e) => return log::error("recording a client_ack failed", &[("error", &e)]),
+        let broker_id = a.broker_message_id.as_deref().filter(|s| !s.is_empty());
+        let client_id = a.client_message_id.as_deref().filter(|s| !s.is_empty());
+        let id = broker_id.or(client_id).unwrap_or_default().to_string();
+        let refusal = |why: &str| {
+            let mut e = wire::ErrorFrame::new(
+                codes::ACK_NOT_STORED,
+                format!("client_ack of {id} was not saved ({why}); the message stays pending"),
+            );
+            e.id = Some(id.clone());
+            e
         };
+        let done = match self
+            .store
+            .mark_delivered(&mesh, &member, broker_id, client_id, now_ms())
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                log::error("recording a client_ack failed", &[("error", &e)]);
+                let text = Frame::Error(refusal(&e.to_string()));
+                return self.reply(conn, text);
+            }
+        };
+        if !done.is_empty() {
+            self.reply_if_lost(conn, Frame::Error(refusal("broker storage error")));
+        }
         let mut refill = Vec::new();
         for &pk in self.by_member.get(&member).into_iter().flatten() {
             if let Some(q) = self.presences.get_mut(&pk) {

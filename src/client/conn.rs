@@ -21,6 +21,8 @@ pub(crate) struct ConnectError {
     pub refused: bool,
     /// Trying again cannot help: the member is revoked, unknown, kicked or banned.
     pub terminal: bool,
+    /// The broker had accepted this very hello before.
+    pub replayed: bool,
 }
 
 impl From<Error> for ConnectError {
@@ -29,6 +31,7 @@ impl From<Error> for ConnectError {
             error,
             refused: false,
             terminal: false,
+            replayed: false,
         }
     }
 }
@@ -51,7 +54,25 @@ pub(crate) struct Connected {
 }
 
 /// Opens a socket and says hello; the socket stays blocking.
+///
+/// Another process of the same key may have signed the very same hello (same key, same millisecond), which the
+/// broker refuses as `replayed`; a new hello a millisecond later is a different one.
 pub(crate) fn connect(
+    who: &Who,
+    opts: &ConnOpts,
+    session_id: &str,
+    attestation_ttl: Duration,
+) -> std::result::Result<Connected, ConnectError> {
+    let mut tries = 0;
+    loop {
+        match connect_once(who, opts, session_id, attestation_ttl) {
+            Err(e) if e.replayed && tries < 3 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+fn connect_once(
     who: &Who,
     opts: &ConnOpts,
     session_id: &str,
@@ -93,6 +114,7 @@ pub(crate) fn connect(
                         error: Error::auth(text),
                         refused: true,
                         terminal: terminal_refusal(&e.code),
+                        replayed: e.code == wire::codes::REPLAYED,
                     });
                 }
                 Ok(f) => early.push(f),
@@ -112,6 +134,7 @@ pub(crate) fn connect(
                     error,
                     refused,
                     terminal: terminal_close(code) || terminal_refusal(&reason),
+                    replayed: false,
                 });
             }
             Ok(_) => {}
@@ -167,6 +190,8 @@ pub struct Conn {
     url: String,
     hello_ack: HelloAck,
     pushes: Vec<Push>,
+    /// `ack_not_stored` answers to this socket's `client_ack`s: the messages they name stay pending.
+    refused_acks: Vec<wire::ErrorFrame>,
     timeout: Duration,
     sender: Keypair,
     closed: bool,
@@ -201,6 +226,7 @@ impl Conn {
             url: who.url.ws.clone(),
             hello_ack: c.hello_ack,
             pushes,
+            refused_acks: Vec::new(),
             timeout: opts.timeout,
             sender,
             closed: false,
@@ -300,6 +326,12 @@ impl Conn {
         self.write(Frame::ClientAck(ack).to_json())
     }
 
+    /// Takes the broker's refusals of `client_ack`s that arrived while waiting for replies. `client_ack` has no
+    /// reply when it is saved, so only a round trip after it tells that it was.
+    pub fn refused_acks(&mut self) -> Vec<wire::ErrorFrame> {
+        std::mem::take(&mut self.refused_acks)
+    }
+
     /// Takes the pushes that arrived while waiting for replies, oldest first.
     pub fn pending_pushes(&mut self) -> Vec<Push> {
         std::mem::take(&mut self.pushes)
@@ -358,6 +390,9 @@ impl Conn {
                 Ok(Message::Text(t)) => match wire::parse(t.as_str()) {
                     Ok(f) if want(&f) => return Ok(f),
                     Ok(Frame::Push(p)) => self.pushes.push(p),
+                    Ok(Frame::Error(e)) if e.code == wire::codes::ACK_NOT_STORED => {
+                        self.refused_acks.push(e);
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         // A reply we cannot read is still the reply: say so rather than time out.
@@ -449,6 +484,35 @@ mod tests {
             &url,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_hello_refused_as_replayed_is_signed_again() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = who(&l);
+        let server = std::thread::spawn(move || {
+            let mut first = accept(&l);
+            let a = read(&mut first);
+            write(
+                &mut first,
+                json!({"type": "error", "code": "replayed", "message": "used already"}),
+            );
+            let _ = first.close(None);
+            let mut second = accept(&l);
+            let b = read(&mut second);
+            write(
+                &mut second,
+                json!({"type": "hello_ack", "presenceId": "p", "memberDisplayName": "a"}),
+            );
+            let _ = second.read();
+            (a, b)
+        });
+        let c = Conn::open_as(&w, &ConnOpts::default()).unwrap();
+        assert_eq!(c.hello_ack().presence_id, "p");
+        c.close();
+        let (a, b) = server.join().unwrap();
+        assert!(b["timestamp"].as_i64() > a["timestamp"].as_i64());
+        assert_ne!(a["signature"], b["signature"]);
     }
 
     #[test]

@@ -136,8 +136,22 @@ pub fn hostname() -> Option<String> {
 
 /// The signed hello frame for one connect: `hello` as the member, or `session_hello` with an attestation that
 /// expires `ttl` from now, minted here so no connect ever replays an old one.
+/// The clock in ms, but never the same value twice in this process: the broker accepts each signed hello once,
+/// and two hellos of one key signed in the same millisecond would be the same hello.
+fn hello_timestamp() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ms();
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(prev + 1)
+}
+
 pub(crate) fn hello_frame(who: &Who, opts: &ConnOpts, session_id: &str, ttl: Duration) -> Frame {
-    let ts = now_ms();
+    let ts = hello_timestamp();
     let member_pk = who.member.public_hex();
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())

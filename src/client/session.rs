@@ -525,6 +525,7 @@ impl Io {
                     error,
                     refused,
                     terminal,
+                    ..
                 }) => {
                     if let Some(f) = first.take() {
                         if refused {

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::seen::Seen;
 use super::{local_time, short_key, unexpected};
 use crate::client::{Ctx, Inbound, Sender, decode_push};
+use crate::crypto::Keypair;
 use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::time::{now_ms, parse_rfc3339};
@@ -349,7 +351,21 @@ fn fetch(ctx: &Ctx, mesh: usize, mode: Mode, tx: &mpsc::Sender<Report>) -> Resul
     let member = ctx.mesh.keypair()?;
     let session = ctx.session.as_ref().map(|s| s.session.clone());
     let limit = if mode == Mode::Peek { 1000 } else { BATCH };
+    // A peek consumes nothing, so it remembers nothing either.
+    let mut seen = match mode {
+        Mode::Peek => None,
+        _ => {
+            let who = session
+                .as_ref()
+                .map_or(ctx.mesh.member_id.clone(), Keypair::public_hex);
+            Some(Seen::open(&ctx.paths.inbox_seen(&ctx.mesh.slug, &who)?)?)
+        }
+    };
     let mut first = true;
+    // Acks sent since the last reply: a round trip after them tells whether the broker saved them.
+    let mut unconfirmed = false;
+    // Pages in a row that held only messages shown before.
+    let mut stale = 0;
     loop {
         let wait_ms = if waiting {
             let left = deadline.map_or(WAIT_CHUNK, |d| {
@@ -372,13 +388,42 @@ fn fetch(ctx: &Ctx, mesh: usize, mode: Mode, tx: &mpsc::Sender<Report>) -> Resul
             Frame::Inbox(i) => i,
             f => return Err(unexpected("inbox_fetch", &f)),
         };
+        unconfirmed = false;
+        acks_held(&mut conn)?;
         let full = inbox.messages.len() >= limit as usize;
-        let messages: Vec<Inbound> = inbox
+        let mut messages: Vec<Inbound> = inbox
             .messages
             .iter()
             .filter(|p| !p.is_system())
             .map(|p| decode_push(p, &ctx.mesh.slug, &member, session.as_ref()))
             .collect();
+        if let Some(seen) = &seen {
+            // Shown by an earlier run (or this one) whose ack did not hold: acknowledge again, do not show.
+            let before = messages.len();
+            let mut again = Vec::new();
+            messages.retain(|m| {
+                let old = seen.contains(&m.id);
+                if old {
+                    again.push(m.id.clone());
+                }
+                !old
+            });
+            for id in &again {
+                conn.client_ack(id)?;
+                unconfirmed = true;
+            }
+            if before > 0 && messages.is_empty() {
+                stale += 1;
+                if stale > 1 {
+                    return Err(Error::generic(
+                        "the broker keeps returning messages already shown: it is not saving \
+                         acknowledgements; they stay pending and will not be shown again",
+                    ));
+                }
+                continue;
+            }
+            stale = 0;
+        }
         if messages.is_empty() {
             if waiting && !full {
                 continue;
@@ -399,15 +444,42 @@ fn fetch(ctx: &Ctx, mesh: usize, mode: Mode, tx: &mpsc::Sender<Report>) -> Resul
         }
         let mut acked = 0;
         for id in arx {
+            if let Some(seen) = &mut seen {
+                seen.record(&id)?;
+            }
             conn.client_ack(&id)?;
+            unconfirmed = true;
             acked += 1;
         }
         if !(mode == Mode::Drain && full && acked == n) {
             break;
         }
     }
+    if unconfirmed {
+        let probe = InboxFetch {
+            limit: Some(1),
+            ..InboxFetch::default()
+        };
+        conn.request(probe)?;
+        acks_held(&mut conn)?;
+    }
     conn.close();
     Ok(())
+}
+
+/// An error if the broker refused to save any acknowledgement sent on `conn`.
+fn acks_held(conn: &mut crate::client::Conn) -> Result<()> {
+    let refused = conn.refused_acks();
+    match refused.first() {
+        None => Ok(()),
+        Some(e) => Err(Error::generic(format!(
+            "the broker could not save {} acknowledgement{} ({}); those messages stay pending and will not \
+             be shown again",
+            refused.len(),
+            if refused.len() == 1 { "" } else { "s" },
+            e.message
+        ))),
+    }
 }
 
 /// Fetches from every mesh in `ctxs` and writes the messages as `mode` says. Errors of several meshes come

@@ -18,6 +18,11 @@ A message that cannot be decrypted is shown as [cannot decrypt: REASON] and mark
 decrypt. --peek shows the messages and leaves them unread. --wait blocks until a message arrives, then prints \
 what is waiting; --wait SECS gives up after SECS seconds with no output and status 0.
 
+No message is shown twice. The ids shown are kept per mesh and identity in inbox/ under the config directory \
+(the last 10,000); a message whose mark did not reach the broker (a crash, a reset) is marked again at the next \
+run, not shown again. When the broker cannot save the marks (its disk is full), cm-inbox stops after the lines \
+it printed with one error line and status 1; those messages stay on the broker and are not shown again.
+
 With --json, one line per message: {\"type\":\"message\", \"id\", \"from\":{\"name\", \"pubkey\", \
 \"member_pubkey\"}, \"to\", \"text\", \"priority\", \"sent_at\", \"reply_to\", ...}; \"text\" is null and \
 \"decrypt_error\" says why when it could not be decrypted. Reply to from.pubkey.

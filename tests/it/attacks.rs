@@ -213,6 +213,47 @@ fn attacks_forged_and_replayed_signatures_are_refused_and_logged() {
     assert_eq!(members["members"].as_array().unwrap().len(), 2);
 }
 
+#[test]
+fn attacks_a_captured_hello_is_accepted_once() {
+    let dir = TempDir::new("hello-replay");
+    let b = Broker::start(&dir, &[]);
+    let mesh = Mesh::create(&b, "replay");
+    let bob = mesh.join(&b, "bob");
+
+    // A member hello, captured on the way and sent again within the skew window.
+    let hello = mesh.hello_frame(&bob, json!({}));
+    let mut real = b.ws();
+    real.send(&hello);
+    real.recv_type("hello_ack");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(refused(&b, &hello), ("replayed".into(), 1008));
+    assert!(real.request(json!({"type": "list_peers"}), "peers_list")["peers"].is_array());
+
+    // A session hello, the same: the replay is refused and the real session keeps its socket and its pushes.
+    let s = Keypair::generate();
+    let frame = mesh.session_frame(&bob, &s, now_ms() + 3_600_000, json!({}));
+    let mut session = b.ws();
+    session.send(&frame);
+    session.recv_type("hello_ack");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(refused(&b, &frame), ("replayed".into(), 1008));
+    let mut admin = mesh.connect(&b, &mesh.admin);
+    admin.send(&dm(
+        &mesh.admin.key,
+        &s.public_hex(),
+        "to-session",
+        "still yours",
+    ));
+    assert_eq!(ack_error(&mut admin, "to-session"), "");
+    let push = session.recv_type("push");
+    assert_eq!(push["senderPubkey"], mesh.admin.pubkey().as_str());
+
+    // The holder of the key signs a new hello and gets in, as ever.
+    let mut again = mesh.connect_session(&b, &bob, &s);
+    assert!(again.request(json!({"type": "list_peers"}), "peers_list")["peers"].is_array());
+    logged(&b, "hello refused", "replayed");
+}
+
 /// Each member's role, by display name.
 fn roles(b: &Broker, mesh: &Mesh) -> Vec<(String, String)> {
     let mut a = mesh.connect(b, &mesh.admin);

@@ -403,7 +403,7 @@ impl Mesh {
 
     /// A signed `hello` for `m`; `extra` fields are added (or removed when `null`).
     pub fn hello_frame(&self, m: &Member, extra: Value) -> Value {
-        let ts = now_ms();
+        let ts = hello_ts();
         let pk = m.pubkey();
         let sig = m
             .key
@@ -422,7 +422,7 @@ impl Mesh {
         expires_at: i64,
         extra: Value,
     ) -> Value {
-        let now = now_ms();
+        let now = hello_ts();
         let (parent, sp) = (m.pubkey(), session.public_hex());
         let att_sig = m
             .key
@@ -622,4 +622,17 @@ impl Broker {
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
+}
+
+/// The clock in ms, never twice the same in this process: the broker accepts each signed hello once.
+pub fn hello_ts() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ms();
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(prev + 1)
 }

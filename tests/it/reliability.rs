@@ -1348,3 +1348,90 @@ fn reliability_topic_tail_carries_on_through_cuts_and_stalls() {
     let _ = tail.kill();
     let _ = tail.wait();
 }
+
+/// `cm-inbox --json` as `u`: its status, the ids it printed, and its stderr.
+fn inbox_ids(u: &crate::harness::User) -> (Option<i32>, Vec<String>, String) {
+    let r = u.run("cm-inbox", &["--json"]);
+    let ids = crate::harness::lines(&crate::harness::text(&r.stdout))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (r.status.code(), ids, crate::harness::text(&r.stderr))
+}
+
+#[test]
+fn reliability_inbox_repeated_messages_whose_acks_were_not_saved() {
+    let dir = TempDir::new("inbox-full");
+    let data = dir.0.join("data");
+    let b = Broker::start_logged(&data, &dir.0.join("broker.log"), &["--rate-limit", "0"]);
+    let (alice, bob) = (
+        crate::harness::User::new("alice"),
+        crate::harness::User::new("bob"),
+    );
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    let inv = alice.json("cm-mesh", &["invite"]);
+    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    // More than two pages of cm-inbox, of a paragraph each.
+    let input: String = (0..250)
+        .map(|i| format!("message {i} {}\n", "z".repeat(200)))
+        .collect();
+    let mut child = alice
+        .cmd("cm-send")
+        .args(["--stdin", "bob"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let r = child.wait_with_output().unwrap();
+    assert!(r.status.success(), "{}", crate::harness::text(&r.stderr));
+
+    // The broker can write nothing more (a file-size limit of 4 KiB: unlike a full tmpfs, where the WAL
+    // reuses its own blocks for small commits, every commit fails).
+    set_fsize(b.pid(), Some(4096));
+    let (code, shown, err) = inbox_ids(&bob);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Our broker answers the refused acks (`ack_not_stored`); the original never would, and the tool would stop
+    // at the second page of shown messages instead.
+    assert!(err.contains("could not save"), "{err}");
+    let unique: HashSet<&String> = shown.iter().collect();
+    assert_eq!(unique.len(), shown.len(), "an id shown twice in one run");
+    assert!(!shown.is_empty());
+    // A second run on the full disk shows nothing it showed before.
+    let (_, again, err) = inbox_ids(&bob);
+    assert!(again.iter().all(|id| !unique.contains(id)), "{err}");
+
+    // Space returns: the rest arrive, nothing twice, and the pending acks of the earlier runs are saved.
+    set_fsize(b.pid(), None);
+    let mut all: Vec<String> = shown.into_iter().chain(again).collect();
+    loop {
+        let (code, more, err) = inbox_ids(&bob);
+        assert_eq!(code, Some(0), "{err}");
+        if more.is_empty() {
+            break;
+        }
+        all.extend(more);
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "an id shown twice");
+    assert_eq!(all.len(), 250);
+    // The broker holds nothing pending for bob: a peek shows nothing.
+    let r = bob.run("cm-inbox", &["--peek", "--json"]);
+    assert_eq!(crate::harness::text(&r.stdout), "");
+    let seen = bob.config_dir().join("inbox");
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode(&seen), 0o700);
+    for f in std::fs::read_dir(&seen).unwrap() {
+        assert_eq!(mode(&f.unwrap().path()), 0o600);
+    }
+}
