@@ -265,8 +265,13 @@ fn join_error(e: Error) -> Error {
         ),
         "invite_revoked" => (Code::Permission, "the invite was revoked"),
         "member_revoked" => (
-            Code::Permission,
-            "you were removed from this mesh, and an invite does not undo that",
+            Code::Auth,
+            "revoked: you were removed from this mesh, and an invite does not undo that; ask its owner to \
+             unban you",
+        ),
+        "invite_mismatch" => (
+            Code::Auth,
+            "the invite's payload is not the one registered with its token",
         ),
         "invite_not_found" => (
             Code::NotFound,
@@ -300,10 +305,35 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
     let inv = invite::parse(input)?;
     invite::verify(&inv, now_ms() / 1000)?;
     let p = &inv.payload;
+    // The payload exactly as the owner signed and the broker stored it: the broker refuses any other.
+    let payload = crate::crypto::b64::decode_url(&inv.token)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .ok_or_else(|| Error::usage("the invite's token is not base64url JSON"))?;
     let config = Config::load(paths)?;
     if let Some(m) = config.meshes.iter().find(|m| m.mesh_id == p.mesh_id) {
+        // Joined here before; the broker says whether that still holds (a ban does not show in config.json).
+        // Only a broker that forgot this key uses the invite, and gives a new member id.
+        let mut entry = m.clone();
+        let name = display_name(display, &config, None);
+        match rest::join(&m.broker_url, &inv.token, &payload, &m.pubkey, &name) {
+            Ok(j) if j.member_id != entry.member_id => {
+                entry.member_id = j.member_id;
+                let mut config = Config::load(paths)?;
+                config.upsert_mesh(entry.clone());
+                config.save(paths)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.msg.ends_with("member_revoked") => {
+                return Err(
+                    join_error(e).context(format_args!("mesh {:?} at {}", m.slug, m.broker_url))
+                );
+            }
+            // Expired, used up, unreachable: the membership recorded here is what there is to say.
+            Err(_) => {}
+        }
         return Ok(Joined {
-            entry: m.clone(),
+            entry,
             already_member: true,
         });
     }
@@ -319,8 +349,6 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
     }
     let (identity, _) = ensure_identity(paths, display)?;
     let display = display_name(display, &config, Some(&identity));
-    let payload = serde_json::to_value(p)
-        .map_err(|e| Error::internal(format!("encoding the invite: {e}")))?;
     let joined = rest::join(
         &p.broker_url,
         &inv.token,

@@ -521,3 +521,43 @@ fn doctor_passes_a_good_setup_and_names_what_is_wrong() {
     let (checks, _) = doctor(&alice, 1);
     assert_eq!(check(&checks, "identity")["ok"], false);
 }
+
+#[test]
+fn a_banned_member_joining_again_is_told_it_was_revoked() {
+    let dir = TempDir::new("banned-join");
+    let b = Broker::start(&dir, &[]);
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    new_mesh(&alice, &b, "dev");
+    let first = invite(&alice, "dev", &["--uses", "5"]);
+    let url = first["url"].as_str().unwrap();
+    bob.json("cm-mesh", &["join", url]);
+    // Joining again with the same link while a member: nothing changes, no use of the invite is taken.
+    let again = bob.json("cm-mesh", &["join", url]);
+    assert_eq!(again[0]["already_member"], true);
+
+    let mut admin = Conn::open(&alice.mesh("dev"), &ConnOpts::default()).unwrap();
+    let ack = admin
+        .request(claudemesh::wire::Ban {
+            target: "bob".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ack.type_name(), "ban_ack");
+
+    // bob still has the mesh in his config; the broker knows better, with the old link and with a new one.
+    for link in [
+        url.to_string(),
+        invite(&alice, "dev", &[])["url"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ] {
+        let err = bob.fails("cm-mesh", &["join", &link], 2);
+        assert!(err.contains("revoked"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // The first invite lost no use to any of that: four more people can join with it.
+    for name in ["c1", "c2", "c3", "c4"] {
+        User::new(name).json("cm-mesh", &["join", url]);
+    }
+}
