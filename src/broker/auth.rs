@@ -111,7 +111,15 @@ fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
 fn check_timestamp(v: &Value, now: i64, what: &str) -> Result<i64, Refusal> {
     match v.get("timestamp").and_then(Value::as_i64) {
         Some(ts) if (now - ts).abs() <= MAX_SKEW_MS => Ok(ts),
-        _ => Err(Refusal::new(
+        Some(ts) => Err(Refusal::new(
+            wire::codes::TIMESTAMP_SKEW,
+            format!(
+                "{what} rejected: timestamp_skew: signed {} s {} the broker's clock",
+                (ts - now).abs() / 1000,
+                if ts > now { "ahead of" } else { "behind" }
+            ),
+        )),
+        None => Err(Refusal::new(
             wire::codes::TIMESTAMP_SKEW,
             format!("{what} rejected: timestamp_skew"),
         )),

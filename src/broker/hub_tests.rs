@@ -678,6 +678,18 @@ fn hello_refusals_close_with_the_right_codes() {
         assert_eq!(frames(&out, conn)[0]["code"], code, "{extra}");
         assert_eq!(closes(&out, conn), [(close, code.to_string())], "{extra}");
     }
+    // A clock off says by how much.
+    let conn = fx.open();
+    let f = fx.hello_frame(&bob, json!({"timestamp": now_ms() + 75_500}));
+    let out = fx.text(conn, &f);
+    let msg = frames(&out, conn)[0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.ends_with("signed 75 s ahead of the broker's clock"),
+        "{msg}"
+    );
     // Signed correctly, but with another member's id.
     let conn = fx.open();
     let liar = Who {

@@ -105,7 +105,9 @@ fn connect_once(
                     });
                 }
                 Ok(Frame::Error(e)) => {
-                    let text = if e.message.is_empty() {
+                    let text = if e.code == wire::codes::TIMESTAMP_SKEW {
+                        super::clock_off(&e.message)
+                    } else if e.message.is_empty() {
                         format!("broker refused hello: {}", e.code)
                     } else {
                         format!("broker refused hello: {}: {}", e.code, e.message)
@@ -484,6 +486,33 @@ mod tests {
             &url,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_skewed_clock_is_named_as_such() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = who(&l);
+        let server = std::thread::spawn(move || {
+            let mut ws = accept(&l);
+            read(&mut ws);
+            write(
+                &mut ws,
+                json!({"type": "error", "code": "timestamp_skew",
+                       "message": "hello rejected: timestamp_skew: signed 75 s behind the broker's clock"}),
+            );
+            let _ = ws.close(None);
+            let _ = ws.read();
+        });
+        let e = Conn::open_as(&w, &ConnOpts::default()).err().unwrap();
+        server.join().unwrap();
+        assert_eq!(e.code, Code::Auth);
+        assert!(
+            e.msg.starts_with(
+                "this machine's clock looks off: signed 75 s behind the broker's clock (it is "
+            ),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

@@ -240,6 +240,20 @@ pub fn code_for(broker_code: &str) -> Code {
 }
 
 /// The error for a broker `error` frame: its message (or its code when there is none) under [`code_for`].
+/// What to say when the broker refused a signature as `timestamp_skew`: the broker's words (ours say by how much;
+/// the original's do not) and what to do. Always [`Code::Auth`], over WebSocket and HTTP alike.
+pub(crate) fn clock_off(broker_message: &str) -> String {
+    let how = broker_message.split_once("timestamp_skew: ").map_or(
+        "more than 60 s off the broker's clock".to_string(),
+        |(_, how)| how.to_string(),
+    );
+    format!(
+        "this machine's clock looks off: {how} (it is {} here); set it right, e.g. with NTP, and try again \
+         (timestamp_skew)",
+        crate::time::fmt_rfc3339(now_ms())
+    )
+}
+
 pub(crate) fn broker_error(code: &str, message: &str) -> Error {
     let msg = if message.is_empty() { code } else { message };
     Error::new(code_for(code), msg)

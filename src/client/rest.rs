@@ -187,6 +187,9 @@ fn status_error(status: u16, detail: &str) -> Error {
         409 => Code::Exists,
         _ => Code::Generic,
     };
+    if detail == crate::wire::codes::TIMESTAMP_SKEW {
+        return Error::auth(super::clock_off(detail));
+    }
     let detail = if detail.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -231,6 +234,15 @@ mod tests {
         assert_eq!(
             status_error(400, "invite_expired").msg,
             "broker refused: invite_expired"
+        );
+        // A skewed clock is the same error over HTTP as over WebSocket.
+        let skew = status_error(401, "timestamp_skew");
+        assert_eq!(skew.code, Code::Auth);
+        assert!(
+            skew.msg
+                .starts_with("this machine's clock looks off: more than 60 s off"),
+            "{}",
+            skew.msg
         );
     }
 
