@@ -132,21 +132,27 @@ impl Hub {
         }
     }
 
+    /// 200 while the store reads and its last write held; 503 with the failure otherwise.
     fn health(&self) -> Response {
-        let store = if self.store.ping().is_ok() {
-            "ok"
-        } else {
-            "error"
-        };
-        Response::json(
-            200,
-            &json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime": self.started.elapsed().as_secs(),
-                "store": store,
-            }),
-        )
+        let mut v = json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime": self.started.elapsed().as_secs(),
+            "store": "ok",
+        });
+        let mut status = 200;
+        if let Err(e) = self.store.ping() {
+            (v["status"], v["store"], v["store_error"]) =
+                ("error".into(), "error".into(), e.msg.into());
+            status = 503;
+        }
+        if let Some((at, e)) = &self.write_failure {
+            v["status"] = "error".into();
+            v["store"] = "error".into();
+            v["last_write_failure"] = json!({"at": crate::time::fmt_rfc3339(*at), "error": e});
+            status = 503;
+        }
+        Response::json(status, &v)
     }
 
     fn prometheus(&self, io: &Io) -> Response {

@@ -172,6 +172,8 @@ pub struct Hub {
     pub(super) transfers: super::files::Transfers,
     pub(super) sched: super::schedule::Scheduler,
     seen_hellos: auth::SeenHellos,
+    /// When the last commit that had writes failed, and why; `None` once one succeeds again.
+    pub(super) write_failure: Option<(i64, String)>,
 }
 
 impl Capacity for Hub {
@@ -264,6 +266,7 @@ impl Hub {
             transfers: Default::default(),
             sched: super::schedule::Scheduler::new(),
             seen_hellos: auth::SeenHellos::default(),
+            write_failure: None,
             topic_state: Default::default(),
         }
     }
@@ -396,8 +399,14 @@ impl Hub {
     /// the failure replies otherwise.
     pub(super) fn settle(&mut self, io: &mut Io) -> bool {
         let ok = match self.store.commit() {
-            Ok(()) => true,
+            Ok(wrote) => {
+                if wrote {
+                    self.write_failure = None;
+                }
+                true
+            }
             Err(e) => {
+                self.write_failure = Some((now_ms(), e.to_string()));
                 self.metrics.commit_failures += 1;
                 log::error(
                     "commit failed; the batch's requests are answered with errors",

@@ -45,7 +45,7 @@ impl Store for FlakyStore {
     fn ping(&self) -> Result<()> {
         self.inner.ping()
     }
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self) -> Result<bool> {
         if self.fail.get() {
             self.inner.rollback();
             return Err(Error::io("database or disk is full"));

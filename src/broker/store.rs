@@ -374,8 +374,9 @@ pub struct ApiKey {
 pub trait Store {
     /// A cheap query, for `/health`.
     fn ping(&self) -> Result<()>;
-    /// Commits the open transaction, if any. On failure the transaction is rolled back and nothing of it stays.
-    fn commit(&mut self) -> Result<()>;
+    /// Commits the open transaction, if any: true when there was one. On failure the transaction is rolled back
+    /// and nothing of it stays.
+    fn commit(&mut self) -> Result<bool>;
     /// Drops the open transaction, if any.
     fn rollback(&mut self);
 
@@ -1365,9 +1366,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self) -> Result<bool> {
         if !self.in_tx {
-            return Ok(());
+            return Ok(false);
         }
         self.in_tx = false;
         // SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, SQLITE_IOERR); committing then
@@ -1387,7 +1388,7 @@ impl Store for SqliteStore {
             c.kick();
         }
         self.bound_wal();
-        Ok(())
+        Ok(true)
     }
 
     fn rollback(&mut self) {

@@ -790,9 +790,17 @@ fn reliability_full_store_refuses_clearly_and_recovers() {
         }
     }
     assert!(!refused.is_empty(), "no send failed on a full store");
-    // The broker says why, and still answers.
+    // The broker says why, and still answers: /health is 503 with the failure while it lasts.
     let (status, health) = b.get("/health");
-    assert_eq!(status, 200, "{health}");
+    assert_eq!(status, 503, "{health}");
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["store"], "error", "{health}");
+    assert!(
+        health["last_write_failure"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{health}"
+    );
     assert!(b.log_text().contains("commit failed"), "{}", b.log_text());
 
     // Space returns: new sends and the refused ones (sent again, same ids) are stored; half the refused ones are
@@ -811,6 +819,8 @@ fn reliability_full_store_refuses_clearly_and_recovers() {
     for i in 0..10 {
         assert!(send(&mut a, &format!("after{i}"))["error"].is_null());
     }
+    let (status, health) = b.get("/health");
+    assert_eq!(status, 200, "{health}");
 
     // Bob gets every stored message once, and nothing refused.
     let mut bw = mesh.connect(&b, &bob);
