@@ -489,6 +489,35 @@ mod tests {
     }
 
     #[test]
+    fn a_trickling_network_is_named_in_our_words() {
+        use std::io::{Read, Write};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = who(&l);
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Pad: {}\r\n",
+                "p".repeat(200)
+            );
+            // One byte a millisecond: the trickle itself, not a wait for anything.
+            for b in answer.bytes() {
+                if s.write_all(&[b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let e = Conn::open_as(&w, &ConnOpts::default()).err().unwrap();
+        server.join().unwrap();
+        assert_eq!(e.code, Code::Network, "{}", e.msg);
+        assert!(e.msg.contains("a few bytes at a time"), "{}", e.msg);
+        assert!(!e.msg.contains("Attack"), "{}", e.msg);
+    }
+
+    #[test]
     fn a_skewed_clock_is_named_as_such() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let w = who(&l);

@@ -224,6 +224,12 @@ pub(crate) fn ws_error(e: &tungstenite::Error) -> String {
             format!("HTTP {} instead of a WebSocket upgrade", r.status())
         }
         tungstenite::Error::Tls(e) => format!("TLS: {e}"),
+        // The WebSocket library's name for a handshake answer that comes a few bytes at a time.
+        tungstenite::Error::AttackAttempt => {
+            "the answer to the WebSocket upgrade came a few bytes at a time (a network that trickles, or \
+             something that is not a broker)"
+                .into()
+        }
         e => e.to_string(),
     }
 }
