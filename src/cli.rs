@@ -604,7 +604,7 @@ fn man_flags(s: &mut String, flags: &[Flag]) {
 }
 
 /// The exit codes every tool shares, as documented in the man pages.
-fn exit_codes() -> [(i32, &'static str); 10] {
+fn exit_codes() -> [(i32, &'static str); 11] {
     [
         (0, "Success."),
         (
@@ -635,6 +635,11 @@ fn exit_codes() -> [(i32, &'static str); 10] {
         (
             Code::Internal.exit_status(),
             "An internal error: please report it.",
+        ),
+        (
+            Code::Unknown.exit_status(),
+            "The outcome is unknown: the request went out and no answer came, so a message may have been \
+             delivered. Send it again with the same --client-id to have it stored once.",
         ),
         (
             Code::Io.exit_status(),

@@ -24,6 +24,8 @@ pub enum Code {
     Permission = 7,
     /// A bug or an impossible state: report it.
     Internal = 8,
+    /// The request went out and no answer came: it may have taken effect (a message may have been delivered).
+    Unknown = 9,
     /// A local file or directory could not be read or written.
     Io = 10,
 }
@@ -75,6 +77,9 @@ impl Error {
     }
     pub fn internal(msg: impl Into<String>) -> Error {
         Error::new(Code::Internal, msg)
+    }
+    pub fn unknown(msg: impl Into<String>) -> Error {
+        Error::new(Code::Unknown, msg)
     }
     pub fn io(msg: impl Into<String>) -> Error {
         Error::new(Code::Io, msg)

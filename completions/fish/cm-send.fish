@@ -12,6 +12,7 @@ complete -c cm-send -f
 complete -c cm-send -s p -l priority -x -a 'now next low' -d 'now, next (the default) or low'
 complete -c cm-send -l reply-to -x -d 'mark the message as an answer to message ID'
 complete -c cm-send -l stdin -d 'send each line of standard input as a message'
+complete -c cm-send -l client-id -x -d 'the message\'s client id: a message sent again with the same id is stored once'
 complete -c cm-send -s h -l help -d 'print this help'
 complete -c cm-send -l version -d 'print the version'
 complete -c cm-send -l json -d 'write JSON Lines: one object per line'

@@ -329,6 +329,9 @@ pub struct Sender {
     rosters: Vec<Option<(Instant, Roster)>>,
 }
 
+/// How long a message that went out without an answer is sent again before its outcome is called unknown.
+pub const UNKNOWN_AFTER: Duration = Duration::from_secs(15);
+
 /// How long a roster is used before it is asked for again.
 const ROSTER_TTL: Duration = Duration::from_secs(30);
 
@@ -373,12 +376,17 @@ impl Sender {
     /// Resolves `to`, seals `text` for it, sends it and waits for the broker's answer. A connection lost on the
     /// way is opened again and the message sent once more under the same `client_message_id`, which the broker
     /// stores only once.
+    ///
+    /// When the connection keeps failing after the message went out, it is sent again (same id) until
+    /// [`UNKNOWN_AFTER`] has passed; then the outcome is [`Code::Unknown`], naming the id, and
+    /// `client_id` = that id sends it again without storing it twice.
     pub fn send(
         &mut self,
         to: &str,
         text: &str,
         priority: Priority,
         reply_to: Option<&str>,
+        client_id: Option<&str>,
     ) -> Result<SendResult> {
         let target = Target::parse(to)?;
         match target {
@@ -405,21 +413,40 @@ impl Sender {
             reply_to,
             self.conn(i)?.sender(),
         )?;
-        let cmid = crate::client::new_client_message_id();
+        let cmid = client_id.map_or_else(crate::client::new_client_message_id, str::to_string);
         o.send.client_message_id = Some(cmid.clone());
         let ack = match self.conn(i)?.send(o.send.clone()) {
-            Err(e) if e.code == Code::Network => {
-                self.conns[i] = None;
-                self.conn(i)?.send(o.send.clone())
-            }
+            Err(e) if e.code == Code::Network => self.resend(i, &o.send, e),
             r => r,
         };
-        let ack = ack.inspect_err(|e| {
-            if e.code == Code::Network {
-                self.conns[i] = None;
+        Ok(SendResult::from_ack(&o, &cmid, &ack?))
+    }
+
+    /// Sends `send` again, under its id, on fresh connections until the broker answers or [`UNKNOWN_AFTER`]
+    /// passes; `first` is why the first try got no answer.
+    fn resend(&mut self, i: usize, send: &SendMessage, first: Error) -> Result<Ack> {
+        let deadline = Instant::now() + UNKNOWN_AFTER;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            self.conns[i] = None;
+            match self.conn(i).and_then(|c| c.send(send.clone())) {
+                Err(e) if e.code == Code::Network => {}
+                r => return r,
             }
-        })?;
-        Ok(SendResult::from_ack(&o, &cmid, &ack))
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.conns[i] = None;
+                let id = send.client_message_id.as_deref().unwrap_or_default();
+                return Err(Error::unknown(format!(
+                    "unknown: may have been delivered ({}); client id {id}: send it again with --client-id {id} \
+                     to have it stored once",
+                    first.msg
+                )));
+            }
+            // Backing off between reconnects, not waiting for an event.
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 
     /// Posts to a topic of the one mesh in use (see [`crate::topics::post`]).
@@ -516,7 +543,7 @@ impl Sender {
         let no_target = || Error::usage("no target: give TARGET, or JSON lines with \"to\"");
         if !line.trim_start().starts_with('{') {
             let to = default_to.ok_or_else(no_target)?;
-            return self.send(to, line.trim_end_matches('\r'), priority, reply_to);
+            return self.send(to, line.trim_end_matches('\r'), priority, reply_to, None);
         }
         let v: Value = serde_json::from_str(line)
             .map_err(|e| Error::usage(format!("not a JSON object: {e}")))?;
@@ -534,7 +561,7 @@ impl Sender {
             None => priority,
         };
         let reply_to = s("reply_to")?.or(reply_to);
-        self.send(to, text, priority, reply_to)
+        self.send(to, text, priority, reply_to, s("client_id")?)
     }
 }
 

@@ -31,8 +31,14 @@ With --json, each result is one line: {\"type\":\"send_result\", \"status\":\"se
 \"recipient_online\", \"message_id\", \"to\", \"name\", \"mesh\", ...}; for * and @group also \"recipients\" and \
 \"offline\" (how many members had no live connection).
 
+A message that went out without an answer (the connection dropped) is sent again under the same client id \
+until the broker answers, for up to 15 seconds; the broker stores it once. If no answer comes, cm-send says \
+\"unknown: may have been delivered\" with the client id and exits 9: run it again with --client-id ID to make \
+sure it is stored, once. With --stdin a JSON line may carry \"client_id\".
+
 Exit status: 0 sent or queued, 3 bad arguments or an ambiguous target (the candidates are listed), 4 broker \
-unreachable, 5 no such peer (with the nearest name) or nobody in the group, 1 anything else.",
+unreachable (nothing was sent), 5 no such peer (with the nearest name) or nobody in the group, 9 unknown \
+outcome, 1 anything else.",
     section: 1,
     args: &[
         pos("TARGET").optional().complete(Complete::Peer),
@@ -45,6 +51,11 @@ unreachable, 5 no such peer (with the nearest name) or nobody in the group, 1 an
             .complete(Complete::Values(&["now", "next", "low"])),
         flag("reply-to", "mark the message as an answer to message ID").value("ID"),
         flag("stdin", "send each line of standard input as a message"),
+        flag(
+            "client-id",
+            "the message's client id: a message sent again with the same id is stored once",
+        )
+        .value("ID"),
     ],
     subs: &[],
     mesh_flag: true,
@@ -90,7 +101,20 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     if reply_to.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::usage("--reply-to needs a message id"));
     }
+    let client_id = args.value("client-id");
+    if let Some(id) = client_id
+        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+    {
+        return Err(Error::usage(
+            "--client-id needs 1 to 128 characters, none of them control characters",
+        ));
+    }
     if args.has("stdin") {
+        if client_id.is_some() {
+            return Err(Error::usage(
+                "--client-id names one message: with --stdin give \"client_id\" in each JSON line",
+            ));
+        }
         if args.positionals.len() > 1 {
             return Err(Error::usage(
                 "with --stdin the messages come from standard input: give at most TARGET",
@@ -109,7 +133,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         return Err(Error::usage("missing MESSAGE; see 'cm-send --help'"));
     }
     let mut sender = Sender::new(args.mesh.as_deref())?;
-    let r = sender.send(to, &words.join(" "), priority, reply_to)?;
+    let r = sender.send(to, &words.join(" "), priority, reply_to, client_id)?;
     if out.json {
         out.json(&r)
     } else {

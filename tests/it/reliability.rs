@@ -1445,3 +1445,64 @@ fn reliability_inbox_repeated_messages_whose_acks_were_not_saved() {
         assert_eq!(mode(&f.unwrap().path()), 0o600);
     }
 }
+
+#[test]
+fn reliability_send_whose_answer_never_came_is_unknown_not_failed() {
+    let dir = TempDir::new("send-unknown");
+    let b = Broker::start(&dir, &[]);
+    let (alice, bob) = (
+        crate::harness::User::new("alice"),
+        crate::harness::User::new("bob"),
+    );
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    let inv = alice.json("cm-mesh", &["invite"]);
+    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    let bob_key = bob.mesh("dev").pubkey;
+
+    // The broker stops answering while a send is on its way (SIGSTOP: its socket still takes the bytes). A
+    // first line goes through, so the connection and the roster are there and the second line is the send.
+    let mut child = alice
+        .cmd("cm-send")
+        .args(["--stdin", &bob_key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(
+        line.starts_with("sent") || line.starts_with("queued"),
+        "{line}"
+    );
+    // SAFETY: signals to our own child process.
+    unsafe { libc::kill(b.pid() as libc::pid_t, libc::SIGSTOP) };
+    stdin.write_all(b"maybe sent\n").unwrap();
+    drop(stdin);
+    let r = child.wait_with_output().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(b.pid() as libc::pid_t, libc::SIGCONT) };
+    // The line's outcome, then the count --stdin ends with.
+    let err = crate::harness::text(&r.stderr);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert_eq!(r.status.code(), Some(9), "{err}");
+    assert!(err.contains("unknown: may have been delivered"), "{err}");
+    let id = err
+        .split("--client-id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no client id in {err:?}"))
+        .to_string();
+    // Sent again with that id: stored once, whether the first one got in or not.
+    let again = alice.json(
+        "cm-send",
+        &["--json", "--client-id", &id, &bob_key, "maybe sent"],
+    );
+    assert_eq!(again.len(), 1, "{again:?}");
+    let shown = bob.json("cm-inbox", &["--json"]);
+    let texts: Vec<&str> = shown.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["first", "maybe sent"], "{shown:?}");
+}
