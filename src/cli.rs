@@ -754,6 +754,7 @@ pub fn man(tool: &Tool) -> String {
 /// A tool's `main`: parses the command line, runs the tool, prints an error as one line on stderr and exits with
 /// its code.
 pub fn main(tool: &'static Tool, run: Run) -> ! {
+    crate::out::set_tool(tool.name);
     let status = match run_main(tool, run) {
         Ok(()) => 0,
         Err(e) => {

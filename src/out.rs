@@ -87,6 +87,18 @@ fn check(r: io::Result<()>) -> Result<()> {
     }
 }
 
+static TOOL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the running tool for [`notice`]; [`crate::cli::main`] does it first thing.
+pub fn set_tool(name: &'static str) {
+    let _ = TOOL.set(name);
+}
+
+/// Writes `msg` on stderr under the running tool's name: a word from the library on what it is doing.
+pub fn notice(msg: impl Display) {
+    warn(TOOL.get().copied().unwrap_or("claudemesh"), msg);
+}
+
 /// Writes `tool: msg` as one line on stderr. A failure to write it is ignored: there is nowhere left to say so.
 pub fn warn(tool: &str, msg: impl Display) {
     let msg = msg.to_string().replace('\n', " ");

@@ -779,6 +779,9 @@ pub struct Ack {
     /// Starts with `rate_limit:`, `payload too large:`, `unknown target:` or `not_member:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// On a `rate_limit:` refusal, how long until the same send would be taken (cm-broker only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     #[serde(default, rename = "_reqId", skip_serializing_if = "Option::is_none")]
     pub req_id: Option<String>,
 }

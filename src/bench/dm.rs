@@ -13,7 +13,7 @@ use crypto_box::{PublicKey, SalsaBox, SecretKey};
 
 use super::fleet::{Fleet, Io};
 use super::members::{self, Incoming, Member};
-use super::{Ctx, Report, Scenario, ms};
+use super::{Ctx, Held, Report, Scenario, ms};
 use crate::crypto::{self, b64};
 use crate::error::{Error, Result};
 use crate::wire::{Frame, Priority, SendMessage};
@@ -96,6 +96,8 @@ struct State {
     acked: usize,
     refused: usize,
     first_refusal: Option<String>,
+    /// Messages (by index) the broker's rate limit holds back.
+    held: Held<usize>,
     delivered: usize,
     latencies: Vec<f64>,
     ack_latencies: Vec<f64>,
@@ -136,15 +138,18 @@ impl State {
                 let Some(g) = f.id.as_deref().and_then(|id| self.index(id)) else {
                     return;
                 };
-                self.acked += 1;
                 self.progress = now;
+                if let Some(e) = f.error.as_deref().filter(|e| !e.is_empty()) {
+                    if self.held.hold(e, f.retry_after_ms, now, g) {
+                        return;
+                    }
+                    self.refused += 1;
+                    self.first_refusal.get_or_insert_with(|| e.to_string());
+                }
+                self.acked += 1;
                 self.inflight[i] = self.inflight[i].saturating_sub(1);
                 if let Some(t) = self.sent_at[g] {
                     self.ack_latencies.push(ms(now - t));
-                }
-                if let Some(e) = f.error.as_deref().filter(|e| !e.is_empty()) {
-                    self.refused += 1;
-                    self.first_refusal.get_or_insert_with(|| e.to_string());
                 }
                 if !paced {
                     self.send_next(io, i, now);
@@ -167,6 +172,16 @@ impl State {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sends again what the rate limit held and is now due.
+    fn resend_due(&mut self, io: &mut Io, now: Instant) {
+        for g in self.held.take_due(now) {
+            io.send(
+                g / self.each,
+                self.frames[g / self.each][g % self.each].as_bytes(),
+            );
         }
     }
 
@@ -237,6 +252,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         acked: 0,
         refused: 0,
         first_refusal: None,
+        held: Held::new(),
         delivered: 0,
         latencies: Vec::with_capacity(total),
         ack_latencies: Vec::with_capacity(total),
@@ -261,8 +277,11 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
                 st.progress = now;
             });
             timeout = wait.or(timeout);
-            fleet.flush();
         }
+        let now = Instant::now();
+        st.resend_due(&mut fleet.io, now);
+        fleet.flush();
+        timeout = st.held.timeout(now, timeout);
         fleet.turn(timeout, &mut |io, i, t| {
             st.on_text(io, i, t, paced.is_some())
         })?;
@@ -283,6 +302,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         std::mem::take(&mut st.ack_latencies),
         (st.refused, st.first_refusal.as_deref()),
     );
+    st.held.report(&mut r);
     if !st.done() {
         crate::out::warn(
             "cm-bench",

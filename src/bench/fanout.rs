@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::dm::{Boxes, STALL, body, run_id};
 use super::fleet::Fleet;
 use super::members::{self, Incoming, Member};
-use super::{Ctx, Report, Scenario, ms};
+use super::{Ctx, Held, Report, Scenario, ms};
 use crate::error::{Error, Result};
 use crate::wire::{Frame, Priority, SealedCopy, SendMessage};
 
@@ -76,6 +76,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     let mut firsts = Vec::with_capacity(rounds);
     let (mut delivered, mut refused, mut first_refusal) = (0u64, 0u64, None::<String>);
     let mut busy = Duration::ZERO;
+    let mut held: Held<usize> = Held::new();
     let meter = ctx.meter();
     let prefix = format!("{run}-");
     for (r, frames) in broadcasts.iter().enumerate() {
@@ -90,7 +91,13 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         fleet.flush();
         let mut progress = start;
         while (count < peers || acks < frames.len()) && progress.elapsed() < STALL {
-            fleet.turn(Some(Duration::from_millis(100)), &mut |io, i, text| {
+            let now = Instant::now();
+            for c in held.take_due(now) {
+                fleet.io.send(0, frames[c].as_bytes());
+            }
+            fleet.flush();
+            let timeout = held.timeout(now, Some(Duration::from_millis(100)));
+            fleet.turn(timeout, &mut |io, i, text| {
                 let Some(f) = Incoming::parse(text) else {
                     return;
                 };
@@ -101,12 +108,22 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
                 };
                 match f.ty.as_ref() {
                     "ack" if i == 0 && ours(f.id.as_deref()) => {
-                        acks += 1;
                         progress = now;
                         if let Some(e) = f.error.as_deref().filter(|e| !e.is_empty()) {
+                            let c =
+                                f.id.as_deref()
+                                    .and_then(|id| id.strip_prefix(&prefix)?.strip_prefix(&round))
+                                    .and_then(|c| c.parse::<usize>().ok())
+                                    .filter(|c| *c < frames.len());
+                            if let Some(c) = c
+                                && held.hold(e, f.retry_after_ms, now, c)
+                            {
+                                return;
+                            }
                             refused += 1;
                             first_refusal.get_or_insert_with(|| e.to_string());
                         }
+                        acks += 1;
                     }
                     "push" => {
                         if let Some(id) = f.message_id.as_deref() {
@@ -168,9 +185,10 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     if let Some(f) = firsts.get(firsts.len() / 2) {
         r.set("first_p50_ms", super::round(*f));
     }
+    r.set("refused", refused);
     if let Some(e) = first_refusal {
-        r.set("refused", refused);
         r.set("first_refusal", e);
     }
+    held.report(&mut r);
     Ok(r)
 }

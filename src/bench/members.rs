@@ -152,6 +152,8 @@ pub(super) struct Incoming<'a> {
     pub client_message_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub error: Option<Cow<'a, str>>,
+    #[serde(default, rename = "retryAfterMs")]
+    pub retry_after_ms: Option<u64>,
     #[serde(default, borrow)]
     pub code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]

@@ -207,9 +207,9 @@ impl Report {
         if let Some(a) = acks.get(acks.len() / 2) {
             self.set("ack_p50_ms", round(*a));
         }
-        if refusals.0 > 0 {
-            self.set("refused", refusals.0);
-            self.set("first_refusal", refusals.1.unwrap_or_default());
+        self.set("refused", refusals.0);
+        if let Some(first) = refusals.1 {
+            self.set("first_refusal", first);
         }
     }
 
@@ -277,6 +277,66 @@ fn send_due(
         send(n, due);
     }
     None
+}
+
+/// Sends the broker refused with `rate_limit`, each due again when the broker said, as a real client waits; and
+/// how much the run was paced so.
+struct Held<T> {
+    due: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, T)>>,
+    /// Refusals waited out.
+    count: u64,
+    /// The waits, summed over every held send.
+    waited: Duration,
+}
+
+impl<T: Ord> Held<T> {
+    fn new() -> Held<T> {
+        Held {
+            due: std::collections::BinaryHeap::new(),
+            count: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Holds `what` when the refusal `error` is a rate limit; false for a refusal that is final.
+    fn hold(&mut self, error: &str, retry_after_ms: Option<u64>, now: Instant, what: T) -> bool {
+        let Some(d) = crate::client::pace::wait_for(error, retry_after_ms) else {
+            return false;
+        };
+        self.count += 1;
+        self.waited += d;
+        self.due.push(std::cmp::Reverse((now + d, what)));
+        true
+    }
+
+    /// `timeout`, or less when a held send is due sooner.
+    fn timeout(&self, now: Instant, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(next) = self
+            .due
+            .peek()
+            .map(|r| r.0.0.saturating_duration_since(now))
+        else {
+            return timeout;
+        };
+        Some(timeout.map_or(next, |t| t.min(next)))
+    }
+
+    /// Takes the held sends that are due.
+    fn take_due(&mut self, now: Instant) -> Vec<T> {
+        let mut out = Vec::new();
+        while self.due.peek().is_some_and(|r| r.0.0 <= now) {
+            if let Some(std::cmp::Reverse((_, t))) = self.due.pop() {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// `paced` (refusals waited out) and `paced_ms` (their waits, summed).
+    fn report(&self, r: &mut Report) {
+        r.set("paced", self.count);
+        r.set("paced_ms", round(ms(self.waited)));
+    }
 }
 
 fn round(x: f64) -> f64 {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::dm::{STALL, body, run_id};
 use super::fleet::{Fleet, Io};
 use super::members::{self, Ask, Incoming};
-use super::{Ctx, Report, Scenario, ms, round};
+use super::{Ctx, Held, Report, Scenario, ms, round};
 use crate::error::{Error, Result};
 use crate::messaging::Requester;
 use crate::topics;
@@ -48,6 +48,8 @@ struct State {
     acked: usize,
     refused: usize,
     first_refusal: Option<String>,
+    /// Posts (by index) the broker's rate limit holds back.
+    held: Held<usize>,
     delivered: usize,
     unreadable: usize,
     latencies: Vec<f64>,
@@ -87,15 +89,18 @@ impl State {
                 let Some(k) = f.id.as_deref().and_then(|id| self.index(id)) else {
                     return;
                 };
-                self.acked += 1;
-                self.inflight = self.inflight.saturating_sub(1);
                 self.progress = now;
-                if let Some(t) = self.sent_at[k] {
-                    self.ack_latencies.push(ms(now - t));
-                }
                 if let Some(e) = f.error.as_deref().filter(|e| !e.is_empty()) {
+                    if self.held.hold(e, f.retry_after_ms, now, k) {
+                        return;
+                    }
                     self.refused += 1;
                     self.first_refusal.get_or_insert_with(|| e.to_string());
+                }
+                self.acked += 1;
+                self.inflight = self.inflight.saturating_sub(1);
+                if let Some(t) = self.sent_at[k] {
+                    self.ack_latencies.push(ms(now - t));
                 }
                 if !paced {
                     while self.inflight < self.window && self.sent < self.frames.len() {
@@ -140,6 +145,13 @@ impl State {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sends again what the rate limit held and is now due.
+    fn resend_due(&mut self, io: &mut Io, now: Instant) {
+        for k in self.held.take_due(now) {
+            io.send(POSTER, self.frames[k].as_bytes());
         }
     }
 
@@ -272,6 +284,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         acked: 0,
         refused: 0,
         first_refusal: None,
+        held: Held::new(),
         delivered: 0,
         unreadable: 0,
         latencies: Vec::with_capacity(posts * peers),
@@ -295,8 +308,11 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
                 st.progress = now;
             });
             timeout = wait.or(timeout);
-            fleet.flush();
         }
+        let now = Instant::now();
+        st.resend_due(&mut fleet.io, now);
+        fleet.flush();
+        timeout = st.held.timeout(now, timeout);
         fleet.turn(timeout, &mut |io, i, t| {
             st.on_text(io, i, t, paced.is_some())
         })?;
@@ -318,6 +334,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         std::mem::take(&mut st.ack_latencies),
         (st.refused, st.first_refusal.as_deref()),
     );
+    st.held.report(&mut r);
     if let Some(l) = lasts.get(lasts.len() / 2) {
         r.set("last_delivery_p50_ms", round(*l));
     }

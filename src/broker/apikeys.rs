@@ -314,24 +314,18 @@ impl Hub {
                 .topic_state
                 .key_buckets
                 .entry(key.id.clone())
-                .or_insert(Bucket {
-                    tokens: rl.burst,
-                    last: now,
-                });
-            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-            b.tokens = (b.tokens + elapsed * rl.per_second).min(rl.burst);
-            b.last = now;
-            if b.tokens < 1.0 {
+                .or_insert_with(|| Bucket::new(rl, now));
+            if let Err(wait) = b.take(rl, now) {
                 return Err((
                     429,
                     "rate_limited",
                     format!(
-                        "at most {} requests a second per key; slow down",
-                        rl.per_second
+                        "at most {} requests a second per key; slow down (a request is taken again in {} ms)",
+                        rl.per_second,
+                        wait.as_millis() + 1
                     ),
                 ));
             }
-            b.tokens -= 1.0;
         }
         // Best effort: the request does not fail when the time cannot be recorded.
         if let Err(e) = self.store.touch_api_key(&key.id, at) {

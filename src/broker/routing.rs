@@ -58,6 +58,29 @@ pub(super) struct Bucket {
     pub(super) last: Instant,
 }
 
+impl Bucket {
+    /// A full bucket.
+    pub(super) fn new(rl: RateLimit, now: Instant) -> Bucket {
+        Bucket {
+            tokens: rl.burst,
+            last: now,
+        }
+    }
+
+    /// Takes a token, or says how long until there is one.
+    pub(super) fn take(&mut self, rl: RateLimit, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rl.per_second).min(rl.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rl.per_second))
+        }
+    }
+}
+
 /// Whether a presence with `status` gets a `priority` message pushed now.
 fn deliverable(status: Status, priority: &str) -> bool {
     match priority {
@@ -224,33 +247,22 @@ impl Hub {
     fn refuse_send(&mut self, conn: ConnId, id: &str, error: String) {
         let code = error.split(':').next().unwrap_or("send").replace(' ', "_");
         self.count_error(&code);
-        // Rate-limit refusals come in floods and are counted in /metrics; the rest may be an attempt worth reading.
-        if code != "rate_limit" {
-            log::warn(
-                "send refused",
-                &[("conn", &conn), ("code", &code), ("reason", &error)],
-            );
-        }
+        log::warn(
+            "send refused",
+            &[("conn", &conn), ("code", &code), ("reason", &error)],
+        );
         self.reply(conn, wire::Ack::refused(id, error));
     }
 
-    fn take_token(&mut self, member_id: &str, now: Instant) -> bool {
+    /// Takes a token from the member's bucket, or says how long until there is one.
+    fn take_token(&mut self, member_id: &str, now: Instant) -> Result<(), Duration> {
         let Some(rl) = self.cfg.rate_limit else {
-            return true;
+            return Ok(());
         };
-        let b = self.buckets.entry(member_id.to_string()).or_insert(Bucket {
-            tokens: rl.burst,
-            last: now,
-        });
-        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rl.per_second).min(rl.burst);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets
+            .entry(member_id.to_string())
+            .or_insert_with(|| Bucket::new(rl, now))
+            .take(rl, now)
     }
 
     /// A key of the mesh as a recipient: a member (all its connections) or a session of a member.
@@ -386,7 +398,7 @@ impl Hub {
         let Some(sender) = self.presences.get(&pk).map(Poster::of) else {
             return;
         };
-        if !self.take_token(&sender.member_id, now) {
+        if let Err(wait) = self.take_token(&sender.member_id, now) {
             let rl = self.cfg.rate_limit.unwrap_or(RateLimit {
                 per_second: 0.0,
                 burst: 0.0,
@@ -396,7 +408,11 @@ impl Hub {
                 rl.per_second * 60.0,
                 rl.burst
             );
-            return self.refuse_send(conn, &s.id, msg);
+            self.count_error("rate_limit");
+            let mut ack = wire::Ack::refused(&s.id, msg);
+            // Rounded up, so a client that waits exactly this long finds its token.
+            ack.retry_after_ms = Some((wait.as_micros().div_ceil(1000) as u64).max(1));
+            return self.reply(conn, ack);
         }
         let size = s.ciphertext.len()
             + s.nonce.len()

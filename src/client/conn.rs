@@ -197,6 +197,7 @@ pub struct Conn {
     timeout: Duration,
     sender: Keypair,
     closed: bool,
+    pacer: super::Pacer,
 }
 
 impl Conn {
@@ -232,6 +233,7 @@ impl Conn {
             timeout: opts.timeout,
             sender,
             closed: false,
+            pacer: super::Pacer::default(),
         })
     }
 
@@ -293,24 +295,35 @@ impl Conn {
         Ok(super::merge_acks(acks))
     }
 
+    /// Sends one frame and waits for its ack. A `rate_limit` refusal is waited out, as long as the broker says,
+    /// and the frame sent again: the broker stored nothing, so the same id is taken once.
     fn send_one(&mut self, send: SendMessage) -> Result<Ack> {
         let id = send.id.clone();
-        self.write(Frame::Send(send).to_json())?;
-        let reply = self.wait("send", |f| match f {
-            Frame::Ack(a) => a.id == id,
-            Frame::Error(e) => e.id.as_deref() == Some(&id) || e.req_id.as_deref() == Some(&id),
-            _ => false,
-        })?;
-        match reply {
-            Frame::Error(e) => Err(broker_error(&e.code, &e.message)),
-            Frame::Ack(a) => match a.error.as_deref() {
-                Some(e) if !e.is_empty() => Err(super::ack_error(e)),
-                _ => Ok(a),
-            },
-            f => Err(Error::internal(format!(
-                "matched a {} to a send",
-                f.type_name()
-            ))),
+        let text = Frame::Send(send).to_json();
+        loop {
+            self.write(text.clone())?;
+            let reply = self.wait("send", |f| match f {
+                Frame::Ack(a) => a.id == id,
+                Frame::Error(e) => e.id.as_deref() == Some(&id) || e.req_id.as_deref() == Some(&id),
+                _ => false,
+            })?;
+            let a = match reply {
+                Frame::Error(e) => return Err(broker_error(&e.code, &e.message)),
+                Frame::Ack(a) => a,
+                f => {
+                    return Err(Error::internal(format!(
+                        "matched a {} to a send",
+                        f.type_name()
+                    )));
+                }
+            };
+            match a.error.as_deref().filter(|e| !e.is_empty()) {
+                None => return Ok(a),
+                Some(e) => match self.pacer.wait(&a) {
+                    Some(d) => self.pause(d)?,
+                    None => return Err(super::ack_error(e)),
+                },
+            }
         }
     }
 
@@ -377,20 +390,39 @@ impl Conn {
 
     /// Reads until a frame satisfies `want`, keeping pushes, within the request timeout.
     fn wait(&mut self, what: &str, want: impl Fn(&Frame) -> bool) -> Result<Frame> {
-        let deadline = Instant::now() + self.timeout;
+        match self.read_until(Instant::now() + self.timeout, what, want)? {
+            Some(f) => Ok(f),
+            None => Err(Error::network(format!(
+                "broker at {} did not answer {what} within {} s",
+                self.url,
+                self.timeout.as_secs_f32()
+            ))),
+        }
+    }
+
+    /// Reads frames until `deadline`, keeping pushes and ack refusals as [`Conn::wait`] does, so a socket that
+    /// waits still answers the broker's pings.
+    fn pause(&mut self, d: Duration) -> Result<()> {
+        self.read_until(Instant::now() + d, "nothing", |_| false)
+            .map(|_| ())
+    }
+
+    /// The first frame `want` accepts, or `None` at `deadline`.
+    fn read_until(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        want: impl Fn(&Frame) -> bool,
+    ) -> Result<Option<Frame>> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::network(format!(
-                    "broker at {} did not answer {what} within {} s",
-                    self.url,
-                    self.timeout.as_secs_f32()
-                )));
+                return Ok(None);
             }
             let _ = self.ws.get_ref().tcp().set_read_timeout(Some(left));
             match self.ws.read() {
                 Ok(Message::Text(t)) => match wire::parse(t.as_str()) {
-                    Ok(f) if want(&f) => return Ok(f),
+                    Ok(f) if want(&f) => return Ok(Some(f)),
                     Ok(Frame::Push(p)) => self.pushes.push(p),
                     Ok(Frame::Error(e)) if e.code == wire::codes::ACK_NOT_STORED => {
                         self.refused_acks.push(e);

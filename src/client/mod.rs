@@ -8,6 +8,7 @@
 //! | [`conn`] | [`Conn`]: one blocking socket for one-shot tools — hello, request/reply by `_reqId`, close |
 //! | [`session`] | [`Session`]: a long-lived socket on its own I/O thread — keepalive, reconnect, re-sent sends, deduped inbound |
 //! | [`inbound`] | [`Inbound`]: a `push` decoded and decrypted for the application |
+//! | [`pace`] | [`Pacer`]: a `rate_limit` refusal waited out as long as the broker says, then sent again |
 //! | [`rest`] | the broker's HTTP endpoints: create a mesh, register an invite, join, health |
 //!
 //! Who a socket speaks as: a [`Conn`] or [`Session`] says `hello` as the member (a control-plane presence), or, given
@@ -17,6 +18,7 @@
 pub mod conn;
 pub mod ctx;
 pub mod inbound;
+pub mod pace;
 pub mod rest;
 pub mod session;
 pub(crate) mod transport;
@@ -24,6 +26,7 @@ pub(crate) mod transport;
 pub use conn::Conn;
 pub use ctx::Ctx;
 pub use inbound::{Inbound, Sender, decode_push};
+pub use pace::Pacer;
 pub use session::{Event, Session, SessionOpts, Sink};
 
 use crate::config::MeshEntry;
@@ -285,11 +288,6 @@ pub(crate) fn ack_error(error: &str) -> Error {
     Error::new(code, format!("broker refused the message: {error}"))
 }
 
-/// Whether a failed `send` ack may succeed if sent again later (only rate limiting is passing).
-pub(crate) fn ack_error_transient(error: &str) -> bool {
-    error.starts_with("rate_limit")
-}
-
 /// A short random id (16 hex characters) for `_reqId`s and message ids.
 /// How large a `send` frame may be before its sealed copies go out in several: the broker's 64 KiB frame and
 /// message limit (the original's too), less room for `_reqId` and the ids of the parts.
@@ -524,6 +522,5 @@ mod tests {
         assert_eq!(code_for("vector_error"), Code::Generic);
         assert_eq!(ack_error("unknown target: bob").code, Code::NotFound);
         assert_eq!(ack_error("not_member: x").code, Code::Permission);
-        assert!(ack_error_transient("rate_limit: slow down"));
     }
 }

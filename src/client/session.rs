@@ -44,8 +44,6 @@ const IDLE_LIMIT: Duration = Duration::from_secs(75);
 const BACKOFF_SECS: [u64; 6] = [1, 2, 4, 8, 16, 30];
 /// How many inbound message ids a session remembers for dedupe.
 const SEEN_CAPACITY: usize = 10_000;
-/// How long a rate-limited send waits before it is tried again.
-const RATE_LIMIT_RETRY: Duration = Duration::from_secs(2);
 
 /// How to run a session.
 #[derive(Debug, Clone)]
@@ -175,6 +173,7 @@ impl Session {
             acks: Vec::new(),
             seen: Seen::new(SEEN_CAPACITY),
             attempt: 0,
+            pacer: super::Pacer::default(),
         };
         let thread = std::thread::Builder::new()
             .name("claudemesh-session".into())
@@ -395,6 +394,8 @@ struct Io {
     acks: Vec<String>,
     seen: Seen,
     attempt: usize,
+    /// How long rate-limited sends are held.
+    pacer: super::Pacer,
 }
 
 /// The live socket and its clocks.
@@ -830,9 +831,10 @@ impl Io {
                     // The ack of a repeat that was already acked.
                     return;
                 };
+                let wait = self.pacer.wait(&a);
                 match a.error.as_deref().filter(|e| !e.is_empty()) {
-                    Some(e) if super::ack_error_transient(e) => {
-                        self.outbox[i].hold_until = Some(Instant::now() + RATE_LIMIT_RETRY);
+                    Some(_) if wait.is_some() => {
+                        self.outbox[i].hold_until = wait.map(|d| Instant::now() + d);
                     }
                     Some(e) => {
                         let error = super::ack_error(e);

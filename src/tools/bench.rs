@@ -40,7 +40,9 @@ peers received and could open with their key, and last_delivery_p50_ms is the me
 has it.
 
 The broker must let the load through: start cm-broker with --rate-limit 0 and --max-conns-per-mesh and \
---max-conns-per-addr above the connection count. Its memory is read from /proc when it runs on this machine (found \
+--max-conns-per-addr above the connection count. Against a rate limit, a refused send waits as long as the broker \
+says and goes again, as every tool does; dm, fanout and topic then report paced (how many refusals were waited \
+out) and paced_ms (their waits, summed), and refused counts the final refusals. Its memory is read from /proc when it runs on this machine (found \
 by its listening port, or given with --broker-pid).
 
 Output is a table, or with --json one line per scenario: {\"scenario\", \"peers\", \"sent\", \"delivered\", \

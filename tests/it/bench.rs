@@ -102,3 +102,24 @@ fn bench_runs_every_scenario() {
     let o = bench(&b, &["nope"]);
     assert_eq!(o.status.code(), Some(3));
 }
+
+#[test]
+fn bench_is_paced_by_a_rate_limited_broker() {
+    let dir = TempDir::new("bench-paced");
+    // 5 sends a second per member, bursts of 3: each peer's run outgrows its burst.
+    let b = Broker::start(&dir, &["--rate-limit", "5:3"]);
+    for (args, delivered) in [
+        (&["dm", "-n", "3", "-m", "10"][..], 30),
+        (&["topic", "-n", "2", "-m", "8"][..], 16),
+        (&["fanout", "-n", "3", "-m", "6"][..], 18),
+    ] {
+        let r = report(&b, args);
+        assert_eq!(r["delivered"], delivered, "{args:?}: {r}");
+        assert_eq!(r["refused"], 0, "{args:?}: {r}");
+        assert!(r["paced"].as_u64().is_some_and(|n| n > 0), "{args:?}: {r}");
+        assert!(
+            r["paced_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{args:?}: {r}"
+        );
+    }
+}

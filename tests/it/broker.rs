@@ -384,6 +384,11 @@ fn broker_rate_limits_sends_per_member() {
         errors[2].as_deref().unwrap().starts_with("rate_limit:"),
         "{errors:?}"
     );
+    // The refusal says when a token is back: within the second a token takes at one a second.
+    a.send(&dm(&mesh.admin.key, &bob.pubkey(), "3", "x"));
+    let refused = a.recv_type("ack");
+    let after = refused["retryAfterMs"].as_u64().unwrap_or(0);
+    assert!((1..=1000).contains(&after), "{refused}");
     // The bucket is the member's, shared by all its connections.
     let mut a2 = mesh.connect(&b, &mesh.admin);
     a2.send(&dm(&mesh.admin.key, &bob.pubkey(), "4", "x"));

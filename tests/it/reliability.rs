@@ -1506,3 +1506,42 @@ fn reliability_send_whose_answer_never_came_is_unknown_not_failed() {
     let texts: Vec<&str> = shown.iter().filter_map(|m| m["text"].as_str()).collect();
     assert_eq!(texts, ["first", "maybe sent"], "{shown:?}");
 }
+
+#[test]
+fn reliability_a_burst_from_cm_send_stdin_is_paced_not_refused() {
+    let dir = TempDir::new("send-paced");
+    // 5 a second, bursts of 3: 20 lines need about three seconds of the broker's pacing.
+    let b = Broker::start(&dir, &["--rate-limit", "5:3"]);
+    let (alice, bob) = (
+        crate::harness::User::new("alice"),
+        crate::harness::User::new("bob"),
+    );
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    let inv = alice.json("cm-mesh", &["invite"]);
+    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    let bob_key = bob.mesh("dev").pubkey;
+
+    let lines: String = (0..20).map(|i| format!("line {i}\n")).collect();
+    let r = alice
+        .cmd("cm-send")
+        .args(["--stdin", "--json", &bob_key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(lines.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = crate::harness::text(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{err}");
+    assert_eq!(err, "", "a short wait is not worth a word");
+    let acks = crate::harness::text(&r.stdout);
+    assert_eq!(acks.lines().count(), 20, "{acks}");
+    let shown = bob.json("cm-inbox", &["--json"]);
+    let mut texts: Vec<&str> = shown.iter().filter_map(|m| m["text"].as_str()).collect();
+    texts.sort_by_key(|t| t[5..].parse::<u32>().unwrap_or(0));
+    let want: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts, want, "{shown:?}");
+}
