@@ -5,7 +5,7 @@ complete -c cm-broker -l listen -x -d 'address to listen on, default 127.0.0.1:7
 complete -c cm-broker -l data -x -a '(__fish_complete_directories)' -d 'data directory, default $XDG_DATA_HOME/claudemesh-broker'
 complete -c cm-broker -l admin-token -x -d 'token that lets non-loopback clients create meshes'
 complete -c cm-broker -l log-format -x -a 'text json' -d 'log lines as text or json (default text; json with --json)'
-complete -c cm-broker -l max-conns-per-addr -x -d 'connections one IP address may hold, default 4096'
+complete -c cm-broker -l max-conns-per-addr -x -d 'connections one IP address may hold once their request is in, default 4096 (as many more may be sending theirs; each gets 5 s)'
 complete -c cm-broker -l max-conns-per-mesh -x -d 'live presences one mesh may hold, default 1000'
 complete -c cm-broker -l rate-limit -x -d 'sends per second per member and burst, default 50:100 (0 turns it off)'
 complete -c cm-broker -l lease -x -d 'seconds a pushed message waits for its ack before it is pushed again, default 30'

@@ -13,7 +13,7 @@
 //! goes to one buffer per connection that the loop owns (tungstenite only decodes, see `ReadOnly`), freed when it
 //! drains after a burst; a connection whose unsent output passes [`NetConfig::max_write_buffer`] is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as NetShutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -229,7 +229,9 @@ pub struct NetConfig {
     pub sse_keepalive: Duration,
     /// The granularity of every timer above, and how often [`Handler::on_tick`] runs.
     pub tick: Duration,
-    /// Connections one IP address may hold; later ones are refused (`429`, or close 1013 on `/ws`).
+    /// Connections one IP address may hold once their request is in; later ones are refused (`429`, or close
+    /// 1013 on `/ws`). As many may be still sending their request; past that, the address's oldest that has
+    /// had [`HEAD_GRACE`] is answered `408`.
     pub max_conns_per_addr: usize,
     /// Output a connection may have waiting for its socket before it is dropped as too slow.
     pub max_write_buffer: usize,
@@ -238,7 +240,7 @@ pub struct NetConfig {
 impl Default for NetConfig {
     fn default() -> NetConfig {
         NetConfig {
-            head_timeout: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             sse_keepalive: Duration::from_secs(15),
@@ -250,6 +252,8 @@ impl Default for NetConfig {
 }
 
 const MAX_HEAD: usize = 16 * 1024;
+/// How long a request head is waited for before it may make room for a newer one from its address.
+const HEAD_GRACE: Duration = Duration::from_secs(1);
 const MAX_BODY: usize = 64 * 1024;
 const MAX_FRAME: usize = 64 * 1024;
 /// Bytes read per `read` call; also the WebSocket read buffer each connection keeps.
@@ -421,6 +425,7 @@ pub fn serve(
         conns: Slab::default(),
         ids: HashMap::new(),
         per_addr: HashMap::new(),
+        heads: HashMap::new(),
         next_id: 1,
         io: Io::detached(),
         closed: Vec::new(),
@@ -542,6 +547,10 @@ struct Conn {
     heard: Instant,
     /// The last ping (WebSocket) or keepalive (event stream).
     pinged: Instant,
+    /// Still sending its request: counted in [`Server::heads`].
+    head: bool,
+    /// Its request is in: counted in [`Server::per_addr`].
+    counted: bool,
     /// The handler knows this connection and has not yet been told it ended.
     live: bool,
     /// The handler was ever told of it (its peer address is kept until `on_close` is delivered).
@@ -558,7 +567,10 @@ struct Server<'a> {
     listener: Option<TcpListener>,
     conns: Slab<Conn>,
     ids: HashMap<ConnId, usize>,
+    /// Connections per address whose request is in.
     per_addr: HashMap<IpAddr, usize>,
+    /// Connections per address still sending their request.
+    heads: HashMap<IpAddr, Heads>,
     next_id: ConnId,
     io: Io,
     /// `on_close` calls owed to the handler: (conn, clean).
@@ -568,6 +580,14 @@ struct Server<'a> {
     /// Connections with output to write after the batch.
     dirty: Vec<(usize, ConnId)>,
     accept_paused: Option<Instant>,
+}
+
+/// The connections of one address still sending their request: how many, and in the order they came (with
+/// entries of ones that since finished, dropped as they reach the front).
+#[derive(Default)]
+struct Heads {
+    live: usize,
+    order: VecDeque<(ConnId, Instant)>,
 }
 
 /// What one WebSocket read produced, detached from the borrow of the connection.
@@ -763,13 +783,13 @@ impl Server<'_> {
     }
 
     fn accept(&mut self, now: Instant) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
         if self.accept_paused.is_some() {
             return;
         }
         loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
             let (mut tcp, peer) = match listener.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -819,6 +839,8 @@ impl Server<'_> {
                 wbuf: Vec::new(),
                 heard: now,
                 pinged: now,
+                head: true,
+                counted: false,
                 live: false,
                 told: false,
                 want_write: false,
@@ -826,8 +848,55 @@ impl Server<'_> {
             });
             self.ids.insert(id, idx);
             self.io.peers.insert(id, peer);
-            *self.per_addr.entry(peer.ip()).or_default() += 1;
             self.io.metrics.open_http += 1;
+            self.add_head(peer.ip(), id, now);
+        }
+    }
+
+    /// Counts a new connection as a head of its address. At the cap, the address's oldest head that has had
+    /// [`HEAD_GRACE`] is answered `408`, so connections that never finish their request cannot keep it full;
+    /// heads younger than that (a burst of real clients) are all kept, and time out as any head does.
+    fn add_head(&mut self, ip: IpAddr, id: ConnId, now: Instant) {
+        let Server {
+            heads, ids, conns, ..
+        } = self;
+        let h = heads.entry(ip).or_default();
+        let is_head = |id: &ConnId| {
+            ids.get(id)
+                .and_then(|&i| conns.get(i))
+                .is_some_and(|c| c.head)
+        };
+        while h.order.front().is_some_and(|(id, _)| !is_head(id)) {
+            h.order.pop_front();
+        }
+        let stale = h
+            .order
+            .front()
+            .filter(|(_, at)| {
+                h.live >= self.cfg.max_conns_per_addr && now.duration_since(*at) >= HEAD_GRACE
+            })
+            .map(|(id, _)| *id);
+        h.live += 1;
+        h.order.push_back((id, now));
+        if let Some(idx) = stale.and_then(|old| self.ids.get(&old).copied()) {
+            self.io.metrics.refused += 1;
+            self.io.metrics.http_requests += 1;
+            self.respond(idx, &error_response(408), now);
+        }
+    }
+
+    /// The connection's request is in, or it ended before: it is no longer a head.
+    fn end_head(&mut self, idx: usize) {
+        let Some(c) = self.conns.get_mut(idx).filter(|c| c.head) else {
+            return;
+        };
+        c.head = false;
+        let ip = c.peer.ip();
+        if let Some(h) = self.heads.get_mut(&ip) {
+            h.live -= 1;
+            if h.live == 0 {
+                self.heads.remove(&ip);
+            }
         }
     }
 
@@ -946,11 +1015,16 @@ impl Server<'_> {
         rest: Vec<u8>,
         now: Instant,
     ) {
-        let Some(c) = self.conns.get(idx) else { return };
+        self.end_head(idx);
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
         let (id, peer) = (c.id, c.peer);
+        c.counted = true;
+        let n = self.per_addr.entry(peer.ip()).or_default();
+        *n += 1;
+        let crowded = *n > self.cfg.max_conns_per_addr;
         let upgrade = head.path == "/ws" && head.header("upgrade").is_some();
-        let crowded =
-            self.per_addr.get(&peer.ip()).copied().unwrap_or(0) > self.cfg.max_conns_per_addr;
         if !upgrade {
             self.io.metrics.http_requests += 1;
         }
@@ -1137,6 +1211,7 @@ impl Server<'_> {
     /// Queues `last` (a close frame) and ends the connection once the output is written. The handler hears of it
     /// now (`clean`), so it queues nothing more for it.
     fn close_conn(&mut self, idx: usize, last: Option<Frame>, clean: bool, now: Instant) {
+        self.end_head(idx);
         let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
@@ -1164,6 +1239,7 @@ impl Server<'_> {
     /// Closes the socket at once. A connection the handler still holds ended uncleanly.
     fn drop_conn(&mut self, idx: usize) {
         self.finish(idx, false);
+        self.end_head(idx);
         let Some(mut c) = self.conns.remove(idx) else {
             return;
         };
@@ -1172,7 +1248,7 @@ impl Server<'_> {
         if !c.told {
             self.io.peers.remove(&c.id);
         }
-        if let Some(n) = self.per_addr.get_mut(&c.peer.ip()) {
+        if let Some(n) = self.per_addr.get_mut(&c.peer.ip()).filter(|_| c.counted) {
             *n -= 1;
             if *n == 0 {
                 self.per_addr.remove(&c.peer.ip());
@@ -2087,6 +2163,59 @@ mod tests {
         );
         a.send(Message::text("metrics")).unwrap();
         assert_eq!(text(&mut a), "2");
+    }
+
+    #[test]
+    fn half_open_heads_do_not_fill_the_per_address_cap() {
+        let s = start(NetConfig {
+            max_conns_per_addr: 2,
+            ..NetConfig::default()
+        });
+        let held: Vec<StdStream> = (0..20)
+            .map(|_| {
+                let mut t = StdStream::connect(s.addr).unwrap();
+                t.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+                t
+            })
+            .collect();
+        // The cap counts what finished its request: a client that completes its upgrade gets in.
+        let mut a = s.ws("/ws");
+        a.send(Message::text("metrics")).unwrap();
+        assert_eq!(text(&mut a), "1");
+        let _b = s.ws("/ws");
+        let mut c = s.ws("/ws");
+        assert!(text(&mut c).contains(r#""code":"capacity""#));
+        drop(held);
+    }
+
+    #[test]
+    fn an_address_at_its_cap_of_heads_loses_its_oldest_stale_one() {
+        let s = start(NetConfig {
+            max_conns_per_addr: 2,
+            tick: Duration::from_millis(50),
+            ..NetConfig::default()
+        });
+        let open = || {
+            let mut t = StdStream::connect(s.addr).unwrap();
+            t.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            t
+        };
+        let (mut first, mut second) = (open(), open());
+        std::thread::sleep(HEAD_GRACE + Duration::from_millis(100));
+        let _third = open();
+        let mut r = String::new();
+        let _ = first.read_to_string(&mut r);
+        assert!(r.starts_with("HTTP/1.1 408 "), "{r:?}");
+        // Only the oldest: the second is still waited for.
+        let mut one = [0u8; 1];
+        second
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(
+            second.read(&mut one).is_err(),
+            "the second head was closed too"
+        );
     }
 
     #[test]

@@ -56,7 +56,8 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
         .complete(Complete::Values(&["text", "json"])),
         flag(
             "max-conns-per-addr",
-            "connections one IP address may hold, default 4096",
+            "connections one IP address may hold once their request is in, default 4096 (as many more may be \
+             sending theirs; each gets 5 s)",
         )
         .value("N"),
         flag(

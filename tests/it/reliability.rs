@@ -1261,6 +1261,50 @@ fn reliability_ten_thousand_connections_from_one_address() {
     );
 }
 
+#[test]
+fn reliability_half_open_upgrades_from_one_address_do_not_lock_out_local_tools() {
+    const CAP: usize = 50;
+    const HELD: usize = 2_000;
+    let limit = raise_nofile();
+    assert!(limit > HELD as u64 + 500, "open file limit {limit}");
+    let dir = TempDir::new("halfopen");
+    let mut b = Broker::start(&dir, &["--max-conns-per-addr", &CAP.to_string()]);
+    let alice = crate::harness::User::new("alice");
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    // One local process holds many upgrade requests it never finishes, as a port scanner or a stuck proxy does.
+    let mut held: Vec<TcpStream> = (0..HELD)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&b.addr, Duration::from_secs(5)).ok()?;
+            s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+                .ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(held.len() > CAP * 10, "only {} held", held.len());
+    // A real tool from the same address still gets in, while they are held.
+    let peers = alice.json("cm-peers", &[]);
+    assert!(!peers.is_empty(), "{peers:?}");
+    alice.ok("cm-send", &[&alice.mesh("dev").pubkey, "through the flood"]);
+    // Heads that never finish are answered 408 (or dropped) within a few seconds, not held.
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut closed = 0;
+    for s in &mut held {
+        let left = until.saturating_duration_since(Instant::now());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = Vec::new();
+        match s.read_to_end(&mut buf) {
+            Ok(_) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Err(e) => panic!("a half-open head still open after 20 s ({closed} closed): {e}"),
+        }
+        let t = String::from_utf8_lossy(&buf);
+        assert!(t.is_empty() || t.starts_with("HTTP/1.1 408 "), "{t}");
+    }
+    assert_eq!(closed, held.len());
+    assert!(b.alive());
+}
+
 // ---- cm-topic tail through the same proxy ----
 
 #[test]
