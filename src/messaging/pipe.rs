@@ -5,7 +5,7 @@
 //!
 //! | `cmd` | fields | answer |
 //! |---|---|---|
-//! | `send` | `to`, `text`, `priority`?, `reply_to`? | `send_result` once the broker has stored it |
+//! | `send` | `to`, `text`, `priority`?, `reply_to`?, `client_id`? | `send_result` once the broker has stored it |
 //! | `peers` | `all`? | `peers` |
 //! | `members` | | `members` |
 //! | `status` | `status`: `idle`, `working` or `dnd` | `ok` |
@@ -19,7 +19,9 @@
 //!
 //! Across a broker restart the session reconnects by itself; sends made meanwhile are kept and sent after the
 //! reconnect, names resolve against the last roster seen, and the status, summary and groups set through the
-//! pipe are set again. At the end of stdin the pipe waits a few seconds for outstanding sends, then closes.
+//! pipe are set again. At the end of stdin the pipe waits a few seconds for outstanding sends, then closes; one still
+//! unanswered is reported as `unknown` (exit 9) when a connection was up while it waited, since the broker may
+//! have stored it, and as not sent otherwise. `client_id` sends again under the id such a report names.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
@@ -138,6 +140,8 @@ struct MembersEvent<'a> {
 struct Waiting {
     outgoing: Outgoing,
     id: Option<Value>,
+    /// A connection was up while it waited, so the session wrote it: without an ack its outcome is unknown.
+    went_out: bool,
 }
 
 struct Pipe<'s> {
@@ -240,16 +244,30 @@ impl Pipe<'_> {
             return Ok(());
         }
         let n = self.waiting.len();
-        let e = Error::network("no answer from the broker before the input ended");
+        let mut unknown = 0;
         for (cmid, w) in std::mem::take(&mut self.waiting) {
+            let e = if w.went_out {
+                unknown += 1;
+                Error::unknown(format!(
+                    "unknown: may have been delivered (no answer from the broker before the input ended); \
+                     client id {cmid}: send it again with \"client_id\": \"{cmid}\" to have it stored once"
+                ))
+            } else {
+                Error::network("not sent: no connection to the broker before the input ended")
+            };
             let mut r = SendResult::failed(&w.outgoing, &cmid, &e);
             r.id = w.id;
             out.json(&r)?;
         }
-        Err(Error::network(format!(
+        let msg = format!(
             "{n} message{} not confirmed by the broker before the input ended",
             if n == 1 { " was" } else { "s were" }
-        )))
+        );
+        Err(if unknown > 0 {
+            Error::unknown(format!("{msg}; {unknown} may have been delivered"))
+        } else {
+            Error::network(msg)
+        })
     }
 
     fn ended(&self) -> Error {
@@ -285,6 +303,9 @@ impl Pipe<'_> {
         match ev {
             Event::Connected { hello_ack } => {
                 self.connected = true;
+                for w in self.waiting.values_mut() {
+                    w.went_out = true;
+                }
                 self.reapply();
                 out.line(event_line(&json!({"type": "connection", "state": "connected",
                     "mesh": self.mesh, "name": hello_ack.member_display_name, "pubkey": self.own_key})))
@@ -486,8 +507,20 @@ impl Pipe<'_> {
         };
         let (_, dest) = send::destination(&target, std::slice::from_ref(&roster))?;
         let outgoing = send::seal(&mesh, dest, text, priority, reply_to, self.session.sender())?;
+        let mut outgoing = outgoing;
+        if let Some(c) = optional(v, "client_id")? {
+            outgoing.send.client_message_id = Some(c.to_string());
+        }
         let cmid = self.session.send(outgoing.send.clone());
-        self.waiting.insert(cmid, Waiting { outgoing, id });
+        let went_out = self.connected;
+        self.waiting.insert(
+            cmid,
+            Waiting {
+                outgoing,
+                id,
+                went_out,
+            },
+        );
         Ok(())
     }
 

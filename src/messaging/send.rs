@@ -263,9 +263,14 @@ impl SendResult {
         }
     }
 
-    /// The result of a send the broker refused, or that never got an answer.
+    /// The result of a send the broker refused, or that never got an answer (`unknown` for [`Code::Unknown`]).
     pub fn failed(o: &Outgoing, client_message_id: &str, e: &Error) -> SendResult {
         SendResult {
+            status: if e.code == Code::Unknown {
+                "unknown"
+            } else {
+                "failed"
+            },
             error: Some(e.msg.clone()),
             code: Some(e.code.exit_status()),
             ..SendResult::base(o, client_message_id)
@@ -280,6 +285,7 @@ impl SendResult {
             Some(4) => Code::Network,
             Some(5) => Code::NotFound,
             Some(7) => Code::Permission,
+            Some(9) => Code::Unknown,
             _ => Code::Generic,
         };
         Some(Error::new(code, msg.clone()))
@@ -307,6 +313,10 @@ impl SendResult {
             ("failed", _) => format!(
                 "not sent to {who}: {}",
                 self.error.as_deref().unwrap_or("failed")
+            ),
+            ("unknown", _) => format!(
+                "maybe sent to {who}: {}",
+                self.error.as_deref().unwrap_or("unknown")
             ),
             ("sent", None) => format!("sent to {who} (online)"),
             ("sent", Some(_)) => match self.offline {
@@ -497,7 +507,7 @@ impl Sender {
         input: impl BufRead,
         out: &mut Out,
     ) -> Result<()> {
-        let (mut total, mut failed, mut code) = (0usize, 0usize, None);
+        let (mut total, mut failed, mut unknown, mut code) = (0usize, 0usize, 0usize, None);
         for (n, line) in input.lines().enumerate() {
             let line = line.map_err(|e| Error::from(e).context("reading stdin"))?;
             if line.trim().is_empty() {
@@ -509,7 +519,11 @@ impl Sender {
                 Ok(r) if out.json => out.json(&r)?,
                 Ok(r) => out.line(r.words())?,
                 Err(e) => {
-                    failed += 1;
+                    if e.code == Code::Unknown {
+                        unknown += 1;
+                    } else {
+                        failed += 1;
+                    }
                     code.get_or_insert(e.code);
                     if out.json {
                         let v = serde_json::json!({"type": "error", "line": n + 1,
@@ -521,16 +535,16 @@ impl Sender {
                 }
             }
         }
-        match code {
-            Some(code) => Err(Error::new(
-                code,
-                format!(
-                    "{failed} of {total} message{} failed",
-                    if total == 1 { "" } else { "s" }
-                ),
-            )),
-            None => Ok(()),
-        }
+        let Some(code) = code else {
+            return Ok(());
+        };
+        let of = format!("of {total} message{}", if total == 1 { "" } else { "s" });
+        let msg = match (failed, unknown) {
+            (f, 0) => format!("{f} {of} failed"),
+            (0, u) => format!("{u} {of} may have been delivered (unknown)"),
+            (f, u) => format!("{f} {of} failed and {u} may have been delivered (unknown)"),
+        };
+        Err(Error::new(code, msg))
     }
 
     fn line(

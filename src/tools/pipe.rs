@@ -14,14 +14,15 @@ program can take part in the mesh. Each line of standard input is a command, a J
 optional \"id\" that comes back on its answer. Each line of standard output is an event. Output is always JSON \
 Lines.
 
-Commands: {\"cmd\":\"send\", \"to\", \"text\", \"priority\", \"reply_to\"} (to is a name, key, key prefix, * or \
-@group, as for cm-send; answered with a send_result once the broker has stored it); {\"cmd\":\"peers\", \"all\"}; \
+Commands: {\"cmd\":\"send\", \"to\", \"text\", \"priority\", \"reply_to\", \"client_id\"} (to is a name, key, key \
+prefix, * or @group, as for cm-send; answered with a send_result once the broker has stored it; client_id sends \
+again, stored once, a message whose outcome was unknown); {\"cmd\":\"peers\", \"all\"}; \
 {\"cmd\":\"members\"}; {\"cmd\":\"status\", \"status\":\"idle|working|dnd\"}; {\"cmd\":\"summary\", \
 \"summary\"}; {\"cmd\":\"join_group\", \"group\", \"role\"}; {\"cmd\":\"leave_group\", \"group\"}; \
 {\"cmd\":\"ping\"}.
 
 Events: {\"type\":\"message\", ...} as cm-inbox --json prints them (marked read once the line is written); \
-{\"type\":\"send_result\", \"status\":\"sent|queued|failed\", \"recipient_online\", \"message_id\", \"to\", \
+{\"type\":\"send_result\", \"status\":\"sent|queued|failed|unknown\", \"recipient_online\", \"message_id\", \"to\", \
 \"id\"}; {\"type\":\"peers\", \"peers\":[...]}; {\"type\":\"members\", \"members\":[...]}; \
 {\"type\":\"peer_joined\"|\"peer_left\", \"name\", \"pubkey\"}; {\"type\":\"connection\", \
 \"state\":\"connected|disconnected\", \"retry_in_ms\"}; {\"type\":\"ok\", \"cmd\"}; {\"type\":\"pong\"}; \
@@ -31,7 +32,8 @@ an error event and the pipe carries on.
 When the broker goes away, cm-pipe reconnects (after 1, 2, 4, 8, 16, then every 30 seconds); sends made meanwhile \
 are delivered after the reconnect, and the status, summary and groups set through the pipe are set again. At the \
 end of its input it waits up to 5 seconds for the broker to confirm outstanding sends, closes the connection and \
-exits 0 (4 if some sends were never confirmed).
+exits 0. A send still unconfirmed then gets a send_result of its own: unknown (it went out; the broker may have \
+stored it; exit 9) or failed (no connection came up; exit 4).
 
 cm-pipe joins as a session of its own for as long as it runs (messages to your member key reach it too); inside a session started by cm launch it does not take that session's key, which cm-mcp holds.",
     section: 1,

@@ -1589,3 +1589,77 @@ fn reliability_a_burst_from_cm_send_stdin_is_paced_not_refused() {
     let want: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
     assert_eq!(texts, want, "{shown:?}");
 }
+
+#[test]
+fn reliability_pipe_send_whose_answer_never_came_is_unknown_not_failed() {
+    use std::io::BufRead;
+    let dir = TempDir::new("pipe-unknown");
+    let b = Broker::start(&dir, &[]);
+    let (alice, bob) = (
+        crate::harness::User::new("alice"),
+        crate::harness::User::new("bob"),
+    );
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    let inv = alice.json("cm-mesh", &["invite"]);
+    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    let bob_key = bob.mesh("dev").pubkey;
+
+    let mut child = alice
+        .cmd("cm-pipe")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|_| panic!("{line:?}"))
+    };
+    while next()["state"] != "connected" {}
+    // The broker stops answering (SIGSTOP: its socket still takes the bytes); a send goes out and the input ends.
+    // SAFETY: signals to our own child process.
+    unsafe { libc::kill(b.pid() as libc::pid_t, libc::SIGSTOP) };
+    let send = json!({"cmd": "send", "to": bob_key, "text": "maybe sent", "id": 1});
+    writeln!(stdin, "{send}").unwrap();
+    drop(stdin);
+    let r = next();
+    let status = child.wait().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(b.pid() as libc::pid_t, libc::SIGCONT) };
+    assert_eq!(
+        (&r["type"], &r["status"], &r["id"]),
+        (&json!("send_result"), &json!("unknown"), &json!(1)),
+        "{r}"
+    );
+    assert_eq!(r["code"], 9, "{r}");
+    assert_eq!(status.code(), Some(9));
+    let id = r["client_message_id"].as_str().unwrap().to_string();
+    assert!(r["error"].as_str().unwrap().contains(&id), "{r}");
+
+    // Sent again under that id, through a new pipe: stored once.
+    let again = json!({"cmd": "send", "to": bob_key, "text": "maybe sent", "client_id": id});
+    let mut pipe = alice
+        .cmd("cm-pipe")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(pipe.stdin.take().unwrap(), "{again}").unwrap();
+    let o = pipe.wait_with_output().unwrap();
+    let (out, err) = (
+        crate::harness::text(&o.stdout),
+        crate::harness::text(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains(r#""status":"sent""#) || out.contains(r#""status":"queued""#),
+        "{out}"
+    );
+    let shown = bob.json("cm-inbox", &["--json"]);
+    let texts: Vec<&str> = shown.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["maybe sent"], "{shown:?}");
+}
