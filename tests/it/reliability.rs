@@ -1141,7 +1141,7 @@ fn reliability_slow_request_head_is_cut_off() {
     slow.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
     let mut answer = Vec::new();
     // One header byte a second: the timer runs from the first byte, not the last.
-    while t0.elapsed() < Duration::from_secs(15) {
+    while t0.elapsed() < Duration::from_secs(10) {
         let _ = slow.write_all(b"X");
         let mut buf = [0u8; 512];
         match slow.read(&mut buf) {
@@ -1163,7 +1163,7 @@ fn reliability_slow_request_head_is_cut_off() {
     assert!(answer.contains("request_timeout"), "{answer}");
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_secs(9) && took < Duration::from_secs(13),
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(8),
         "{took:?}"
     );
 }
