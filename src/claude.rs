@@ -96,49 +96,36 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// The entries for the `cm-*` binaries installed beside the running one (or found on PATH by name).
+    /// The entries for this install: the `cm-*` links beside `cm`, else `cm VERB` ([`crate::multicall::command`]).
     pub fn for_this_install() -> Wanted {
-        let mcp = tool_command("cm-mcp");
-        let inbox = tool_command("cm-inbox");
-        let profile = tool_command("cm-profile");
+        let shell = |c: crate::multicall::Command| {
+            std::iter::once(c.program)
+                .chain(c.args)
+                .map(|a| sh_quote(&a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mcp = crate::multicall::command("cm-mcp");
+        let inbox = shell(crate::multicall::command("cm-inbox"));
+        let profile = shell(crate::multicall::command("cm-profile"));
         let hook = |id: &str, event: &str, command: String| Hook {
             id: id.into(),
             event: event.into(),
             command,
         };
         Wanted {
-            server: json!({"command": mcp, "args": []}),
+            server: json!({"command": mcp.program, "args": mcp.args}),
             hooks: vec![
-                hook(
-                    "inbox",
-                    "UserPromptSubmit",
-                    format!("{} --hook", sh_quote(&inbox)),
-                ),
+                hook("inbox", "UserPromptSubmit", format!("{inbox} --hook")),
                 hook(
                     "working",
                     "UserPromptSubmit",
-                    format!("{} --hook status working", sh_quote(&profile)),
+                    format!("{profile} --hook status working"),
                 ),
-                hook(
-                    "idle",
-                    "Stop",
-                    format!("{} --hook status idle", sh_quote(&profile)),
-                ),
+                hook("idle", "Stop", format!("{profile} --hook status idle")),
             ],
             skill: SKILL,
         }
-    }
-}
-
-/// The absolute path of the tool `name` beside the running binary, else just `name` (left to PATH).
-pub fn tool_command(name: &str) -> String {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
-        .filter(|p| p.is_file());
-    match beside {
-        Some(p) => p.display().to_string(),
-        None => name.to_string(),
     }
 }
 

@@ -754,8 +754,13 @@ pub fn man(tool: &Tool) -> String {
 /// A tool's `main`: parses the command line, runs the tool, prints an error as one line on stderr and exits with
 /// its code.
 pub fn main(tool: &'static Tool, run: Run) -> ! {
+    main_with(tool, run, std::env::args_os().skip(1))
+}
+
+/// [`main`] with `args` in place of the process's own (after the program name).
+pub fn main_with(tool: &'static Tool, run: Run, args: impl IntoIterator<Item = OsString>) -> ! {
     crate::out::set_tool(tool.name);
-    let status = match run_main(tool, run) {
+    let status = match run_main(tool, run, args) {
         Ok(()) => 0,
         Err(e) => {
             crate::out::warn(tool.name, &e);
@@ -765,8 +770,8 @@ pub fn main(tool: &'static Tool, run: Run) -> ! {
     std::process::exit(status)
 }
 
-fn run_main(tool: &'static Tool, run: Run) -> Result<()> {
-    let parsed = parse(tool, std::env::args_os().skip(1))?;
+fn run_main(tool: &'static Tool, run: Run, args: impl IntoIterator<Item = OsString>) -> Result<()> {
+    let parsed = parse(tool, args)?;
     let mut out = Out::new(matches!(&parsed, Parsed::Run(a) if a.json));
     match parsed {
         Parsed::Help => out.line(help(tool).trim_end())?,

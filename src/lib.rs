@@ -27,7 +27,8 @@
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`bench`] | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
-//! | [`tools`] | each tool's flag table and what it does; `src/bin/*` only call into here |
+//! | [`tools`] | each tool's flag table and what it does |
+//! | [`multicall`] | `cm` as one executable for every client tool, by the name it is called by; the `cm-*` links |
 
 pub mod bench;
 pub mod bridge;
@@ -46,6 +47,7 @@ pub mod local;
 pub mod mcp;
 pub mod mesh;
 pub mod messaging;
+pub mod multicall;
 pub mod out;
 pub mod services;
 pub mod target;

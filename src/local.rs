@@ -152,20 +152,9 @@ pub fn broker_up(data: &Path, listen: &str) -> Result<BrokerUp> {
     })
 }
 
-/// `cm-broker` beside the running binary, else on PATH.
+/// `cm-broker` beside the running `cm`, else on PATH.
 fn broker_binary() -> Result<PathBuf> {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("cm-broker")))
-        .filter(|p| p.is_file());
-    if let Some(p) = beside {
-        return Ok(p);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("cm-broker"))
-        .find(|p| p.is_file())
+    crate::multicall::find("cm-broker")
         .ok_or_else(|| Error::not_found("cannot find cm-broker beside this program or on PATH"))
 }
 

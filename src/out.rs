@@ -87,16 +87,18 @@ fn check(r: io::Result<()>) -> Result<()> {
     }
 }
 
-static TOOL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+static TOOL: std::sync::Mutex<&'static str> = std::sync::Mutex::new("claudemesh");
 
-/// Names the running tool for [`notice`]; [`crate::cli::main`] does it first thing.
+/// Names the running tool for [`notice`]; [`crate::cli::main`] does it first thing (again when `cm VERB` hands
+/// over to a tool).
 pub fn set_tool(name: &'static str) {
-    let _ = TOOL.set(name);
+    *TOOL.lock().unwrap_or_else(|e| e.into_inner()) = name;
 }
 
 /// Writes `msg` on stderr under the running tool's name: a word from the library on what it is doing.
 pub fn notice(msg: impl Display) {
-    warn(TOOL.get().copied().unwrap_or("claudemesh"), msg);
+    let tool = *TOOL.lock().unwrap_or_else(|e| e.into_inner());
+    warn(tool, msg);
 }
 
 /// Writes `tool: msg` as one line on stderr. A failure to write it is ignored: there is nowhere left to say so.

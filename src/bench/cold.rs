@@ -48,13 +48,14 @@ fn config_dir(sender: &Member, broker_ws: &str) -> Result<ConfigDir> {
     Ok(guard)
 }
 
-/// `cm-send` next to this binary, unless `--cm-send` names one.
-fn cm_send(flag: Option<&Path>) -> Result<PathBuf> {
-    let path = match flag {
-        Some(p) => p.to_path_buf(),
-        None => std::env::current_exe()
-            .map_err(|e| Error::from(e).context("finding cm-bench's own path"))?
-            .with_file_name("cm-send"),
+/// How to run cm-send: `--cm-send PATH`, else its link beside `cm`, else `cm send`.
+fn cm_send(flag: Option<&Path>) -> Result<(PathBuf, Vec<String>)> {
+    let (path, args) = match flag {
+        Some(p) => (p.to_path_buf(), Vec::new()),
+        None => {
+            let c = crate::multicall::command("cm-send");
+            (PathBuf::from(c.program), c.args)
+        }
     };
     if !path.is_file() {
         return Err(Error::usage(format!(
@@ -62,12 +63,12 @@ fn cm_send(flag: Option<&Path>) -> Result<PathBuf> {
             path.display()
         )));
     }
-    Ok(path)
+    Ok((path, args))
 }
 
 pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     let runs = ctx.opts.messages.unwrap_or(50);
-    let bin = cm_send(ctx.opts.cm_send.as_deref())?;
+    let (bin, verb) = cm_send(ctx.opts.cm_send.as_deref())?;
     let members = ctx.members("cold", 2)?;
     let mut fleet = Fleet::new()?;
     members::connect(&mut fleet, &ctx.url, &members[1..], 1)?;
@@ -81,6 +82,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     for n in 0..=runs {
         let start = Instant::now();
         let out = Command::new(&bin)
+            .args(&verb)
             .args(["--json", &target, &format!("cold start {n}")])
             .env("CLAUDEMESH_CONFIG_DIR", &dir.0)
             .env_remove("CLAUDEMESH_MESH")

@@ -1,3 +1,3 @@
 fn main() {
-    claudemesh::cli::main(&claudemesh::tools::cm::TOOL, claudemesh::tools::cm::run)
+    claudemesh::multicall::main()
 }

@@ -1,12 +1,13 @@
 //! `cm`: the front door. `cm VERB ARGS...` runs the `cm-*` tool that does VERB, git-style, so the original CLI's
 //! verbs (`new`, `invite`, `join`, `send`, ...) keep working while each tool stays small and separately useful.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cli::{Args, Complete, Example, Tool, did_you_mean, pos};
+use crate::cli::{Args, Complete, Example, Tool, did_you_mean, flag, pos};
 use crate::error::{Error, Result};
+use crate::multicall::{self, Link};
 use crate::out::Out;
 use crate::tools::ALL;
 
@@ -79,9 +80,9 @@ const fn count_names() -> usize {
     n
 }
 
-const N_NAMES: usize = count_names() + 1;
+const N_NAMES: usize = count_names() + 2;
 
-/// Every verb name and alias, and `help`: what a shell offers after `cm`.
+/// Every verb name and alias, `help` and `links`: what a shell offers after `cm`.
 static VERB_NAMES: [&str; N_NAMES] = {
     let mut out = [""; N_NAMES];
     let mut k = 0;
@@ -96,6 +97,7 @@ static VERB_NAMES: [&str; N_NAMES] = {
         i += 1;
     }
     out[k] = "help";
+    out[k + 1] = "links";
     out
 };
 
@@ -103,14 +105,20 @@ static VERB_NAMES: [&str; N_NAMES] = {
 pub static TOOL: Tool = Tool {
     name: "cm",
     about: "run a claudemesh command: cm VERB runs the cm-* tool that does VERB",
-    description: "cm is the front door to the claudemesh toolkit. Each verb is done by one small tool: cm send runs \
-cm-send, cm new runs cm-mesh new, cm whoami runs cm-id whoami. The arguments after the verb are passed on unchanged, \
-and cm exits with the tool's status. cm help lists every verb and the tool behind it; cm help VERB shows that \
-tool's options.
+    description: "cm is the front door to the claudemesh toolkit, and the toolkit itself: one executable that is \
+every tool but cm-broker, as busybox is. Called by a tool's name (cm-send, a link to cm) it is that tool; called as \
+cm, each verb is done by one tool: cm send runs cm-send, cm new runs cm-mesh new, cm whoami runs cm-id whoami. The \
+arguments after the verb are passed on unchanged, and cm exits with the tool's status. cm help lists every verb and \
+the tool behind it; cm help VERB shows that tool's options; cm --list prints the tools cm is, one a line.
 
-cm looks for a tool first in the directory that holds the cm executable, then on PATH. A verb whose tool is not \
-installed is an error (exit status 1) that names the missing tool. A verb that is not one of cm's own runs cm-VERB \
-when such a tool is installed.
+cm links [DIR] makes the cm-* links to cm in DIR (default: the directory that holds cm), which cargo install does \
+not; cm up makes them too. It is idempotent and says what it made. A link to another cm, or an older install's \
+cm-* binary, is replaced; a file of such a name that is not claudemesh's is left alone, named, and makes the exit \
+status 1. Without the links every tool still runs as cm VERB.
+
+cm-broker is an executable of its own (it is deployed alone, and keeps SQLite out of the clients): cm looks for it, \
+and for a cm-VERB that is not one of cm's own, first in the directory that holds the cm executable, then on PATH. \
+A verb whose tool is not installed is an error (exit status 1) that names the missing tool.
 
 The verbs: new (create), invite (share), join (add), list (ls), rename, leave, members (member) and mesh run \
 cm-mesh; peers (peer) runs cm-peers; send, inbox, state, profile, topic, bridge, file, pipe, mcp and broker run \
@@ -131,7 +139,7 @@ as cm-mesh join URL does.
         pos("VERB").optional().complete(Complete::Values(&VERB_NAMES)),
         pos("ARGS").optional().many().complete(Complete::File),
     ],
-    flags: &[],
+    flags: &[flag("list", "print the names of the tools this cm is, one a line")],
     subs: &[],
     mesh_flag: true,
     trailing: true,
@@ -145,6 +153,16 @@ as cm-mesh join URL does.
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
+    if args.has("list") {
+        for (t, _) in multicall::TOOLS {
+            if out.json {
+                out.json(&serde_json::json!({"type": "tool", "name": t.name}))?;
+            } else {
+                out.line(t.name)?;
+            }
+        }
+        return Ok(());
+    }
     let Some(verb) = args.pos(0) else {
         if !args.json && mesh_joined() {
             let launch = Args {
@@ -156,6 +174,24 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         return list(out);
     };
     let rest = &args.positionals[1..];
+    if verb == "links" {
+        // The arguments after a verb are the verb's: `cm links --json DIR` as well as `cm --json links DIR`.
+        let (mut json, mut dir) = (out.json, None);
+        for a in rest {
+            match a.as_str() {
+                "--json" => json = true,
+                f if f.starts_with('-') => {
+                    return Err(Error::usage(format!("cm links: unknown flag {f}")));
+                }
+                d if dir.is_none() => dir = Some(Path::new(d)),
+                _ => return Err(Error::usage("cm links takes one DIR")),
+            }
+        }
+        if json == out.json {
+            return links(dir, out);
+        }
+        return links(dir, &mut Out::new(json));
+    }
     if verb == "help" {
         return match rest.first() {
             None => list(out),
@@ -207,7 +243,7 @@ fn resolve(verb: &str) -> Result<(String, Option<&'static str>)> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     let tool = format!("cm-{verb}");
-    if plain && !verb.is_empty() && find_tool(&tool).is_some() {
+    if plain && !verb.is_empty() && installed(&tool) {
         return Ok((tool, None));
     }
     Err(match did_you_mean(verb, VERB_NAMES) {
@@ -232,35 +268,18 @@ fn is_invite_url(s: &str) -> bool {
         })
 }
 
-/// Where `name` is installed: beside the running `cm` first, so a toolkit unpacked anywhere uses its own tools,
-/// then on `PATH`.
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join(name)));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let on_path = std::env::split_paths(&path)
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join(name));
-    beside.into_iter().chain(on_path).find(|p| is_executable(p))
+/// Whether `tool` can be run: one of cm's own, or installed beside cm or on PATH.
+fn installed(tool: &str) -> bool {
+    multicall::tool(tool).is_some() || multicall::find(tool).is_some()
 }
 
-fn is_executable(p: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        p.is_file()
-    }
-}
-
-/// Runs `tool` with `argv` in place of `cm`, or says plainly that it is not installed.
+/// Runs `tool` with `argv` in place of `cm`: in this process when it is one of cm's own, else the executable of
+/// that name; or says plainly that it is not installed.
 fn exec(verb: &str, tool: &str, argv: &[String]) -> Result<()> {
-    let Some(path) = find_tool(tool) else {
+    if let Some((t, run)) = multicall::tool(tool) {
+        crate::cli::main_with(t, run, argv.iter().map(std::ffi::OsString::from));
+    }
+    let Some(path) = multicall::find(tool) else {
         return Err(Error::generic(format!(
             "\"{verb}\" needs {tool}, which is not installed"
         )));
@@ -280,6 +299,73 @@ fn exec(verb: &str, tool: &str, argv: &[String]) -> Result<()> {
             .map_err(|e| Error::from(e).context(format!("running {}", path.display())))?;
         std::process::exit(status.code().unwrap_or(1))
     }
+}
+
+/// `cm links [DIR]`: the `cm-*` links to this cm in DIR, or beside it.
+fn links(dir: Option<&Path>, out: &mut Out) -> Result<()> {
+    let cm = multicall::cm_path()?;
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => cm
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| Error::generic("cm's own directory is unknown"))?,
+    };
+    let done = multicall::make_links(&dir, &cm)?;
+    let mut foreign = Vec::new();
+    for (name, what) in &done {
+        let state = match what {
+            Link::Made => "made",
+            Link::Kept => "kept",
+            Link::Replaced => "replaced",
+            Link::Foreign => "foreign",
+        };
+        let path = dir.join(name);
+        if out.json {
+            out.json(
+                &serde_json::json!({"type": "link", "name": name, "path": path, "state": state}),
+            )?;
+            continue;
+        }
+        match what {
+            Link::Made => out.line(format!("made {}", path.display()))?,
+            Link::Replaced => out.line(format!(
+                "replaced {} (an older claudemesh executable) with a link",
+                path.display()
+            ))?,
+            Link::Kept => {}
+            Link::Foreign => {}
+        }
+        if *what == Link::Foreign {
+            foreign.push(path.display().to_string());
+        }
+    }
+    if out.json {
+        foreign = done
+            .iter()
+            .filter(|(_, w)| *w == Link::Foreign)
+            .map(|(n, _)| dir.join(n).display().to_string())
+            .collect();
+    } else {
+        let made = done
+            .iter()
+            .filter(|(_, w)| matches!(w, Link::Made | Link::Replaced))
+            .count();
+        out.line(format!(
+            "{} of {} tools linked in {} ({made} new)",
+            done.len() - foreign.len(),
+            done.len(),
+            dir.display()
+        ))?;
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(Error::generic(format!(
+        "left alone, not claudemesh's: {}; remove {} and run cm links again (cm VERB works meanwhile)",
+        foreign.join(", "),
+        if foreign.len() == 1 { "it" } else { "them" }
+    )))
 }
 
 /// A line of `cm --json help`.
@@ -304,7 +390,7 @@ enum Entry<'a> {
 fn list(out: &mut Out) -> Result<()> {
     if out.json {
         for v in VERBS {
-            let installed = find_tool(v.tool).is_some();
+            let installed = installed(v.tool);
             let (name, aliases) = (v.names[0], &v.names[1..]);
             out.json(&Entry::Verb {
                 name,
@@ -324,15 +410,16 @@ fn list(out: &mut Out) -> Result<()> {
     }
     out.line(format!("cm - {}\n", TOOL.about))?;
     out.line(
-        "Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n       cm                    \
-         (with a mesh joined: cm launch)\n\nVerbs:",
+        "Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n       cm links [DIR]        \
+         (make the cm-* links)\n       cm --list\n       cm                    (with a mesh joined: cm launch)\n\n\
+         Verbs:",
     )?;
     for v in VERBS {
         let cmd = match v.sub {
             Some(s) => format!("{} {s}", v.tool),
             None => v.tool.to_string(),
         };
-        let about = if find_tool(v.tool).is_none() {
+        let about = if !installed(v.tool) {
             "(not installed)"
         } else {
             about(v)
@@ -343,6 +430,12 @@ fn list(out: &mut Out) -> Result<()> {
     let width = ALL.iter().map(|t| t.name.len()).max().unwrap_or(0);
     for t in ALL {
         out.line(format!("  {:width$}  {}", t.name, t.about))?;
+    }
+    if !multicall::command("cm-send").args.is_empty() {
+        out.line(
+            "\nThe cm-* commands are not linked beside cm yet: cm links makes them (cm up does too); \
+             meanwhile cm VERB runs each.",
+        )?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Each tool: its flag table and what it does. `src/bin/<name>.rs` only calls [`crate::cli::main`] with one of these.
+//! Each tool: its flag table and what it does. [`crate::multicall`] runs them as one executable, `cm`;
+//! `src/bin/cm-broker.rs` runs the broker's.
 
 use crate::cli::Tool;
 

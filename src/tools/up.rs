@@ -177,6 +177,7 @@ struct StatusLine<'a> {
 }
 
 fn up(data: &std::path::Path, listen: &str, out: &mut Out) -> Result<()> {
+    links(out)?;
     let up = local::up(data, listen)?;
     let b = &up.broker;
     let log = local::log_file(data);
@@ -303,5 +304,55 @@ fn status(data: &std::path::Path, out: &mut Out) -> Result<()> {
             s.url, s.pid
         )),
         None => out.line("not running (cm up starts it)"),
+    }
+}
+
+/// The `cm-*` links beside `cm` (`cm links`), made on the way: a line when some were made, a warning when they
+/// cannot be, and never a reason not to start (every tool runs as `cm VERB` too).
+fn links(out: &mut Out) -> Result<()> {
+    use crate::multicall::{self, Link};
+    let made = multicall::cm_path().and_then(|cm| {
+        let dir = cm
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        Ok((multicall::make_links(&dir, &cm)?, dir))
+    });
+    let (done, dir) = match made {
+        Ok(x) => x,
+        Err(e) => {
+            crate::out::warn(
+                TOOL.name,
+                format!("no cm-* links made ({e}); run the tools as cm VERB"),
+            );
+            return Ok(());
+        }
+    };
+    let new = done
+        .iter()
+        .filter(|(_, w)| matches!(w, Link::Made | Link::Replaced))
+        .count();
+    let foreign: Vec<&str> = done
+        .iter()
+        .filter(|(_, w)| *w == Link::Foreign)
+        .map(|(n, _)| *n)
+        .collect();
+    if !foreign.is_empty() {
+        crate::out::warn(
+            TOOL.name,
+            format!(
+                "left alone in {}, not claudemesh's: {} (see cm links)",
+                dir.display(),
+                foreign.join(", ")
+            ),
+        );
+    }
+    if new == 0 {
+        return Ok(());
+    }
+    if out.json {
+        out.json(&serde_json::json!({"type": "links", "dir": dir, "made": new}))
+    } else {
+        out.line(format!("made {new} cm-* links in {}", dir.display()))
     }
 }

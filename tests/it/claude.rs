@@ -165,10 +165,10 @@ impl Drop for Home {
     }
 }
 
-const INSTALL: &str = env!("CARGO_BIN_EXE_cm-install");
-const UNINSTALL: &str = env!("CARGO_BIN_EXE_cm-uninstall");
-const LAUNCH: &str = env!("CARGO_BIN_EXE_cm-launch");
-const CM: &str = env!("CARGO_BIN_EXE_cm");
+/// A tool of this build, as a path string.
+fn tool(name: &str) -> String {
+    crate::harness::bin(name).display().to_string()
+}
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -205,7 +205,7 @@ fn without_our_hooks(mut v: Value) -> Value {
 fn install_keeps_every_other_key_in_order() {
     let h = Home::new("keep");
     let (claude, settings) = h.seed();
-    let out = ok(&h.run(INSTALL, &[]));
+    let out = ok(&h.run(&tool("cm-install"), &[]));
     assert!(out.contains("added mcpServers.claudemesh"), "{out}");
     assert!(out.contains("added hook UserPromptSubmit: "), "{out}");
     assert!(out.contains("added hook Stop: "), "{out}");
@@ -221,10 +221,7 @@ fn install_keeps_every_other_key_in_order() {
         .unwrap()
         .shift_remove("claudemesh")
         .unwrap();
-    assert!(
-        ours["command"].as_str().unwrap().ends_with("cm-mcp"),
-        "{ours}"
-    );
+    assert_eq!(ours["command"], json!(tool("cm-mcp")), "{ours}");
     assert_eq!(ours["args"], json!([]));
     let before: Value = serde_json::from_str(&claude).unwrap();
     assert_eq!(after.to_string(), before.to_string());
@@ -276,12 +273,12 @@ fn install_keeps_every_other_key_in_order() {
 fn install_twice_changes_nothing() {
     let h = Home::new("twice");
     h.seed();
-    ok(&h.run(INSTALL, &[]));
+    ok(&h.run(&tool("cm-install"), &[]));
     let before = h.snapshot();
-    let out = ok(&h.run(INSTALL, &[]));
+    let out = ok(&h.run(&tool("cm-install"), &[]));
     assert_eq!(out.lines().count(), 5, "{out}");
     assert!(out.lines().all(|l| l.starts_with("unchanged ")), "{out}");
-    let out = ok(&h.run(INSTALL, &["--json"]));
+    let out = ok(&h.run(&tool("cm-install"), &["--json"]));
     for line in out.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["type"], "install_item");
@@ -296,7 +293,7 @@ fn dry_run_writes_nothing() {
     let h = Home::new("dry");
     h.seed();
     let before = h.snapshot();
-    let out = ok(&h.run(INSTALL, &["--dry-run"]));
+    let out = ok(&h.run(&tool("cm-install"), &["--dry-run"]));
     assert!(out.contains("would add mcpServers.claudemesh\n"), "{out}");
     assert!(out.contains("would add hook UserPromptSubmit: "), "{out}");
     assert!(out.contains("would add hook Stop: "), "{out}");
@@ -304,15 +301,15 @@ fn dry_run_writes_nothing() {
         out.contains("would write ~/.claude/skills/claudemesh/SKILL.md\n"),
         "{out}"
     );
-    let out = ok(&h.run(INSTALL, &["--dry-run", "--json"]));
+    let out = ok(&h.run(&tool("cm-install"), &["--dry-run", "--json"]));
     let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["action"], "would_add");
     assert_eq!(first["item"], "mcpServers.claudemesh");
     assert_eq!(h.snapshot(), before);
 
-    ok(&h.run(INSTALL, &[]));
+    ok(&h.run(&tool("cm-install"), &[]));
     let before = h.snapshot();
-    let out = ok(&h.run(UNINSTALL, &["--dry-run"]));
+    let out = ok(&h.run(&tool("cm-uninstall"), &["--dry-run"]));
     assert!(out.contains("would remove mcpServers.claudemesh"), "{out}");
     assert_eq!(h.snapshot(), before);
 }
@@ -321,7 +318,7 @@ fn dry_run_writes_nothing() {
 fn no_hooks_and_no_skill() {
     let h = Home::new("nohooks");
     let (_, settings) = h.seed();
-    let out = ok(&h.run(INSTALL, &["--no-hooks", "--no-skill"]));
+    let out = ok(&h.run(&tool("cm-install"), &["--no-hooks", "--no-skill"]));
     assert_eq!(
         out.lines().filter(|l| !l.starts_with("Restart")).count(),
         2,
@@ -335,8 +332,8 @@ fn no_hooks_and_no_skill() {
 fn uninstall_restores_the_original() {
     let h = Home::new("restore");
     let (claude, settings) = h.seed();
-    ok(&h.run(INSTALL, &[]));
-    let out = ok(&h.run(UNINSTALL, &[]));
+    ok(&h.run(&tool("cm-install"), &[]));
+    let out = ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(out.contains("removed mcpServers.claudemesh"), "{out}");
     assert!(out.contains("removed hook Stop: "), "{out}");
     let want: Value = serde_json::from_str(&claude).unwrap();
@@ -349,7 +346,7 @@ fn uninstall_restores_the_original() {
     // One backup before install, one before uninstall.
     assert_eq!(h.backups().len(), 2);
 
-    let out = ok(&h.run(UNINSTALL, &[]));
+    let out = ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(out.starts_with("Nothing to remove"), "{out}");
 }
 
@@ -357,12 +354,12 @@ fn uninstall_restores_the_original() {
 fn uninstall_leaves_what_the_user_changed() {
     let h = Home::new("changed");
     h.seed();
-    ok(&h.run(INSTALL, &[]));
+    ok(&h.run(&tool("cm-install"), &[]));
     let mut doc = parse(&h.claude_json());
     doc["mcpServers"]["claudemesh"]["env"] = json!({"X": "1"});
     fs::write(h.claude_json(), doc.to_string()).unwrap();
     fs::write(h.skill(), "my own notes\n").unwrap();
-    let out = ok(&h.run(UNINSTALL, &[]));
+    let out = ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(!out.contains("mcpServers"), "{out}");
     assert!(out.contains("removed hook"), "{out}");
     assert_eq!(
@@ -375,7 +372,7 @@ fn uninstall_leaves_what_the_user_changed() {
 #[test]
 fn fresh_home_round_trip() {
     let h = Home::new("fresh");
-    ok(&h.run(INSTALL, &[]));
+    ok(&h.run(&tool("cm-install"), &[]));
     assert_eq!(mode(&h.claude_json()), 0o600);
     assert!(h.backups().is_empty(), "nothing to back up");
     let settings = parse(&h.settings());
@@ -386,7 +383,7 @@ fn fresh_home_round_trip() {
             .len(),
         2
     );
-    ok(&h.run(UNINSTALL, &[]));
+    ok(&h.run(&tool("cm-uninstall"), &[]));
     // Files and keys that install created are gone again.
     assert!(!h.claude_json().exists());
     assert!(!h.settings().exists());
@@ -398,7 +395,7 @@ fn not_installed_says_so() {
     let h = Home::new("none");
     h.seed();
     let before = h.snapshot();
-    let out = ok(&h.run(UNINSTALL, &[]));
+    let out = ok(&h.run(&tool("cm-uninstall"), &[]));
     assert_eq!(out, "Nothing to remove: claudemesh is not installed.\n");
     assert_eq!(h.snapshot(), before);
 }
@@ -409,7 +406,7 @@ fn invalid_json_writes_nothing() {
     h.seed();
     fs::write(h.settings(), "{\"hooks\": {").unwrap();
     let before = h.snapshot();
-    let o = h.run(INSTALL, &[]);
+    let o = h.run(&tool("cm-install"), &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -421,7 +418,7 @@ fn invalid_json_writes_nothing() {
 
     let h = Home::new("invalid2");
     fs::write(h.claude_json(), "[1, 2]").unwrap();
-    let o = h.run(INSTALL, &[]);
+    let o = h.run(&tool("cm-install"), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("~/.claude.json is not a JSON object"));
     assert!(!h.settings().exists());
@@ -433,7 +430,7 @@ fn launch_runs_claude_as_a_mesh_session() {
     h.join_mesh();
     h.fake_claude();
     ok(&h.run(
-        LAUNCH,
+        &tool("cm-launch"),
         &["--name", "alice", "--", "--model", "opus", "hi there"],
     ));
     let argv = h.claude_argv();
@@ -457,7 +454,7 @@ fn launch_runs_claude_as_a_mesh_session() {
     assert!(h.cfg().join(format!("sessions/dev/{id}.json")).is_file());
 
     // A second launch is a new session.
-    ok(&h.run(LAUNCH, &[]));
+    ok(&h.run(&tool("cm-launch"), &[]));
     assert_ne!(h.claude_argv()[3], *id);
 }
 
@@ -468,7 +465,7 @@ fn launch_resume_keeps_the_session_id() {
     h.fake_claude();
     let id = "0b7e5a4c-7d1e-4c4e-9a51-3f0c2d9e8b17";
     let o = h
-        .cmd(LAUNCH)
+        .cmd(&tool("cm-launch"))
         .args(["--resume", id])
         .env("USER", "bob")
         .output()
@@ -488,16 +485,16 @@ fn launch_resume_keeps_the_session_id() {
     assert_eq!(env["CLAUDEMESH_DISPLAY_NAME"], "bob");
     assert!(h.cfg().join(format!("sessions/dev/{id}.json")).is_file());
 
-    ok(&h.run(LAUNCH, &["--continue"]));
+    ok(&h.run(&tool("cm-launch"), &["--continue"]));
     let argv = h.claude_argv();
     assert_eq!(argv[2..], ["--continue"]);
     assert!(claudemesh::claude::is_uuid(
         &h.claude_env()["CLAUDEMESH_SESSION_ID"]
     ));
 
-    let o = h.run(LAUNCH, &["--resume", "../../etc"]);
+    let o = h.run(&tool("cm-launch"), &["--resume", "../../etc"]);
     assert_eq!(o.status.code(), Some(3));
-    let o = h.run(LAUNCH, &["--resume", id, "--continue"]);
+    let o = h.run(&tool("cm-launch"), &["--resume", id, "--continue"]);
     assert_eq!(o.status.code(), Some(3));
 }
 
@@ -507,7 +504,7 @@ fn launch_print_command() {
     h.join_mesh();
     let claude = h.fake_claude();
     let o = h
-        .cmd(LAUNCH)
+        .cmd(&tool("cm-launch"))
         .args(["--print-command", "--name", "carol", "--", "-p", "x"])
         .output()
         .unwrap();
@@ -529,13 +526,17 @@ fn launch_finds_claude_bin() {
     let claude = h.fake_claude();
     let moved = h.root.join("my-claude");
     fs::rename(&claude, &moved).unwrap();
-    let o = h.run(LAUNCH, &[]);
+    let o = h.run(&tool("cm-launch"), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "cm-launch: claude not found on PATH (set CLAUDE_BIN)\n"
     );
-    ok(&h.cmd(LAUNCH).env("CLAUDE_BIN", &moved).output().unwrap());
+    ok(&h
+        .cmd(&tool("cm-launch"))
+        .env("CLAUDE_BIN", &moved)
+        .output()
+        .unwrap());
     assert_eq!(h.claude_argv()[1], "server:claudemesh");
 }
 
@@ -543,7 +544,7 @@ fn launch_finds_claude_bin() {
 fn bare_cm_launches_when_a_mesh_is_joined() {
     let h = Home::new("bare");
     h.fake_claude();
-    let help = ok(&h.run(CM, &[]));
+    let help = ok(&h.run(&tool("cm"), &[]));
     assert!(help.contains("Verbs:"), "{help}");
     assert!(
         !h.root.join("claude.argv").exists(),
@@ -551,7 +552,7 @@ fn bare_cm_launches_when_a_mesh_is_joined() {
     );
 
     h.join_mesh();
-    ok(&h.run(CM, &["--mesh", "dev"]));
+    ok(&h.run(&tool("cm"), &["--mesh", "dev"]));
     let argv = h.claude_argv();
     assert_eq!(
         argv[..3],
@@ -567,7 +568,7 @@ fn bare_cm_launches_when_a_mesh_is_joined() {
 
     // `cm --json` still lists the verbs.
     fs::remove_file(h.root.join("claude.argv")).unwrap();
-    let lines = ok(&h.run(CM, &["--json"]));
+    let lines = ok(&h.run(&tool("cm"), &["--json"]));
     assert!(lines.starts_with("{\"type\":\"verb\""), "{lines}");
     assert!(!h.root.join("claude.argv").exists());
 }
@@ -576,7 +577,7 @@ fn bare_cm_launches_when_a_mesh_is_joined() {
 fn launch_without_a_mesh() {
     let h = Home::new("nomesh");
     h.fake_claude();
-    let o = h.run(LAUNCH, &[]);
+    let o = h.run(&tool("cm-launch"), &[]);
     assert_eq!(o.status.code(), Some(5));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.starts_with("cm-launch: no meshes joined"), "{err}");
@@ -590,10 +591,10 @@ fn symlinked_files_stay_links() {
     let real = h.root.join("dotfiles-claude.json");
     fs::rename(h.claude_json(), &real).unwrap();
     std::os::unix::fs::symlink(&real, h.claude_json()).unwrap();
-    ok(&h.run(INSTALL, &[]));
+    ok(&h.run(&tool("cm-install"), &[]));
     assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
     assert!(parse(&real)["mcpServers"]["claudemesh"].is_object());
-    ok(&h.run(UNINSTALL, &[]));
+    ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
     let want: Value = serde_json::from_str(&claude).unwrap();
     assert_eq!(parse(&real).to_string(), want.to_string());

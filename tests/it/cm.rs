@@ -72,6 +72,8 @@ fn help_lists_tools_and_verbs() {
         }
         assert!(out.contains("new, create"), "{out}");
         assert!(out.contains("cm-mesh new"), "{out}");
+        // Nothing is linked beside cargo's cm: the help says how to make the links.
+        assert!(out.contains("cm links makes them"), "{out}");
     }
 }
 
@@ -121,18 +123,109 @@ fn version() {
 }
 
 #[test]
-fn missing_tool_says_so() {
-    let o = lone_cm(&["topic", "list"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        stderr(&o),
-        "cm: \"topic\" needs cm-topic, which is not installed\n"
+fn every_tool_but_the_broker_is_in_cm_itself() {
+    // cm alone, no links, nothing on PATH: its own tools still run, by verb.
+    let o = lone_cm(&["topic", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("cm-topic - "), "{}", stdout(&o));
+    let o = lone_cm(&["--list"]);
+    let names: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(names.len(), 22, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("cm-") && n != "cm-broker"),
+        "{names:?}"
     );
-    let o = lone_cm(&["ic://join/abc"]);
+    // cm-broker is an executable of its own.
+    let o = lone_cm(&["broker"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "cm: \"join\" needs cm-mesh, which is not installed\n"
+        "cm: \"broker\" needs cm-broker, which is not installed\n"
+    );
+}
+
+#[test]
+fn links_make_each_tool_callable_by_its_name_once() {
+    let dir = TempDir::new("links");
+    let bin = dir.0.join("cm");
+    if std::fs::hard_link(CM, &bin).is_err() {
+        std::fs::copy(CM, &bin).unwrap();
+    }
+    // The user's own script of a tool's name, and an older install's binary of another.
+    std::fs::write(dir.0.join("cm-peers"), "#!/bin/sh\necho mine\n").unwrap();
+    std::fs::copy(&bin, dir.0.join("cm-send")).unwrap();
+    let o = Command::new(&bin).arg("links").output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("made ")).count(),
+        20,
+        "{out}"
+    );
+    assert!(
+        out.contains("replaced") && out.contains("cm-send (an older claudemesh executable)"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!(
+            "21 of 22 tools linked in {} (21 new)\n",
+            dir.0.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).starts_with("cm: left alone, not claudemesh's: ")
+            && stderr(&o).contains("cm-peers"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("cm-peers")).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
+    assert_eq!(
+        std::fs::read_link(dir.0.join("cm-inbox")).unwrap(),
+        Path::new("cm")
+    );
+    let o = Command::new(&bin).arg("help").output().unwrap();
+    assert!(
+        !stdout(&o).contains("cm links makes them"),
+        "{}",
+        stdout(&o)
+    );
+    // Called by a link's name, cm is that tool.
+    let o = Command::new(dir.0.join("cm-send"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).starts_with("cm-send - "), "{}", stdout(&o));
+    // Again: nothing new, and JSON says what each is.
+    std::fs::remove_file(dir.0.join("cm-peers")).unwrap();
+    let o = Command::new(&bin)
+        .args(["links", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let states: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| *s == "kept").count(),
+        21,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| *s == "made").count(),
+        1,
+        "{states:?}"
     );
 }
 
@@ -155,14 +248,13 @@ fn runs_the_tool_beside_it_with_the_arguments_verbatim() {
     if std::fs::hard_link(CM, &bin).is_err() {
         std::fs::copy(CM, &bin).unwrap();
     }
-    // A stand-in cm-mesh that prints its arguments and exits 7.
-    let tool = dir.0.join("cm-mesh");
-    std::fs::write(
-        &tool,
-        "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\nexit 7\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Stand-ins for the one tool cm is not, and for a tool of someone else's: print the arguments, exit 7.
+    let script = "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\nexit 7\n";
+    for name in ["cm-broker", "cm-extra", "cm-mesh"] {
+        let tool = dir.0.join(name);
+        std::fs::write(&tool, script).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let empty = TempDir::new("path");
     let run = |args: &[&str]| {
         Command::new(&bin)
@@ -172,25 +264,27 @@ fn runs_the_tool_beside_it_with_the_arguments_verbatim() {
             .unwrap()
     };
 
-    let o = run(&["--json", "create", "dev", "--public", "--", "x y"]);
+    let o = run(&["--json", "broker", "--listen", "x", "--", "x y"]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        "[new]\n[--json]\n[dev]\n[--public]\n[--]\n[x y]\n"
-    );
+    assert_eq!(stdout(&o), "[--json]\n[--listen]\n[x]\n[--]\n[x y]\n");
 
-    let o = run(&["https://example.org/join/abc", "--name", "me"]);
-    assert_eq!(
-        stdout(&o),
-        "[join]\n[https://example.org/join/abc]\n[--name]\n[me]\n"
-    );
-
-    let o = run(&["help", "list"]);
+    let o = run(&["help", "broker"]);
     assert_eq!(stdout(&o), "[--help]\n");
 
     // Git-style: a verb that is not in the table runs cm-VERB.
-    let o = run(&["mesh", "ls"]);
+    let o = run(&["extra", "ls"]);
     assert_eq!(stdout(&o), "[ls]\n");
+
+    // A verb cm does itself is done by cm, whatever lies beside it; its arguments reach it unchanged.
+    let o = run(&["--json", "create", "dev", "--nope"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("cm-mesh: unknown flag --nope"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["help", "list"]);
+    assert!(stdout(&o).starts_with("cm-mesh - "), "{}", stdout(&o));
 }
 
 #[test]
@@ -204,4 +298,54 @@ fn a_closed_stdout_is_success() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn without_links_claude_code_is_given_cm_and_the_verb() {
+    let dir = TempDir::new("nolinks");
+    let bin = dir.0.join("cm");
+    if std::fs::hard_link(CM, &bin).is_err() {
+        std::fs::copy(CM, &bin).unwrap();
+    }
+    let home = dir.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let o = Command::new(&bin)
+        .args(["install", "--no-skill"])
+        .env("HOME", &home)
+        .env("CLAUDEMESH_CONFIG_DIR", dir.0.join("cfg"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let claude: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join(".claude.json")).unwrap()).unwrap();
+    let server = &claude["mcpServers"]["claudemesh"];
+    assert_eq!(server["command"], bin.display().to_string(), "{server}");
+    assert_eq!(server["args"], serde_json::json!(["mcp"]), "{server}");
+    let settings = std::fs::read_to_string(home.join(".claude/settings.json")).unwrap();
+    assert!(
+        settings.contains(&format!("{} inbox --hook", bin.display())),
+        "{settings}"
+    );
+    // What it registered runs: the MCP server answers initialize on stdin.
+    let mut mcp = Command::new(&bin)
+        .arg("mcp")
+        .env("HOME", &home)
+        .env("CLAUDEMESH_CONFIG_DIR", dir.0.join("cfg"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let mut stdin = mcp.stdin.take().unwrap();
+    writeln!(stdin, "{init}").unwrap();
+    drop(stdin);
+    let o = mcp.wait_with_output().unwrap();
+    assert!(
+        stdout(&o).contains(r#""id":1"#) && stdout(&o).contains("serverInfo"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 }

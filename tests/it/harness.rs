@@ -489,9 +489,38 @@ pub fn merge(v: &mut Value, extra: Value) {
 
 // ---- People on their own machines, running the real cm-mesh, cm-doctor and cm-up ----
 
-/// The path of one of the package's binaries, `cm-mesh`.
+/// The path of a tool of this build in a directory laid out as `cargo install` and `cm links` leave one: `cm`,
+/// `cm-broker`, and a `cm-*` link to `cm` for every other tool. `cm` and `cm-broker` are hard links to cargo's
+/// build, so a tool finds its fellows beside it as an installed one does.
 pub fn bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_cm-broker")).with_file_name(name)
+    installed().join(name)
+}
+
+fn installed() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier runs' directories hold hard links to builds since replaced: let those go.
+        for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("bin-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = base.join(format!("bin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (from, to) in [(env!("CARGO_BIN_EXE_cm"), "cm"), (BROKER, "cm-broker")] {
+            if std::fs::hard_link(from, dir.join(to)).is_err() {
+                std::fs::copy(from, dir.join(to)).unwrap();
+            }
+        }
+        let o = Command::new(dir.join("cm")).arg("links").output().unwrap();
+        assert!(o.status.success(), "cm links: {}", text(&o.stderr));
+        dir
+    })
 }
 
 /// A person on a machine of their own: `HOME`, `XDG_DATA_HOME` and so `~/.claudemesh` all under one temp dir,

@@ -6,8 +6,6 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const CM_ID: &str = env!("CARGO_BIN_EXE_cm-id");
-
 /// A config directory (not yet created) under cargo's scratch space, removed when dropped.
 struct Cfg(PathBuf);
 
@@ -27,7 +25,7 @@ impl Cfg {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(CM_ID)
+        Command::new(crate::harness::bin("cm-id"))
             .args(args)
             .env("CLAUDEMESH_CONFIG_DIR", self.dir())
             .output()

@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 
 use crate::harness::{Broker, Mesh, TempDir};
 
-const CM_MCP: &str = env!("CARGO_BIN_EXE_cm-mcp");
-
 /// The `node_modules` that holds `@modelcontextprotocol/sdk`: `$CM_MCP_SDK` (.ci/run sets it), else the one
 /// `npm install --prefix tests/mcp` makes. Without it the test fails and says how to install it.
 fn sdk() -> PathBuf {
@@ -185,7 +183,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/mcp/channel-client.cjs"
     ))
-    .arg(CM_MCP)
+    .arg(crate::harness::bin("cm-mcp"))
     .env("CM_MCP_SDK", &sdk)
     .env("CLAUDEMESH_CONFIG_DIR", alice.config_dir());
     for (k, v) in &alice.env {
@@ -307,7 +305,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
 
 /// `cm-mcp` with an empty config directory, so it has no mesh: it must answer all the same.
 fn bare_server(dir: &TempDir) -> Lines {
-    let mut cmd = Command::new(CM_MCP);
+    let mut cmd = Command::new(crate::harness::bin("cm-mcp"));
     cmd.env("CLAUDEMESH_CONFIG_DIR", dir.0.join("cfg"))
         .env_remove("CLAUDEMESH_MESH")
         .env_remove("CLAUDEMESH_SESSION_ID");

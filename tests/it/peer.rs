@@ -20,17 +20,9 @@ use serde_json::Value;
 
 use crate::harness::{Broker, Mesh, TempDir};
 
-/// The binary `cm-NAME` of this build.
-pub fn bin(name: &str) -> &'static str {
-    match name {
-        "cm-send" => env!("CARGO_BIN_EXE_cm-send"),
-        "cm-peers" => env!("CARGO_BIN_EXE_cm-peers"),
-        "cm-inbox" => env!("CARGO_BIN_EXE_cm-inbox"),
-        "cm-pipe" => env!("CARGO_BIN_EXE_cm-pipe"),
-        "cm-id" => env!("CARGO_BIN_EXE_cm-id"),
-        "cm-file" => env!("CARGO_BIN_EXE_cm-file"),
-        other => panic!("no binary {other}"),
-    }
+/// The tool `cm-NAME` of this build.
+pub fn bin(name: &str) -> PathBuf {
+    crate::harness::bin(name)
 }
 
 /// A member with its own config directory.

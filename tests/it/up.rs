@@ -208,3 +208,48 @@ fn a_broker_that_cannot_start_is_reported() {
     assert!(e.contains("broker.log"), "{e}");
     assert!(!u.data_dir().join("up.json").exists());
 }
+
+#[test]
+fn up_where_cargo_install_left_only_cm_and_the_broker_makes_the_links() {
+    let zoe = User::new("zoe");
+    // What `cargo install` leaves in its bin directory: cm and cm-broker, no links.
+    let dir = TempDir::new("cargo-bin");
+    for name in ["cm", "cm-broker"] {
+        let (from, to) = (crate::harness::bin(name), dir.0.join(name));
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    let like = zoe.cmd("cm");
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(dir.0.join("cm"));
+        for (k, v) in like.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.args(args).output().unwrap()
+    };
+    let o = run(&["up", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("made 22 cm-* links in {}", dir.0.display()).as_str()),
+        "{out}"
+    );
+    let o = std::process::Command::new(dir.0.join("cm-peers"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stdout).starts_with("cm-peers "),
+        "{}",
+        text(&o.stdout)
+    );
+    // Up again: the links are there, so nothing is said of them.
+    let o = run(&["up", "--listen", "127.0.0.1:0"]);
+    assert!(!text(&o.stdout).contains("links"), "{}", text(&o.stdout));
+    assert_eq!(run(&["down"]).status.code(), Some(0));
+}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::apikey::TOOL,
-        claudemesh::tools::apikey::run,
-    )
-}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::bench::TOOL,
-        claudemesh::tools::bench::run,
-    )
-}

@@ -1,3 +1,0 @@
-fn main() {
-    claudemesh::cli::main(&claudemesh::tools::file::TOOL, claudemesh::tools::file::run)
-}

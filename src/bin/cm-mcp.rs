@@ -1,3 +1,0 @@
-fn main() {
-    claudemesh::cli::main(&claudemesh::tools::mcp::TOOL, claudemesh::tools::mcp::run)
-}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::memory::TOOL,
-        claudemesh::tools::memory::run,
-    )
-}

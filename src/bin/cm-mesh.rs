@@ -1,3 +1,0 @@
-fn main() {
-    claudemesh::cli::main(&claudemesh::tools::mesh::TOOL, claudemesh::tools::mesh::run)
-}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::notify::TOOL,
-        claudemesh::tools::notify::run,
-    )
-}

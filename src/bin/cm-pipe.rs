@@ -1,3 +1,0 @@
-fn main() {
-    claudemesh::cli::main(&claudemesh::tools::pipe::TOOL, claudemesh::tools::pipe::run)
-}

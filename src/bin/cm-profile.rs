@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::profile::TOOL,
-        claudemesh::tools::profile::run,
-    )
-}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::remind::TOOL,
-        claudemesh::tools::remind::run,
-    )
-}

@@ -1,3 +1,0 @@
-fn main() {
-    claudemesh::cli::main(&claudemesh::tools::send::TOOL, claudemesh::tools::send::run)
-}

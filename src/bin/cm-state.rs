@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::state::TOOL,
-        claudemesh::tools::state::run,
-    )
-}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::topic::TOOL,
-        claudemesh::tools::topic::run,
-    )
-}

@@ -1,6 +1,0 @@
-fn main() {
-    claudemesh::cli::main(
-        &claudemesh::tools::uninstall::TOOL,
-        claudemesh::tools::uninstall::run,
-    )
-}
