@@ -139,6 +139,20 @@ pub enum Link {
     Foreign,
 }
 
+/// Of what [`make_links`] did: how many links are new (made or replaced), and the names it left alone.
+pub fn summary(done: &[(&'static str, Link)]) -> (usize, Vec<&'static str>) {
+    let new = done
+        .iter()
+        .filter(|(_, w)| matches!(w, Link::Made | Link::Replaced))
+        .count();
+    let foreign = done
+        .iter()
+        .filter(|(_, w)| *w == Link::Foreign)
+        .map(|(n, _)| *n)
+        .collect();
+    (new, foreign)
+}
+
 /// Makes `dir/cm-TOOL` a symbolic link to `cm` for every built-in tool, and says what it did with each. Run
 /// again it changes nothing; a file of that name that is not claudemesh's is never touched. The link is
 /// relative when `cm` is in `dir`, so the directory can move.

@@ -312,16 +312,16 @@ fn links(dir: Option<&Path>, out: &mut Out) -> Result<()> {
             .ok_or_else(|| Error::generic("cm's own directory is unknown"))?,
     };
     let done = multicall::make_links(&dir, &cm)?;
-    let mut foreign = Vec::new();
+    let (new, foreign) = multicall::summary(&done);
     for (name, what) in &done {
-        let state = match what {
-            Link::Made => "made",
-            Link::Kept => "kept",
-            Link::Replaced => "replaced",
-            Link::Foreign => "foreign",
-        };
         let path = dir.join(name);
         if out.json {
+            let state = match what {
+                Link::Made => "made",
+                Link::Kept => "kept",
+                Link::Replaced => "replaced",
+                Link::Foreign => "foreign",
+            };
             out.json(
                 &serde_json::json!({"type": "link", "name": name, "path": path, "state": state}),
             )?;
@@ -333,26 +333,12 @@ fn links(dir: Option<&Path>, out: &mut Out) -> Result<()> {
                 "replaced {} (an older claudemesh executable) with a link",
                 path.display()
             ))?,
-            Link::Kept => {}
-            Link::Foreign => {}
-        }
-        if *what == Link::Foreign {
-            foreign.push(path.display().to_string());
+            Link::Kept | Link::Foreign => {}
         }
     }
-    if out.json {
-        foreign = done
-            .iter()
-            .filter(|(_, w)| *w == Link::Foreign)
-            .map(|(n, _)| dir.join(n).display().to_string())
-            .collect();
-    } else {
-        let made = done
-            .iter()
-            .filter(|(_, w)| matches!(w, Link::Made | Link::Replaced))
-            .count();
+    if !out.json {
         out.line(format!(
-            "{} of {} tools linked in {} ({made} new)",
+            "{} of {} tools linked in {} ({new} new)",
             done.len() - foreign.len(),
             done.len(),
             dir.display()
@@ -361,10 +347,14 @@ fn links(dir: Option<&Path>, out: &mut Out) -> Result<()> {
     if foreign.is_empty() {
         return Ok(());
     }
+    let paths: Vec<String> = foreign
+        .iter()
+        .map(|n| dir.join(n).display().to_string())
+        .collect();
     Err(Error::generic(format!(
         "left alone, not claudemesh's: {}; remove {} and run cm links again (cm VERB works meanwhile)",
-        foreign.join(", "),
-        if foreign.len() == 1 { "it" } else { "them" }
+        paths.join(", "),
+        if paths.len() == 1 { "it" } else { "them" }
     )))
 }
 

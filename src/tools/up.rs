@@ -310,7 +310,7 @@ fn status(data: &std::path::Path, out: &mut Out) -> Result<()> {
 /// The `cm-*` links beside `cm` (`cm links`), made on the way: a line when some were made, a warning when they
 /// cannot be, and never a reason not to start (every tool runs as `cm VERB` too).
 fn links(out: &mut Out) -> Result<()> {
-    use crate::multicall::{self, Link};
+    use crate::multicall;
     let made = multicall::cm_path().and_then(|cm| {
         let dir = cm
             .parent()
@@ -328,15 +328,7 @@ fn links(out: &mut Out) -> Result<()> {
             return Ok(());
         }
     };
-    let new = done
-        .iter()
-        .filter(|(_, w)| matches!(w, Link::Made | Link::Replaced))
-        .count();
-    let foreign: Vec<&str> = done
-        .iter()
-        .filter(|(_, w)| *w == Link::Foreign)
-        .map(|(n, _)| *n)
-        .collect();
+    let (new, foreign) = multicall::summary(&done);
     if !foreign.is_empty() {
         crate::out::warn(
             TOOL.name,

@@ -39,14 +39,20 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// `cm` copied alone into an empty directory, run with an empty `PATH`: no `cm-*` tool can be found.
-fn lone_cm(args: &[&str]) -> Output {
-    let dir = TempDir::new("alone");
-    let bin = dir.0.join("cm");
-    // A hard link cannot be "text file busy" the way a fresh copy can while another test forks.
+/// `cm` put in `dir` as an install puts it: a hard link to cargo's build (a copy across file systems).
+fn cm_in(dir: &Path) -> PathBuf {
+    let bin = dir.join("cm");
     if std::fs::hard_link(CM, &bin).is_err() {
         std::fs::copy(CM, &bin).unwrap();
     }
+    bin
+}
+
+/// `cm` copied alone into an empty directory, run with an empty `PATH`: no `cm-*` tool can be found.
+fn lone_cm(args: &[&str]) -> Output {
+    let dir = TempDir::new("alone");
+    // A hard link cannot be "text file busy" the way a fresh copy can while another test forks.
+    let bin = cm_in(&dir.0);
     let empty = TempDir::new("path");
     Command::new(&bin)
         .args(args)
@@ -149,10 +155,7 @@ fn every_tool_but_the_broker_is_in_cm_itself() {
 #[test]
 fn links_make_each_tool_callable_by_its_name_once() {
     let dir = TempDir::new("links");
-    let bin = dir.0.join("cm");
-    if std::fs::hard_link(CM, &bin).is_err() {
-        std::fs::copy(CM, &bin).unwrap();
-    }
+    let bin = cm_in(&dir.0);
     // The user's own script of a tool's name, and an older install's binary of another.
     std::fs::write(dir.0.join("cm-peers"), "#!/bin/sh\necho mine\n").unwrap();
     std::fs::copy(&bin, dir.0.join("cm-send")).unwrap();
@@ -244,10 +247,7 @@ fn bad_flag_is_a_usage_error() {
 fn runs_the_tool_beside_it_with_the_arguments_verbatim() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("beside");
-    let bin = dir.0.join("cm");
-    if std::fs::hard_link(CM, &bin).is_err() {
-        std::fs::copy(CM, &bin).unwrap();
-    }
+    let bin = cm_in(&dir.0);
     // Stand-ins for the one tool cm is not, and for a tool of someone else's: print the arguments, exit 7.
     let script = "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\nexit 7\n";
     for name in ["cm-broker", "cm-extra", "cm-mesh"] {
@@ -303,10 +303,7 @@ fn a_closed_stdout_is_success() {
 #[test]
 fn without_links_claude_code_is_given_cm_and_the_verb() {
     let dir = TempDir::new("nolinks");
-    let bin = dir.0.join("cm");
-    if std::fs::hard_link(CM, &bin).is_err() {
-        std::fs::copy(CM, &bin).unwrap();
-    }
+    let bin = cm_in(&dir.0);
     let home = dir.0.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let o = Command::new(&bin)

@@ -1490,10 +1490,8 @@ fn reliability_inbox_repeated_messages_whose_acks_were_not_saved() {
     }
 }
 
-#[test]
-fn reliability_send_whose_answer_never_came_is_unknown_not_failed() {
-    let dir = TempDir::new("send-unknown");
-    let b = Broker::start(&dir, &[]);
+/// Alice makes mesh dev on `b` and invites bob, who joins: both, and bob's member key.
+fn alice_and_bob(b: &Broker) -> (crate::harness::User, crate::harness::User, String) {
     let (alice, bob) = (
         crate::harness::User::new("alice"),
         crate::harness::User::new("bob"),
@@ -1502,6 +1500,14 @@ fn reliability_send_whose_answer_never_came_is_unknown_not_failed() {
     let inv = alice.json("cm-mesh", &["invite"]);
     bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
     let bob_key = bob.mesh("dev").pubkey;
+    (alice, bob, bob_key)
+}
+
+#[test]
+fn reliability_send_whose_answer_never_came_is_unknown_not_failed() {
+    let dir = TempDir::new("send-unknown");
+    let b = Broker::start(&dir, &[]);
+    let (alice, bob, bob_key) = alice_and_bob(&b);
 
     // The broker stops answering while a send is on its way (SIGSTOP: its socket still takes the bytes). A
     // first line goes through, so the connection and the roster are there and the second line is the send.
@@ -1556,14 +1562,7 @@ fn reliability_a_burst_from_cm_send_stdin_is_paced_not_refused() {
     let dir = TempDir::new("send-paced");
     // 5 a second, bursts of 3: 20 lines need about three seconds of the broker's pacing.
     let b = Broker::start(&dir, &["--rate-limit", "5:3"]);
-    let (alice, bob) = (
-        crate::harness::User::new("alice"),
-        crate::harness::User::new("bob"),
-    );
-    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
-    let inv = alice.json("cm-mesh", &["invite"]);
-    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
-    let bob_key = bob.mesh("dev").pubkey;
+    let (alice, bob, bob_key) = alice_and_bob(&b);
 
     let lines: String = (0..20).map(|i| format!("line {i}\n")).collect();
     let r = alice
@@ -1595,14 +1594,7 @@ fn reliability_pipe_send_whose_answer_never_came_is_unknown_not_failed() {
     use std::io::BufRead;
     let dir = TempDir::new("pipe-unknown");
     let b = Broker::start(&dir, &[]);
-    let (alice, bob) = (
-        crate::harness::User::new("alice"),
-        crate::harness::User::new("bob"),
-    );
-    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
-    let inv = alice.json("cm-mesh", &["invite"]);
-    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
-    let bob_key = bob.mesh("dev").pubkey;
+    let (alice, bob, bob_key) = alice_and_bob(&b);
 
     let mut child = alice
         .cmd("cm-pipe")
