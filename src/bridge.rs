@@ -427,7 +427,7 @@ impl Bridge<'_> {
             sender_name: m
                 .from
                 .name
-                .unwrap_or_else(|| topics::short_id(&m.from.pubkey).to_string()),
+                .unwrap_or_else(|| crate::out::short_id(&m.from.pubkey).to_string()),
             sender_pubkey: m.from.pubkey,
             id: m.id,
             created_at: m.sent_at,

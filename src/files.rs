@@ -72,7 +72,7 @@ impl FileKey {
             .map_err(|e| {
                 Error::usage(format!(
                     "cannot encrypt to {}: {e}",
-                    crate::messaging::short_key(recipient)
+                    crate::out::short_key(recipient)
                 ))
             })?;
         let mut secret = self.key.to_vec();

@@ -212,7 +212,7 @@ impl Server {
                     json!({
                         "protocolVersion": version,
                         "capabilities": {"experimental": {"claude/channel": {}}, "tools": {}},
-                        "serverInfo": {"name": crate::claude::SERVER, "version": self.version},
+                        "serverInfo": {"name": crate::install::SERVER, "version": self.version},
                         "instructions": INSTRUCTIONS,
                     }),
                 )
@@ -232,7 +232,7 @@ impl Server {
 pub fn channel_message(m: &Inbound) -> Value {
     let name = match m.from.name.as_deref().filter(|n| !n.is_empty()) {
         Some(n) => printable(n),
-        None => crate::messaging::short_key(&m.from.pubkey),
+        None => crate::out::short_key(&m.from.pubkey),
     };
     let topic = m.topic.as_deref().map(|t| t.trim_start_matches('#'));
     let body = match (&m.text, &m.decrypt_error) {
@@ -292,7 +292,7 @@ pub fn channel_system(event: &str, data: &Value, mesh_slug: &str, own: &[&str]) 
         return None;
     }
     let name = printable(data["name"].as_str().unwrap_or_default());
-    let short = crate::messaging::short_key(pubkey);
+    let short = crate::out::short_key(pubkey);
     let who = if name.is_empty() {
         short.clone()
     } else {
@@ -589,7 +589,7 @@ impl<W: Write> Pusher<'_, W> {
             Event::Connected { hello_ack } => self.log.line(format!(
                 "connected to mesh {slug} as {} ({})",
                 hello_ack.member_display_name,
-                crate::messaging::short_key(&own)
+                crate::out::short_key(&own)
             )),
             Event::Disconnected { reason, retry_in } => match retry_in {
                 Some(d) => self.log.line(format!(
@@ -678,7 +678,7 @@ impl<W: Write> Pusher<'_, W> {
 fn session_id() -> String {
     match std::env::var("CLAUDEMESH_SESSION_ID") {
         Ok(s) if !s.is_empty() => s,
-        _ => crate::claude::new_uuid(),
+        _ => crate::launch::new_uuid(),
     }
 }
 
@@ -884,7 +884,7 @@ mod tests {
         m.subtype = Some("reminder".into());
         m.from.name = None;
         let p = channel_message(&m);
-        let short = crate::messaging::short_key(&m.from.pubkey);
+        let short = crate::out::short_key(&m.from.pubkey);
         assert_eq!(
             p["content"],
             format!("[URGENT] {short} (#ops): deploy now\u{fffd}[31m")

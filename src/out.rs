@@ -119,6 +119,78 @@ pub fn stderr_is_tty() -> bool {
     unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
 }
 
+/// `ab12cd34`: enough of an id to type it back.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// `2026-05-04T09:00:00Z`: RFC 3339 UTC, without milliseconds when there are none.
+pub fn short_time(ms: i64) -> String {
+    let s = crate::time::fmt_rfc3339(ms);
+    match s.strip_suffix(".000Z") {
+        Some(t) => format!("{t}Z"),
+        None => s,
+    }
+}
+
+/// A JSON event as one line with its `type` first and the other keys in the order they were inserted.
+pub fn event_line(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let Value::Object(map) = v else {
+        return v.to_string();
+    };
+    let Some(ty) = map.get("type") else {
+        return v.to_string();
+    };
+    let mut s = format!("{{\"type\":{ty}");
+    for (k, x) in map.iter().filter(|(k, _)| *k != "type") {
+        s += &format!(",{}:{x}", Value::String(k.clone()));
+    }
+    s + "}"
+}
+
+/// `ab12cd34…`: enough of a key to recognise it.
+pub fn short_key(key: &str) -> String {
+    format!("{}…", key.get(..8).unwrap_or(key))
+}
+
+/// A time in the local time zone: `12:00:01` when it is today, else `2026-05-03 12:00:01`.
+pub fn local_time(ms: i64, now_ms: i64) -> String {
+    let (Some(t), Some(today)) = (local(ms), local(now_ms)) else {
+        // No local time zone: fall back on UTC, marked.
+        let s = crate::time::fmt_rfc3339(ms);
+        return format!(
+            "{} {}Z",
+            s.get(..10).unwrap_or(&s),
+            s.get(11..19).unwrap_or("")
+        );
+    };
+    let clock = format!("{:02}:{:02}:{:02}", t.tm_hour, t.tm_min, t.tm_sec);
+    if (t.tm_year, t.tm_yday) == (today.tm_year, today.tm_yday) {
+        clock
+    } else {
+        format!(
+            "{:04}-{:02}-{:02} {clock}",
+            t.tm_year + 1900,
+            t.tm_mon + 1,
+            t.tm_mday
+        )
+    }
+}
+
+fn local(ms: i64) -> Option<libc::tm> {
+    let secs = libc::time_t::try_from(ms.div_euclid(1000)).ok()?;
+    // SAFETY: localtime_r only writes into the tm we pass, and reads `secs`; a zeroed tm is a valid value.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            None
+        } else {
+            Some(tm)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +203,22 @@ mod tests {
         out.flush().unwrap();
         assert_eq!(out.captured(), "hello\n{\"type\":\"x\",\"n\":1}\n");
         assert!(out.json);
+    }
+
+    #[test]
+    fn events_put_their_type_first() {
+        let v =
+            serde_json::json!({"state": "connected", "type": "connection", "a": {"b": "\"q\""}});
+        assert_eq!(
+            event_line(&v),
+            r#"{"type":"connection","state":"connected","a":{"b":"\"q\""}}"#
+        );
+        assert_eq!(event_line(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn short_keys() {
+        assert_eq!(short_key(&"ab".repeat(32)), "abababab…");
+        assert_eq!(short_key("abc"), "abc…");
     }
 }

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::fleet::Fleet;
+use crate::client::Requester;
 use crate::client::conn::with_req_id;
 use crate::client::transport::BrokerUrl;
 use crate::client::{ConnOpts, Who, broker_error, hello_frame, random_id, rest};
 use crate::crypto::{self, Keypair};
 use crate::error::{Code, Error, Result};
 use crate::invite;
-use crate::messaging::Requester;
 use crate::wire::{self, Frame};
 
 /// A member of the mesh under test.

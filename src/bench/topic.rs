@@ -19,8 +19,8 @@ use super::dm::{STALL, body, run_id};
 use super::fleet::{Fleet, Io};
 use super::members::{self, Ask, Incoming};
 use super::{Ctx, Held, Report, Scenario, ms, round};
+use crate::client::Requester;
 use crate::error::{Error, Result};
-use crate::messaging::Requester;
 use crate::topics;
 use crate::wire::{self, Frame, SendMessage};
 

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 /// Who sent a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Sender {
+pub struct Origin {
     /// The sender's display name, when the broker said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -47,7 +47,7 @@ pub struct Inbound {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
     pub mesh_slug: String,
-    pub from: Sender,
+    pub from: Origin,
     /// The send's target: a key for a DM, `*`, `@group` or `#topic`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
@@ -90,7 +90,7 @@ pub fn decode_push(
         id: push.message_id.clone(),
         client_message_id: push.client_message_id.clone(),
         mesh_slug: mesh_slug.to_string(),
-        from: Sender {
+        from: Origin {
             name: push.sender_name.clone(),
             pubkey: push.sender_pubkey.clone(),
             member_pubkey: push.sender_member_pubkey.clone(),

@@ -9,6 +9,7 @@
 //! | [`session`] | [`Session`]: a long-lived socket on its own I/O thread — keepalive, reconnect, re-sent sends, deduped inbound |
 //! | [`inbound`] | [`Inbound`]: a `push` decoded and decrypted for the application |
 //! | [`pace`] | [`Pacer`]: a `rate_limit` refusal waited out as long as the broker says, then sent again |
+//! | [`request`] | [`Requester`]: a [`Conn`] or a [`Session`] asked one frame; one request on a fresh connection |
 //! | [`rest`] | the broker's HTTP endpoints: create a mesh, register an invite, join, health |
 //!
 //! Who a socket speaks as: a [`Conn`] or [`Session`] says `hello` as the member (a control-plane presence), or, given
@@ -19,14 +20,16 @@ pub mod conn;
 pub mod ctx;
 pub mod inbound;
 pub mod pace;
+pub mod request;
 pub mod rest;
 pub mod session;
 pub(crate) mod transport;
 
 pub use conn::Conn;
 pub use ctx::Ctx;
-pub use inbound::{Inbound, Sender, decode_push};
+pub use inbound::{Inbound, Origin, decode_push};
 pub use pace::Pacer;
+pub use request::{Requester, ask_once, unexpected};
 pub use session::{Event, Session, SessionOpts, Sink};
 
 use crate::config::MeshEntry;

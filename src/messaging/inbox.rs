@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::seen::Seen;
-use super::{local_time, short_key, unexpected};
-use crate::client::{Ctx, Inbound, Sender, decode_push};
+use crate::client::unexpected;
+use crate::client::{Ctx, Inbound, Origin, decode_push};
 use crate::crypto::Keypair;
 use crate::error::{Error, Result};
 use crate::out::Out;
+use crate::out::{local_time, short_key};
 use crate::time::{now_ms, parse_rfc3339};
 use crate::wire::{Frame, InboxFetch, Priority};
 
@@ -48,7 +49,7 @@ pub struct MessageLine<'a> {
     r#type: &'static str,
     pub id: &'a str,
     pub mesh: &'a str,
-    pub from: &'a Sender,
+    pub from: &'a Origin,
     pub to: Option<&'a str>,
     pub text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -31,12 +31,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::event_line;
 use super::roster::{PeerRow, Roster};
 use super::send::{self, Outgoing, SendResult};
 use crate::client::{Ctx, Event, Session, SessionOpts};
 use crate::error::{Code, Error, Result};
 use crate::out::Out;
+use crate::out::event_line;
 use crate::target::Target;
 use crate::wire::{Frame, Group, JoinGroup, LeaveGroup, Members, SetStatus, SetSummary, Status};
 
@@ -553,7 +553,7 @@ impl Pipe<'_> {
         }
         let list = match self.session.request(Members::default())? {
             Frame::MembersList(m) => m.members,
-            f => return Err(super::unexpected("members", &f)),
+            f => return Err(crate::client::unexpected("members", &f)),
         };
         let rows: Vec<MemberRow> = list
             .iter()

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Requester, unexpected};
+use crate::client::{Requester, unexpected};
 use crate::error::Result;
 use crate::target::Candidate;
 use crate::wire::{Frame, Group, ListPeers, Member, Members, Peer};
@@ -254,7 +254,7 @@ pub fn table(mesh: &str, rows: &[PeerRow], hidden: usize) -> Vec<String> {
             "  {name}{:pad$}  {:ws$}  {}",
             "",
             r.status,
-            super::short_key(&r.pubkey)
+            crate::out::short_key(&r.pubkey)
         );
         if r.peer_role == CONTROL_PLANE {
             line += "  (tool)";

@@ -13,11 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::roster::Roster;
-use super::short_key;
 use crate::client::{Conn, Ctx};
 use crate::crypto::{self, Keypair};
 use crate::error::{Code, Error, Result};
 use crate::out::Out;
+use crate::out::short_key;
 use crate::target::{self, Candidate, Resolved, Target};
 use crate::wire::{Ack, Priority, SealedCopy, SendMessage};
 
@@ -528,7 +528,7 @@ impl Sender {
                     if out.json {
                         let v = serde_json::json!({"type": "error", "line": n + 1,
                             "message": e.msg, "code": e.code.exit_status()});
-                        out.line(super::event_line(&v))?;
+                        out.line(crate::out::event_line(&v))?;
                     } else {
                         crate::out::warn(tool, format!("line {}: {e}", n + 1));
                     }

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::{ask, unexpected};
 use crate::client::Ctx;
+use crate::client::{ask_once as ask, unexpected};
 use crate::error::{Error, Result};
 use crate::wire::{self, Frame};
 

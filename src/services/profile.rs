@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::unexpected;
 use crate::client::Ctx;
+use crate::client::unexpected;
 use crate::error::{Error, Result};
 use crate::wire::{self, Frame, Status};
 
@@ -195,7 +195,7 @@ fn profile_of(reply: Frame) -> Result<Profile> {
 
 /// The profile edits made here change.
 pub fn show(ctx: &Ctx) -> Result<Profile> {
-    profile_of(super::ask(ctx, wire::GetProfile::default())?)
+    profile_of(crate::client::ask_once(ctx, wire::GetProfile::default())?)
 }
 
 /// Applies `edit` and returns the profile after it.

@@ -7,8 +7,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ask, unexpected};
 use crate::client::{Ctx, Event, Session, SessionOpts};
+use crate::client::{ask_once as ask, unexpected};
 use crate::error::{Error, Result};
 use crate::wire::{self, Frame};
 

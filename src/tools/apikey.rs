@@ -1,10 +1,10 @@
 //! `cm-apikey`: keys for the broker's REST surface.
 
+use crate::apikey;
 use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
-use crate::topics::apikey;
 
 /// `cm-apikey`'s flag table.
 pub static TOOL: Tool = Tool {

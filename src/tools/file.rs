@@ -178,7 +178,7 @@ fn list(args: &Args, out: &mut Out) -> Result<()> {
     }
     for f in &files {
         let when = crate::time::parse_rfc3339(&f.created_at)
-            .map(|ms| crate::messaging::local_time(ms, crate::time::now_ms()))
+            .map(|ms| crate::out::local_time(ms, crate::time::now_ms()))
             .unwrap_or_else(|_| f.created_at.clone());
         out.line(format!(
             "{}  {:>8}  {}  from {}  {when}",

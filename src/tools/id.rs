@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use crate::cli::{Args, Example, Sub, Tool, flag, pos};
-use crate::config::{Brokers, Config, Identity, Paths, broker_ws_url};
+use crate::config::Paths;
 use crate::error::{Error, Result};
+use crate::id::{self, Whoami};
 use crate::out::Out;
 
 /// `cm-id`'s flag table.
@@ -101,35 +102,12 @@ struct IdentityLine<'a> {
     config_dir: String,
 }
 
-/// A joined mesh in `whoami --json`.
-#[derive(Serialize)]
-struct MeshLine<'a> {
-    slug: &'a str,
-    mesh_id: &'a str,
-    member_id: &'a str,
-    pubkey: &'a str,
-    broker_url: &'a str,
-}
-
-/// A broker login in `whoami --json`; whether there is a token, never the token.
-#[derive(Serialize)]
-struct LoginLine<'a> {
-    url: &'a str,
-    default: bool,
-    token: bool,
-}
-
 /// `whoami --json`.
 #[derive(Serialize)]
 struct WhoamiLine<'a> {
     r#type: &'static str,
-    pubkey: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
-    created_at: &'a str,
-    config_dir: String,
-    meshes: Vec<MeshLine<'a>>,
-    logins: Vec<LoginLine<'a>>,
+    #[serde(flatten)]
+    who: &'a Whoami,
 }
 
 /// `login`/`logout --json`.
@@ -153,13 +131,7 @@ fn aligned(out: &mut Out, rows: &[(&str, String)]) -> Result<()> {
 }
 
 fn register(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
-    let name = args.value("name").map(str::trim);
-    if let Some(n) = name
-        && (n.is_empty() || n.chars().any(char::is_control))
-    {
-        return Err(Error::usage("--name must be a non-empty name on one line"));
-    }
-    let id = Identity::create(paths, name, args.has("force"))?;
+    let id = id::register(paths, args.value("name"), args.has("force"))?;
     if out.json {
         return out.json(&IdentityLine {
             r#type: "identity",
@@ -179,65 +151,25 @@ fn register(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
 }
 
 fn whoami(paths: &Paths, out: &mut Out) -> Result<()> {
-    let id = Identity::require(paths)?;
-    let config = Config::load(paths)?;
-    let brokers = Brokers::load(paths)?;
-    let is_default = |url: &str| brokers.default.as_deref() == Some(url);
+    let who = id::whoami(paths)?;
     if out.json {
         return out.json(&WhoamiLine {
             r#type: "whoami",
-            pubkey: &id.pubkey,
-            display_name: id.display_name.as_deref(),
-            created_at: &id.created_at,
-            config_dir: paths.dir.display().to_string(),
-            meshes: config
-                .meshes
-                .iter()
-                .map(|m| MeshLine {
-                    slug: &m.slug,
-                    mesh_id: &m.mesh_id,
-                    member_id: &m.member_id,
-                    pubkey: &m.pubkey,
-                    broker_url: &m.broker_url,
-                })
-                .collect(),
-            logins: brokers
-                .brokers
-                .iter()
-                .map(|b| LoginLine {
-                    url: &b.url,
-                    default: is_default(&b.url),
-                    token: b.token.is_some(),
-                })
-                .collect(),
+            who: &who,
         });
     }
-    let mut rows = vec![("pubkey", id.pubkey.clone())];
-    if let Some(n) = &id.display_name {
+    let mut rows = vec![("pubkey", who.pubkey.clone())];
+    if let Some(n) = &who.display_name {
         rows.push(("name", n.clone()));
     }
-    rows.push(("created", id.created_at.clone()));
-    rows.push(("config", paths.dir.display().to_string()));
-    let slug_w = config
-        .meshes
-        .iter()
-        .map(|m| m.slug.len())
-        .max()
-        .unwrap_or(0);
-    let url_w = config
-        .meshes
-        .iter()
-        .map(|m| m.broker_url.len())
-        .max()
-        .unwrap_or(0);
-    let member_w = config
-        .meshes
-        .iter()
-        .map(|m| m.member_id.len())
-        .max()
-        .unwrap_or(0);
-    for m in &config.meshes {
-        let key = if m.pubkey == id.pubkey {
+    rows.push(("created", who.created_at.clone()));
+    rows.push(("config", who.config_dir.clone()));
+    let width = |f: fn(&id::MeshRow) -> usize| who.meshes.iter().map(f).max().unwrap_or(0);
+    let slug_w = width(|m| m.slug.len());
+    let url_w = width(|m| m.broker_url.len());
+    let member_w = width(|m| m.member_id.len());
+    for m in &who.meshes {
+        let key = if m.pubkey == who.pubkey {
             "your key".to_string()
         } else {
             format!("key {}…", m.pubkey.get(..12).unwrap_or(&m.pubkey))
@@ -250,20 +182,17 @@ fn whoami(paths: &Paths, out: &mut Out) -> Result<()> {
             ),
         ));
     }
-    if config.meshes.is_empty() {
+    if who.meshes.is_empty() {
         rows.push((
             "mesh",
             "none joined: run 'cm new NAME' or 'cm join URL'".into(),
         ));
     }
-    for b in &brokers.brokers {
-        let notes: Vec<&str> = [
-            (is_default(&b.url), "default"),
-            (b.token.is_some(), "token"),
-        ]
-        .into_iter()
-        .filter_map(|(on, s)| on.then_some(s))
-        .collect();
+    for b in &who.logins {
+        let notes: Vec<&str> = [(b.default, "default"), (b.token, "token")]
+            .into_iter()
+            .filter_map(|(on, s)| on.then_some(s))
+            .collect();
         let notes = if notes.is_empty() {
             String::new()
         } else {
@@ -278,14 +207,8 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
     let given = args
         .pos(0)
         .ok_or_else(|| Error::usage("login needs the broker's URL"))?;
-    let url = broker_ws_url(given)?;
     let token = args.value("token");
-    if token.is_some_and(|t| t.trim().is_empty()) {
-        return Err(Error::usage("--token is empty"));
-    }
-    let mut brokers = Brokers::load(paths)?;
-    brokers.login(&url, token);
-    brokers.save(paths)?;
+    let url = id::login(paths, given, token)?;
     if out.json {
         return out.json(&LoginEvent {
             r#type: "login",
@@ -299,17 +222,7 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
 }
 
 fn logout(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
-    let url = args.pos(0).map(broker_ws_url).transpose()?;
-    let mut brokers = Brokers::load(paths)?;
-    let gone = brokers.logout(url.as_deref());
-    if gone.is_empty() {
-        return Err(Error::not_found(match url {
-            Some(u) => format!("not logged in to {u}"),
-            None => "not logged in to any broker".into(),
-        }));
-    }
-    brokers.save(paths)?;
-    for u in &gone {
+    for u in &id::logout(paths, args.pos(0))? {
         if out.json {
             out.json(&LoginEvent {
                 r#type: "logout",

@@ -1,9 +1,9 @@
 //! `cm-install`: registers claudemesh with Claude Code: the `cm-mcp` server, the prompt hooks and the skill.
 
-use crate::claude::{self, InstallOpts, Layout, Wanted};
 use crate::cli::{Args, Example, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
+use crate::install::{self, InstallOpts, Layout, Wanted};
 use crate::out::Out;
 
 /// The flag table.
@@ -55,13 +55,13 @@ pub static TOOL: Tool = Tool {
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
-    let layout = Layout::new(&claude::home()?, &paths.dir);
+    let layout = Layout::new(&install::home()?, &paths.dir);
     let opts = InstallOpts {
         dry_run: args.has("dry-run"),
         hooks: !args.has("no-hooks"),
         skill: !args.has("no-skill"),
     };
-    let items = claude::install(&layout, &Wanted::for_this_install(), opts)?;
+    let items = install::install(&layout, &Wanted::for_this_install(), opts)?;
     for item in &items {
         if out.json {
             out.json(&item.to_json("install_item"))?;
@@ -71,7 +71,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
     let changed = items
         .iter()
-        .any(|i| i.action == claude::Action::Added || i.action == claude::Action::Updated);
+        .any(|i| i.action == install::Action::Added || i.action == install::Action::Updated);
     if changed && !out.json {
         out.line(
             "Restart Claude Code to load the claudemesh MCP server; start sessions with cm-launch.",

@@ -11,10 +11,11 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::claude::{self, SessionStart};
 use crate::cli::{Args, Example, Tool, flag, pos};
 use crate::config::{Config, Paths, SessionKey};
 use crate::error::{Error, Result};
+use crate::install;
+use crate::launch::{self, SessionStart};
 use crate::out::{self, Out};
 
 /// The flag table.
@@ -72,14 +73,14 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
                 "--resume and --continue cannot be used together",
             ));
         }
-        (Some(id), false) if claude::is_uuid(id) => SessionStart::Resume(id.to_ascii_lowercase()),
+        (Some(id), false) if launch::is_uuid(id) => SessionStart::Resume(id.to_ascii_lowercase()),
         (Some(id), false) => {
             return Err(Error::usage(format!(
                 "--resume takes a session id (a UUID), not {id:?}"
             )));
         }
-        (None, true) => SessionStart::Continue(claude::new_uuid()),
-        (None, false) => SessionStart::New(claude::new_uuid()),
+        (None, true) => SessionStart::Continue(launch::new_uuid()),
+        (None, false) => SessionStart::New(launch::new_uuid()),
     };
     let paths = Paths::resolve()?;
     let config = Config::load(&paths)?;
@@ -99,16 +100,16 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         ("CLAUDEMESH_MESH", mesh.slug.clone()),
         ("CLAUDEMESH_SESSION_ID", start.id().to_string()),
     ]);
-    let claude_bin = claude::find_claude();
+    let claude_bin = launch::find_claude();
 
     if args.has("print-command") {
         let bin = claude_bin.map_or_else(|_| "claude".into(), |p| p.display().to_string());
-        let argv = claude::launch_argv(&bin, &start, &args.positionals);
+        let argv = launch::launch_argv(&bin, &start, &args.positionals);
         return out.json(&json!({"type": "launch", "argv": argv, "env": env}));
     }
 
     let bin = claude_bin?.display().to_string();
-    let argv = claude::launch_argv(&bin, &start, &args.positionals);
+    let argv = launch::launch_argv(&bin, &start, &args.positionals);
     SessionKey::load_or_create(&paths, &mesh.slug, start.id())?;
     if !registered() {
         out::warn(
@@ -125,14 +126,14 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
 
 /// Whether `~/.claude.json` has `mcpServers.claudemesh` (a hint only: a file we cannot read says yes).
 fn registered() -> bool {
-    let Ok(home) = claude::home() else {
+    let Ok(home) = install::home() else {
         return true;
     };
     let Ok(text) = std::fs::read(Path::new(&home).join(".claude.json")) else {
         return false;
     };
     serde_json::from_slice::<serde_json::Value>(&text).map_or(true, |v| {
-        v.pointer(&format!("/mcpServers/{}", claude::SERVER))
+        v.pointer(&format!("/mcpServers/{}", install::SERVER))
             .is_some()
     })
 }

@@ -4,8 +4,8 @@ use crate::cli::{Args, Example, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
+use crate::out::short_id;
 use crate::services::memory;
-use crate::services::short_id;
 
 /// `cm-memory`'s flag table.
 pub static TOOL: Tool = Tool {

@@ -3,8 +3,9 @@
 use crate::cli::{Args, Example, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::Result;
+use crate::notify;
 use crate::out::Out;
-use crate::topics::{self, notify};
+use crate::topics;
 
 /// `cm-notify`'s flag table.
 pub static TOOL: Tool = Tool {

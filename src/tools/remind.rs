@@ -4,8 +4,8 @@ use crate::cli::{Args, Complete, Example, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
-use crate::services::remind::{self, When};
-use crate::services::short_id;
+use crate::out::short_id;
+use crate::remind::{self, When};
 use crate::time::now_ms;
 
 /// `cm-remind`'s flag table.

@@ -6,7 +6,8 @@ use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
-use crate::topics::{self, Line, Thread, short_id, tail};
+use crate::out::short_id;
+use crate::topics::{self, Line, Thread, tail};
 use crate::wire::{self, Frame};
 
 const TOPIC: crate::cli::Pos = pos("NAME").complete(Complete::Topic);
@@ -253,7 +254,7 @@ fn list(ctx: &Ctx, out: &mut Out) -> Result<()> {
     let reply = conn.request(Frame::TopicList(wire::TopicList::default()))?;
     conn.close();
     let Frame::TopicListResponse(l) = reply else {
-        return Err(crate::messaging::unexpected("topic_list", &reply));
+        return Err(crate::client::unexpected("topic_list", &reply));
     };
     if l.topics.is_empty() && !out.json {
         return out.line(format!(
@@ -379,7 +380,7 @@ fn members(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     }))?;
     conn.close();
     let Frame::TopicMembersResponse(m) = reply else {
-        return Err(crate::messaging::unexpected("topic_members", &reply));
+        return Err(crate::client::unexpected("topic_members", &reply));
     };
     let wn = m
         .members

@@ -1,9 +1,9 @@
 //! `cm-uninstall`: removes exactly what `cm-install` added to Claude Code's files.
 
-use crate::claude::{self, Layout, Wanted};
 use crate::cli::{Args, Example, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
+use crate::install::{self, Layout, Wanted};
 use crate::out::Out;
 
 /// The flag table.
@@ -41,8 +41,8 @@ pub static TOOL: Tool = Tool {
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
-    let layout = Layout::new(&claude::home()?, &paths.dir);
-    let items = claude::uninstall(&layout, &Wanted::for_this_install(), args.has("dry-run"))?;
+    let layout = Layout::new(&install::home()?, &paths.dir);
+    let items = install::uninstall(&layout, &Wanted::for_this_install(), args.has("dry-run"))?;
     if items.is_empty() && !out.json {
         return out.line("Nothing to remove: claudemesh is not installed.");
     }

@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use crate::cli::{Args, Complete, Example, Sub, Tool, flag};
 use crate::error::Result;
-use crate::local::{self, Down, Source};
 use crate::out::Out;
+use crate::up::{self, Down, Source};
 
 /// `cm-up`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -88,13 +88,13 @@ Without a subcommand cm-up runs up.",
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let data = local::data_dir(args.value("data"));
+    let data = up::data_dir(args.value("data"));
     match args.sub {
         Some("down") => down(&data, out),
         Some("status") => status(&data, out),
         _ => up(
             &data,
-            args.value("listen").unwrap_or(local::DEFAULT_LISTEN),
+            args.value("listen").unwrap_or(up::DEFAULT_LISTEN),
             out,
         ),
     }
@@ -178,9 +178,9 @@ struct StatusLine<'a> {
 
 fn up(data: &std::path::Path, listen: &str, out: &mut Out) -> Result<()> {
     links(out)?;
-    let up = local::up(data, listen)?;
+    let up = up::up(data, listen)?;
     let b = &up.broker;
-    let log = local::log_file(data);
+    let log = up::log_file(data);
     if out.json {
         out.json(&BrokerLine {
             r#type: "broker",
@@ -244,7 +244,7 @@ fn up(data: &std::path::Path, listen: &str, out: &mut Out) -> Result<()> {
 }
 
 fn down(data: &std::path::Path, out: &mut Out) -> Result<()> {
-    let d = local::down(data)?;
+    let d = up::down(data)?;
     if out.json {
         let line = match &d {
             Down::Stopped { pid, url, killed } => DownLine {
@@ -279,7 +279,7 @@ fn down(data: &std::path::Path, out: &mut Out) -> Result<()> {
 }
 
 fn status(data: &std::path::Path, out: &mut Out) -> Result<()> {
-    let st = local::status(data)?;
+    let st = up::status(data)?;
     if out.json {
         let (s, running) = match &st {
             Some((s, running)) => (Some(s), *running),

@@ -9,19 +9,16 @@
 //! |---|---|
 //! | `mod.rs` | mentions, the topic key (fetch, open, re-seal), create, post, history and how a message is shown |
 //! | [`tail`] | `cm-topic tail`: history, then the live stream, re-sealing in the background |
-//! | [`notify`] | `cm-notify`: the mentions of me, opened with each topic's key |
-//! | [`apikey`] | `cm-apikey`: REST keys, created, listed, revoked |
 
-pub mod apikey;
-pub mod notify;
 pub mod tail;
 
 use serde::Serialize;
 
 use crate::client::{Conn, Ctx};
+use crate::client::{Requester, unexpected};
 use crate::crypto::{self, Keypair, b64};
 use crate::error::{Code, Error, Result};
-use crate::messaging::{Requester, unexpected};
+use crate::out::short_id;
 use crate::time::parse_rfc3339;
 use crate::wire::{self, Frame, SendMessage};
 
@@ -395,11 +392,6 @@ pub fn no_key(name: &str) -> Error {
     ))
 }
 
-/// The first 8 characters of an id.
-pub fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
 /// Who wrote a message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Author {
@@ -527,7 +519,7 @@ impl Thread {
         let at = parse_rfc3339(&l.sent_at).unwrap_or(now);
         rows.push(format!(
             "{}  {}  #{}  {}",
-            crate::messaging::local_time(at, now),
+            crate::out::local_time(at, now),
             l.from.name,
             short_id(&l.id),
             l.shown_text()
@@ -551,7 +543,7 @@ mod tests {
         create: Option<wire::TopicCreate>,
     }
 
-    impl crate::messaging::Requester for Mesh {
+    impl crate::client::Requester for Mesh {
         fn ask(&mut self, frame: Frame) -> Result<Frame> {
             Ok(match frame {
                 Frame::Members(_) => Frame::MembersList(wire::MembersList {

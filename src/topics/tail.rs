@@ -227,7 +227,7 @@ impl Tail<'_> {
                 name: m
                     .from
                     .name
-                    .unwrap_or_else(|| super::short_id(&m.from.pubkey).to_string()),
+                    .unwrap_or_else(|| crate::out::short_id(&m.from.pubkey).to_string()),
                 pubkey: m.from.pubkey,
                 member_pubkey: m.from.member_pubkey,
             },

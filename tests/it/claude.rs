@@ -261,7 +261,7 @@ fn install_keeps_every_other_key_in_order() {
 
     assert_eq!(
         fs::read_to_string(h.skill()).unwrap(),
-        claudemesh::claude::SKILL
+        claudemesh::install::SKILL
     );
     let record = parse(&h.record());
     assert_eq!(record["hooks"].as_array().unwrap().len(), 3);
@@ -443,7 +443,7 @@ fn launch_runs_claude_as_a_mesh_session() {
         ]
     );
     let id = &argv[3];
-    assert!(claudemesh::claude::is_uuid(id), "{id}");
+    assert!(claudemesh::launch::is_uuid(id), "{id}");
     assert_eq!(argv[4..], ["--model", "opus", "hi there"]);
     let env = h.claude_env();
     assert_eq!(env["CLAUDEMESH_SESSION_ID"], *id);
@@ -488,7 +488,7 @@ fn launch_resume_keeps_the_session_id() {
     ok(&h.run(&tool("cm-launch"), &["--continue"]));
     let argv = h.claude_argv();
     assert_eq!(argv[2..], ["--continue"]);
-    assert!(claudemesh::claude::is_uuid(
+    assert!(claudemesh::launch::is_uuid(
         &h.claude_env()["CLAUDEMESH_SESSION_ID"]
     ));
 

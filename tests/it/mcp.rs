@@ -166,7 +166,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
     let mut alice = peers.pop().unwrap();
 
     // Alice's Claude Code session, as cm launch sets it up.
-    let session_id = claudemesh::claude::new_uuid();
+    let session_id = claudemesh::launch::new_uuid();
     let key = SessionKey::load_or_create(
         &Paths::at(alice.config_dir()).unwrap(),
         &alice.slug,

@@ -7,11 +7,11 @@
 
 use serde::Serialize;
 
-use super::{short_time, unexpected};
-use crate::client::{Conn, Ctx};
+use crate::client::{Conn, Ctx, ask_once, unexpected};
 use crate::cron::{Cron, fmt_offset, parse_offset};
 use crate::crypto::{self, Keypair};
 use crate::error::{Error, Result};
+use crate::out::short_time;
 use crate::target::{self, Candidate, Resolved, Target};
 use crate::time::{days_in_month, parse_duration, parse_rfc3339};
 use crate::wire::{self, Frame, Priority, SealedCopy, SendMessage};
@@ -510,7 +510,7 @@ pub fn cancel(ctx: &Ctx, id: &str) -> Result<String> {
         scheduled_id: id.trim().to_string(),
         ..wire::CancelScheduled::default()
     };
-    match super::ask(ctx, c)? {
+    match ask_once(ctx, c)? {
         Frame::CancelScheduledAck(a) if a.ok => Ok(a.scheduled_id),
         Frame::CancelScheduledAck(_) => Err(Error::not_found(format!(
             "no pending reminder of yours with id {id:?} in mesh {}",

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use crate::client::{Requester, unexpected};
 use crate::error::{Error, Result};
-use crate::messaging::{Requester, unexpected};
 use crate::time::{fmt_rfc3339, now_ms, parse_duration, parse_rfc3339};
 use crate::wire::{self, Frame};
 
@@ -73,7 +73,7 @@ impl KeyLine {
             "{}  {}  {}  {}…  {}",
             self.label,
             self.state,
-            super::short_id(&self.id),
+            crate::out::short_id(&self.id),
             self.prefix,
             self.capabilities.join(",")
         );

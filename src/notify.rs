@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{fetch_key, open_body, short_id};
+use crate::client::{Requester, unexpected};
 use crate::crypto::Keypair;
 use crate::error::Result;
-use crate::messaging::{Requester, unexpected};
+use crate::out::short_id;
+use crate::topics::{fetch_key, open_body};
 use crate::wire::{self, Frame};
 
 /// A mention as the tools show it; one JSON line with `"type": "notification"`.
@@ -32,7 +33,7 @@ impl Mention {
     /// `#dev  alice  #a1b2c3d4  @bob can you look?`
     pub fn words(&self) -> String {
         let text = match (&self.text, &self.decrypt_error) {
-            (Some(t), _) => super::snippet(t),
+            (Some(t), _) => crate::topics::snippet(t),
             (None, Some(e)) => format!("[{e}]"),
             (None, None) => String::new(),
         };
