@@ -400,7 +400,7 @@ impl Sender {
     ) -> Result<SendResult> {
         let target = Target::parse(to)?;
         match target {
-            Target::Topic(t) => return self.topic(&t, text, priority, reply_to),
+            Target::Topic(t) => return self.topic(&t, text, priority, reply_to, client_id),
             Target::Everyone | Target::Group(_) if self.ctxs.len() > 1 => {
                 let slugs: Vec<&str> = self.ctxs.iter().map(|c| c.mesh.slug.as_str()).collect();
                 return Err(Error::usage(format!(
@@ -415,7 +415,7 @@ impl Sender {
             .collect::<Result<Vec<_>>>()?;
         let (i, dest) = destination(&target, &rosters)?;
         let slug = self.ctxs[i].mesh.slug.clone();
-        let mut o = seal(
+        let o = seal(
             &slug,
             dest,
             text,
@@ -423,6 +423,17 @@ impl Sender {
             reply_to,
             self.conn(i)?.sender(),
         )?;
+        self.deliver(i, o, client_id)
+    }
+
+    /// Gives a sealed send to the broker under `client_id` (or a fresh one), sent again under that id when the
+    /// connection drops before the answer; the one path every send takes.
+    fn deliver(
+        &mut self,
+        i: usize,
+        mut o: Outgoing,
+        client_id: Option<&str>,
+    ) -> Result<SendResult> {
         let cmid = client_id.map_or_else(crate::client::new_client_message_id, str::to_string);
         o.send.client_message_id = Some(cmid.clone());
         let ack = match self.conn(i)?.send(o.send.clone()) {
@@ -466,6 +477,7 @@ impl Sender {
         text: &str,
         priority: Priority,
         reply_to: Option<&str>,
+        client_id: Option<&str>,
     ) -> Result<SendResult> {
         let [ctx] = self.ctxs.as_slice() else {
             let slugs: Vec<&str> = self.ctxs.iter().map(|c| c.mesh.slug.as_str()).collect();
@@ -475,23 +487,21 @@ impl Sender {
             )));
         };
         let (member, slug) = (crate::topics::member_key(ctx)?, ctx.mesh.slug.clone());
-        let p = crate::topics::post(self.conn(0)?, &member, topic, text, reply_to, false)?;
+        let mut d = crate::topics::draft(self.conn(0)?, &member, topic, text, reply_to, false)?;
+        d.send.priority = priority;
         let o = Outgoing {
             mesh: slug,
-            to: format!("#{}", p.topic_id),
-            name: Some(format!("#{}", p.topic)),
+            to: format!("#{}", d.topic.id),
+            name: Some(format!("#{}", d.topic.name)),
             fanout: None,
             priority,
-            send: SendMessage::default(),
+            send: d.send,
         };
-        let ack = Ack {
-            message_id: p.message_id,
-            queued: p.status != "sent",
-            recipient_online: Some(p.status == "sent"),
-            duplicate: p.duplicate.then_some(true),
-            ..Ack::default()
-        };
-        Ok(SendResult::from_ack(&o, "", &ack))
+        let r = self.deliver(0, o, client_id)?;
+        for n in crate::topics::reseal_waiting(self.conn(0)?, &d.topic, &member) {
+            crate::out::notice(format!("sealed #{}'s key for {n}", d.topic.name));
+        }
+        Ok(r)
     }
 
     /// Sends a message per line of `input`: plain text to `default_to`, or JSON `{"to", "text", "priority"?,

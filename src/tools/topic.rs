@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::out::short_id;
 use crate::topics::{self, Line, Thread, tail};
-use crate::wire::{self, Frame};
 
 const TOPIC: crate::cli::Pos = pos("NAME").complete(Complete::Topic);
 
@@ -251,24 +250,20 @@ struct TopicLine<'a> {
 
 fn list(ctx: &Ctx, out: &mut Out) -> Result<()> {
     let mut conn = ctx.connect()?;
-    let reply = conn.request(Frame::TopicList(wire::TopicList::default()))?;
+    let topics = topics::list(&mut conn)?;
     conn.close();
-    let Frame::TopicListResponse(l) = reply else {
-        return Err(crate::client::unexpected("topic_list", &reply));
-    };
-    if l.topics.is_empty() && !out.json {
+    if topics.is_empty() && !out.json {
         return out.line(format!(
             "no topics in {} yet: cm-topic create NAME",
             ctx.mesh.slug
         ));
     }
-    let wn = l
-        .topics
+    let wn = topics
         .iter()
         .map(|t| t.name.chars().count())
         .max()
         .unwrap_or(0);
-    for t in &l.topics {
+    for t in &topics {
         let (encrypted, joined, unread) = (
             t.encrypted.unwrap_or(false),
             t.joined.unwrap_or(false),
@@ -314,11 +309,7 @@ fn list(ctx: &Ctx, out: &mut Out) -> Result<()> {
 fn join(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    conn.request(Frame::TopicJoin(wire::TopicJoin {
-        topic: name.to_string(),
-        role: None,
-        req_id: None,
-    }))?;
+    topics::join(&mut conn, name)?;
     let member = topics::member_key(ctx)?;
     let t = topics::open(&mut conn, name, &member, 1, None)?;
     conn.close();
@@ -345,10 +336,7 @@ fn join(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
 fn leave(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    conn.request(Frame::TopicLeave(wire::TopicLeave {
-        topic: name.to_string(),
-        req_id: None,
-    }))?;
+    topics::leave(&mut conn, name)?;
     conn.close();
     if out.json {
         return out.json(&serde_json::json!({"type": "topic_left", "topic": name}));
@@ -374,22 +362,15 @@ struct MemberLine<'a> {
 fn members(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    let reply = conn.request(Frame::TopicMembers(wire::TopicMembers {
-        topic: name.to_string(),
-        req_id: None,
-    }))?;
+    let members = topics::members(&mut conn, name)?;
     conn.close();
-    let Frame::TopicMembersResponse(m) = reply else {
-        return Err(crate::client::unexpected("topic_members", &reply));
-    };
-    let wn = m
-        .members
+    let wn = members
         .iter()
         .map(|m| m.display_name.chars().count())
         .max()
         .unwrap_or(0);
-    let wr = m.members.iter().map(|m| m.role.len()).max().unwrap_or(0);
-    for x in &m.members {
+    let wr = members.iter().map(|m| m.role.len()).max().unwrap_or(0);
+    for x in &members {
         let online = x.online.unwrap_or(false);
         if out.json {
             out.json(&MemberLine {
@@ -481,10 +462,7 @@ fn history(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
 fn read(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    conn.request(Frame::TopicMarkRead(wire::TopicMarkRead {
-        topic: name.to_string(),
-        req_id: None,
-    }))?;
+    topics::mark_read(&mut conn, name)?;
     let member = topics::member_key(ctx)?;
     if let Ok(t) = topics::open(&mut conn, name, &member, 1, None) {
         reseal_after(&mut conn, &t, &member);

@@ -264,6 +264,54 @@ pub fn create(
     }
 }
 
+/// The mesh's topics, with whether we joined each and how many of its messages we have not read.
+pub fn list(r: &mut impl Requester) -> Result<Vec<wire::TopicInfo>> {
+    match r.ask(Frame::TopicList(wire::TopicList::default()))? {
+        Frame::TopicListResponse(l) => Ok(l.topics),
+        f => Err(unexpected("topic_list", &f)),
+    }
+}
+
+/// Joins the topic `name` (a name, `#name` accepted).
+pub fn join(r: &mut impl Requester, name: &str) -> Result<()> {
+    r.ask(Frame::TopicJoin(wire::TopicJoin {
+        topic: topic_arg(name)?.to_string(),
+        role: None,
+        req_id: None,
+    }))
+    .map(drop)
+}
+
+/// Leaves the topic `name`.
+pub fn leave(r: &mut impl Requester, name: &str) -> Result<()> {
+    r.ask(Frame::TopicLeave(wire::TopicLeave {
+        topic: topic_arg(name)?.to_string(),
+        req_id: None,
+    }))
+    .map(drop)
+}
+
+/// The topic's members, with whether each is online and holds a copy of the key.
+pub fn members(r: &mut impl Requester, name: &str) -> Result<Vec<wire::TopicMember>> {
+    let reply = r.ask(Frame::TopicMembers(wire::TopicMembers {
+        topic: topic_arg(name)?.to_string(),
+        req_id: None,
+    }))?;
+    match reply {
+        Frame::TopicMembersResponse(m) => Ok(m.members),
+        f => Err(unexpected("topic_members", &f)),
+    }
+}
+
+/// Marks everything in the topic read for us.
+pub fn mark_read(r: &mut impl Requester, name: &str) -> Result<()> {
+    r.ask(Frame::TopicMarkRead(wire::TopicMarkRead {
+        topic: topic_arg(name)?.to_string(),
+        req_id: None,
+    }))
+    .map(drop)
+}
+
 /// What became of a post.
 #[derive(Debug, Clone, Serialize)]
 pub struct Posted {
@@ -317,17 +365,26 @@ impl Posted {
     }
 }
 
-/// Posts `text` to a topic on a one-shot connection: sealed under the topic key, or base64 plaintext for a topic
-/// without one (`plaintext` asks for that and is refused for an encrypted topic). Then seals the key for any
-/// member still waiting for it.
-pub fn post(
+/// A post sealed and ready to go: the `send` and what [`Posted`] reports of it.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub send: SendMessage,
+    pub topic: Opened,
+    /// 2 sealed under the topic key, 1 base64 plaintext.
+    pub body_version: u32,
+    pub mentions: Vec<String>,
+}
+
+/// Seals `text` for a topic: under the topic key, or base64 plaintext for a topic without one (`plaintext` asks
+/// for that and is refused for an encrypted topic).
+pub fn draft(
     conn: &mut Conn,
     member: &Keypair,
     topic: &str,
     text: &str,
     reply_to: Option<&str>,
     plaintext: bool,
-) -> Result<Posted> {
+) -> Result<Draft> {
     if text.trim().is_empty() {
         return Err(Error::usage("the message is empty"));
     }
@@ -338,10 +395,10 @@ pub fn post(
             t.name
         )));
     }
-    let (nonce, ciphertext, body_version) = match (t.encrypted, t.key) {
+    let (nonce, ciphertext, body_version) = match (t.encrypted, &t.key) {
         (false, _) => (b64::encode(&[0u8; 24]), b64::encode(text.as_bytes()), 1),
         (true, Some(key)) => {
-            let (nonce, ciphertext) = seal_body(text.as_bytes(), &key);
+            let (nonce, ciphertext) = seal_body(text.as_bytes(), key);
             (nonce, ciphertext, 2)
         }
         (true, None) => return Err(no_key(&t.name)),
@@ -356,19 +413,43 @@ pub fn post(
         mentions: Some(mentions.clone()),
         ..SendMessage::default()
     };
-    let ack = conn.send(send)?;
-    let resealed = match &t.key {
+    Ok(Draft {
+        send,
+        topic: t,
+        body_version,
+        mentions,
+    })
+}
+
+/// After a post: seals the key for any member still waiting for it; a failure waits for the next post.
+pub fn reseal_waiting(conn: &mut Conn, t: &Opened, member: &Keypair) -> Vec<String> {
+    match &t.key {
         Some(k) => reseal(conn, &t.id, k, member).unwrap_or_default(),
         None => Vec::new(),
-    };
+    }
+}
+
+/// Posts `text` to a topic on a one-shot connection (see [`draft`]), then seals the key for any member still
+/// waiting for it.
+pub fn post(
+    conn: &mut Conn,
+    member: &Keypair,
+    topic: &str,
+    text: &str,
+    reply_to: Option<&str>,
+    plaintext: bool,
+) -> Result<Posted> {
+    let d = draft(conn, member, topic, text, reply_to, plaintext)?;
+    let ack = conn.send(d.send)?;
+    let resealed = reseal_waiting(conn, &d.topic, member);
     Ok(Posted {
         r#type: "topic_post",
         status: if ack.queued { "stored" } else { "sent" },
         message_id: ack.message_id,
-        topic: t.name,
-        topic_id: t.id,
-        body_version,
-        mentions,
+        topic: d.topic.name,
+        topic_id: d.topic.id,
+        body_version: d.body_version,
+        mentions: d.mentions,
         reply_to: reply_to.map(str::to_string),
         duplicate: ack.duplicate == Some(true),
         resealed,

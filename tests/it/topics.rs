@@ -734,3 +734,54 @@ fn private_topics_keep_to_their_members() {
     let lines = lines(&alice.ok("cm-topic", &["list", "--json"]));
     assert_eq!(lines[0]["visibility"], "private");
 }
+
+#[test]
+fn send_to_a_topic_keeps_its_priority_and_its_client_id() {
+    let (_d, _b, users) = mesh("topic-send", &["alice", "bob"]);
+    let (alice, bob) = (&users[0], &users[1]);
+    alice.ok("cm-topic", &["create", "ops"]);
+    bob.ok("cm-topic", &["join", "ops"]);
+    // bob is online in a session that prints what reaches it.
+    let mut pipe = bob
+        .cmd("cm-pipe")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    let stdout = pipe.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let next = |ty: &str| loop {
+        let v = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("cm-pipe wrote no {ty} event"));
+        if v["type"] == ty {
+            break v;
+        }
+    };
+    assert_eq!(next("connection")["state"], "connected");
+
+    let args = ["#ops", "-p", "low", "--client-id", "ops-1", "disk at 91%"];
+    let first = alice.json("cm-send", &args);
+    assert_eq!(first[0]["client_message_id"], "ops-1", "{first:?}");
+    assert_eq!(first[0]["priority"], "low");
+    let m = next("message");
+    assert_eq!(m["client_message_id"], "ops-1", "{m}");
+    // The same client id again is the same message, stored once.
+    let again = alice.json("cm-send", &args);
+    assert_eq!(again[0]["message_id"], first[0]["message_id"]);
+    assert_eq!(again[0]["duplicate"], true, "{again:?}");
+    let h = alice.json("cm-topic", &["history", "ops"]);
+    assert_eq!(h.len(), 1, "{h:?}");
+    let _ = pipe.kill();
+    let _ = pipe.wait();
+}
