@@ -25,7 +25,7 @@ fn generated(tool: &Tool) -> Vec<(PathBuf, String)> {
     vec![
         (
             PathBuf::from(format!("man/{n}.{}", tool.section)),
-            cli::man(tool),
+            cli::man(tool, ALL),
         ),
         (
             PathBuf::from(format!("completions/bash/{n}")),
@@ -94,7 +94,7 @@ fn every_tool_is_in_cm_or_a_binary_of_its_own() {
 #[test]
 fn every_flag_is_in_its_man_page() {
     for tool in ALL {
-        let man = cli::man(tool);
+        let man = cli::man(tool, ALL);
         let flags = tool
             .flags
             .iter()
