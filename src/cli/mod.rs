@@ -9,8 +9,10 @@
 //! its SEE ALSO, so this module depends on nothing in `tools`.
 
 use std::ffi::OsString;
+use std::fmt::Display;
+use std::str::FromStr;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::out::Out;
 
 mod complete;
@@ -183,30 +185,45 @@ pub struct Args {
     /// The subcommand's name (its canonical name, not an alias).
     pub sub: Option<&'static str>,
     pub positionals: Vec<String>,
-    /// Flags in the order given: (long name, value).
-    pub flags: Vec<(&'static str, Option<String>)>,
+    /// Flags in the order given: (long name, value). Private, so a flag is only ever looked up through its
+    /// [`Flag`] (`args.value(&PRIORITY)`): a misspelt name fails to compile instead of reading as absent.
+    flags: Vec<(&'static str, Option<String>)>,
 }
 
 impl Args {
-    /// Whether the flag `long` was given.
-    pub fn has(&self, long: &str) -> bool {
-        self.flags.iter().any(|(l, _)| *l == long)
+    /// Whether `flag` was given.
+    pub fn has(&self, flag: &Flag) -> bool {
+        self.flags.iter().any(|(l, _)| *l == flag.long)
     }
-    /// The last value of `long`.
-    pub fn value(&self, long: &str) -> Option<&str> {
+    /// The last value of `flag`.
+    pub fn value(&self, flag: &Flag) -> Option<&str> {
         self.flags
             .iter()
             .rev()
-            .find(|(l, _)| *l == long)
+            .find(|(l, _)| *l == flag.long)
             .and_then(|(_, v)| v.as_deref())
     }
-    /// Every value of a repeated flag, in order.
-    pub fn values(&self, long: &str) -> Vec<&str> {
+    /// Every value of a repeated `flag`, in order.
+    pub fn values(&self, flag: &Flag) -> Vec<&str> {
         self.flags
             .iter()
-            .filter(|(l, _)| *l == long)
+            .filter(|(l, _)| *l == flag.long)
             .filter_map(|(_, v)| v.as_deref())
             .collect()
+    }
+    /// The last value of `flag`, parsed: a value that does not parse is a usage error (exit status 3) that
+    /// names the flag on one line: `--priority: unknown priority "soon" (expected now, next or low)`.
+    pub fn get<T>(&self, flag: &Flag) -> Result<Option<T>>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.value(flag)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| Error::usage(format!("--{}: {e}", flag.long)))
+            })
+            .transpose()
     }
     /// The `i`th positional.
     pub fn pos(&self, i: usize) -> Option<&str> {

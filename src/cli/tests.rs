@@ -3,6 +3,23 @@
 use super::*;
 use crate::error::Code;
 
+const PRIORITY: Flag = flag("priority", "now, next or low")
+    .short('p')
+    .value("LEVEL")
+    .complete(Complete::Values(&["now", "next", "low"]));
+const TAG: Flag = flag("tag", "a tag [may repeat]").value("TAG").repeat();
+const WAIT: Flag = flag("wait", "wait for a reply")
+    .short('w')
+    .value("SECS")
+    .optional();
+const ALL: Flag = flag("all", "everyone").short('a');
+const FILE: Flag = flag("file", "attach 'a' file")
+    .value("PATH")
+    .complete(Complete::File);
+const YES: Flag = flag("yes", "do not ask").short('y');
+const PUBLIC: Flag = flag("public", "anyone may join");
+const REMOTE: Flag = flag("remote", "ask the broker too").short('r');
+
 static SEND: Tool = Tool {
     name: "cm-send",
     about: "send a message",
@@ -12,21 +29,7 @@ static SEND: Tool = Tool {
         pos("TARGET").complete(Complete::Peer),
         pos("MESSAGE").many(),
     ],
-    flags: &[
-        flag("priority", "now, next or low")
-            .short('p')
-            .value("LEVEL")
-            .complete(Complete::Values(&["now", "next", "low"])),
-        flag("tag", "a tag [may repeat]").value("TAG").repeat(),
-        flag("wait", "wait for a reply")
-            .short('w')
-            .value("SECS")
-            .optional(),
-        flag("all", "everyone").short('a'),
-        flag("file", "attach 'a' file")
-            .value("PATH")
-            .complete(Complete::File),
-    ],
+    flags: &[PRIORITY, TAG, WAIT, ALL, FILE],
     subs: &[],
     mesh_flag: true,
     trailing: false,
@@ -43,21 +46,21 @@ static MESH: Tool = Tool {
     description: "Manages meshes.",
     section: 1,
     args: &[],
-    flags: &[flag("yes", "do not ask").short('y')],
+    flags: &[YES],
     subs: &[
         Sub {
             name: "new",
             aliases: &["create"],
             about: "create a mesh",
             args: &[pos("NAME")],
-            flags: &[flag("public", "anyone may join")],
+            flags: &[PUBLIC],
         },
         Sub {
             name: "list",
             aliases: &["ls"],
             about: "list meshes",
             args: &[],
-            flags: &[flag("remote", "ask the broker too").short('r')],
+            flags: &[REMOTE],
         },
     ],
     mesh_flag: false,
@@ -122,8 +125,8 @@ fn flags_and_positionals() {
     assert!(a.json);
     assert_eq!(a.mesh.as_deref(), Some("dev"));
     assert_eq!(a.positionals, ["bob", "hello", "world"]);
-    assert_eq!(a.value("priority"), Some("now"));
-    assert!(a.has("all"));
+    assert_eq!(a.value(&PRIORITY), Some("now"));
+    assert!(a.has(&ALL));
     assert_eq!(a.sub, None);
 }
 
@@ -142,28 +145,39 @@ fn values_attached_and_repeated() {
         ],
     );
     assert_eq!(
-        a.values("priority"),
+        a.values(&PRIORITY),
         ["low"],
         "a flag given twice keeps the last"
     );
-    assert_eq!(a.values("tag"), ["a", "b"]);
+    assert_eq!(a.values(&TAG), ["a", "b"]);
 }
 
 #[test]
 fn optional_values() {
     let a = run(&SEND, &["--wait", "bob", "hi"]);
-    assert!(a.has("wait"));
-    assert_eq!(a.value("wait"), None);
+    assert!(a.has(&WAIT));
+    assert_eq!(a.value(&WAIT), None);
     assert_eq!(a.positionals, ["bob", "hi"]);
     let a = run(&SEND, &["--wait=30", "-w5", "bob", "hi"]);
-    assert_eq!(a.value("wait"), Some("5"));
+    assert_eq!(a.value(&WAIT), Some("5"));
+}
+
+#[test]
+fn typed_values_name_the_flag() {
+    let a = run(&SEND, &["--priority=low", "bob", "hi"]);
+    assert_eq!(a.get::<String>(&PRIORITY).unwrap().as_deref(), Some("low"));
+    assert_eq!(a.get::<u32>(&WAIT).unwrap(), None);
+    let a = run(&SEND, &["--wait=soon", "bob", "hi"]);
+    let e = a.get::<u32>(&WAIT).unwrap_err();
+    assert_eq!(e.code, Code::Usage);
+    assert_eq!(e.msg, "--wait: invalid digit found in string");
 }
 
 #[test]
 fn double_dash_ends_flags() {
     let a = run(&SEND, &["bob", "--", "--all", "-p"]);
     assert_eq!(a.positionals, ["bob", "--all", "-p"]);
-    assert!(!a.has("all"));
+    assert!(!a.has(&ALL));
 }
 
 #[test]
@@ -228,14 +242,14 @@ fn subcommands() {
     let a = run(&MESH, &["create", "dev", "--public"]);
     assert_eq!(a.sub, Some("new"));
     assert_eq!(a.positionals, ["dev"]);
-    assert!(a.has("public"));
+    assert!(a.has(&PUBLIC));
     // Flags before the subcommand, the tool's own among them.
     let a = run(&MESH, &["-y", "--public", "new", "dev"]);
     assert_eq!(a.sub, Some("new"));
-    assert!(a.has("yes") && a.has("public"));
+    assert!(a.has(&YES) && a.has(&PUBLIC));
     let a = run(&MESH, &["ls", "-r", "--json"]);
     assert_eq!(a.sub, Some("list"));
-    assert!(a.json && a.has("remote"));
+    assert!(a.json && a.has(&REMOTE));
 }
 
 #[test]

@@ -3,10 +3,14 @@
 
 use serde::Serialize;
 
-use crate::cli::{Args, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
 use crate::config::{Brokers, Config, Identity, Paths, broker_ws_url};
 use crate::error::{Error, Result};
 use crate::out::Out;
+
+const NAME: Flag = flag("name", "the display name peers see").value("NAME");
+const FORCE: Flag = flag("force", "replace an existing identity with a new key");
+const TOKEN: Flag = flag("token", "the broker's admin or creation token").value("TOKEN");
 
 /// `cm-id`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -31,10 +35,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
             aliases: &[],
             about: "make the local identity (an ed25519 key pair)",
             args: &[],
-            flags: &[
-                flag("name", "the display name peers see").value("NAME"),
-                flag("force", "replace an existing identity with a new key"),
-            ],
+            flags: &[NAME, FORCE],
         },
         Sub {
             name: "whoami",
@@ -48,7 +49,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
             aliases: &[],
             about: "record a broker, and its token, as the default",
             args: &[pos("URL")],
-            flags: &[flag("token", "the broker's admin or creation token").value("TOKEN")],
+            flags: &[TOKEN],
         },
         Sub {
             name: "logout",
@@ -153,13 +154,13 @@ fn aligned(out: &mut Out, rows: &[(&str, String)]) -> Result<()> {
 }
 
 fn register(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
-    let name = args.value("name").map(str::trim);
+    let name = args.value(&NAME).map(str::trim);
     if let Some(n) = name
         && (n.is_empty() || n.chars().any(char::is_control))
     {
         return Err(Error::usage("--name must be a non-empty name on one line"));
     }
-    let id = Identity::create(paths, name, args.has("force"))?;
+    let id = Identity::create(paths, name, args.has(&FORCE))?;
     if out.json {
         return out.json(&IdentityLine {
             r#type: "identity",
@@ -279,7 +280,7 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
         .pos(0)
         .ok_or_else(|| Error::usage("login needs the broker's URL"))?;
     let url = broker_ws_url(given)?;
-    let token = args.value("token");
+    let token = args.value(&TOKEN);
     if token.is_some_and(|t| t.trim().is_empty()) {
         return Err(Error::usage("--token is empty"));
     }

@@ -1,10 +1,14 @@
 //! `cm-install`: registers claudemesh with Claude Code: the `cm-mcp` server, the prompt hooks and the skill.
 
 use crate::claude::{self, InstallOpts, Layout, Wanted};
-use crate::cli::{Args, Example, Tool, flag};
+use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
 use crate::out::Out;
+
+const DRY_RUN: Flag = flag("dry-run", "print what would change, and change nothing").short('n');
+const NO_HOOKS: Flag = flag("no-hooks", "leave ~/.claude/settings.json alone");
+const NO_SKILL: Flag = flag("no-skill", "do not install the skill");
 
 /// The flag table.
 pub static TOOL: Tool = Tool {
@@ -23,11 +27,7 @@ pub static TOOL: Tool = Tool {
         and nothing is written. Restart Claude Code afterwards, and start sessions with cm-launch.",
     section: 1,
     args: &[],
-    flags: &[
-        flag("dry-run", "print what would change, and change nothing").short('n'),
-        flag("no-hooks", "leave ~/.claude/settings.json alone"),
-        flag("no-skill", "do not install the skill"),
-    ],
+    flags: &[DRY_RUN, NO_HOOKS, NO_SKILL],
     subs: &[],
     mesh_flag: false,
     trailing: false,
@@ -57,9 +57,9 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let layout = Layout::new(&claude::home()?, &paths.dir);
     let opts = InstallOpts {
-        dry_run: args.has("dry-run"),
-        hooks: !args.has("no-hooks"),
-        skill: !args.has("no-skill"),
+        dry_run: args.has(&DRY_RUN),
+        hooks: !args.has(&NO_HOOKS),
+        skill: !args.has(&NO_SKILL),
     };
     let items = claude::install(&layout, &Wanted::for_this_install(), opts)?;
     for item in &items {

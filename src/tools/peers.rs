@@ -1,10 +1,15 @@
 //! `cm-peers`: who is in the mesh, connected or not.
 
-use crate::cli::{Args, Example, Tool, flag};
+use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::messaging::roster::{self, Roster};
 use crate::out::Out;
+
+const ALL: Flag = flag(
+    "all",
+    "also list control-plane connections (one-shot tools)",
+);
 
 /// `cm-peers`' flag table.
 pub static TOOL: Tool = Tool {
@@ -22,7 +27,7 @@ online or offline for a member row), \"online\", \"summary\", \"groups\", \"host
 pubkey is the key to send to.",
     section: 1,
     args: &[],
-    flags: &[flag("all", "also list control-plane connections (one-shot tools)")],
+    flags: &[ALL],
     subs: &[],
     mesh_flag: true,
     trailing: false,
@@ -55,7 +60,7 @@ fn fetch(ctx: &Ctx) -> Result<Roster> {
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctxs = Ctx::load_all(args.mesh.as_deref())?;
-    let all = args.has("all");
+    let all = args.has(&ALL);
     let mut failed: Option<Error> = None;
     for (i, ctx) in ctxs.iter().enumerate() {
         let r = match fetch(ctx) {

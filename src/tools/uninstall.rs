@@ -1,10 +1,12 @@
 //! `cm-uninstall`: removes exactly what `cm-install` added to Claude Code's files.
 
 use crate::claude::{self, Layout, Wanted};
-use crate::cli::{Args, Example, Tool, flag};
+use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
 use crate::out::Out;
+
+const DRY_RUN: Flag = flag("dry-run", "print what would be removed, and remove nothing").short('n');
 
 /// The flag table.
 pub static TOOL: Tool = Tool {
@@ -19,7 +21,7 @@ pub static TOOL: Tool = Tool {
         changed. When nothing is installed it says so and exits 0.",
     section: 1,
     args: &[],
-    flags: &[flag("dry-run", "print what would be removed, and remove nothing").short('n')],
+    flags: &[DRY_RUN],
     subs: &[],
     mesh_flag: false,
     trailing: false,
@@ -42,7 +44,7 @@ pub static TOOL: Tool = Tool {
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let layout = Layout::new(&claude::home()?, &paths.dir);
-    let items = claude::uninstall(&layout, &Wanted::for_this_install(), args.has("dry-run"))?;
+    let items = claude::uninstall(&layout, &Wanted::for_this_install(), args.has(&DRY_RUN))?;
     if items.is_empty() && !out.json {
         return out.line("Nothing to remove: claudemesh is not installed.");
     }
