@@ -1,6 +1,6 @@
 //! Man pages, in roff.
 
-use super::{Flag, Pos, Tool, common_flags};
+use super::{Flag, Pos, Tool, common_env, common_flags};
 use crate::error::Code;
 
 /// Escapes text for roff: backslashes, hyphens (so they render as minus signs and copy-paste), and a leading
@@ -166,15 +166,7 @@ pub fn man(tool: &Tool, toolkit: &[&Tool]) -> String {
     for (code, what) in exit_codes() {
         s += &format!(".TP\n\\fB{code}\\fR\n{what}\n");
     }
-    let config = (
-        "CLAUDEMESH_CONFIG_DIR",
-        "The configuration directory (default: ~/.claudemesh).",
-    );
-    let env: Vec<_> = (tool.section == 1)
-        .then_some(config)
-        .into_iter()
-        .chain(tool.env.iter().copied())
-        .collect();
+    let env: Vec<_> = common_env(tool).iter().chain(tool.env).copied().collect();
     if !env.is_empty() {
         s += ".SH ENVIRONMENT\n";
         for (var, what) in env {

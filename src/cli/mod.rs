@@ -45,11 +45,15 @@ pub struct Tool {
     pub subs: &'static [Sub],
     /// Whether `--mesh SLUG` applies.
     pub mesh_flag: bool,
+    /// Whether the tool reads the config directory: its man page then describes `CLAUDEMESH_CONFIG_DIR`
+    /// ([`common_env`]), so the tool's own `env` lists only its own variables.
+    pub config_dir: bool,
     /// Once the first positional is seen, take every later argument verbatim (for `cm VERB ARGS...`).
     pub trailing: bool,
     /// Examples for `--help` and the man page.
     pub examples: &'static [Example],
-    /// Environment variables the tool reads, for the man page: (NAME, what it does).
+    /// Environment variables the tool reads, for the man page: (NAME, what it does). The common ones
+    /// ([`common_env`]) are added by the generator.
     pub env: &'static [(&'static str, &'static str)],
 }
 
@@ -260,6 +264,22 @@ pub fn common_flags(tool: &Tool) -> &'static [Flag] {
         &COMMON[..3]
     }
 }
+/// The config directory's variable, described once for every tool that reads it.
+static CONFIG_DIR_ENV: [(&str, &str); 1] = [(
+    "CLAUDEMESH_CONFIG_DIR",
+    "The configuration directory (default: ~/.claudemesh).",
+)];
+
+/// The environment variables every tool like `tool` reads, before its own `env`: the config directory's when it
+/// reads one.
+pub fn common_env(tool: &Tool) -> &'static [(&'static str, &'static str)] {
+    if tool.config_dir {
+        &CONFIG_DIR_ENV
+    } else {
+        &[]
+    }
+}
+
 /// Every flag `tool` takes anywhere: its own, each subcommand's, the common ones.
 fn all_flags(tool: &Tool) -> impl Iterator<Item = &Flag> {
     tool.flags

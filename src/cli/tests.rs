@@ -32,6 +32,7 @@ static SEND: Tool = Tool {
     flags: &[PRIORITY, TAG, WAIT, ALL, FILE],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[Example {
         cmd: "cm-send bob 'hi there'",
@@ -64,6 +65,7 @@ static MESH: Tool = Tool {
         },
     ],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[],
     env: &[("CM_X", "an example variable")],
@@ -78,6 +80,7 @@ static TRAIL: Tool = Tool {
     flags: &[],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: true,
     examples: &[],
     env: &[],

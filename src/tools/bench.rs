@@ -98,6 +98,7 @@ with what only that scenario reports. cm-bench reports figures and judges none."
     flags: &[BROKER, PEERS, MESSAGES, SIZE, WINDOW, RATE, MEMBERS, BROKER_PID, CM_SEND],
     subs: &[],
     mesh_flag: false,
+    config_dir: false,
     trailing: false,
     examples: &[
         Example {

@@ -93,6 +93,7 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
     ],
     subs: &[],
     mesh_flag: false,
+    config_dir: false,
     trailing: false,
     examples: &[
         Example {

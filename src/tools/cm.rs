@@ -147,6 +147,7 @@ as cm-mesh join URL does.
     flags: &[LIST],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: true,
     examples: &[
         Example { cmd: "cm new dev", what: "Create a mesh named dev (runs cm-mesh new dev)." },

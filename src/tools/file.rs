@@ -83,6 +83,7 @@ output file exists, 7 not shared with you or not yours to remove, 10 a local fil
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -103,10 +104,6 @@ output file exists, 7 not shared with you or not yours to remove, 10 a local fil
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",

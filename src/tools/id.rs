@@ -17,7 +17,7 @@ pub static TOOL: Tool = Tool {
     name: "cm-id",
     about: "make and show your identity, and log in to brokers",
     description: "cm-id manages who you are on this machine. cm-id register makes your identity: an ed25519 key \
-pair kept in identity.json in the config directory (mode 0600). Every mesh you create or join uses it as your member \
+pair kept in identity.json in the config directory (mode 0600); the directory is made (mode 0700) if missing. Every mesh you create or join uses it as your member \
 key. The secret key never leaves the machine and is never printed.
 
 cm-id whoami shows your public key, the meshes you have joined and the brokers you are logged in to. Without an \
@@ -60,6 +60,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
         },
     ],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -75,10 +76,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
             what: "Create meshes on that broker from now on.",
         },
     ],
-    env: &[(
-        "CLAUDEMESH_CONFIG_DIR",
-        "The config directory, instead of ~/.claudemesh. Created (mode 0700) if missing.",
-    )],
+    env: &[],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {

@@ -30,6 +30,7 @@ pub static TOOL: Tool = Tool {
     flags: &[DRY_RUN, NO_HOOKS, NO_SKILL],
     subs: &[],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -41,16 +42,10 @@ pub static TOOL: Tool = Tool {
             what: "register claudemesh, then start a Claude Code session on the mesh",
         },
     ],
-    env: &[
-        (
-            "HOME",
-            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
-        ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "the config directory that holds installed.json (default ~/.claudemesh)",
-        ),
-    ],
+    env: &[(
+        "HOME",
+        "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+    )],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {

@@ -51,6 +51,7 @@ pub static TOOL: Tool = Tool {
     flags: &[NAME, RESUME, CONTINUE, PRINT_COMMAND],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -70,10 +71,6 @@ pub static TOOL: Tool = Tool {
         (
             "CLAUDE_BIN",
             "the claude binary to run (default: claude on PATH)",
-        ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "the config directory (default ~/.claudemesh)",
         ),
         (
             "USER",

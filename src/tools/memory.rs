@@ -58,6 +58,7 @@ same verbs run as cm remember, cm recall and cm forget. With --json each note is
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -78,10 +79,6 @@ same verbs run as cm remember, cm recall and cm forget. With --json each note is
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",

@@ -97,6 +97,7 @@ the command runs).",
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -117,10 +118,6 @@ the command runs).",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",

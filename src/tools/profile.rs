@@ -41,6 +41,7 @@ launched session, gives up after 3 seconds, and always exits 0, with any error o
     flags: &[ROLE, HOOK],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -61,10 +62,6 @@ launched session, gives up after 3 seconds, and always exits 0, with any error o
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",

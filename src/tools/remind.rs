@@ -61,6 +61,7 @@ cm-remind cancel ID cancels one by id or the start of its id. With --json each r
     flags: &[TO, IN, AT, CRON, TZ],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -85,10 +86,6 @@ cm-remind cancel ID cancels one by id or the start of its id. With --json each r
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",

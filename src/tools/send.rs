@@ -60,6 +60,7 @@ outcome, 1 anything else.",
     flags: &[PRIORITY, REPLY_TO, STDIN, CLIENT_ID],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -80,10 +81,6 @@ outcome, 1 anything else.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",

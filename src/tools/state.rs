@@ -75,6 +75,7 @@ watch.",
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -95,10 +96,6 @@ watch.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",

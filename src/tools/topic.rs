@@ -133,6 +133,7 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -153,10 +154,6 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
 };

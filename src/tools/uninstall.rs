@@ -24,21 +24,16 @@ pub static TOOL: Tool = Tool {
     flags: &[DRY_RUN],
     subs: &[],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[Example {
         cmd: "cm-uninstall --dry-run",
         what: "show what would be removed",
     }],
-    env: &[
-        (
-            "HOME",
-            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
-        ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "the config directory that holds installed.json (default ~/.claudemesh)",
-        ),
-    ],
+    env: &[(
+        "HOME",
+        "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+    )],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {

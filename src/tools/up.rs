@@ -62,6 +62,7 @@ Without a subcommand cm-up runs up.",
         },
     ],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -81,10 +82,6 @@ Without a subcommand cm-up runs up.",
         (
             "XDG_DATA_HOME",
             "Where the default data directory goes (else ~/.local/share).",
-        ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
         ),
         ("USER", "The name of the first mesh, and your display name."),
     ],

@@ -127,6 +127,20 @@ fn every_flag_is_in_its_man_page() {
     }
 }
 
+/// A common variable is described once, by the generator: a tool's own `env` does not list it again.
+#[test]
+fn the_common_environment_is_not_repeated() {
+    for tool in ALL {
+        for (var, _) in cli::common_env(tool) {
+            assert!(
+                !tool.env.iter().any(|(v, _)| v == var),
+                "{}: {var} is in its env and in cli::common_env",
+                tool.name
+            );
+        }
+    }
+}
+
 #[test]
 fn tool_names_are_unique() {
     let mut names: Vec<&str> = ALL.iter().map(|t| t.name).collect();
