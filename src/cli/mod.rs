@@ -2,7 +2,12 @@
 //! argument parsing (with lexopt), `--help`, the man page and the bash, zsh and fish completions, so they cannot
 //! drift apart; a test regenerates `man/` and `completions/` and fails on any difference.
 //!
-//! Every tool gets `-h/--help`, `--version` and `--json`, and `--mesh SLUG` unless it opts out.
+//! Every tool gets `-h/--help`, `--version` and `--json`, and `--mesh SLUG` unless it opts out, and the man page
+//! describes the environment variables they share ([`common_env`]).
+//!
+//! A tool names each of its flags as a `const` [`Flag`] and uses that one value twice: in its table, and in its run
+//! function to read what was given (`args.value(&PRIORITY)`, `args.get::<Priority>(&PRIORITY)?`). A misspelt
+//! flag is then a compile error, not a `None` at run time; [`Args`] offers no lookup by name.
 //!
 //! [`parse`] reads a command line against the table; [`help`], [`man`] and [`bash`], [`zsh`] and [`fish`] write
 //! what a user reads from the same table. None of them knows the tools: [`man`] is handed the toolkit's list for
