@@ -329,6 +329,9 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every spelling, most urgent first: what a flag offers, and what [`FromStr`] takes.
+    pub const NAMES: &[&str] = &["now", "next", "low"];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,10 +1,32 @@
 //! `cm-apikey`: keys for the broker's REST surface.
 
 use crate::apikey;
-use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
+
+const CAP: Flag = flag(
+    "cap",
+    "what it may do: send,read,state_write,admin (default send,read)",
+)
+.value("CAPS")
+.complete(Complete::Values(&[
+    "send,read",
+    "read",
+    "send",
+    "state_write",
+    "admin",
+]));
+const SCOPE: Flag = flag("scope", "only this topic (repeat for several)")
+    .value("TOPIC")
+    .repeat()
+    .complete(Complete::Topic);
+const EXPIRES: Flag = flag(
+    "expires",
+    "stop working after a duration (30d) or at a time",
+)
+.value("WHEN");
 
 /// `cm-apikey`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -29,16 +51,7 @@ close.",
             aliases: &["new"],
             about: "make a key and print its secret once",
             args: &[pos("LABEL").optional()],
-            flags: &[
-                flag("cap", "what it may do: send,read,state_write,admin (default send,read)")
-                    .value("CAPS")
-                    .complete(Complete::Values(&["send,read", "read", "send", "state_write", "admin"])),
-                flag("scope", "only this topic (repeat for several)")
-                    .value("TOPIC")
-                    .repeat()
-                    .complete(Complete::Topic),
-                flag("expires", "stop working after a duration (30d) or at a time").value("WHEN"),
-            ],
+            flags: &[CAP, SCOPE, EXPIRES],
         },
         Sub {
             name: "list",
@@ -56,6 +69,7 @@ close.",
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -72,10 +86,6 @@ close.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
 };
@@ -118,7 +128,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
 
 fn create(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
     let caps: Vec<String> = args
-        .value("cap")
+        .value(&CAP)
         .unwrap_or("send,read")
         .split(',')
         .map(str::trim)
@@ -131,12 +141,12 @@ fn create(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
         ));
     }
     let scopes: Vec<String> = args
-        .values("scope")
+        .values(&SCOPE)
         .iter()
         .map(|s| s.trim().trim_start_matches('#').to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let expires = args.value("expires").map(apikey::expiry).transpose()?;
+    let expires = args.value(&EXPIRES).map(apikey::expiry).transpose()?;
     let label = match args.pos(0) {
         Some(l) => l.to_string(),
         None => format!(

@@ -3,9 +3,52 @@
 use std::path::PathBuf;
 
 use crate::bench::{self, Options, Scenario};
-use crate::cli::{Args, Complete, Example, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Tool, flag, pos};
 use crate::error::{Error, Result};
 use crate::out::Out;
+
+const BROKER: Flag = flag("broker", "the broker to measure: ws://HOST:PORT/ws").value("URL");
+const PEERS: Flag = flag(
+    "peers",
+    "peers (dm, fanout, topic) or connections (idle); defaults 100, 1000, 100, 10000",
+)
+.short('n')
+.value("N");
+const MESSAGES: Flag = flag(
+            "messages",
+            "messages per peer (dm), broadcasts (fanout), posts (topic) or runs (cold); defaults 1000, 20, 1000, \
+50",
+        )
+        .short('m')
+        .value("M");
+const SIZE: Flag = flag("size", "plaintext bytes per message, default 256").value("BYTES");
+const WINDOW: Flag = flag(
+    "window",
+    "dm, topic: sends a peer keeps waiting for their ack, default 1",
+)
+.value("W");
+const RATE: Flag = flag(
+    "rate",
+    "dm, topic: send this many messages per second in all, on a schedule",
+)
+.value("PER_SEC");
+const MEMBERS: Flag = flag(
+    "members",
+    "members of an existing mesh to speak as: JSON lines of meshId, memberId, pubkey, secretKey",
+)
+.value("FILE")
+.complete(Complete::File);
+const BROKER_PID: Flag = flag(
+    "broker-pid",
+    "the broker's process id, for its memory (found by port when local)",
+)
+.value("PID");
+const CM_SEND: Flag = flag(
+    "cm-send",
+    "the cm-send binary cold runs, default the one next to cm-bench",
+)
+.value("PATH")
+.complete(Complete::File);
 
 /// `cm-bench`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -52,52 +95,10 @@ with what only that scenario reports. cm-bench reports figures and judges none."
     args: &[pos("SCENARIO")
         .many()
         .complete(Complete::Values(Scenario::NAMES))],
-    flags: &[
-        flag("broker", "the broker to measure: ws://HOST:PORT/ws").value("URL"),
-        flag(
-            "peers",
-            "peers (dm, fanout, topic) or connections (idle); defaults 100, 1000, 100, 10000",
-        )
-        .short('n')
-        .value("N"),
-        flag(
-            "messages",
-            "messages per peer (dm), broadcasts (fanout), posts (topic) or runs (cold); defaults 1000, 20, 1000, \
-50",
-        )
-        .short('m')
-        .value("M"),
-        flag("size", "plaintext bytes per message, default 256").value("BYTES"),
-        flag(
-            "window",
-            "dm, topic: sends a peer keeps waiting for their ack, default 1",
-        )
-        .value("W"),
-        flag(
-            "rate",
-            "dm, topic: send this many messages per second in all, on a schedule",
-        )
-        .value("PER_SEC"),
-        flag(
-            "members",
-            "members of an existing mesh to speak as: JSON lines of meshId, memberId, pubkey, secretKey",
-        )
-        .value("FILE")
-        .complete(Complete::File),
-        flag(
-            "broker-pid",
-            "the broker's process id, for its memory (found by port when local)",
-        )
-        .value("PID"),
-        flag(
-            "cm-send",
-            "the cm-send binary cold runs, default the one next to cm-bench",
-        )
-        .value("PATH")
-        .complete(Complete::File),
-    ],
+    flags: &[BROKER, PEERS, MESSAGES, SIZE, WINDOW, RATE, MEMBERS, BROKER_PID, CM_SEND],
     subs: &[],
     mesh_flag: false,
+    config_dir: false,
     trailing: false,
     examples: &[
         Example {
@@ -117,18 +118,18 @@ with what only that scenario reports. cm-bench reports figures and judges none."
     env: &[],
 };
 
-fn number<T: std::str::FromStr>(args: &Args, flag: &str) -> Result<Option<T>> {
+fn number<T: std::str::FromStr>(args: &Args, flag: &Flag) -> Result<Option<T>> {
     args.value(flag)
         .map(|v| {
             v.parse::<T>()
-                .map_err(|_| Error::usage(format!("--{flag}: expected a number, got {v:?}")))
+                .map_err(|_| Error::usage(format!("--{}: expected a number, got {v:?}", flag.long)))
         })
         .transpose()
 }
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let broker = args
-        .value("broker")
+        .value(&BROKER)
         .ok_or_else(|| Error::usage("missing --broker URL; see 'cm-bench --help'"))?;
     let defaults = Options::default();
     let opts = Options {
@@ -138,14 +139,14 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             .map(|s| Scenario::parse(s))
             .collect::<Result<_>>()?,
         broker: broker.to_string(),
-        peers: number(args, "peers")?,
-        messages: number(args, "messages")?,
-        size: number(args, "size")?.unwrap_or(defaults.size),
-        rate: number::<f64>(args, "rate")?.filter(|r| r.is_finite() && *r > 0.0),
-        window: number(args, "window")?.unwrap_or(defaults.window),
-        members: args.value("members").map(PathBuf::from),
-        broker_pid: number(args, "broker-pid")?,
-        cm_send: args.value("cm-send").map(PathBuf::from),
+        peers: number(args, &PEERS)?,
+        messages: number(args, &MESSAGES)?,
+        size: number(args, &SIZE)?.unwrap_or(defaults.size),
+        rate: number::<f64>(args, &RATE)?.filter(|r| r.is_finite() && *r > 0.0),
+        window: number(args, &WINDOW)?.unwrap_or(defaults.window),
+        members: args.value(&MEMBERS).map(PathBuf::from),
+        broker_pid: number(args, &BROKER_PID)?,
+        cm_send: args.value(&CM_SEND).map(PathBuf::from),
     };
     bench::run(&opts, out)
 }

@@ -52,6 +52,7 @@ Exit status: 0 stopped by a signal, 3 a bad config, 4 a broker unreachable at th
         },
     ],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -63,10 +64,7 @@ Exit status: 0 stopped by a signal, 3 a bad config, 4 a broker unreachable at th
             what: "Run the bridges and watch what they forward.",
         },
     ],
-    env: &[(
-        "CLAUDEMESH_CONFIG_DIR",
-        "The config directory, instead of ~/.claudemesh.",
-    )],
+    env: &[],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {

@@ -6,9 +6,58 @@ use std::time::Duration;
 
 use crate::broker::log::LogFormat;
 use crate::broker::{self, Options};
-use crate::cli::{Args, Complete, Example, Tool, flag};
+use crate::cli::{Args, Complete, Example, Flag, Tool, flag};
 use crate::error::{Error, Result};
 use crate::out::Out;
+
+const LISTEN: Flag = flag(
+    "listen",
+    "address to listen on, default 127.0.0.1:7900 (port 0 picks a free port)",
+)
+.value("ADDR");
+const DATA: Flag = flag(
+    "data",
+    "data directory, default $XDG_DATA_HOME/claudemesh-broker",
+)
+.value("DIR")
+.complete(Complete::Dir);
+const ADMIN_TOKEN: Flag = flag(
+    "admin-token",
+    "token that lets non-loopback clients create meshes",
+)
+.value("TOKEN");
+const LOG_FORMAT: Flag = flag(
+    "log-format",
+    "log lines as text or json (default text; json with --json)",
+)
+.value("FORMAT")
+.complete(Complete::Values(&["text", "json"]));
+const MAX_CONNS_PER_ADDR: Flag = flag(
+            "max-conns-per-addr",
+            "connections one IP address may hold once their request is in, default 4096 (as many more may be \
+             sending theirs; each gets 5 s)",
+        )
+        .value("N");
+const MAX_CONNS_PER_MESH: Flag = flag(
+    "max-conns-per-mesh",
+    "live presences one mesh may hold, default 1000",
+)
+.value("N");
+const RATE_LIMIT: Flag = flag(
+    "rate-limit",
+    "sends per second per member and burst, default 50:100 (0 turns it off)",
+)
+.value("PER_SEC[:BURST]");
+const LEASE: Flag = flag(
+    "lease",
+    "seconds a pushed message waits for its ack before it is pushed again, default 30",
+)
+.value("SECS");
+const MAX_FILE_SIZE: Flag = flag(
+    "max-file-size",
+    "largest file upload in bytes, default 50000000",
+)
+.value("BYTES");
 
 /// `cm-broker`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -32,57 +81,19 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
     section: 8,
     args: &[],
     flags: &[
-        flag(
-            "listen",
-            "address to listen on, default 127.0.0.1:7900 (port 0 picks a free port)",
-        )
-        .value("ADDR"),
-        flag(
-            "data",
-            "data directory, default $XDG_DATA_HOME/claudemesh-broker",
-        )
-        .value("DIR")
-        .complete(Complete::Dir),
-        flag(
-            "admin-token",
-            "token that lets non-loopback clients create meshes",
-        )
-        .value("TOKEN"),
-        flag(
-            "log-format",
-            "log lines as text or json (default text; json with --json)",
-        )
-        .value("FORMAT")
-        .complete(Complete::Values(&["text", "json"])),
-        flag(
-            "max-conns-per-addr",
-            "connections one IP address may hold once their request is in, default 4096 (as many more may be \
-             sending theirs; each gets 5 s)",
-        )
-        .value("N"),
-        flag(
-            "max-conns-per-mesh",
-            "live presences one mesh may hold, default 1000",
-        )
-        .value("N"),
-        flag(
-            "rate-limit",
-            "sends per second per member and burst, default 50:100 (0 turns it off)",
-        )
-        .value("PER_SEC[:BURST]"),
-        flag(
-            "lease",
-            "seconds a pushed message waits for its ack before it is pushed again, default 30",
-        )
-        .value("SECS"),
-        flag(
-            "max-file-size",
-            "largest file upload in bytes, default 50000000",
-        )
-        .value("BYTES"),
+        LISTEN,
+        DATA,
+        ADMIN_TOKEN,
+        LOG_FORMAT,
+        MAX_CONNS_PER_ADDR,
+        MAX_CONNS_PER_MESH,
+        RATE_LIMIT,
+        LEASE,
+        MAX_FILE_SIZE,
     ],
     subs: &[],
     mesh_flag: false,
+    config_dir: false,
     trailing: false,
     examples: &[
         Example {
@@ -117,14 +128,14 @@ pub fn run(args: &Args, _: &mut Out) -> Result<()> {
 /// Builds [`Options`] from the flags, falling back to `env` and the defaults.
 fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options> {
     let mut o = Options::default();
-    if let Some(v) = args.value("listen") {
+    if let Some(v) = args.value(&LISTEN) {
         o.listen = listen_addr(v)?;
     }
-    if let Some(v) = args.value("data") {
+    if let Some(v) = args.value(&DATA) {
         o.data = PathBuf::from(v);
     }
     o.admin_token = args
-        .value("admin-token")
+        .value(&ADMIN_TOKEN)
         .map(str::to_string)
         .or_else(|| env("CM_BROKER_ADMIN_TOKEN"));
     if o.admin_token.as_deref() == Some("") {
@@ -133,7 +144,7 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     if args.json {
         o.log_format = LogFormat::Json;
     }
-    if let Some(v) = args.value("log-format") {
+    if let Some(v) = args.value(&LOG_FORMAT) {
         o.log_format = match v {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -144,20 +155,20 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
             }
         };
     }
-    if let Some(v) = args.value("max-conns-per-addr") {
-        o.max_conns_per_addr = positive("--max-conns-per-addr", v)?;
+    if let Some(v) = args.value(&MAX_CONNS_PER_ADDR) {
+        o.max_conns_per_addr = positive(&MAX_CONNS_PER_ADDR, v)?;
     }
-    if let Some(v) = args.value("max-conns-per-mesh") {
-        o.max_conns_per_mesh = positive("--max-conns-per-mesh", v)?;
+    if let Some(v) = args.value(&MAX_CONNS_PER_MESH) {
+        o.max_conns_per_mesh = positive(&MAX_CONNS_PER_MESH, v)?;
     }
-    if let Some(v) = args.value("rate-limit") {
+    if let Some(v) = args.value(&RATE_LIMIT) {
         o.rate_limit = rate_limit(v)?;
     }
-    if let Some(v) = args.value("lease") {
-        o.lease = Duration::from_secs(positive("--lease", v)? as u64);
+    if let Some(v) = args.value(&LEASE) {
+        o.lease = Duration::from_secs(positive(&LEASE, v)? as u64);
     }
-    if let Some(v) = args.value("max-file-size") {
-        o.max_file_bytes = positive("--max-file-size", v)? as u64;
+    if let Some(v) = args.value(&MAX_FILE_SIZE) {
+        o.max_file_bytes = positive(&MAX_FILE_SIZE, v)? as u64;
     }
     // Left out of the man page on purpose: it lets any local client move the scheduler's clock.
     o.test_clock = env("CM_BROKER_TEST_CLOCK").as_deref() == Some("1");
@@ -176,11 +187,12 @@ fn listen_addr(v: &str) -> Result<SocketAddr> {
         .ok_or_else(bad)
 }
 
-fn positive(flag: &str, v: &str) -> Result<usize> {
+fn positive(flag: &Flag, v: &str) -> Result<usize> {
     match v.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(Error::usage(format!(
-            "{flag}: expected a positive whole number, got {v:?}"
+            "--{}: expected a positive whole number, got {v:?}",
+            flag.long
         ))),
     }
 }
@@ -212,13 +224,14 @@ fn rate_limit(v: &str) -> Result<Option<(f64, f64)>> {
 mod tests {
     use super::*;
 
-    fn args(flags: &[(&'static str, &str)]) -> Args {
-        Args {
-            flags: flags
-                .iter()
-                .map(|(k, v)| (*k, Some(v.to_string())))
-                .collect(),
-            ..Args::default()
+    /// `cm-broker --K=V ...`, read by the real parser.
+    fn args(flags: &[(&str, &str)]) -> Args {
+        let argv = flags
+            .iter()
+            .map(|(k, v)| std::ffi::OsString::from(format!("--{k}={v}")));
+        match crate::cli::parse(&TOOL, argv) {
+            Ok(crate::cli::Parsed::Run(a)) => a,
+            other => panic!("{flags:?}: {other:?}"),
         }
     }
 

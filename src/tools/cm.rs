@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cli::{Args, Complete, Example, Tool, did_you_mean, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Tool, did_you_mean, flag, pos};
 use crate::error::{Error, Result};
 use crate::multicall::{self, Link};
 use crate::out::Out;
@@ -101,6 +101,11 @@ static VERB_NAMES: [&str; N_NAMES] = {
     out
 };
 
+const LIST: Flag = flag(
+    "list",
+    "print the names of the tools this cm is, one a line",
+);
+
 /// `cm`'s flag table.
 pub static TOOL: Tool = Tool {
     name: "cm",
@@ -139,9 +144,10 @@ as cm-mesh join URL does.
         pos("VERB").optional().complete(Complete::Values(&VERB_NAMES)),
         pos("ARGS").optional().many().complete(Complete::File),
     ],
-    flags: &[flag("list", "print the names of the tools this cm is, one a line")],
+    flags: &[LIST],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: true,
     examples: &[
         Example { cmd: "cm new dev", what: "Create a mesh named dev (runs cm-mesh new dev)." },
@@ -153,7 +159,7 @@ as cm-mesh join URL does.
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    if args.has("list") {
+    if args.has(&LIST) {
         for (t, _) in multicall::TOOLS {
             if out.json {
                 out.json(&serde_json::json!({"type": "tool", "name": t.name}))?;
@@ -165,10 +171,8 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
     let Some(verb) = args.pos(0) else {
         if !args.json && mesh_joined() {
-            let launch = Args {
-                mesh: args.mesh.clone(),
-                ..Args::default()
-            };
+            let mut launch = Args::default();
+            launch.mesh = args.mesh.clone();
             return crate::tools::launch::run(&launch, out);
         }
         return list(out);

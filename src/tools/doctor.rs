@@ -27,6 +27,7 @@ mesh. cm status and cm doctor both run cm-doctor.",
     flags: &[],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -39,10 +40,6 @@ mesh. cm status and cm doctor both run cm-doctor.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("HOME", "Where ~/.claude.json is looked for."),
     ],
 };

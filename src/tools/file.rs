@@ -2,12 +2,27 @@
 
 use std::path::Path;
 
-use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::files::{self, Share, human_size};
 use crate::messaging::inbox::printable;
 use crate::out::Out;
+
+const TO: Flag = flag("to", "share with a peer, a key, @group or *")
+    .value("TARGET")
+    .complete(Complete::Peer);
+const TOPIC: Flag = flag("topic", "share with a topic's members")
+    .value("NAME")
+    .complete(Complete::Topic);
+const OUTPUT: Flag = flag(
+    "output",
+    "where to write it (a directory keeps the file's name)",
+)
+.short('o')
+.value("PATH")
+.complete(Complete::File);
+const FORCE: Flag = flag("force", "replace an existing file");
 
 /// `cm-file`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -43,27 +58,14 @@ output file exists, 7 not shared with you or not yours to remove, 10 a local fil
             aliases: &["share", "upload"],
             about: "encrypt a file and store it on the broker",
             args: &[pos("PATH").complete(Complete::File)],
-            flags: &[
-                flag("to", "share with a peer, a key, @group or *")
-                    .value("TARGET")
-                    .complete(Complete::Peer),
-                flag("topic", "share with a topic's members")
-                    .value("NAME")
-                    .complete(Complete::Topic),
-            ],
+            flags: &[TO, TOPIC],
         },
         Sub {
             name: "get",
             aliases: &["download"],
             about: "download and decrypt a file",
             args: &[pos("ID")],
-            flags: &[
-                flag("output", "where to write it (a directory keeps the file's name)")
-                    .short('o')
-                    .value("PATH")
-                    .complete(Complete::File),
-                flag("force", "replace an existing file"),
-            ],
+            flags: &[OUTPUT, FORCE],
         },
         Sub {
             name: "list",
@@ -81,6 +83,7 @@ output file exists, 7 not shared with you or not yours to remove, 10 a local fil
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -101,10 +104,6 @@ output file exists, 7 not shared with you or not yours to remove, 10 a local fil
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",
@@ -129,7 +128,7 @@ fn put(args: &Args, out: &mut Out) -> Result<()> {
     let path = args
         .pos(0)
         .ok_or_else(|| Error::usage("missing PATH; see 'cm-file put --help'"))?;
-    let share = match (args.value("to"), args.value("topic")) {
+    let share = match (args.value(&TO), args.value(&TOPIC)) {
         (Some(_), Some(_)) => return Err(Error::usage("give --to or --topic, not both")),
         (Some(t), None) => Share::To(t.to_string()),
         (None, Some(t)) => Share::Topic(t.to_string()),
@@ -152,8 +151,8 @@ fn get(args: &Args, out: &mut Out) -> Result<()> {
     let r = files::get(
         &ctx,
         id,
-        args.value("output").map(Path::new),
-        args.has("force"),
+        args.value(&OUTPUT).map(Path::new),
+        args.has(&FORCE),
     )?;
     if out.json {
         out.json(&r)

@@ -3,18 +3,22 @@
 
 use serde::Serialize;
 
-use crate::cli::{Args, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
 use crate::config::Paths;
 use crate::error::{Error, Result};
 use crate::id::{self, Whoami};
 use crate::out::Out;
+
+const NAME: Flag = flag("name", "the display name peers see").value("NAME");
+const FORCE: Flag = flag("force", "replace an existing identity with a new key");
+const TOKEN: Flag = flag("token", "the broker's admin or creation token").value("TOKEN");
 
 /// `cm-id`'s flag table.
 pub static TOOL: Tool = Tool {
     name: "cm-id",
     about: "make and show your identity, and log in to brokers",
     description: "cm-id manages who you are on this machine. cm-id register makes your identity: an ed25519 key \
-pair kept in identity.json in the config directory (mode 0600). Every mesh you create or join uses it as your member \
+pair kept in identity.json in the config directory (mode 0600); the directory is made (mode 0700) if missing. Every mesh you create or join uses it as your member \
 key. The secret key never leaves the machine and is never printed.
 
 cm-id whoami shows your public key, the meshes you have joined and the brokers you are logged in to. Without an \
@@ -32,10 +36,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
             aliases: &[],
             about: "make the local identity (an ed25519 key pair)",
             args: &[],
-            flags: &[
-                flag("name", "the display name peers see").value("NAME"),
-                flag("force", "replace an existing identity with a new key"),
-            ],
+            flags: &[NAME, FORCE],
         },
         Sub {
             name: "whoami",
@@ -49,7 +50,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
             aliases: &[],
             about: "record a broker, and its token, as the default",
             args: &[pos("URL")],
-            flags: &[flag("token", "the broker's admin or creation token").value("TOKEN")],
+            flags: &[TOKEN],
         },
         Sub {
             name: "logout",
@@ -60,6 +61,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
         },
     ],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -75,10 +77,7 @@ Logging in does not contact the broker. cm-id logout forgets one login, or all o
             what: "Create meshes on that broker from now on.",
         },
     ],
-    env: &[(
-        "CLAUDEMESH_CONFIG_DIR",
-        "The config directory, instead of ~/.claudemesh. Created (mode 0700) if missing.",
-    )],
+    env: &[],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
@@ -131,7 +130,7 @@ fn aligned(out: &mut Out, rows: &[(&str, String)]) -> Result<()> {
 }
 
 fn register(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
-    let id = id::register(paths, args.value("name"), args.has("force"))?;
+    let id = id::register(paths, args.value(&NAME), args.has(&FORCE))?;
     if out.json {
         return out.json(&IdentityLine {
             r#type: "identity",
@@ -207,7 +206,7 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
     let given = args
         .pos(0)
         .ok_or_else(|| Error::usage("login needs the broker's URL"))?;
-    let token = args.value("token");
+    let token = args.value(&TOKEN);
     let url = id::login(paths, given, token)?;
     if out.json {
         return out.json(&LoginEvent {

@@ -1,10 +1,19 @@
 //! `cm-inbox`: read the messages waiting for you, and the prompt hook that hands them to Claude Code.
 
-use crate::cli::{Args, Example, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::messaging::inbox::{self, Mode};
 use crate::out::Out;
+
+const PEEK: Flag = flag("peek", "show the messages without marking them read");
+const WAIT: Flag = flag(
+    "wait",
+    "block until a message arrives (at most SECS seconds, if given)",
+)
+.value("SECS")
+.optional();
+const HOOK: Flag = flag("hook", "run as Claude Code's UserPromptSubmit hook");
 
 /// `cm-inbox`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -35,18 +44,10 @@ nothing waiting it prints nothing. A hook must never block the prompt, so any fa
 status 0.",
     section: 1,
     args: &[pos("SECS").optional()],
-    flags: &[
-        flag("peek", "show the messages without marking them read"),
-        flag(
-            "wait",
-            "block until a message arrives (at most SECS seconds, if given)",
-        )
-        .value("SECS")
-        .optional(),
-        flag("hook", "run as Claude Code's UserPromptSubmit hook"),
-    ],
+    flags: &[PEEK, WAIT, HOOK],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -63,10 +64,6 @@ status 0.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",
@@ -76,7 +73,7 @@ status 0.",
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    if args.has("hook") {
+    if args.has(&HOOK) {
         inbox::discard_hook_input();
         let r = Ctx::load_all(args.mesh.as_deref()).and_then(|c| inbox::run(c, Mode::Hook, out));
         if let Err(e) = r {
@@ -84,12 +81,12 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         }
         return Ok(());
     }
-    let secs = match (args.has("wait"), args.value("wait"), args.pos(0)) {
+    let secs = match (args.has(&WAIT), args.value(&WAIT), args.pos(0)) {
         (false, _, Some(_)) => return Err(Error::usage("SECS goes with --wait")),
         (true, Some(_), Some(_)) => return Err(Error::usage("--wait takes one SECS")),
         (_, v, p) => v.or(p),
     };
-    let mode = match (args.has("wait"), args.has("peek")) {
+    let mode = match (args.has(&WAIT), args.has(&PEEK)) {
         (true, true) => return Err(Error::usage("--peek and --wait do not go together")),
         (true, false) => Mode::Wait(secs.map(crate::time::parse_duration).transpose()?),
         (false, true) => Mode::Peek,

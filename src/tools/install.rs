@@ -1,10 +1,14 @@
 //! `cm-install`: registers claudemesh with Claude Code: the `cm-mcp` server, the prompt hooks and the skill.
 
-use crate::cli::{Args, Example, Tool, flag};
+use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
 use crate::install::{self, InstallOpts, Layout, Wanted};
 use crate::out::Out;
+
+const DRY_RUN: Flag = flag("dry-run", "print what would change, and change nothing").short('n');
+const NO_HOOKS: Flag = flag("no-hooks", "leave ~/.claude/settings.json alone");
+const NO_SKILL: Flag = flag("no-skill", "do not install the skill");
 
 /// The flag table.
 pub static TOOL: Tool = Tool {
@@ -23,13 +27,10 @@ pub static TOOL: Tool = Tool {
         and nothing is written. Restart Claude Code afterwards, and start sessions with cm-launch.",
     section: 1,
     args: &[],
-    flags: &[
-        flag("dry-run", "print what would change, and change nothing").short('n'),
-        flag("no-hooks", "leave ~/.claude/settings.json alone"),
-        flag("no-skill", "do not install the skill"),
-    ],
+    flags: &[DRY_RUN, NO_HOOKS, NO_SKILL],
     subs: &[],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -41,25 +42,19 @@ pub static TOOL: Tool = Tool {
             what: "register claudemesh, then start a Claude Code session on the mesh",
         },
     ],
-    env: &[
-        (
-            "HOME",
-            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
-        ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "the config directory that holds installed.json (default ~/.claudemesh)",
-        ),
-    ],
+    env: &[(
+        "HOME",
+        "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+    )],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let layout = Layout::new(&install::home()?, &paths.dir);
     let opts = InstallOpts {
-        dry_run: args.has("dry-run"),
-        hooks: !args.has("no-hooks"),
-        skill: !args.has("no-skill"),
+        dry_run: args.has(&DRY_RUN),
+        hooks: !args.has(&NO_HOOKS),
+        skill: !args.has(&NO_SKILL),
     };
     let items = install::install(&layout, &Wanted::for_this_install(), opts)?;
     for item in &items {

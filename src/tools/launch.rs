@@ -11,12 +11,28 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::cli::{Args, Example, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Tool, flag, pos};
 use crate::config::{Config, Paths, SessionKey};
 use crate::error::{Error, Result};
 use crate::install;
 use crate::launch::{self, SessionStart};
 use crate::out::{self, Out};
+
+const NAME: Flag = flag(
+    "name",
+    "the display name on the mesh (default: the config's displayName, $USER, the host name)",
+)
+.value("NAME");
+const RESUME: Flag = flag(
+    "resume",
+    "resume the conversation with this session id (a UUID)",
+)
+.value("ID");
+const CONTINUE: Flag = flag("continue", "continue the newest conversation").short('c');
+const PRINT_COMMAND: Flag = flag(
+    "print-command",
+    "print the command and environment as JSON instead of running claude",
+);
 
 /// The flag table.
 pub static TOOL: Tool = Tool {
@@ -33,15 +49,10 @@ pub static TOOL: Tool = Tool {
         before claude starts. Run cm-install once first so Claude Code knows the claudemesh MCP server.",
     section: 1,
     args: &[pos("CLAUDE_ARGS").optional().many()],
-    flags: &[
-        flag("name", "the display name on the mesh (default: the config's displayName, $USER, the host name)")
-            .value("NAME"),
-        flag("resume", "resume the conversation with this session id (a UUID)").value("ID"),
-        flag("continue", "continue the newest conversation").short('c'),
-        flag("print-command", "print the command and environment as JSON instead of running claude"),
-    ],
+    flags: &[NAME, RESUME, CONTINUE, PRINT_COMMAND],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -58,16 +69,21 @@ pub static TOOL: Tool = Tool {
         },
     ],
     env: &[
-        ("CLAUDE_BIN", "the claude binary to run (default: claude on PATH)"),
-        ("CLAUDEMESH_CONFIG_DIR", "the config directory (default ~/.claudemesh)"),
-        ("USER", "the display name when neither --name nor the config gives one"),
+        (
+            "CLAUDE_BIN",
+            "the claude binary to run (default: claude on PATH)",
+        ),
+        (
+            "USER",
+            "the display name when neither --name nor the config gives one",
+        ),
     ],
 };
 
 /// Starts `claude` in place of this process (returns only on error), or prints the command with `--print-command`.
 /// `cm` with no arguments calls this with default [`Args`] when a mesh is joined.
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let start = match (args.value("resume"), args.has("continue")) {
+    let start = match (args.value(&RESUME), args.has(&CONTINUE)) {
         (Some(_), true) => {
             return Err(Error::usage(
                 "--resume and --continue cannot be used together",
@@ -86,7 +102,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let config = Config::load(&paths)?;
     let mesh = config.mesh(args.mesh.as_deref())?;
     let name = args
-        .value("name")
+        .value(&NAME)
         .map(str::to_string)
         .or_else(|| config.display_name.clone())
         .filter(|n| !n.is_empty())
@@ -102,7 +118,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     ]);
     let claude_bin = launch::find_claude();
 
-    if args.has("print-command") {
+    if args.has(&PRINT_COMMAND) {
         let bin = claude_bin.map_or_else(|_| "claude".into(), |p| p.display().to_string());
         let argv = launch::launch_argv(&bin, &start, &args.positionals);
         return out.json(&json!({"type": "launch", "argv": argv, "env": env}));

@@ -2,10 +2,14 @@
 
 use std::io::BufReader;
 
-use crate::cli::{Args, Complete, Example, Tool, flag};
+use crate::cli::{Args, Complete, Example, Flag, Tool, flag};
 use crate::error::Result;
 use crate::mcp::{self, Log, Opts};
 use crate::out::Out;
+
+const LOG: Flag = flag("log", "append log lines to FILE instead of stderr")
+    .value("FILE")
+    .complete(Complete::File);
 
 /// `cm-mcp`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -35,11 +39,10 @@ It exits with status 0 when stdin ends, when stdout is closed, when its parent g
 or SIGHUP, closing its session first.",
     section: 1,
     args: &[],
-    flags: &[flag("log", "append log lines to FILE instead of stderr")
-        .value("FILE")
-        .complete(Complete::File)],
+    flags: &[LOG],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -52,10 +55,6 @@ or SIGHUP, closing its session first.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",
@@ -69,7 +68,7 @@ or SIGHUP, closing its session first.",
 };
 
 pub fn run(args: &Args, _out: &mut Out) -> Result<()> {
-    let log = match args.value("log") {
+    let log = match args.value(&LOG) {
         Some(path) => Log::file(std::path::Path::new(path))?,
         None => Log::stderr(),
     };

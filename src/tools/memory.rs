@@ -1,11 +1,19 @@
 //! `cm-memory`: the mesh's memory: remember notes, recall them by relevance, forget them.
 
-use crate::cli::{Args, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::out::short_id;
 use crate::services::memory;
+
+const TAG: Flag = flag("tag", "a tag for the note (repeat for more)")
+    .short('t')
+    .value("TAG")
+    .repeat();
+const LIMIT: Flag = flag("limit", "at most N notes, default 20")
+    .short('n')
+    .value("N");
 
 /// `cm-memory`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -32,17 +40,14 @@ same verbs run as cm remember, cm recall and cm forget. With --json each note is
             aliases: &["add"],
             about: "store a note",
             args: &[pos("TEXT").many()],
-            flags: &[flag("tag", "a tag for the note (repeat for more)")
-                .short('t')
-                .value("TAG")
-                .repeat()],
+            flags: &[TAG],
         },
         Sub {
             name: "recall",
             aliases: &["search"],
             about: "find notes, best match first",
             args: &[pos("QUERY").many()],
-            flags: &[flag("limit", "at most N notes, default 20").short('n').value("N")],
+            flags: &[LIMIT],
         },
         Sub {
             name: "forget",
@@ -53,6 +58,7 @@ same verbs run as cm remember, cm recall and cm forget. With --json each note is
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -74,10 +80,6 @@ same verbs run as cm remember, cm recall and cm forget. With --json each note is
     ],
     env: &[
         (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
-        (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",
         ),
@@ -89,7 +91,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let words = args.positionals.join(" ");
     match args.sub {
         Some("remember") => {
-            let id = memory::remember(&ctx, &words, &args.values("tag"))?;
+            let id = memory::remember(&ctx, &words, &args.values(&TAG))?;
             if out.json {
                 return out.json(&serde_json::json!({"type": "memory_stored", "id": id}));
             }
@@ -104,7 +106,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         }
         _ => {
             let limit = args
-                .value("limit")
+                .value(&LIMIT)
                 .map(|v| {
                     v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
                         Error::usage(format!("--limit: expected a positive number, got {v:?}"))

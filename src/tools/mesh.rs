@@ -2,13 +2,25 @@
 
 use serde::Serialize;
 
-use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::config::{Config, Identity, MeshEntry, OwnerKeys, Paths};
 use crate::error::{Error, Result};
 use crate::mesh;
 use crate::out::{self, Out};
 use crate::time::{fmt_rfc3339, parse_duration};
+
+const BROKER: Flag = flag("broker", "the broker to create it on").value("URL");
+const NAME: Flag = flag("name", "your display name in the mesh").value("DISPLAY");
+const FORGET_OWNER_KEY: Flag = flag(
+    "forget-owner-key",
+    "also delete the mesh's owner key (nobody can invite to it after that)",
+);
+const EXPIRES: Flag = flag("expires", "how long the link works, default 7d").value("DURATION");
+const ROLE: Flag = flag("role", "the role joiners get, default member")
+    .value("ROLE")
+    .complete(Complete::Values(&["member", "admin"]));
+const USES: Flag = flag("uses", "how many joins it allows, default 1").value("N");
 
 /// `cm-mesh`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -39,10 +51,7 @@ the command runs).",
             aliases: &["create"],
             about: "create a mesh and join it",
             args: &[pos("NAME")],
-            flags: &[
-                flag("broker", "the broker to create it on").value("URL"),
-                flag("name", "your display name in the mesh").value("DISPLAY"),
-            ],
+            flags: &[BROKER, NAME],
         },
         Sub {
             name: "list",
@@ -63,30 +72,21 @@ the command runs).",
             aliases: &[],
             about: "forget a mesh on this machine",
             args: &[pos("SLUG").complete(Complete::Mesh)],
-            flags: &[flag(
-                "forget-owner-key",
-                "also delete the mesh's owner key (nobody can invite to it after that)",
-            )],
+            flags: &[FORGET_OWNER_KEY],
         },
         Sub {
             name: "invite",
             aliases: &["share"],
             about: "make an invite link (owner only)",
             args: &[],
-            flags: &[
-                flag("expires", "how long the link works, default 7d").value("DURATION"),
-                flag("role", "the role joiners get, default member")
-                    .value("ROLE")
-                    .complete(Complete::Values(&["member", "admin"])),
-                flag("uses", "how many joins it allows, default 1").value("N"),
-            ],
+            flags: &[EXPIRES, ROLE, USES],
         },
         Sub {
             name: "join",
             aliases: &["add"],
             about: "join the mesh an invite is for",
             args: &[pos("URL-OR-TOKEN")],
-            flags: &[flag("name", "your display name in the mesh").value("DISPLAY")],
+            flags: &[NAME],
         },
         Sub {
             name: "members",
@@ -97,6 +97,7 @@ the command runs).",
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -117,10 +118,6 @@ the command runs).",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",
@@ -193,9 +190,9 @@ fn new(args: &Args, out: &mut Out) -> Result<()> {
     let name = args
         .pos(0)
         .ok_or_else(|| Error::usage("new needs the mesh's NAME"))?;
-    let (url, token) = mesh::broker_for_new(&paths, args.value("broker"))?;
+    let (url, token) = mesh::broker_for_new(&paths, args.value(&BROKER))?;
     let m = noting_identity(&paths, || {
-        mesh::create(&paths, name, &url, token.as_deref(), args.value("name"))
+        mesh::create(&paths, name, &url, token.as_deref(), args.value(&NAME))
     })?;
     if out.json {
         return out.json(&MeshLine::of(&m, None));
@@ -276,7 +273,7 @@ fn leave(args: &Args, out: &mut Out) -> Result<()> {
     let slug = args
         .pos(0)
         .ok_or_else(|| Error::usage("leave needs the mesh's SLUG"))?;
-    let left = mesh::leave(&paths, slug, args.has("forget-owner-key"))?;
+    let left = mesh::leave(&paths, slug, args.has(&FORGET_OWNER_KEY))?;
     let m = &left.entry;
     if left.owner_key && !left.owner_key_forgotten {
         out::warn(
@@ -314,10 +311,10 @@ fn invite(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let config = Config::load(&paths)?;
     let m = config.mesh(args.mesh.as_deref().or(env_mesh().as_deref()))?;
-    let expires = parse_duration(args.value("expires").unwrap_or("7d"))
-        .map_err(|e| e.context("--expires"))?;
-    let role = args.value("role").unwrap_or("member");
-    let uses = match args.value("uses") {
+    let expires =
+        parse_duration(args.value(&EXPIRES).unwrap_or("7d")).map_err(|e| e.context("--expires"))?;
+    let role = args.value(&ROLE).unwrap_or("member");
+    let uses = match args.value(&USES) {
         None => 1,
         Some(v) => v.parse::<u32>().map_err(|_| {
             Error::usage(format!(
@@ -365,7 +362,7 @@ fn join(args: &Args, out: &mut Out) -> Result<()> {
     let input = args
         .pos(0)
         .ok_or_else(|| Error::usage("join needs an invite link or token"))?;
-    let j = noting_identity(&paths, || mesh::join(&paths, input, args.value("name")))?;
+    let j = noting_identity(&paths, || mesh::join(&paths, input, args.value(&NAME)))?;
     let m = &j.entry;
     if out.json {
         return out.json(&JoinedLine {

@@ -1,11 +1,13 @@
 //! `cm-notify`: the mentions of me in topic messages.
 
-use crate::cli::{Args, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::Result;
 use crate::notify;
 use crate::out::Out;
 use crate::topics;
+
+const ALL: Flag = flag("all", "include mentions already read");
 
 /// `cm-notify`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -28,7 +30,7 @@ be read).",
             aliases: &["ls"],
             about: "list unread mentions (with --all, every one)",
             args: &[],
-            flags: &[flag("all", "include mentions already read")],
+            flags: &[ALL],
         },
         Sub {
             name: "read",
@@ -39,6 +41,7 @@ be read).",
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -55,10 +58,6 @@ be read).",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
 };
@@ -78,10 +77,10 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         ));
     }
     let member = topics::member_key(&ctx)?;
-    let list = notify::list(&mut conn, &member, args.has("all"))?;
+    let list = notify::list(&mut conn, &member, args.has(&ALL))?;
     conn.close();
     if list.is_empty() && !out.json {
-        return out.line(if args.has("all") {
+        return out.line(if args.has(&ALL) {
             "no mentions"
         } else {
             "no unread mentions"

@@ -1,10 +1,15 @@
 //! `cm-peers`: who is in the mesh, connected or not.
 
-use crate::cli::{Args, Example, Tool, flag};
+use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::messaging::roster::{self, Roster};
 use crate::out::Out;
+
+const ALL: Flag = flag(
+    "all",
+    "also list control-plane connections (one-shot tools)",
+);
 
 /// `cm-peers`' flag table.
 pub static TOOL: Tool = Tool {
@@ -22,9 +27,10 @@ online or offline for a member row), \"online\", \"summary\", \"groups\", \"host
 pubkey is the key to send to.",
     section: 1,
     args: &[],
-    flags: &[flag("all", "also list control-plane connections (one-shot tools)")],
+    flags: &[ALL],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -37,10 +43,6 @@ pubkey is the key to send to.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
 };
@@ -55,7 +57,7 @@ fn fetch(ctx: &Ctx) -> Result<Roster> {
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let ctxs = Ctx::load_all(args.mesh.as_deref())?;
-    let all = args.has("all");
+    let all = args.has(&ALL);
     let mut failed: Option<Error> = None;
     for (i, ctx) in ctxs.iter().enumerate() {
         let r = match fetch(ctx) {

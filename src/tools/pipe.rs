@@ -41,6 +41,7 @@ cm-pipe joins as a session of its own for as long as it runs (messages to your m
     flags: &[],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -53,10 +54,6 @@ cm-pipe joins as a session of its own for as long as it runs (messages to your m
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",

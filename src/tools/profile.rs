@@ -1,10 +1,16 @@
 //! `cm-profile`: what peers see of you (name, summary, status, visibility, role tag, groups), shown and edited.
 
-use crate::cli::{Args, Complete, Example, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::Result;
 use crate::out::{self, Out};
 use crate::services::profile::{self, Edit, Profile};
+
+const ROLE: Flag = flag("role", "your role in the group you join").value("ROLE");
+const HOOK: Flag = flag(
+    "hook",
+    "run as a Claude Code hook: silent, bounded, always exits 0",
+);
 
 /// `cm-profile`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -32,15 +38,10 @@ launched session, gives up after 3 seconds, and always exits 0, with any error o
         ])),
         pos("VALUE").optional().many(),
     ],
-    flags: &[
-        flag("role", "your role in the group you join").value("ROLE"),
-        flag(
-            "hook",
-            "run as a Claude Code hook: silent, bounded, always exits 0",
-        ),
-    ],
+    flags: &[ROLE, HOOK],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -62,10 +63,6 @@ launched session, gives up after 3 seconds, and always exits 0, with any error o
     ],
     env: &[
         (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
-        (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",
         ),
@@ -79,14 +76,14 @@ launched session, gives up after 3 seconds, and always exits 0, with any error o
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let field = args.pos(0);
     let value = args.positionals.get(1..).unwrap_or_default();
-    if args.has("hook") {
+    if args.has(&HOOK) {
         if let Some(e) = profile::hook(field.unwrap_or_default(), value) {
             out::warn(TOOL.name, e);
         }
         return Ok(());
     }
     let edit = field
-        .map(|f| profile::parse_edit(f, value, args.value("role")))
+        .map(|f| profile::parse_edit(f, value, args.value(&ROLE)))
         .transpose()?;
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let p = match &edit {

@@ -1,12 +1,35 @@
 //! `cm-remind`: reminders and cron jobs the broker delivers, or a reminder sent now from a crontab.
 
-use crate::cli::{Args, Complete, Example, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::out::short_id;
 use crate::remind::{self, When};
 use crate::time::now_ms;
+
+const TO: Flag = flag(
+    "to",
+    "who gets it: a peer name or key, * or @group (default: you)",
+)
+.value("TARGET")
+.complete(Complete::Peer);
+const IN: Flag = flag("in", "deliver after this long: 90s, 30m, 2h, 1d, 1h30m").value("DURATION");
+const AT: Flag = flag(
+    "at",
+    "deliver at HH:MM, YYYY-MM-DD HH:MM (local) or an RFC 3339 time",
+)
+.value("TIME");
+const CRON: Flag = flag(
+    "cron",
+    "deliver at every match of a 5-field cron expression",
+)
+.value("EXPR");
+const TZ: Flag = flag(
+    "tz",
+    "the --cron offset from UTC, like +02:00 (no zone names)",
+)
+.value("OFFSET");
 
 /// `cm-remind`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -35,25 +58,10 @@ cm-remind list shows your pending reminders, soonest first (with their text when
 cm-remind cancel ID cancels one by id or the start of its id. With --json each reminder is one JSON object.",
     section: 1,
     args: &[pos("MESSAGE").optional().many()],
-    flags: &[
-        flag("to", "who gets it: a peer name or key, * or @group (default: you)")
-            .value("TARGET")
-            .complete(Complete::Peer),
-        flag("in", "deliver after this long: 90s, 30m, 2h, 1d, 1h30m").value("DURATION"),
-        flag(
-            "at",
-            "deliver at HH:MM, YYYY-MM-DD HH:MM (local) or an RFC 3339 time",
-        )
-        .value("TIME"),
-        flag("cron", "deliver at every match of a 5-field cron expression").value("EXPR"),
-        flag(
-            "tz",
-            "the --cron offset from UTC, like +02:00 (no zone names)",
-        )
-        .value("OFFSET"),
-    ],
+    flags: &[TO, IN, AT, CRON, TZ],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -79,10 +87,6 @@ cm-remind cancel ID cancels one by id or the start of its id. With --json each r
     ],
     env: &[
         (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
-        (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",
         ),
@@ -95,7 +99,7 @@ cm-remind cancel ID cancels one by id or the start of its id. With --json each r
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let timed = ["to", "in", "at", "cron", "tz"].iter().any(|f| args.has(f));
+    let timed = [&TO, &IN, &AT, &CRON, &TZ].iter().any(|f| args.has(f));
     let words: Vec<&str> = args.positionals.iter().map(String::as_str).collect();
     match (words.as_slice(), timed) {
         (["list"], false) => return list(args, out),
@@ -108,14 +112,14 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         _ => {}
     }
     let when = remind::when(
-        args.value("in"),
-        args.value("at"),
-        args.value("cron"),
-        args.value("tz"),
+        args.value(&IN),
+        args.value(&AT),
+        args.value(&CRON),
+        args.value(&TZ),
         now_ms(),
     )?;
     let ctx = Ctx::load(args.mesh.as_deref())?;
-    let r = remind::remind(&ctx, args.value("to"), &when, &words.join(" "))?;
+    let r = remind::remind(&ctx, args.value(&TO), &when, &words.join(" "))?;
     if out.json {
         return out.json(&r);
     }

@@ -1,9 +1,22 @@
 //! `cm-send`: an end-to-end encrypted message to a peer, a group or everyone, with an honest delivery status.
 
-use crate::cli::{Args, Complete, Example, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Tool, flag, pos};
 use crate::error::{Error, Result};
 use crate::messaging::send::Sender;
 use crate::out::Out;
+use crate::wire::Priority;
+
+const PRIORITY: Flag = flag("priority", "now, next (the default) or low")
+    .short('p')
+    .value("LEVEL")
+    .complete(Complete::Values(Priority::NAMES));
+const REPLY_TO: Flag = flag("reply-to", "mark the message as an answer to message ID").value("ID");
+const STDIN: Flag = flag("stdin", "send each line of standard input as a message");
+const CLIENT_ID: Flag = flag(
+    "client-id",
+    "the message's client id: a message sent again with the same id is stored once",
+)
+.value("ID");
 
 /// `cm-send`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -44,21 +57,10 @@ outcome, 1 anything else.",
         pos("TARGET").optional().complete(Complete::Peer),
         pos("MESSAGE").optional().many(),
     ],
-    flags: &[
-        flag("priority", "now, next (the default) or low")
-            .short('p')
-            .value("LEVEL")
-            .complete(Complete::Values(&["now", "next", "low"])),
-        flag("reply-to", "mark the message as an answer to message ID").value("ID"),
-        flag("stdin", "send each line of standard input as a message"),
-        flag(
-            "client-id",
-            "the message's client id: a message sent again with the same id is stored once",
-        )
-        .value("ID"),
-    ],
+    flags: &[PRIORITY, REPLY_TO, STDIN, CLIENT_ID],
     subs: &[],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -79,10 +81,6 @@ outcome, 1 anything else.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
         (
             "CLAUDEMESH_SESSION_ID",
@@ -92,16 +90,12 @@ outcome, 1 anything else.",
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let priority = args
-        .value("priority")
-        .map(str::parse)
-        .transpose()?
-        .unwrap_or_default();
-    let reply_to = args.value("reply-to");
+    let priority = args.get::<Priority>(&PRIORITY)?.unwrap_or_default();
+    let reply_to = args.value(&REPLY_TO);
     if reply_to.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::usage("--reply-to needs a message id"));
     }
-    let client_id = args.value("client-id");
+    let client_id = args.value(&CLIENT_ID);
     if let Some(id) = client_id
         && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
     {
@@ -109,7 +103,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             "--client-id needs 1 to 128 characters, none of them control characters",
         ));
     }
-    if args.has("stdin") {
+    if args.has(&STDIN) {
         if client_id.is_some() {
             return Err(Error::usage(
                 "--client-id names one message: with --stdin give \"client_id\" in each JSON line",
@@ -138,5 +132,21 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         out.json(&r)
     } else {
         out.line(r.words())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_priority_is_offered_and_parses() {
+        for name in Priority::NAMES {
+            assert!(PRIORITY.help.contains(name), "--priority's help: {name}");
+            assert_eq!(
+                name.parse::<Priority>().map(Priority::as_str).ok(),
+                Some(*name)
+            );
+        }
     }
 }

@@ -1,13 +1,17 @@
 //! `cm-state`: shared key/value state of a mesh, with compare-and-set and a stream of changes.
 
-use crate::cli::{Args, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::{self, Out};
 use crate::services::state::{self, Entry, show_value};
 use crate::time::{fmt_ago, now_ms, parse_rfc3339};
 
-const IF_VERSION: &str = "write only if the key is at version N (0: only if it is not set)";
+const IF_VERSION: Flag = flag(
+    "if-version",
+    "write only if the key is at version N (0: only if it is not set)",
+)
+.value("N");
 
 /// `cm-state`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -46,7 +50,7 @@ watch.",
             aliases: &["put"],
             about: "set a key to a JSON value or a string",
             args: &[pos("KEY"), pos("VALUE")],
-            flags: &[flag("if-version", IF_VERSION).value("N")],
+            flags: &[IF_VERSION],
         },
         Sub {
             name: "list",
@@ -60,7 +64,7 @@ watch.",
             aliases: &["rm", "delete"],
             about: "delete a key",
             args: &[pos("KEY")],
-            flags: &[flag("if-version", IF_VERSION).value("N")],
+            flags: &[IF_VERSION],
         },
         Sub {
             name: "watch",
@@ -71,6 +75,7 @@ watch.",
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -91,10 +96,6 @@ watch.",
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         (
             "CLAUDEMESH_MESH",
             "The mesh to use when --mesh is not given.",
@@ -158,7 +159,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
 }
 
 fn if_version(args: &Args) -> Result<Option<i64>> {
-    args.value("if-version")
+    args.value(&IF_VERSION)
         .map(|v| {
             v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                 Error::usage(format!(

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::cli::{Args, Complete, Example, Sub, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Error, Result};
 use crate::out::Out;
@@ -10,6 +10,34 @@ use crate::out::short_id;
 use crate::topics::{self, Line, Thread, tail};
 
 const TOPIC: crate::cli::Pos = pos("NAME").complete(Complete::Topic);
+
+const DESCRIPTION: Flag = flag("description", "what the topic is for").value("TEXT");
+const VISIBILITY: Flag = flag("visibility", "who may join: public (default) or private")
+    .value("VISIBILITY")
+    .complete(Complete::Values(&["public", "private"]));
+const CREATE_PLAINTEXT: Flag = flag(
+    "plaintext",
+    "no topic key: messages are stored as base64 text",
+);
+const REPLY_TO: Flag = flag(
+    "reply-to",
+    "answer this message (its id, or 6+ of its first characters)",
+)
+.value("ID");
+const POST_PLAINTEXT: Flag = flag(
+    "plaintext",
+    "post base64 text (only to a topic without a key)",
+);
+const TAIL_LIMIT: Flag = flag(
+    "limit",
+    "how many past messages to print first (default 20)",
+)
+.short('n')
+.value("N");
+const HISTORY_LIMIT: Flag = flag("limit", "how many messages (1-200, default 20)")
+    .short('n')
+    .value("N");
+const BEFORE: Flag = flag("before", "only messages older than this one").value("ID");
 
 /// `cm-topic`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -45,13 +73,7 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
             aliases: &["new"],
             about: "create a topic (encrypted unless --plaintext)",
             args: &[pos("NAME")],
-            flags: &[
-                flag("description", "what the topic is for").value("TEXT"),
-                flag("visibility", "who may join: public (default) or private")
-                    .value("VISIBILITY")
-                    .complete(Complete::Values(&["public", "private"])),
-                flag("plaintext", "no topic key: messages are stored as base64 text"),
-            ],
+            flags: &[DESCRIPTION, VISIBILITY, CREATE_PLAINTEXT],
         },
         Sub {
             name: "list",
@@ -86,32 +108,21 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
             aliases: &["send"],
             about: "post a message",
             args: &[TOPIC, pos("MESSAGE").many()],
-            flags: &[
-                flag("reply-to", "answer this message (its id, or 6+ of its first characters)")
-                    .value("ID"),
-                flag("plaintext", "post base64 text (only to a topic without a key)"),
-            ],
+            flags: &[REPLY_TO, POST_PLAINTEXT],
         },
         Sub {
             name: "tail",
             aliases: &["follow"],
             about: "print the last messages, then follow new ones until Ctrl-C",
             args: &[TOPIC],
-            flags: &[flag("limit", "how many past messages to print first (default 20)")
-                .short('n')
-                .value("N")],
+            flags: &[TAIL_LIMIT],
         },
         Sub {
             name: "history",
             aliases: &["log"],
             about: "print a page of history, oldest first",
             args: &[TOPIC],
-            flags: &[
-                flag("limit", "how many messages (1-200, default 20)")
-                    .short('n')
-                    .value("N"),
-                flag("before", "only messages older than this one").value("ID"),
-            ],
+            flags: &[HISTORY_LIMIT, BEFORE],
         },
         Sub {
             name: "read",
@@ -122,6 +133,7 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
         },
     ],
     mesh_flag: true,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -142,10 +154,6 @@ lines, members {\"type\":\"topic_member\", ...}, post {\"type\":\"topic_post\", 
         },
     ],
     env: &[
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("CLAUDEMESH_MESH", "The mesh to use when --mesh is not given."),
     ],
 };
@@ -160,7 +168,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         Some("members") => members(&ctx, topic, out),
         Some("post") => post(&ctx, args, out),
         Some("tail") => {
-            let limit = number(args, 20)?;
+            let limit = number(args, &TAIL_LIMIT, 20)?;
             match tail::run(&ctx, topic, limit, TOOL.name, out)? {
                 tail::Ended::Closed => Ok(()),
                 tail::Ended::Interrupted => {
@@ -175,8 +183,9 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
 }
 
-fn number(args: &Args, default: u32) -> Result<u32> {
-    match args.value("limit") {
+/// `--limit` of `tail` or `history` (`limit`), or `default`.
+fn number(args: &Args, limit: &Flag, default: u32) -> Result<u32> {
+    match args.value(limit) {
         None => Ok(default),
         Some(n) => n.parse::<u32>().ok().filter(|n| *n <= 200).ok_or_else(|| {
             Error::usage(format!("--limit takes a number from 0 to 200 (got {n:?})"))
@@ -195,9 +204,9 @@ fn create(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
         &mut conn,
         &member,
         name,
-        args.value("description"),
-        args.value("visibility"),
-        args.has("plaintext"),
+        args.value(&DESCRIPTION),
+        args.value(&VISIBILITY),
+        args.has(&CREATE_PLAINTEXT),
     )?;
     conn.close();
     if unsealed > 0 {
@@ -412,7 +421,7 @@ fn post(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
     if text.trim().is_empty() {
         return Err(Error::usage("missing MESSAGE; see 'cm-topic --help'"));
     }
-    let reply_to = args.value("reply-to");
+    let reply_to = args.value(&REPLY_TO);
     if reply_to.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::usage("--reply-to needs a message id"));
     }
@@ -424,7 +433,7 @@ fn post(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
         topic,
         &text,
         reply_to,
-        args.has("plaintext"),
+        args.has(&POST_PLAINTEXT),
     )?;
     conn.close();
     if out.json {
@@ -436,10 +445,10 @@ fn post(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
 
 fn history(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
     let topic = args.pos(0).unwrap_or_default();
-    let limit = number(args, 20)?.max(1);
+    let limit = number(args, &HISTORY_LIMIT, 20)?.max(1);
     let mut conn = ctx.connect()?;
     let member = topics::member_key(ctx)?;
-    let t = topics::open(&mut conn, topic, &member, limit, args.value("before"))?;
+    let t = topics::open(&mut conn, topic, &member, limit, args.value(&BEFORE))?;
     let mut thread = Thread::default();
     for m in &t.history {
         let line = Line::of(&t, m);

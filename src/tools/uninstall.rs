@@ -1,10 +1,12 @@
 //! `cm-uninstall`: removes exactly what `cm-install` added to Claude Code's files.
 
-use crate::cli::{Args, Example, Tool, flag};
+use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
 use crate::install::{self, Layout, Wanted};
 use crate::out::Out;
+
+const DRY_RUN: Flag = flag("dry-run", "print what would be removed, and remove nothing").short('n');
 
 /// The flag table.
 pub static TOOL: Tool = Tool {
@@ -19,30 +21,25 @@ pub static TOOL: Tool = Tool {
         changed. When nothing is installed it says so and exits 0.",
     section: 1,
     args: &[],
-    flags: &[flag("dry-run", "print what would be removed, and remove nothing").short('n')],
+    flags: &[DRY_RUN],
     subs: &[],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[Example {
         cmd: "cm-uninstall --dry-run",
         what: "show what would be removed",
     }],
-    env: &[
-        (
-            "HOME",
-            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
-        ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "the config directory that holds installed.json (default ~/.claudemesh)",
-        ),
-    ],
+    env: &[(
+        "HOME",
+        "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+    )],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
     let layout = Layout::new(&install::home()?, &paths.dir);
-    let items = install::uninstall(&layout, &Wanted::for_this_install(), args.has("dry-run"))?;
+    let items = install::uninstall(&layout, &Wanted::for_this_install(), args.has(&DRY_RUN))?;
     if items.is_empty() && !out.json {
         return out.line("Nothing to remove: claudemesh is not installed.");
     }

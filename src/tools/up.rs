@@ -2,10 +2,22 @@
 
 use serde::Serialize;
 
-use crate::cli::{Args, Complete, Example, Sub, Tool, flag};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag};
 use crate::error::Result;
 use crate::out::Out;
 use crate::up::{self, Down, Source};
+
+const DATA: Flag = flag(
+    "data",
+    "the broker's data directory, default $XDG_DATA_HOME/claudemesh-broker",
+)
+.value("DIR")
+.complete(Complete::Dir);
+const LISTEN: Flag = flag(
+    "listen",
+    "where the broker listens, default 127.0.0.1:7900 (port 0 picks a free one)",
+)
+.value("ADDR");
 
 /// `cm-up`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -25,23 +37,14 @@ within 10 s. With nothing to stop it says so and exits 0. cm-up status shows whe
 Without a subcommand cm-up runs up.",
     section: 1,
     args: &[],
-    flags: &[flag(
-        "data",
-        "the broker's data directory, default $XDG_DATA_HOME/claudemesh-broker",
-    )
-    .value("DIR")
-    .complete(Complete::Dir)],
+    flags: &[DATA],
     subs: &[
         Sub {
             name: "up",
             aliases: &["start"],
             about: "start the broker if needed; make an identity and a mesh if there are none",
             args: &[],
-            flags: &[flag(
-                "listen",
-                "where the broker listens, default 127.0.0.1:7900 (port 0 picks a free one)",
-            )
-            .value("ADDR")],
+            flags: &[LISTEN],
         },
         Sub {
             name: "down",
@@ -59,6 +62,7 @@ Without a subcommand cm-up runs up.",
         },
     ],
     mesh_flag: false,
+    config_dir: true,
     trailing: false,
     examples: &[
         Example {
@@ -79,22 +83,18 @@ Without a subcommand cm-up runs up.",
             "XDG_DATA_HOME",
             "Where the default data directory goes (else ~/.local/share).",
         ),
-        (
-            "CLAUDEMESH_CONFIG_DIR",
-            "The config directory, instead of ~/.claudemesh.",
-        ),
         ("USER", "The name of the first mesh, and your display name."),
     ],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let data = up::data_dir(args.value("data"));
+    let data = up::data_dir(args.value(&DATA));
     match args.sub {
         Some("down") => down(&data, out),
         Some("status") => status(&data, out),
         _ => up(
             &data,
-            args.value("listen").unwrap_or(up::DEFAULT_LISTEN),
+            args.value(&LISTEN).unwrap_or(up::DEFAULT_LISTEN),
             out,
         ),
     }
