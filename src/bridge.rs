@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -17,6 +17,7 @@ use crate::client::{ConnOpts, Ctx, Event, Inbound, Session, SessionAuth, Session
 use crate::crypto::{self, Keypair, b64};
 use crate::error::{Error, Result};
 use crate::out::Out;
+use crate::signal::{self, Signal};
 use crate::topics;
 use crate::wire::{self, Frame, SendMessage};
 
@@ -137,7 +138,7 @@ pub fn init(path: &Path) -> Result<()> {
 /// A message the loop waits for: from a session, or a signal to stop.
 enum Msg {
     Session(usize, Box<Event>),
-    Stop,
+    Stop(Signal),
 }
 
 /// A joined mesh: its session and the member key topic keys are sealed to.
@@ -193,7 +194,10 @@ pub fn run(path: &Path, out: &mut Out) -> Result<()> {
     let config = Config::load(path)?;
     let (tx, rx) = mpsc::channel::<Msg>();
     // Blocked before any thread starts, so every thread inherits the mask and only the waiting thread sees them.
-    watch_signals(tx.clone())?;
+    let stop = tx.clone();
+    signal::watch(&[Signal::Interrupt, Signal::Terminate], move |s| {
+        let _ = stop.send(Msg::Stop(s));
+    })?;
     let mut slugs: Vec<String> = Vec::new();
     for p in &config.bridges {
         for e in [&p.a, &p.b] {
@@ -246,29 +250,6 @@ pub fn run(path: &Path, out: &mut Out) -> Result<()> {
         m.session.close();
     }
     result
-}
-
-fn watch_signals(tx: Sender<Msg>) -> Result<()> {
-    // SAFETY: the sigset is zeroed (a valid value) and filled by sigemptyset/sigaddset before use; the mask is
-    // changed for this thread only, before any other thread exists.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::Builder::new()
-        .name("cm-bridge-signals".into())
-        .spawn(move || {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `set` is a valid, initialized sigset and `sig` a valid out-pointer.
-            unsafe { libc::sigwait(&set, &mut sig) };
-            let _ = tx.send(Msg::Stop);
-        })
-        .map(|_| ())
-        .map_err(|e| Error::internal(format!("starting the signal thread: {e}")))
 }
 
 impl Bridge<'_> {
@@ -346,7 +327,7 @@ impl Bridge<'_> {
         loop {
             let Ok(msg) = rx.recv() else { return Ok(()) };
             let (i, ev) = match msg {
-                Msg::Stop => return Ok(()),
+                Msg::Stop(s) => return s.outcome(),
                 Msg::Session(i, ev) => (i, *ev),
             };
             let slug = self.meshes[i].slug.clone();

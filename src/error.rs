@@ -28,6 +28,9 @@ pub enum Code {
     Unknown = 9,
     /// A local file or directory could not be read or written.
     Io = 10,
+    /// Stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports a process the signal ended, so a loop around the
+    /// tool stops too.
+    Interrupted = 130,
 }
 
 impl Code {
@@ -83,6 +86,10 @@ impl Error {
     }
     pub fn io(msg: impl Into<String>) -> Error {
         Error::new(Code::Io, msg)
+    }
+    /// Ctrl-C: exits 130 without a message.
+    pub fn interrupted() -> Error {
+        Error::new(Code::Interrupted, "")
     }
 
     /// Prefixes the message with what was being done: `reading config.json: permission denied`.

@@ -10,6 +10,7 @@
 //! | [`config`] | the config directory, `config.json` in the original's schema, identity and session keys, atomic 0600 writes |
 //! | [`time`] | RFC 3339 times and durations without a calendar crate |
 //! | [`cron`] | cron expressions (Vixie cron's dialect) in UTC or at a fixed offset |
+//! | [`signal`] | SIGINT, SIGTERM and SIGHUP waited for by one thread, for the tools that run until stopped; Ctrl-C exits 130 |
 //! | [`out`] | human or JSON Lines output, one error line on stderr; short ids, keys and times as people read them |
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
 //! | [`id`] | `cm-id`: the identity on this machine and its broker logins |
@@ -59,6 +60,7 @@ pub mod notify;
 pub mod out;
 pub mod remind;
 pub mod services;
+pub mod signal;
 pub mod target;
 pub mod time;
 pub mod tools;

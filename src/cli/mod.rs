@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::out::Out;
 
 mod complete;
@@ -304,6 +304,7 @@ pub fn main_with(tool: &'static Tool, run: Run, args: impl IntoIterator<Item = O
     crate::out::set_tool(tool.name);
     let status = match run_main(tool, run, args) {
         Ok(()) => 0,
+        Err(e) if e.code == Code::Interrupted => e.code.exit_status(),
         Err(e) => {
             crate::out::warn(tool.name, &e);
             e.code.exit_status()

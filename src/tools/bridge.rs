@@ -12,7 +12,7 @@ pub static TOOL: Tool = Tool {
     name: "cm-bridge",
     about: "forward a topic's messages into a topic of another mesh",
     description: "cm-bridge run CONFIG forwards every message posted to one topic into another, usually of another \
-mesh, and runs until SIGINT or SIGTERM (exit status 0). CONFIG is a JSON file, {\"bridges\":[{\"a\":{\"mesh\":SLUG, \
+mesh, and runs until SIGTERM (exit status 0) or Ctrl-C (130). CONFIG is a JSON file, {\"bridges\":[{\"a\":{\"mesh\":SLUG, \
 \"topic\":NAME}, \"b\":{\"mesh\":SLUG, \"topic\":NAME}, \"direction\":\"both\"|\"a_to_b\"|\"b_to_a\"}]}; every \
 mesh must be joined in this config directory. cm-bridge init [PATH] writes an example (cm-bridge.json unless \
 PATH is given) and never replaces a file.

@@ -171,10 +171,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             let limit = number(args, &TAIL_LIMIT, 20)?;
             match tail::run(&ctx, topic, limit, TOOL.name, out)? {
                 tail::Ended::Closed => Ok(()),
-                tail::Ended::Interrupted => {
-                    let _ = out.flush();
-                    std::process::exit(130)
-                }
+                tail::Ended::Interrupted => Err(Error::interrupted()),
             }
         }
         Some("history") => history(&ctx, args, out),

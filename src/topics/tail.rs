@@ -40,21 +40,11 @@ pub enum Ended {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// Turns Ctrl-C into a flag the loop reads, so the tail closes its session and exits quietly.
-fn catch_sigint() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the sigaction struct is zeroed
-    // (a valid value) before its fields are set.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-    }
+fn catch_sigint() -> Result<()> {
+    crate::signal::watch(&[crate::signal::Signal::Interrupt], |_| {
+        INTERRUPTED.store(true, Ordering::SeqCst)
+    })
 }
 
 struct Tail<'a> {
@@ -70,7 +60,7 @@ struct Tail<'a> {
 
 /// Runs `cm-topic tail` on `ctx`'s mesh: prints the last `limit` messages of `topic`, then each new one.
 pub fn run(ctx: &Ctx, topic: &str, limit: u32, tool: &str, out: &mut Out) -> Result<Ended> {
-    catch_sigint();
+    catch_sigint()?;
     let member = super::member_key(ctx)?;
     let opts = SessionOpts {
         conn: ConnOpts {

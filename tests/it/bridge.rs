@@ -110,18 +110,30 @@ impl Bridge {
     }
 
     /// SIGTERM: the bridge stops cleanly with exit status 0.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.signal(libc::SIGTERM, 0);
+    }
+
+    /// Ctrl-C: the bridge closes its sessions and exits 130, silently.
+    fn interrupt(self) {
+        self.signal(libc::SIGINT, 130);
+    }
+
+    fn signal(mut self, sig: libc::c_int, code: i32) {
         // SAFETY: the pid is this test's child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         let until = Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < until, "the bridge did not end on SIGTERM");
+            assert!(
+                Instant::now() < until,
+                "the bridge did not end on signal {sig}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert_eq!(status.code(), Some(0));
+        assert_eq!(status.code(), Some(code));
     }
 }
 
@@ -222,7 +234,7 @@ fn bridge_opposite_bridges_do_not_loop() {
     stays(&w.bob, "north", "dev", 2);
     stays(&w.carol, "south", "ops", 2);
     there.stop();
-    back.stop();
+    back.interrupt();
 }
 
 #[test]
