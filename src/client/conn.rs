@@ -10,8 +10,6 @@ use crate::error::{Code, Error, Result};
 use crate::wire::{self, Ack, ClientAck, Frame, HelloAck, Push, SendMessage};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
 
 /// Why a connect failed, with what the session loop needs to decide whether to try again.
 #[derive(Debug)]
@@ -363,23 +361,7 @@ impl Conn {
             return;
         }
         self.closed = true;
-        let _ = self.ws.close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        }));
-        let deadline = Instant::now() + Duration::from_millis(500);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let _ = self.ws.get_ref().tcp().set_read_timeout(Some(left));
-            match self.ws.read() {
-                Ok(_) => {}
-                Err(e) if would_block(&e) => {}
-                Err(_) => return,
-            }
-        }
+        transport::close(&mut self.ws);
     }
 
     fn write(&mut self, text: String) -> Result<()> {
@@ -692,8 +674,8 @@ mod tests {
                 json!({"type": "error", "code": "revoked",
                                   "message": "You've been removed from \"dev\"."}),
             );
-            let _ = ws.close(Some(CloseFrame {
-                code: CloseCode::from(4002),
+            let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::from(4002),
                 reason: "banned".into(),
             }));
             let _ = ws.flush();

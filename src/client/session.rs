@@ -34,8 +34,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
 
 const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
@@ -729,7 +727,7 @@ impl Io {
                     }
                     Cmd::Reconnect => return End::Reconnect,
                     Cmd::Close => {
-                        close_link(link);
+                        super::transport::close(&mut link.ws);
                         return End::Closed;
                     }
                 };
@@ -919,30 +917,6 @@ fn flush(link: &mut Link) -> std::result::Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) if would_block(&e) => Ok(()),
         Err(e) => Err(format!("connection lost: {}", ws_error(&e))),
-    }
-}
-
-/// Sends a close frame and waits up to half a second for the echo, blocking.
-fn close_link(link: &mut Link) {
-    let tcp = link.ws.get_ref().tcp();
-    let _ = tcp.set_nonblocking(false);
-    let _ = tcp.set_write_timeout(Some(Duration::from_millis(500)));
-    let _ = link.ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }));
-    let deadline = Instant::now() + Duration::from_millis(500);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let _ = link.ws.get_ref().tcp().set_read_timeout(Some(left));
-        match link.ws.read() {
-            Ok(_) => {}
-            Err(e) if would_block(&e) => {}
-            Err(_) => return,
-        }
     }
 }
 
@@ -1136,8 +1110,8 @@ mod tests {
                 &mut ws,
                 json!({"type": "hello_ack", "presenceId": "p", "memberDisplayName": "a"}),
             );
-            let _ = ws.close(Some(CloseFrame {
-                code: CloseCode::from(4001),
+            let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::from(4001),
                 reason: "kicked".into(),
             }));
             let _ = ws.flush();

@@ -240,6 +240,34 @@ pub(crate) fn would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
+/// Sends a close frame and waits up to half a second for the broker's echo, blocking, so the broker sees a clean
+/// close and announces the departure at once instead of after its grace period.
+pub(crate) fn close(ws: &mut Ws) {
+    let tcp = ws.get_ref().tcp();
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_write_timeout(Some(CLOSE_WAIT));
+    let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }));
+    let deadline = std::time::Instant::now() + CLOSE_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let _ = ws.get_ref().tcp().set_read_timeout(Some(left));
+        match ws.read() {
+            Ok(_) => {}
+            Err(e) if would_block(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// How long [`close`] waits for the echo.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
 #[cfg(test)]
 mod tests {
     use super::*;

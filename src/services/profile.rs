@@ -5,9 +5,8 @@
 //! always the member's. A session started with a name of its own (`cm launch --name`, `$CLAUDEMESH_DISPLAY_NAME`,
 //! `displayName` in config.json) shows that name again when it reconnects.
 
-use std::io::Read;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -208,46 +207,11 @@ pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Profile> {
     profile_of(result?)
 }
 
-/// Reads and drops what Claude Code writes on a hook's stdin: at most 1 MiB, for at most a second, and nothing
-/// when stdin is a terminal.
-fn discard_stdin() {
-    // SAFETY: isatty only inspects the descriptor number.
-    if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut left: usize = 1 << 20;
-    let mut buf = [0u8; 8192];
-    let mut stdin = std::io::stdin().lock();
-    while left > 0 {
-        let ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis();
-        if ms == 0 {
-            return;
-        }
-        let mut fds = libc::pollfd {
-            fd: libc::STDIN_FILENO,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(&mut fds, 1, i32::try_from(ms).unwrap_or(1000)) };
-        if ready <= 0 {
-            return;
-        }
-        match stdin.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
-}
-
 /// `cm-profile --hook status working|idle`, run by Claude Code hooks: sets the launched session's status, and
 /// never fails or blocks the hook for long. Outside a launched session it does nothing (a hook also runs in
 /// Claude Code sessions that are not on a mesh). Returns what went wrong, for stderr.
 pub fn hook(field: &str, value: &[String]) -> Option<Error> {
-    discard_stdin();
+    crate::messaging::inbox::discard_hook_input();
     if std::env::var("CLAUDEMESH_SESSION_ID").map_or(true, |s| s.is_empty()) {
         return None;
     }
