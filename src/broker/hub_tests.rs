@@ -1625,6 +1625,63 @@ fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
     assert_eq!(frames(&out, a)[0]["messages"], json!([]));
 }
 
+/// Scheduled messages once went through a copy of the send path whose broadcast skipped no one: a peer that hid
+/// itself from a `*` send still got the same `*` as a reminder. Both now go through one fan-out.
+#[test]
+fn a_scheduled_broadcast_reaches_whom_the_same_send_reaches() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let carol = fx.join("carol");
+    let dave = fx.join("dave");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({"status": "working"}));
+    let (c, _) = fx.hello(&carol, json!({}));
+    let out = fx.text(
+        c,
+        &json!({"type": "set_visible", "visible": false, "_reqId": "v"}),
+    );
+    assert_eq!(frames(&out, c)[0]["type"], "ack", "{out:?}");
+    let out = fx.text(b, &json!({"type": "set_status", "status": "working"}));
+    assert!(frames(&out, b).is_empty(), "{out:?}");
+
+    let send = json!({"type": "send", "id": "s1", "targetSpec": "*", "priority": "now", "nonce": "",
+        "ciphertext": "c2VudA=="});
+    let out = fx.text(a, &send);
+    let sent = (
+        of_type(&frames(&out, b), "push").len(),
+        of_type(&frames(&out, c), "push").len(),
+    );
+    assert_eq!(
+        sent,
+        (1, 0),
+        "the send: busy bob gets a `now`, hidden carol nothing"
+    );
+
+    let schedule = json!({"type": "schedule", "to": "*", "deliverAt": now_ms() - 1, "message": "due",
+        "_reqId": "r"});
+    let out = fx.text(a, &schedule);
+    assert_eq!(frames(&out, a)[0]["type"], "scheduled_ack", "{out:?}");
+    let out = fx.tick(Duration::from_millis(10));
+    let bob_got = of_type(&frames(&out, b), "push")
+        .iter()
+        .map(|p| (p["ciphertext"].clone(), p["subtype"].clone()))
+        .collect::<Vec<_>>();
+    assert_eq!(bob_got, [(json!(b64::encode(b"due")), json!("reminder"))]);
+    assert!(
+        of_type(&frames(&out, c), "push").is_empty(),
+        "the reminder skips hidden carol as the send did"
+    );
+
+    // Offline dave was stored both ones, and gets them in order when he comes.
+    let (d, out) = fx.hello(&dave, json!({}));
+    let got = of_type(&frames(&out, d), "push")
+        .iter()
+        .map(|p| p["ciphertext"].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(got, ["c2VudA==".to_string(), b64::encode(b"due")]);
+}
+
 /// The clock in ms, never twice the same in this process: the broker accepts each signed hello once.
 pub fn hello_ts() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering};

@@ -17,6 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
+use crate::wire::Priority;
 
 /// A mesh: a named set of members with one owner key.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +81,8 @@ pub struct Session {
 }
 
 /// A stored message. For sealed broadcasts `nonce`/`ciphertext` are empty and each delivery has its own copy.
+/// The one record of a message on the broker: a `send` and a fired schedule become one, a delivery carries one,
+/// and a `push` is made of one (in `routing`), so no field is copied between look-alike structs on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: String,
@@ -87,14 +90,13 @@ pub struct Message {
     pub sender_member_id: String,
     pub sender_session_pubkey: Option<String>,
     pub target_spec: String,
-    /// `now`, `next` or `low`.
-    pub priority: String,
+    pub priority: Priority,
     pub nonce: String,
     pub ciphertext: String,
     pub client_message_id: Option<String>,
     pub subtype: Option<String>,
     pub reply_to_id: Option<String>,
-    pub body_version: Option<i64>,
+    pub body_version: Option<u32>,
     pub created_at: i64,
 }
 
@@ -112,24 +114,13 @@ pub struct NewDelivery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub delivery_id: i64,
-    pub message_id: String,
-    pub mesh_id: String,
     pub recipient_member_id: String,
     pub recipient_session_pubkey: Option<String>,
-    pub sender_member_id: String,
     pub sender_member_pubkey: String,
-    pub sender_session_pubkey: Option<String>,
     /// The sender session's display name if it had one, else the member's.
     pub sender_name: String,
-    pub target_spec: String,
-    pub priority: String,
-    pub nonce: String,
-    pub ciphertext: String,
-    pub client_message_id: Option<String>,
-    pub subtype: Option<String>,
-    pub reply_to_id: Option<String>,
-    pub body_version: Option<i64>,
-    pub created_at: i64,
+    /// The message, with this recipient's own copy of the body in `nonce`/`ciphertext`.
+    pub message: Message,
 }
 
 /// Where one delivery of a message stands, for `message_status`.
@@ -1157,27 +1148,39 @@ fn member_row(r: &Row) -> rusqlite::Result<Member> {
 const MESSAGE_COLS: &str = "id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority, nonce, \
                             ciphertext, client_message_id, subtype, reply_to_id, body_version, created_at";
 
-fn message_row(r: &Row) -> rusqlite::Result<Message> {
+/// A message from `MESSAGE_COLS` starting at column `at`.
+fn message_row(r: &Row, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
-        id: r.get(0)?,
-        mesh_id: r.get(1)?,
-        sender_member_id: r.get(2)?,
-        sender_session_pubkey: r.get(3)?,
-        target_spec: r.get(4)?,
-        priority: r.get(5)?,
-        nonce: r.get(6)?,
-        ciphertext: r.get(7)?,
-        client_message_id: r.get(8)?,
-        subtype: r.get(9)?,
-        reply_to_id: r.get(10)?,
-        body_version: r.get(11)?,
-        created_at: r.get(12)?,
+        id: r.get(at)?,
+        mesh_id: r.get(at + 1)?,
+        sender_member_id: r.get(at + 2)?,
+        sender_session_pubkey: r.get(at + 3)?,
+        target_spec: r.get(at + 4)?,
+        priority: priority_at(r, at + 5)?,
+        nonce: r.get(at + 6)?,
+        ciphertext: r.get(at + 7)?,
+        client_message_id: r.get(at + 8)?,
+        subtype: r.get(at + 9)?,
+        reply_to_id: r.get(at + 10)?,
+        body_version: r.get(at + 11)?,
+        created_at: r.get(at + 12)?,
     })
 }
 
-const PENDING_SELECT: &str = "SELECT d.id, d.message_id, m.mesh_id, d.recipient_member_id, d.recipient_session_pubkey, \
-    m.sender_member_id, sm.pubkey, m.sender_session_pubkey, COALESCE(s.display_name, sm.display_name), m.target_spec, \
-    m.priority, COALESCE(d.nonce, m.nonce), COALESCE(d.ciphertext, m.ciphertext), m.client_message_id, m.subtype, \
+/// A stored priority. The schema's CHECK admits only the three, so another value is a damaged row, and reading
+/// it fails rather than guessing one.
+fn priority_at(r: &Row, at: usize) -> rusqlite::Result<Priority> {
+    let text: String = r.get(at)?;
+    text.parse().map_err(|e: Error| {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// The delivery's columns, then the message's in `MESSAGE_COLS` order with the recipient's own copy of the body.
+const PENDING_SELECT: &str = "SELECT d.id, d.recipient_member_id, d.recipient_session_pubkey, sm.pubkey, \
+    COALESCE(s.display_name, sm.display_name), \
+    m.id, m.mesh_id, m.sender_member_id, m.sender_session_pubkey, m.target_spec, m.priority, \
+    COALESCE(d.nonce, m.nonce), COALESCE(d.ciphertext, m.ciphertext), m.client_message_id, m.subtype, \
     m.reply_to_id, m.body_version, m.created_at \
     FROM deliveries d JOIN messages m ON m.id = d.message_id JOIN members sm ON sm.id = m.sender_member_id \
     LEFT JOIN sessions s ON s.mesh_id = m.mesh_id AND s.session_pubkey = m.sender_session_pubkey";
@@ -1185,23 +1188,11 @@ const PENDING_SELECT: &str = "SELECT d.id, d.message_id, m.mesh_id, d.recipient_
 fn pending_row(r: &Row) -> rusqlite::Result<Pending> {
     Ok(Pending {
         delivery_id: r.get(0)?,
-        message_id: r.get(1)?,
-        mesh_id: r.get(2)?,
-        recipient_member_id: r.get(3)?,
-        recipient_session_pubkey: r.get(4)?,
-        sender_member_id: r.get(5)?,
-        sender_member_pubkey: r.get(6)?,
-        sender_session_pubkey: r.get(7)?,
-        sender_name: r.get(8)?,
-        target_spec: r.get(9)?,
-        priority: r.get(10)?,
-        nonce: r.get(11)?,
-        ciphertext: r.get(12)?,
-        client_message_id: r.get(13)?,
-        subtype: r.get(14)?,
-        reply_to_id: r.get(15)?,
-        body_version: r.get(16)?,
-        created_at: r.get(17)?,
+        recipient_member_id: r.get(1)?,
+        recipient_session_pubkey: r.get(2)?,
+        sender_member_pubkey: r.get(3)?,
+        sender_name: r.get(4)?,
+        message: message_row(r, 5)?,
     })
 }
 
@@ -1619,7 +1610,7 @@ impl Store for SqliteStore {
                     m.sender_member_id,
                     m.sender_session_pubkey,
                     m.target_spec,
-                    m.priority,
+                    m.priority.as_str(),
                     m.nonce,
                     m.ciphertext,
                     m.client_message_id,
@@ -1680,7 +1671,7 @@ impl Store for SqliteStore {
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLS} FROM messages WHERE id >= ?1 AND id < ?2 AND mesh_id = ?3 ORDER BY id LIMIT ?4"
             ))
-            .and_then(|mut s| s.query_map(params![prefix, upper, mesh_id, limit as i64], message_row)?.collect())
+            .and_then(|mut s| s.query_map(params![prefix, upper, mesh_id, limit as i64], |r| message_row(r, 0))?.collect())
             .map_err(db)
     }
 
@@ -2592,7 +2583,7 @@ mod tests {
             sender_member_id: "a".into(),
             sender_session_pubkey: None,
             target_spec: "*".into(),
-            priority: "next".into(),
+            priority: Priority::Next,
             nonce: String::new(),
             ciphertext: String::new(),
             client_message_id: cmid.map(Into::into),
@@ -2798,20 +2789,23 @@ mod tests {
             .pending("b", None, 100)
             .unwrap()
             .into_iter()
-            .map(|p| p.ciphertext)
+            .map(|p| p.message.ciphertext)
             .collect();
         assert_eq!(member_only, ["to-b"]);
         let with_session = s.pending("b", Some("sb"), 100).unwrap();
         assert_eq!(
             with_session
                 .iter()
-                .map(|p| p.ciphertext.as_str())
+                .map(|p| p.message.ciphertext.as_str())
                 .collect::<Vec<_>>(),
             ["to-b", "to-sb"]
         );
         assert_eq!(with_session[0].sender_member_pubkey, "pa");
         assert_eq!(with_session[0].sender_name, "name-a");
-        assert_eq!(with_session[0].client_message_id.as_deref(), Some("c1"));
+        assert_eq!(
+            with_session[0].message.client_message_id.as_deref(),
+            Some("c1")
+        );
         assert_eq!(s.pending("b", Some("sb"), 1).unwrap().len(), 1);
         assert_eq!(s.pending_count().unwrap(), 3);
 
@@ -3064,7 +3058,7 @@ mod tests {
             .pending("b", None, 10)
             .unwrap()
             .into_iter()
-            .map(|p| p.ciphertext)
+            .map(|p| p.message.ciphertext)
             .collect();
         assert_eq!(left, ["kept"]);
     }
