@@ -10,6 +10,7 @@
 //! | [`config`] | the config directory, `config.json` in the original's schema, identity and session keys, atomic 0600 writes |
 //! | [`time`] | RFC 3339 times and durations without a calendar crate |
 //! | [`cron`] | cron expressions (Vixie cron's dialect) in UTC or at a fixed offset |
+//! | [`mention`] | the `@name`s of a topic message, one rule for the tools and the broker |
 //! | [`out`] | human or JSON Lines output, one error line on stderr |
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
 //! | [`invite`] | v1 invites: make, parse, verify |
@@ -21,9 +22,9 @@
 //! | [`services`] | shared state, memory, reminders and the profile, for `cm-state`, `cm-memory`, `cm-remind`, `cm-profile` |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`local`] | the broker `cm up` runs on this machine: start, find, stop |
-//! | [`topics`] | topics: mentions, topic keys sealed per member and re-sealed, posts, `cm-topic tail`, `cm-notify`, `cm-apikey` |
+//! | [`topics`] | topics: topic keys sealed per member and re-sealed, posts, `cm-topic tail`, `cm-notify`, `cm-apikey` |
 //! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
-//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
+//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`]), never the client's (a test checks) |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`bench`] | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`claude`] | Claude Code integration: `mcpServers`, hooks and the skill in Claude Code's files; the `claude` launch command |
@@ -45,6 +46,7 @@ pub mod files;
 pub mod invite;
 pub mod local;
 pub mod mcp;
+pub mod mention;
 pub mod mesh;
 pub mod messaging;
 pub mod multicall;

@@ -412,7 +412,7 @@ impl Hub {
         let mentions = match post.mentions {
             Some(m) => m,
             None => plaintext(&message)
-                .map(|t| crate::topics::mentions(&t))
+                .map(|t| crate::mention::mentions(&t))
                 .unwrap_or_default(),
         };
         let row = TopicMessageRow {
