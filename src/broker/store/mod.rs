@@ -266,6 +266,10 @@ pub struct SqliteStore {
     checkpointer: Option<Checkpointer>,
     /// With a checkpointer: the WAL file, and its size past which a commit checkpoints inline ([`WAL_LIMIT`]).
     wal: Option<(PathBuf, u64)>,
+    /// While it holds true, every commit fails as on a full disk, after rolling the batch back: how the hub's tests
+    /// reach their commit-failure paths on the real store rather than on a copy of all its methods.
+    #[cfg(test)]
+    pub(crate) fail_commits: Option<std::rc::Rc<std::cell::Cell<bool>>>,
 }
 
 fn db(e: rusqlite::Error) -> Error {
@@ -374,6 +378,8 @@ impl SqliteStore {
             in_tx: false,
             checkpointer: None,
             wal: None,
+            #[cfg(test)]
+            fail_commits: None,
         };
         store.migrate()?;
         Ok(store)
@@ -418,6 +424,11 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self) -> Result<bool> {
+        #[cfg(test)]
+        if self.fail_commits.as_ref().is_some_and(|f| f.get()) {
+            self.rollback();
+            return Err(Error::io("database or disk is full"));
+        }
         if !self.in_tx {
             return Ok(false);
         }
