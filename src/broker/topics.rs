@@ -435,6 +435,9 @@ impl Hub {
             sender_member_id: Some(poster.member_id.clone()),
             sender_name: Some(poster.name.clone()),
             target_spec: Some(format!("#{}", topic.id)),
+            // Topic posts are stored without a priority and pushed to every live member whatever its status, so
+            // the push says so with `next`, named here rather than left to the struct's default.
+            priority: wire::Priority::Next,
             nonce: row.message.nonce.clone(),
             ciphertext: row.message.ciphertext.clone(),
             created_at: fmt_rfc3339(row.message.created_at),
