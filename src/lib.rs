@@ -10,6 +10,7 @@
 //! | [`config`] | the config directory, `config.json` in the original's schema, identity and session keys, atomic 0600 writes |
 //! | [`time`] | RFC 3339 times and durations without a calendar crate |
 //! | [`cron`] | cron expressions (Vixie cron's dialect) in UTC or at a fixed offset |
+//! | [`mention`] | the `@name`s of a topic message, one rule for the tools and the broker |
 //! | [`signal`] | SIGINT, SIGTERM and SIGHUP waited for by one thread, for the tools that run until stopped; Ctrl-C exits 130 |
 //! | [`out`] | human or JSON Lines output, one error line on stderr; short ids, keys and times as people read them |
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
@@ -24,11 +25,11 @@
 //! | [`remind`] | `cm-remind`: reminders and cron jobs sealed like a send, or sent now from a crontab |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`up`] | `cm up` / `cm down`: the broker on this machine started, found and stopped; a first identity and mesh |
-//! | [`topics`] | `cm-topic`: mentions, topic keys sealed per member and re-sealed, posts, history, `cm-topic tail` |
+//! | [`topics`] | `cm-topic`: topic keys sealed per member and re-sealed, posts, history, `cm-topic tail` |
 //! | [`notify`] | `cm-notify`: the mentions of me, opened with each topic's key |
 //! | [`apikey`] | `cm-apikey`: REST keys, created, listed, revoked |
 //! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
-//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing |
+//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`]), never the client's (a test checks) |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`bench`] | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`install`] | `cm-install` / `cm-uninstall`: `mcpServers`, hooks and the skill in Claude Code's files, given back exactly |
@@ -53,6 +54,7 @@ pub mod install;
 pub mod invite;
 pub mod launch;
 pub mod mcp;
+pub mod mention;
 pub mod mesh;
 pub mod messaging;
 pub mod multicall;

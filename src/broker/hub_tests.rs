@@ -10,14 +10,8 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::broker::net::{Output, Request};
-use crate::broker::store::{
-    ApiKey, DeliveryState, FileRow, Invite, Member, MemberPresence, MemoryHit, MemoryRow, Mesh,
-    Message, NewDelivery, NotificationRow, Pending, ScheduleRow, SealedKey, Session, SqliteStore,
-    StatePut, StateRow, Store, Topic, TopicListing, TopicMembership, TopicMessage, TopicMessageRow,
-    TopicPage,
-};
+use crate::broker::store::SqliteStore;
 use crate::crypto::{Keypair, b64};
-use crate::error::Error;
 
 struct TempDir(PathBuf);
 
@@ -32,279 +26,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A SQLite store whose commit can be made to fail, as on a full disk.
-struct FlakyStore {
-    inner: SqliteStore,
-    fail: Rc<Cell<bool>>,
-}
-
-impl Store for FlakyStore {
-    fn ping(&self) -> Result<()> {
-        self.inner.ping()
-    }
-    fn commit(&mut self) -> Result<bool> {
-        if self.fail.get() {
-            self.inner.rollback();
-            return Err(Error::io("database or disk is full"));
-        }
-        self.inner.commit()
-    }
-    fn rollback(&mut self) {
-        self.inner.rollback()
-    }
-    fn create_mesh(&mut self, mesh: &Mesh, owner: &Member) -> Result<()> {
-        self.inner.create_mesh(mesh, owner)
-    }
-    fn mesh(&self, id: &str) -> Result<Option<Mesh>> {
-        self.inner.mesh(id)
-    }
-    fn slug_taken(&self, slug: &str) -> Result<bool> {
-        self.inner.slug_taken(slug)
-    }
-    fn member(&self, id: &str) -> Result<Option<Member>> {
-        self.inner.member(id)
-    }
-    fn member_by_pubkey(&self, mesh_id: &str, pubkey: &str) -> Result<Option<Member>> {
-        self.inner.member_by_pubkey(mesh_id, pubkey)
-    }
-    fn members(&self, mesh_id: &str) -> Result<Vec<Member>> {
-        self.inner.members(mesh_id)
-    }
-    fn insert_member(&mut self, member: &Member) -> Result<()> {
-        self.inner.insert_member(member)
-    }
-    fn set_member_groups(&mut self, member_id: &str, groups: &str) -> Result<()> {
-        self.inner.set_member_groups(member_id, groups)
-    }
-    fn set_member_revoked(&mut self, member_id: &str, at: Option<i64>) -> Result<()> {
-        self.inner.set_member_revoked(member_id, at)
-    }
-    fn insert_invite(&mut self, invite: &Invite) -> Result<()> {
-        self.inner.insert_invite(invite)
-    }
-    fn invite_by_token(&self, token: &str) -> Result<Option<Invite>> {
-        self.inner.invite_by_token(token)
-    }
-    fn use_invite(&mut self, id: &str) -> Result<bool> {
-        self.inner.use_invite(id)
-    }
-    fn upsert_session(&mut self, session: &Session) -> Result<()> {
-        self.inner.upsert_session(session)
-    }
-    fn session(&self, mesh_id: &str, session_pubkey: &str) -> Result<Option<Session>> {
-        self.inner.session(mesh_id, session_pubkey)
-    }
-    fn insert_message(
-        &mut self,
-        message: &Message,
-        deliveries: &[NewDelivery],
-    ) -> Result<Vec<i64>> {
-        self.inner.insert_message(message, deliveries)
-    }
-    fn message_by_client_id(
-        &self,
-        mesh_id: &str,
-        sender: &str,
-        client_id: &str,
-    ) -> Result<Option<String>> {
-        self.inner.message_by_client_id(mesh_id, sender, client_id)
-    }
-    fn messages_by_prefix(
-        &self,
-        mesh_id: &str,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.inner.messages_by_prefix(mesh_id, prefix, limit)
-    }
-    fn deliveries_of(&self, message_id: &str) -> Result<Vec<DeliveryState>> {
-        self.inner.deliveries_of(message_id)
-    }
-    fn pending(
-        &self,
-        member_id: &str,
-        session: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Pending>> {
-        self.inner.pending(member_id, session, limit)
-    }
-    fn pending_delivery(&self, delivery_id: i64) -> Result<Option<Pending>> {
-        self.inner.pending_delivery(delivery_id)
-    }
-    fn mark_delivered(
-        &mut self,
-        mesh_id: &str,
-        member_id: &str,
-        message_id: Option<&str>,
-        client_message_id: Option<&str>,
-        at: i64,
-    ) -> Result<Vec<i64>> {
-        self.inner
-            .mark_delivered(mesh_id, member_id, message_id, client_message_id, at)
-    }
-    fn pending_count(&self) -> Result<i64> {
-        self.inner.pending_count()
-    }
-    fn insert_file(&mut self, f: &FileRow, keys: &[(String, String)]) -> Result<()> {
-        self.inner.insert_file(f, keys)
-    }
-    fn file(&self, id: &str) -> Result<Option<FileRow>> {
-        self.inner.file(id)
-    }
-    fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>> {
-        self.inner.file_key(file_id, pubkey)
-    }
-    fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>> {
-        self.inner.files_for(mesh_id, member_id, keys)
-    }
-    fn delete_file(&mut self, id: &str) -> Result<()> {
-        self.inner.delete_file(id)
-    }
-    fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>> {
-        self.inner.state_get(mesh_id, key)
-    }
-    fn state_list(&self, mesh_id: &str) -> Result<Vec<StateRow>> {
-        self.inner.state_list(mesh_id)
-    }
-    fn state_put(&mut self, row: &StateRow, expected: Option<i64>) -> Result<StatePut> {
-        self.inner.state_put(row, expected)
-    }
-    fn memory_insert(&mut self, memory: &MemoryRow) -> Result<()> {
-        self.inner.memory_insert(memory)
-    }
-    fn memory_search(&self, mesh_id: &str, q: &str, limit: usize) -> Result<Vec<MemoryHit>> {
-        self.inner.memory_search(mesh_id, q, limit)
-    }
-    fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
-        self.inner.memory_ids(mesh_id, prefix, limit)
-    }
-    fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool> {
-        self.inner.memory_forget(mesh_id, id, at)
-    }
-    fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()> {
-        self.inner.schedule_insert(schedule)
-    }
-    fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>> {
-        self.inner.schedules_of(mesh_id, member_id)
-    }
-    fn schedule_cancel(&mut self, id: &str) -> Result<bool> {
-        self.inner.schedule_cancel(id)
-    }
-    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
-        self.inner.schedules_due(now, limit)
-    }
-    fn schedule_next_due(&self) -> Result<Option<i64>> {
-        self.inner.schedule_next_due()
-    }
-    fn schedule_fired(&mut self, id: &str, next: Option<i64>, at: i64) -> Result<()> {
-        self.inner.schedule_fired(id, next, at)
-    }
-    fn member_presence(&self, member_id: &str) -> Result<MemberPresence> {
-        self.inner.member_presence(member_id)
-    }
-    fn set_member_presence(&mut self, member_id: &str, p: &MemberPresence) -> Result<()> {
-        self.inner.set_member_presence(member_id, p)
-    }
-    fn set_member_name(&mut self, member_id: &str, name: &str) -> Result<()> {
-        self.inner.set_member_name(member_id, name)
-    }
-    fn set_member_role_tag(&mut self, member_id: &str, tag: Option<&str>) -> Result<()> {
-        self.inner.set_member_role_tag(member_id, tag)
-    }
-    fn insert_topic(&mut self, t: &Topic) -> Result<()> {
-        self.inner.insert_topic(t)
-    }
-    fn topic(&self, mesh_id: &str, id_or_name: &str) -> Result<Option<Topic>> {
-        self.inner.topic(mesh_id, id_or_name)
-    }
-    fn topics(&self, mesh_id: &str, member_id: &str) -> Result<Vec<TopicListing>> {
-        self.inner.topics(mesh_id, member_id)
-    }
-    fn topic_members(&self, topic_id: &str) -> Result<Vec<TopicMembership>> {
-        self.inner.topic_members(topic_id)
-    }
-    fn join_topic(&mut self, topic_id: &str, member_id: &str, role: &str, at: i64) -> Result<bool> {
-        self.inner.join_topic(topic_id, member_id, role, at)
-    }
-    fn leave_topic(&mut self, topic_id: &str, member_id: &str) -> Result<bool> {
-        self.inner.leave_topic(topic_id, member_id)
-    }
-    fn mark_topic_read(&mut self, topic_id: &str, member_id: &str, at: i64) -> Result<bool> {
-        self.inner.mark_topic_read(topic_id, member_id, at)
-    }
-    fn put_topic_key(&mut self, key: &SealedKey) -> Result<bool> {
-        self.inner.put_topic_key(key)
-    }
-    fn topic_key(&self, topic_id: &str, member_id: &str) -> Result<Option<SealedKey>> {
-        self.inner.topic_key(topic_id, member_id)
-    }
-    fn insert_topic_message(&mut self, m: &TopicMessage) -> Result<i64> {
-        self.inner.insert_topic_message(m)
-    }
-    fn topic_messages(&self, topic_id: &str, page: TopicPage) -> Result<Vec<TopicMessageRow>> {
-        self.inner.topic_messages(topic_id, page)
-    }
-    fn topic_messages_by_prefix(
-        &self,
-        topic_id: &str,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<TopicMessageRow>> {
-        self.inner.topic_messages_by_prefix(topic_id, prefix, limit)
-    }
-    fn topic_message_by_client_id(
-        &self,
-        topic_id: &str,
-        sender: &str,
-        client_id: &str,
-    ) -> Result<Option<String>> {
-        self.inner
-            .topic_message_by_client_id(topic_id, sender, client_id)
-    }
-    fn insert_notification(
-        &mut self,
-        id: &str,
-        message_id: &str,
-        member_id: &str,
-        kind: &str,
-        at: i64,
-    ) -> Result<bool> {
-        self.inner
-            .insert_notification(id, message_id, member_id, kind, at)
-    }
-    fn notifications(
-        &self,
-        member_id: &str,
-        unread_only: bool,
-        limit: usize,
-    ) -> Result<Vec<NotificationRow>> {
-        self.inner.notifications(member_id, unread_only, limit)
-    }
-    fn mark_notifications_read(
-        &mut self,
-        member_id: &str,
-        ids: Option<&[String]>,
-        at: i64,
-    ) -> Result<usize> {
-        self.inner.mark_notifications_read(member_id, ids, at)
-    }
-    fn insert_api_key(&mut self, key: &ApiKey) -> Result<()> {
-        self.inner.insert_api_key(key)
-    }
-    fn api_keys(&self, mesh_id: &str) -> Result<Vec<ApiKey>> {
-        self.inner.api_keys(mesh_id)
-    }
-    fn api_keys_by_prefix(&self, secret_prefix: &str) -> Result<Vec<ApiKey>> {
-        self.inner.api_keys_by_prefix(secret_prefix)
-    }
-    fn revoke_api_key(&mut self, id: &str, at: i64) -> Result<()> {
-        self.inner.revoke_api_key(id, at)
-    }
-    fn touch_api_key(&mut self, id: &str, at: i64) -> Result<()> {
-        self.inner.touch_api_key(id, at)
     }
 }
 
@@ -402,10 +123,8 @@ impl Fx {
         let mut cfg = config(&dir);
         tweak(&mut cfg);
         let fail = Rc::new(Cell::new(false));
-        let store = FlakyStore {
-            inner: SqliteStore::open(&dir.0).unwrap(),
-            fail: fail.clone(),
-        };
+        let mut store = SqliteStore::open(&dir.0).unwrap();
+        store.fail_commits = Some(fail.clone());
         let hub = Hub::with_store(Box::new(store), cfg);
         let (owner, creator) = (Keypair::generate(), Keypair::generate());
         let mut fx = Fx {
@@ -1623,6 +1342,63 @@ fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
     assert_eq!(fx.hub.next_deadline(), None, "nothing left to fire");
     let out = fx.text(a, &json!({"type": "list_scheduled", "_reqId": "l"}));
     assert_eq!(frames(&out, a)[0]["messages"], json!([]));
+}
+
+/// Scheduled messages once went through a copy of the send path whose broadcast skipped no one: a peer that hid
+/// itself from a `*` send still got the same `*` as a reminder. Both now go through one fan-out.
+#[test]
+fn a_scheduled_broadcast_reaches_whom_the_same_send_reaches() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let carol = fx.join("carol");
+    let dave = fx.join("dave");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({"status": "working"}));
+    let (c, _) = fx.hello(&carol, json!({}));
+    let out = fx.text(
+        c,
+        &json!({"type": "set_visible", "visible": false, "_reqId": "v"}),
+    );
+    assert_eq!(frames(&out, c)[0]["type"], "ack", "{out:?}");
+    let out = fx.text(b, &json!({"type": "set_status", "status": "working"}));
+    assert!(frames(&out, b).is_empty(), "{out:?}");
+
+    let send = json!({"type": "send", "id": "s1", "targetSpec": "*", "priority": "now", "nonce": "",
+        "ciphertext": "c2VudA=="});
+    let out = fx.text(a, &send);
+    let sent = (
+        of_type(&frames(&out, b), "push").len(),
+        of_type(&frames(&out, c), "push").len(),
+    );
+    assert_eq!(
+        sent,
+        (1, 0),
+        "the send: busy bob gets a `now`, hidden carol nothing"
+    );
+
+    let schedule = json!({"type": "schedule", "to": "*", "deliverAt": now_ms() - 1, "message": "due",
+        "_reqId": "r"});
+    let out = fx.text(a, &schedule);
+    assert_eq!(frames(&out, a)[0]["type"], "scheduled_ack", "{out:?}");
+    let out = fx.tick(Duration::from_millis(10));
+    let bob_got = of_type(&frames(&out, b), "push")
+        .iter()
+        .map(|p| (p["ciphertext"].clone(), p["subtype"].clone()))
+        .collect::<Vec<_>>();
+    assert_eq!(bob_got, [(json!(b64::encode(b"due")), json!("reminder"))]);
+    assert!(
+        of_type(&frames(&out, c), "push").is_empty(),
+        "the reminder skips hidden carol as the send did"
+    );
+
+    // Offline dave was stored both ones, and gets them in order when he comes.
+    let (d, out) = fx.hello(&dave, json!({}));
+    let got = of_type(&frames(&out, d), "push")
+        .iter()
+        .map(|p| p["ciphertext"].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(got, ["c2VudA==".to_string(), b64::encode(b"due")]);
 }
 
 /// The clock in ms, never twice the same in this process: the broker accepts each signed hello once.

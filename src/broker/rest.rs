@@ -238,9 +238,20 @@ impl Hub {
                 .map(str::to_string)
                 .collect()
         });
+        let priority = match s("priority") {
+            None => crate::wire::Priority::default(),
+            Some(p) => p.parse().map_err(|_| {
+                error(
+                    400,
+                    "bad_request",
+                    format!("priority is now, next or low, not {p:?}"),
+                )
+            })?,
+        };
         let post = NewPost {
             reply_to: s("replyToId").map(str::to_string),
             mentions,
+            priority,
             ..post
         };
         let poster = Poster {

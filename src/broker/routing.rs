@@ -15,7 +15,7 @@ use super::store::{Message, NewDelivery, Pending, new_id};
 use super::topics::Poster;
 use crate::error::Result;
 use crate::time::{fmt_rfc3339, now_ms};
-use crate::wire::{self, Frame, Priority, Status, codes};
+use crate::wire::{self, Frame, Priority, SealedCopy, Status, codes};
 
 /// The longest wait between redeliveries of an unacknowledged push.
 pub const MAX_LEASE: Duration = Duration::from_secs(600);
@@ -39,7 +39,7 @@ pub(super) struct Lease {
 
 /// About what a push of `d` weighs on the wire: its body and some 500 bytes of keys, ids and names.
 fn weight(d: &Pending) -> usize {
-    d.ciphertext.len() + d.nonce.len() + 512
+    d.message.ciphertext.len() + d.message.nonce.len() + 512
 }
 
 /// An `inbox_fetch` waiting for a delivery.
@@ -82,11 +82,11 @@ impl Bucket {
 }
 
 /// Whether a presence with `status` gets a `priority` message pushed now.
-fn deliverable(status: Status, priority: &str) -> bool {
+fn deliverable(status: Status, priority: Priority) -> bool {
     match priority {
-        "now" => true,
-        "next" => status == Status::Idle,
-        _ => false,
+        Priority::Now => true,
+        Priority::Next => status == Status::Idle,
+        Priority::Low => false,
     }
 }
 
@@ -94,29 +94,48 @@ fn short(key: &str) -> &str {
     key.get(..16).unwrap_or(key)
 }
 
-/// A delivery as the `push` a client gets.
+/// A delivery as the `push` a client gets: the one place a stored message becomes a wire frame.
 fn push_of(d: &Pending) -> wire::Push {
+    let m = &d.message;
     wire::Push {
-        message_id: d.message_id.clone(),
-        mesh_id: d.mesh_id.clone(),
-        sender_pubkey: d
+        message_id: m.id.clone(),
+        mesh_id: m.mesh_id.clone(),
+        sender_pubkey: m
             .sender_session_pubkey
             .clone()
             .unwrap_or_else(|| d.sender_member_pubkey.clone()),
         sender_member_pubkey: Some(d.sender_member_pubkey.clone()),
-        sender_member_id: Some(d.sender_member_id.clone()),
+        sender_member_id: Some(m.sender_member_id.clone()),
         sender_name: Some(d.sender_name.clone()),
-        target_spec: Some(d.target_spec.clone()),
-        priority: d.priority.parse().unwrap_or(Priority::Next),
-        nonce: d.nonce.clone(),
-        ciphertext: d.ciphertext.clone(),
-        created_at: fmt_rfc3339(d.created_at),
-        client_message_id: d.client_message_id.clone(),
-        subtype: d.subtype.clone(),
-        reply_to_id: d.reply_to_id.clone(),
-        body_version: d.body_version.and_then(|v| u32::try_from(v).ok()),
+        target_spec: Some(m.target_spec.clone()),
+        priority: m.priority,
+        nonce: m.nonce.clone(),
+        ciphertext: m.ciphertext.clone(),
+        created_at: fmt_rfc3339(m.created_at),
+        client_message_id: m.client_message_id.clone(),
+        subtype: m.subtype.clone(),
+        reply_to_id: m.reply_to_id.clone(),
+        body_version: m.body_version,
         ..wire::Push::default()
     }
+}
+
+/// What a recipient that is not (or no longer) a member or session of the mesh does to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Missing {
+    /// The whole message is refused: a `send` names its recipients now, so a wrong one is the sender's mistake.
+    Refuse,
+    /// The others still get theirs: a schedule's recipients were checked when it was made, and may have left since.
+    Skip,
+}
+
+/// Who a stored message reached at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Reached {
+    /// A connection got it: pushed, or as the answer to its waiting `inbox_fetch`.
+    pub(super) pushed: bool,
+    /// A recipient has a live connection that takes pushes.
+    pub(super) online: bool,
 }
 
 impl Hub {
@@ -167,7 +186,7 @@ impl Hub {
         if pending.len() == limit
             && pending
                 .iter()
-                .all(|d| held(self, d) || !deliverable(status, &d.priority))
+                .all(|d| held(self, d) || !deliverable(status, d.message.priority))
         {
             pending = match read(self, usize::MAX) {
                 Ok(x) => x,
@@ -176,7 +195,7 @@ impl Hub {
         }
         let mut more = pending.len() == limit;
         for d in pending {
-            if held(self, &d) || !deliverable(status, &d.priority) {
+            if held(self, &d) || !deliverable(status, d.message.priority) {
                 continue;
             }
             if room == 0 || bytes >= DRAIN_BYTES {
@@ -291,18 +310,24 @@ impl Hub {
         Ok(None)
     }
 
-    /// Who a send reaches, as delivery rows. `Err` is the refusal for the `ack`.
-    fn recipients(
+    /// Who a message of `sender_member_id` to `target` reaches, as delivery rows: the sealed `copies`'
+    /// recipients, the key's member or session, or (an original client's unsealed broadcast) every other member
+    /// in the target, stored for the offline ones. `Err` is the refusal for the `ack`.
+    /// Used by `send` and by fired schedules alike, so a reminder reaches whom the same `send` would.
+    pub(super) fn recipients(
         &self,
-        p: &Poster,
-        s: &wire::SendMessage,
+        mesh_id: &str,
+        sender_member_id: &str,
+        target: &str,
+        copies: Option<&[SealedCopy]>,
+        missing: Missing,
     ) -> std::result::Result<Vec<NewDelivery>, String> {
         let internal = |e: crate::error::Error| format!("internal: {e}");
-        if let Some(copies) = &s.copies {
+        if let Some(copies) = copies {
             // A member with a presence is a member in good standing (a revocation ends its presences), so the
             // mesh's presences answer for most copies of a broadcast without a query each.
             let present: HashMap<&str, &str> = if copies.len() > 1 {
-                self.mesh_keys(&p.mesh_id)
+                self.mesh_keys(mesh_id)
                     .iter()
                     .filter_map(|pk| self.presences.get(pk))
                     .map(|q| (q.member_pubkey.as_str(), q.member_id.as_str()))
@@ -314,9 +339,12 @@ impl Hub {
             for c in copies {
                 let found = match present.get(c.to.as_str()) {
                     Some(member) => Some((member.to_string(), None)),
-                    None => self.recipient_of(&p.mesh_id, &c.to).map_err(internal)?,
+                    None => self.recipient_of(mesh_id, &c.to).map_err(internal)?,
                 };
                 let Some((member, session)) = found else {
+                    if missing == Missing::Skip {
+                        continue;
+                    }
                     return Err(format!(
                         "not_member: {} is not a member or session of this mesh",
                         short(&c.to)
@@ -331,18 +359,18 @@ impl Hub {
             }
             return Ok(out);
         }
-        let target = s.target_spec.as_str();
         let group = match target {
             "*" | "@all" => None,
             t if t.len() > 1 && t.starts_with('@') => Some(&t[1..]),
             t if crate::crypto::parse_pubkey_hex(t).is_ok() => {
-                return match self.recipient_of(&p.mesh_id, t).map_err(internal)? {
+                return match self.recipient_of(mesh_id, t).map_err(internal)? {
                     Some((member, session)) => Ok(vec![NewDelivery {
                         recipient_member_id: member,
                         recipient_session_pubkey: session,
                         nonce: None,
                         ciphertext: None,
                     }]),
+                    None if missing == Missing::Skip => Ok(Vec::new()),
                     None => Err(format!(
                         "unknown target: no member or session {} in this mesh",
                         short(t)
@@ -355,13 +383,12 @@ impl Hub {
                 ));
             }
         };
-        // A broadcast without sealed copies (an original client): every other member, stored for the offline
-        // ones. Members reached only through hidden presences are skipped, as the original skips hidden peers.
-        let members = self.store.members(&p.mesh_id).map_err(internal)?;
+        // Members reached only through hidden presences are skipped, as the original skips hidden peers.
+        let members = self.store.members(mesh_id).map_err(internal)?;
         let mut out = Vec::new();
         for m in members
             .into_iter()
-            .filter(|m| m.revoked_at.is_none() && m.id != p.member_id)
+            .filter(|m| m.revoked_at.is_none() && m.id != sender_member_id)
         {
             let live: Vec<&Presence> = self
                 .by_member
@@ -391,6 +418,57 @@ impl Hub {
             }
         }
         Ok(out)
+    }
+
+    /// Stores `message` from `sender` with one delivery row per recipient, then hands each delivery to the
+    /// recipient's live connections but `from` (the socket it came from): as the answer to a waiting
+    /// `inbox_fetch`, else as a push if its priority passes the presence's status. What is not pushed waits for
+    /// the next drain. The one path from a stored message to its recipients, for `send` and fired schedules.
+    pub(super) fn store_and_fan_out(
+        &mut self,
+        sender: &Poster,
+        message: &Message,
+        deliveries: Vec<NewDelivery>,
+        from: Option<ConnId>,
+        now: Instant,
+    ) -> Result<Reached> {
+        let ids = self.store.insert_message(message, &deliveries)?;
+        let mut reached = Reached::default();
+        for (d, delivery_id) in deliveries.into_iter().zip(ids) {
+            let mut copy = message.clone();
+            if let Some(nonce) = d.nonce {
+                copy.nonce = nonce;
+            }
+            if let Some(ciphertext) = d.ciphertext {
+                copy.ciphertext = ciphertext;
+            }
+            let pending = Pending {
+                delivery_id,
+                recipient_member_id: d.recipient_member_id,
+                recipient_session_pubkey: d.recipient_session_pubkey,
+                sender_member_pubkey: sender.member_pubkey.clone(),
+                sender_name: sender.name.clone(),
+                message: copy,
+            };
+            for target in self.reached_by(&pending, from) {
+                let Some(p) = self.presences.get(&target) else {
+                    continue;
+                };
+                let (status, pull, target_conn) = (p.status, p.pull, p.conn);
+                reached.online |= !pull;
+                // A connection waiting in inbox_fetch gets it as the answer; a pull one gets nothing else.
+                if let Some(c) =
+                    target_conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
+                {
+                    self.answer_waiter(c, true);
+                    reached.pushed = true;
+                } else if !pull && deliverable(status, pending.message.priority) {
+                    self.push_to(target, &pending, now, IfLost::Drop);
+                    reached.pushed = true;
+                }
+            }
+        }
+        Ok(reached)
     }
 
     pub(super) fn on_send(&mut self, conn: ConnId, pk: PKey, s: wire::SendMessage, now: Instant) {
@@ -441,7 +519,13 @@ impl Hub {
                 Err(e) => return self.refuse_send(conn, &s.id, format!("internal: {e}")),
             }
         }
-        let deliveries = match self.recipients(&sender, &s) {
+        let deliveries = match self.recipients(
+            &sender.mesh_id,
+            &sender.member_id,
+            &s.target_spec,
+            s.copies.as_deref(),
+            Missing::Refuse,
+        ) {
             Ok(d) => d,
             Err(msg) => return self.refuse_send(conn, &s.id, msg),
         };
@@ -450,76 +534,29 @@ impl Hub {
             mesh_id: sender.mesh_id.clone(),
             sender_member_id: sender.member_id.clone(),
             sender_session_pubkey: sender.session_pubkey.clone(),
-            target_spec: s.target_spec.clone(),
-            priority: s.priority.as_str().to_string(),
-            nonce: s.nonce.clone(),
-            ciphertext: s.ciphertext.clone(),
+            target_spec: s.target_spec,
+            priority: s.priority,
+            nonce: s.nonce,
+            ciphertext: s.ciphertext,
             client_message_id: client_id,
-            subtype: s.subtype.clone(),
-            reply_to_id: s.reply_to_id.clone(),
-            body_version: s.body_version.map(i64::from),
+            subtype: s.subtype,
+            reply_to_id: s.reply_to_id,
+            body_version: s.body_version,
             created_at: now_ms(),
         };
-        let ids = match self.store.insert_message(&message, &deliveries) {
-            Ok(ids) => ids,
+        let reached = match self.store_and_fan_out(&sender, &message, deliveries, Some(conn), now) {
+            Ok(r) => r,
             Err(e) => {
                 log::error("storing a message failed", &[("error", &e)]);
-                return self.refuse_send(conn, &s.id, format!("internal: message not stored: {e}"));
+                let msg = format!("internal: message not stored: {e}");
+                return self.refuse_send(conn, &s.id, msg);
             }
         };
-
-        let (mut pushed, mut online) = (false, false);
-        for (d, delivery_id) in deliveries.into_iter().zip(ids) {
-            let pending = Pending {
-                delivery_id,
-                message_id: message.id.clone(),
-                mesh_id: message.mesh_id.clone(),
-                recipient_member_id: d.recipient_member_id,
-                recipient_session_pubkey: d.recipient_session_pubkey,
-                sender_member_id: sender.member_id.clone(),
-                sender_member_pubkey: sender.member_pubkey.clone(),
-                sender_session_pubkey: sender.session_pubkey.clone(),
-                sender_name: sender.name.clone(),
-                target_spec: message.target_spec.clone(),
-                priority: message.priority.clone(),
-                nonce: d.nonce.unwrap_or_else(|| message.nonce.clone()),
-                ciphertext: d.ciphertext.unwrap_or_else(|| message.ciphertext.clone()),
-                client_message_id: message.client_message_id.clone(),
-                subtype: message.subtype.clone(),
-                reply_to_id: message.reply_to_id.clone(),
-                body_version: message.body_version,
-                created_at: message.created_at,
-            };
-            for target in self.reached_by(&pending, Some(conn)) {
-                let Some(p) = self.presences.get(&target) else {
-                    continue;
-                };
-                let (status, target_conn) = (p.status, p.conn);
-                if p.pull {
-                    // A pull connection waiting in inbox_fetch gets it as the answer.
-                    if let Some(c) =
-                        target_conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
-                    {
-                        self.answer_waiter(c, true);
-                        pushed = true;
-                    }
-                    continue;
-                }
-                online = true;
-                if let Some(c) = target_conn.filter(|c| self.waiters.contains_key(c)) {
-                    self.answer_waiter(c, true);
-                    pushed = true;
-                } else if deliverable(status, &pending.priority) {
-                    self.push_to(target, &pending, now, IfLost::Drop);
-                    pushed = true;
-                }
-            }
-        }
         let ack = wire::Ack {
             id: s.id.clone(),
             message_id: message.id,
-            queued: !pushed,
-            recipient_online: Some(online),
+            queued: !reached.pushed,
+            recipient_online: Some(reached.online),
             ..wire::Ack::default()
         };
         let instead = wire::Ack::refused(
@@ -752,7 +789,7 @@ impl Hub {
                         || d.recipient_session_pubkey == p.session_pubkey)
             };
             match d {
-                Some(d) if ours(&d) && deliverable(p.status, &d.priority) => {
+                Some(d) if ours(&d) && deliverable(p.status, d.message.priority) => {
                     let attempts = attempts + 1;
                     let lease = self
                         .cfg

@@ -19,16 +19,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::hub::{Hub, IfLost, PKey, groups_of, in_group};
+use super::hub::{Hub, PKey};
 use super::log;
 use super::net::{ConnId, Io, Request, Response};
-use super::routing::MAX_MESSAGE_BYTES;
-use super::store::{Message, NewDelivery, Pending, ScheduleRow, new_id};
+use super::routing::{MAX_MESSAGE_BYTES, Missing};
+use super::store::{Message, ScheduleRow, new_id};
+use super::topics::Poster;
 use crate::cron::{Cron, fmt_offset, parse_offset};
 use crate::crypto::{b64, parse_pubkey_hex};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::now_ms;
-use crate::wire::{self, SealedCopy, codes};
+use crate::wire::{self, Priority, SealedCopy, codes};
 
 /// Pending scheduled messages one member may have.
 const MAX_PER_MEMBER: usize = 1000;
@@ -113,63 +114,8 @@ impl Hub {
         }
     }
 
-    /// Who a schedule reaches now: its sealed copies' recipients, its key, or (an original client's plaintext
-    /// broadcast) every other member in the target.
-    fn schedule_recipients(&self, row: &ScheduleRow) -> Result<Vec<NewDelivery>> {
-        if let Some(copies) = &row.copies {
-            let copies: Vec<SealedCopy> = serde_json::from_str(copies).unwrap_or_default();
-            let mut out = Vec::with_capacity(copies.len());
-            // A recipient that left the mesh since is skipped; the others still get theirs.
-            for c in copies {
-                if let Some((member, session)) = self.recipient_of(&row.mesh_id, &c.to)? {
-                    out.push(NewDelivery {
-                        recipient_member_id: member,
-                        recipient_session_pubkey: session,
-                        nonce: Some(c.nonce),
-                        ciphertext: Some(c.ciphertext),
-                    });
-                }
-            }
-            return Ok(out);
-        }
-        if !is_fanout(&row.target_spec) {
-            return Ok(self
-                .recipient_of(&row.mesh_id, &row.target_spec)?
-                .map(|(member, session)| NewDelivery {
-                    recipient_member_id: member,
-                    recipient_session_pubkey: session,
-                    nonce: None,
-                    ciphertext: None,
-                })
-                .into_iter()
-                .collect());
-        }
-        let group = row.target_spec.strip_prefix('@').filter(|g| *g != "all");
-        let live_groups = |member: &str| {
-            self.mesh_keys(&row.mesh_id)
-                .iter()
-                .filter_map(|k| self.presences.get(k))
-                .filter(|p| p.member_id == member)
-                .any(|p| group.is_some_and(|g| in_group(&p.groups, g)))
-        };
-        Ok(self
-            .store
-            .members(&row.mesh_id)?
-            .into_iter()
-            .filter(|m| m.revoked_at.is_none() && m.id != row.member_id)
-            .filter(|m| {
-                group.is_none_or(|g| in_group(&groups_of(&m.groups), g)) || live_groups(&m.id)
-            })
-            .map(|m| NewDelivery {
-                recipient_member_id: m.id,
-                recipient_session_pubkey: None,
-                nonce: None,
-                ciphertext: None,
-            })
-            .collect())
-    }
-
-    /// Delivers one due schedule and moves it on, in the batch's transaction.
+    /// Delivers one due schedule and moves it on, in the batch's transaction: a stored send from the scheduling
+    /// member (and session), through the same recipients and fan-out as `send`.
     fn fire(&mut self, row: &ScheduleRow, at: i64, now: Instant) -> Result<()> {
         let sender = match self.store.member(&row.member_id)? {
             Some(m) if m.revoked_at.is_none() => m,
@@ -183,19 +129,56 @@ impl Hub {
             .cron
             .as_deref()
             .and_then(|c| next_cron(c, row.tz.as_deref(), at));
-        let deliveries = self.schedule_recipients(row)?;
+        let copies: Option<Vec<SealedCopy>> = match row.copies.as_deref().map(serde_json::from_str)
+        {
+            Some(Ok(c)) => Some(c),
+            // Copies this broker wrote and cannot read will not read better in a second: this fire reaches no
+            // one, said in the log, and the schedule moves on rather than failing again every second.
+            Some(Err(e)) => {
+                log::error(
+                    "a scheduled message's copies are unreadable",
+                    &[("id", &row.id), ("error", &e)],
+                );
+                Some(Vec::new())
+            }
+            None => None,
+        };
+        let deliveries = self
+            .recipients(
+                &row.mesh_id,
+                &sender.id,
+                &row.target_spec,
+                copies.as_deref(),
+                Missing::Skip,
+            )
+            .map_err(Error::internal)?;
         if !deliveries.is_empty() {
             let (nonce, ciphertext) = match &row.message {
                 Some(text) => (String::new(), b64::encode(text.as_bytes())),
                 None => (row.nonce.clone(), row.ciphertext.clone()),
             };
+            let name = match &row.session_pubkey {
+                Some(sp) => self
+                    .store
+                    .session(&row.mesh_id, sp)?
+                    .and_then(|s| s.display_name)
+                    .unwrap_or_else(|| sender.display_name.clone()),
+                None => sender.display_name.clone(),
+            };
+            let poster = Poster {
+                mesh_id: row.mesh_id.clone(),
+                member_id: sender.id,
+                member_pubkey: sender.pubkey,
+                session_pubkey: row.session_pubkey.clone(),
+                name,
+            };
             let message = Message {
                 id: new_id(),
-                mesh_id: row.mesh_id.clone(),
-                sender_member_id: sender.id.clone(),
-                sender_session_pubkey: row.session_pubkey.clone(),
+                mesh_id: poster.mesh_id.clone(),
+                sender_member_id: poster.member_id.clone(),
+                sender_session_pubkey: poster.session_pubkey.clone(),
                 target_spec: row.target_spec.clone(),
-                priority: wire::Priority::Now.as_str().to_string(),
+                priority: Priority::Now,
                 nonce,
                 ciphertext,
                 client_message_id: None,
@@ -204,51 +187,8 @@ impl Hub {
                 body_version: None,
                 created_at: now_ms(),
             };
-            let ids = self.store.insert_message(&message, &deliveries)?;
-            let sender_name = match &row.session_pubkey {
-                Some(sp) => self
-                    .store
-                    .session(&row.mesh_id, sp)?
-                    .and_then(|s| s.display_name)
-                    .unwrap_or_else(|| sender.display_name.clone()),
-                None => sender.display_name.clone(),
-            };
-            for (d, delivery_id) in deliveries.into_iter().zip(ids) {
-                let pending = Pending {
-                    delivery_id,
-                    message_id: message.id.clone(),
-                    mesh_id: message.mesh_id.clone(),
-                    recipient_member_id: d.recipient_member_id,
-                    recipient_session_pubkey: d.recipient_session_pubkey,
-                    sender_member_id: sender.id.clone(),
-                    sender_member_pubkey: sender.pubkey.clone(),
-                    sender_session_pubkey: message.sender_session_pubkey.clone(),
-                    sender_name: sender_name.clone(),
-                    target_spec: message.target_spec.clone(),
-                    priority: message.priority.clone(),
-                    nonce: d.nonce.unwrap_or_else(|| message.nonce.clone()),
-                    ciphertext: d.ciphertext.unwrap_or_else(|| message.ciphertext.clone()),
-                    client_message_id: None,
-                    subtype: message.subtype.clone(),
-                    reply_to_id: None,
-                    body_version: None,
-                    created_at: message.created_at,
-                };
-                for target in self.reached_by(&pending, None) {
-                    let Some(p) = self.presences.get(&target) else {
-                        continue;
-                    };
-                    let (pull, conn) = (p.pull, p.conn);
-                    // A connection waiting in inbox_fetch gets it as the answer; a pull one gets nothing else.
-                    if let Some(c) =
-                        conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
-                    {
-                        self.answer_waiter(c, true);
-                    } else if !pull {
-                        self.push_to(target, &pending, now, IfLost::Drop);
-                    }
-                }
-            }
+            // No socket to leave out: a reminder to one's own session reaches it.
+            self.store_and_fan_out(&poster, &message, deliveries, None, now)?;
         }
         self.store.schedule_fired(&row.id, next, at)?;
         log::info(

@@ -76,6 +76,9 @@ pub(super) struct NewPost {
     pub(super) reply_to: Option<String>,
     pub(super) mentions: Option<Vec<String>>,
     pub(super) client_message_id: Option<String>,
+    /// The sender's priority: carried by the live pushes (a topic post reaches every live member whatever its
+    /// status, so it does not gate them) and not stored.
+    pub(super) priority: wire::Priority,
 }
 
 /// A stored post.
@@ -349,6 +352,7 @@ impl Hub {
         from: Option<ConnId>,
     ) -> Refusal<Posted> {
         self.may_post(topic, &poster.member_id)?;
+        let post_priority = post.priority;
         if let Some(c) = &post.client_message_id
             && let Some(first) = store(self.store.topic_message_by_client_id(
                 &topic.id,
@@ -412,7 +416,7 @@ impl Hub {
         let mentions = match post.mentions {
             Some(m) => m,
             None => plaintext(&message)
-                .map(|t| crate::topics::mentions(&t))
+                .map(|t| crate::mention::mentions(&t))
                 .unwrap_or_default(),
         };
         let row = TopicMessageRow {
@@ -435,6 +439,7 @@ impl Hub {
             sender_member_id: Some(poster.member_id.clone()),
             sender_name: Some(poster.name.clone()),
             target_spec: Some(format!("#{}", topic.id)),
+            priority: post_priority,
             nonce: row.message.nonce.clone(),
             ciphertext: row.message.ciphertext.clone(),
             created_at: fmt_rfc3339(row.message.created_at),
@@ -544,6 +549,7 @@ impl Hub {
                     reply_to: s.reply_to_id.clone(),
                     mentions: s.mentions.clone(),
                     client_message_id: s.client_message_id.clone().filter(|c| !c.is_empty()),
+                    priority: s.priority,
                 };
                 self.post(&poster, &topic, post, Some(conn))
             });

@@ -12,6 +12,7 @@ mod files;
 mod fuzz;
 mod harness;
 mod id;
+mod layers;
 mod mcp;
 mod mesh;
 mod messaging;

@@ -774,7 +774,9 @@ fn send_to_a_topic_keeps_its_priority_and_its_client_id() {
     let first = alice.json("cm-send", &args);
     assert_eq!(first[0]["client_message_id"], "ops-1", "{first:?}");
     assert_eq!(first[0]["priority"], "low");
+    // What bob receives carries the priority it was sent with.
     let m = next("message");
+    assert_eq!(m["priority"], "low", "{m}");
     assert_eq!(m["client_message_id"], "ops-1", "{m}");
     // The same client id again is the same message, stored once.
     let again = alice.json("cm-send", &args);

@@ -1,0 +1,93 @@
+//! What the store's tests share: a data directory removed on drop, and a seeded store.
+
+use std::path::PathBuf;
+
+use super::meshes::{Member, Mesh};
+use super::messages::{Message, NewDelivery};
+use super::{SqliteStore, Store, new_id};
+use crate::wire::Priority;
+
+/// A fresh data directory, removed on drop.
+pub(crate) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "cm-store-{tag}-{}-{}",
+            std::process::id(),
+            new_id()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(super) fn mesh(id: &str, slug: &str) -> Mesh {
+    Mesh {
+        id: id.into(),
+        name: "Dev".into(),
+        slug: slug.into(),
+        owner_pubkey: "aa".repeat(32),
+        created_at: 1,
+        archived_at: None,
+    }
+}
+
+pub(super) fn member(id: &str, mesh_id: &str, pubkey: &str) -> Member {
+    Member {
+        id: id.into(),
+        mesh_id: mesh_id.into(),
+        pubkey: pubkey.into(),
+        display_name: format!("name-{id}"),
+        role: "member".into(),
+        role_tag: None,
+        groups: "[]".into(),
+        message_mode: "push".into(),
+        joined_at: 1,
+        last_seen_at: None,
+        revoked_at: None,
+    }
+}
+
+pub(super) fn message(id: &str, cmid: Option<&str>, at: i64) -> Message {
+    Message {
+        id: id.into(),
+        mesh_id: "m1".into(),
+        sender_member_id: "a".into(),
+        sender_session_pubkey: None,
+        target_spec: "*".into(),
+        priority: Priority::Next,
+        nonce: String::new(),
+        ciphertext: String::new(),
+        client_message_id: cmid.map(Into::into),
+        subtype: None,
+        reply_to_id: None,
+        body_version: None,
+        created_at: at,
+    }
+}
+
+pub(super) fn copy(member: &str, session: Option<&str>, ct: &str) -> NewDelivery {
+    NewDelivery {
+        recipient_member_id: member.into(),
+        recipient_session_pubkey: session.map(Into::into),
+        nonce: Some("n".into()),
+        ciphertext: Some(ct.into()),
+    }
+}
+
+/// A store with mesh m1 and members a (owner), b.
+pub(super) fn seeded(dir: &TempDir) -> SqliteStore {
+    let mut s = SqliteStore::open(&dir.0).unwrap();
+    s.create_mesh(&mesh("m1", "dev"), &member("a", "m1", "pa"))
+        .unwrap();
+    s.insert_member(&member("b", "m1", "pb")).unwrap();
+    s.commit().unwrap();
+    s
+}
