@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result, io_message};
+use crate::signal::{self, Signal};
 use log::LogFormat;
 use net::{NetConfig, Shutdown};
 
@@ -83,6 +84,19 @@ pub fn run(opts: &Options) -> Result<()> {
     // kill the broker with SIGXFSZ.
     // SAFETY: setting a signal's disposition to SIG_IGN touches no memory of ours.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // Before any thread starts, so that the signals reach only the thread that waits for them.
+    let shutdown = std::sync::Arc::new(
+        Shutdown::new()
+            .map_err(|e| Error::internal(io_message(&e)).context("making the shutdown pipe"))?,
+    );
+    let stopped_by = std::sync::Arc::new(std::sync::OnceLock::new());
+    {
+        let (shutdown, stopped_by) = (shutdown.clone(), stopped_by.clone());
+        signal::watch(&[Signal::Interrupt, Signal::Terminate], move |s| {
+            let _ = stopped_by.set(s);
+            shutdown.trigger();
+        })?;
+    }
     create_private_dir(&opts.data)?;
     // The store first: `listening` promises a broker that serves, and one whose store cannot open would not.
     let mut hub = hub::Hub::open(opts)?;
@@ -90,8 +104,6 @@ pub fn run(opts: &Options) -> Result<()> {
         Error::network(io_message(&e)).context(format_args!("listening on {}", opts.listen))
     })?;
     let addr = listener.local_addr()?;
-    let shutdown = Shutdown::install()
-        .map_err(|e| Error::internal(io_message(&e)).context("installing signals"))?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on ws://{addr}/ws")
         .and_then(|()| stdout.flush())
@@ -106,8 +118,12 @@ pub fn run(opts: &Options) -> Result<()> {
         ..NetConfig::default()
     };
     net::serve(listener, &cfg, &mut hub, &shutdown).map_err(|e| Error::network(io_message(&e)))?;
-    log::info("stopped", &[]);
-    Ok(())
+    let signal = stopped_by.get().copied();
+    log::info(
+        "stopped",
+        &[("signal", &signal.map_or("none", Signal::name))],
+    );
+    signal.map_or(Ok(()), Signal::outcome)
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

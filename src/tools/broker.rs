@@ -66,8 +66,8 @@ pub static TOOL: Tool = Tool {
     description: "Serves the claudemesh protocol over HTTP and WebSocket on one port and keeps everything in \
 SQLite under its data directory. Clients connect to ws://HOST:PORT/ws.\n\n\
 Once it accepts connections it prints one line on stdout, listening on ws://HOST:PORT/ws, so a script that \
-asked for port 0 can read the port it got. It logs one line per event on stderr. SIGINT or SIGTERM closes \
-every connection with code 1001 and exits 0.\n\n\
+asked for port 0 can read the port it got. It logs one line per event on stderr. SIGTERM closes \
+every connection with code 1001 and exits 0; Ctrl-C (SIGINT) does the same and exits 130.\n\n\
 Meshes can be created by anyone on loopback; from other addresses creating a mesh needs the admin token. \
 The broker terminates no TLS: put a TLS proxy in front of it to serve wss://.\n\n\
 The same port serves a REST surface under /api/v1 for programs that speak only HTTP, with an API key from \

@@ -585,3 +585,22 @@ fn broker_measure_throughput_and_idle_memory() {
     );
     drop(idle);
 }
+
+#[test]
+fn sigterm_stops_the_broker_with_0_and_ctrl_c_with_130() {
+    let dir = TempDir::new("broker-signals");
+    let b = Broker::start(&dir, &[]);
+    let mesh = Mesh::create(&b, "signals");
+    let bob = mesh.join(&b, "bob");
+    let mut ws = mesh.connect(&b, &bob);
+    let log = b.log.clone();
+    assert_eq!(b.signal(libc::SIGTERM), Some(0));
+    // Connections are closed with 1001, going away.
+    ws.recv_within(Duration::from_secs(5));
+    assert_eq!(ws.closed.as_ref().map(|c| c.0), Some(1001));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("SIGTERM"));
+
+    let b = Broker::start_in(&dir.0.join("data"), &[]);
+    assert_eq!(b.signal(libc::SIGINT), Some(130));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("SIGINT"));
+}

@@ -134,6 +134,23 @@ impl Broker {
             .unwrap_or(0)
     }
 
+    /// Sends `sig` and waits (at most 10 s) for the exit; returns its status code.
+    pub fn signal(mut self, sig: libc::c_int) -> Option<i32> {
+        // SAFETY: the pid is this test's child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "cm-broker did not stop on signal {sig}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();

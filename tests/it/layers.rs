@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 /// The modules both sides may use. They themselves use only each other.
-const SHARED: &[&str] = &["error", "crypto", "wire", "time", "cron", "mention"];
+const SHARED: &[&str] = &[
+    "error", "crypto", "wire", "time", "cron", "mention", "signal",
+];
 
 /// The client files that may reach into the broker, and the one item each may reach for (`None`: any).
 /// `tools::broker` is `cm-broker`'s own tool; `up` (`cm up`) only needs where a broker keeps its data.
