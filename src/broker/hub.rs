@@ -128,7 +128,7 @@ pub(super) enum IfLost {
 }
 
 #[derive(Debug, Clone)]
-enum Out {
+enum Outbound {
     Text(ConnId, String, IfLost),
     Close(ConnId, u16, String),
     /// An event on an event stream: name, id, data.
@@ -164,7 +164,7 @@ pub struct Hub {
     pub(super) by_session: HashMap<(String, String), PKey>,
     pub(super) waiters: HashMap<ConnId, Waiter>,
     pub(super) buckets: HashMap<String, Bucket>,
-    outbox: Vec<Out>,
+    outbox: Vec<Outbound>,
     /// Leases started by pushes of this batch's messages: forgotten if the batch is lost.
     pub(super) batch_leases: Vec<(PKey, i64)>,
     pub(super) topic_state: super::topics::TopicState,
@@ -300,7 +300,7 @@ impl Hub {
 
     /// [`Hub::emit`] for a frame already serialized.
     pub(super) fn emit_text(&mut self, conn: ConnId, text: String, if_lost: IfLost) {
-        self.outbox.push(Out::Text(conn, text, if_lost));
+        self.outbox.push(Outbound::Text(conn, text, if_lost));
     }
 
     pub(super) fn emit_sse(
@@ -312,7 +312,7 @@ impl Hub {
         if_lost: IfLost,
     ) {
         let (event, id) = (event.to_string(), id.map(str::to_string));
-        self.outbox.push(Out::Sse(conn, event, id, data, if_lost));
+        self.outbox.push(Outbound::Sse(conn, event, id, data, if_lost));
     }
 
     pub(super) fn reply(&mut self, conn: ConnId, frame: impl Into<Frame>) {
@@ -333,7 +333,7 @@ impl Hub {
     /// `frame` goes out only if this batch's commit fails.
     pub(super) fn reply_if_lost(&mut self, conn: ConnId, frame: impl Into<Frame>) {
         self.outbox
-            .push(Out::OnlyIfLost(conn, frame.into().to_json()));
+            .push(Outbound::OnlyIfLost(conn, frame.into().to_json()));
     }
 
     pub(super) fn count_error(&mut self, code: &str) {
@@ -392,7 +392,7 @@ impl Hub {
     }
 
     pub(super) fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
-        self.outbox.push(Out::Close(conn, code, reason.to_string()));
+        self.outbox.push(Outbound::Close(conn, code, reason.to_string()));
     }
 
     /// Commits the open transaction and hands the outbox to the transport: as written if the commit held, with
@@ -423,18 +423,18 @@ impl Hub {
         self.batch_leases.clear();
         for out in std::mem::take(&mut self.outbox) {
             match out {
-                Out::Text(conn, text, lost) => match (ok, lost) {
+                Outbound::Text(conn, text, lost) => match (ok, lost) {
                     (true, _) | (false, IfLost::Send) => io.send(conn, text),
                     (false, IfLost::Drop) => {}
                     (false, IfLost::Instead(text)) => io.send(conn, text),
                 },
-                Out::Close(conn, code, reason) => io.close(conn, code, &reason),
-                Out::OnlyIfLost(conn, text) => {
+                Outbound::Close(conn, code, reason) => io.close(conn, code, &reason),
+                Outbound::OnlyIfLost(conn, text) => {
                     if !ok {
                         io.send(conn, text);
                     }
                 }
-                Out::Sse(conn, event, id, data, lost) => {
+                Outbound::Sse(conn, event, id, data, lost) => {
                     if ok || matches!(lost, IfLost::Send) {
                         io.sse_event(conn, &event, id.as_deref(), &data);
                     }
@@ -459,7 +459,7 @@ impl Hub {
                 .and_then(|p| p.conn)
             {
                 self.outbox
-                    .push(Out::Text(conn, text.clone(), IfLost::Send));
+                    .push(Outbound::Text(conn, text.clone(), IfLost::Send));
             }
         }
     }
