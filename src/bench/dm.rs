@@ -13,7 +13,7 @@ use crypto_box::{PublicKey, SalsaBox, SecretKey};
 
 use super::fleet::{Fleet, Io};
 use super::members::{self, Incoming, Member};
-use super::{Ctx, Held, Report, Scenario, ms};
+use super::{Ctx, Load, Plan, Report, Scenario, Tally, drive, ms};
 use crate::crypto::{self, b64};
 use crate::error::{Error, Result};
 use crate::wire::{Frame, Priority, SendMessage};
@@ -86,23 +86,13 @@ struct State {
     run: String,
     /// Per peer, its sealed `send` frames, in order.
     frames: Vec<Vec<String>>,
-    window: usize,
     next: Vec<usize>,
     inflight: Vec<usize>,
     /// When each message (`peer * each + k`) went out, or was due.
     sent_at: Vec<Option<Instant>>,
     got: Vec<bool>,
-    sent: usize,
-    acked: usize,
-    refused: usize,
-    first_refusal: Option<String>,
-    /// Messages (by index) the broker's rate limit holds back.
-    held: Held<usize>,
-    delivered: usize,
-    latencies: Vec<f64>,
-    ack_latencies: Vec<f64>,
-    last_push: Option<Instant>,
-    progress: Instant,
+    /// Messages are counted by index (`peer * each + k`).
+    t: Tally,
 }
 
 impl State {
@@ -123,7 +113,7 @@ impl State {
         }
         self.next[i] += 1;
         self.inflight[i] += 1;
-        self.sent += 1;
+        self.t.sent += 1;
         self.sent_at[i * self.each + k] = Some(at);
         io.send(i, self.frames[i][k].as_bytes());
     }
@@ -138,18 +128,18 @@ impl State {
                 let Some(g) = f.id.as_deref().and_then(|id| self.index(id)) else {
                     return;
                 };
-                self.progress = now;
+                self.t.progress = now;
                 if let Some(e) = f.error.as_deref().filter(|e| !e.is_empty()) {
-                    if self.held.hold(e, f.retry_after_ms, now, g) {
+                    if self.t.held.hold(e, f.retry_after_ms, now, g) {
                         return;
                     }
-                    self.refused += 1;
-                    self.first_refusal.get_or_insert_with(|| e.to_string());
+                    self.t.refused += 1;
+                    self.t.first_refusal.get_or_insert_with(|| e.to_string());
                 }
-                self.acked += 1;
+                self.t.acked += 1;
                 self.inflight[i] = self.inflight[i].saturating_sub(1);
                 if let Some(t) = self.sent_at[g] {
-                    self.ack_latencies.push(ms(now - t));
+                    self.t.ack_latencies.push(ms(now - t));
                 }
                 if !paced {
                     self.send_next(io, i, now);
@@ -163,11 +153,11 @@ impl State {
                     return;
                 };
                 if !std::mem::replace(&mut self.got[g], true) {
-                    self.delivered += 1;
-                    self.progress = now;
-                    self.last_push = Some(now);
+                    self.t.delivered += 1;
+                    self.t.progress = now;
+                    self.t.last_push = Some(now);
                     if let Some(t) = self.sent_at[g] {
-                        self.latencies.push(ms(now - t));
+                        self.t.latencies.push(ms(now - t));
                     }
                 }
             }
@@ -177,7 +167,7 @@ impl State {
 
     /// Sends again what the rate limit held and is now due.
     fn resend_due(&mut self, io: &mut Io, now: Instant) {
-        for g in self.held.take_due(now) {
+        for g in self.t.held.take_due(now) {
             io.send(
                 g / self.each,
                 self.frames[g / self.each][g % self.each].as_bytes(),
@@ -187,7 +177,7 @@ impl State {
 
     fn done(&self) -> bool {
         let total = self.peers * self.each;
-        self.sent == total && self.acked == total && self.delivered + self.refused >= total
+        self.t.sent == total && self.t.acked == total && self.t.delivered + self.t.refused >= total
     }
 }
 
@@ -243,76 +233,58 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         each,
         run,
         frames,
-        window: opts.window.max(1),
         next: vec![0; peers],
         inflight: vec![0; peers],
         sent_at: vec![None; total],
         got: vec![false; total],
-        sent: 0,
-        acked: 0,
-        refused: 0,
-        first_refusal: None,
-        held: Held::new(),
-        delivered: 0,
-        latencies: Vec::with_capacity(total),
-        ack_latencies: Vec::with_capacity(total),
-        last_push: None,
-        progress: start,
+        t: Tally::new(opts.window, start, total, total),
     };
     let paced = opts.rate.filter(|r| *r > 0.0);
     if paced.is_none() {
         for i in 0..peers {
-            for _ in 0..st.window {
+            for _ in 0..st.t.window {
                 st.send_next(&mut fleet.io, i, start);
             }
         }
         fleet.flush();
     }
-    while !st.done() && st.progress.elapsed() < STALL {
-        let mut timeout = Some(Duration::from_millis(100));
-        if let Some(rate) = paced {
-            let now = Instant::now();
-            let wait = super::send_due(start, rate, now, st.sent, total, |n, due| {
-                st.send_next(&mut fleet.io, n % peers, due);
-                st.progress = now;
-            });
-            timeout = wait.or(timeout);
-        }
-        let now = Instant::now();
-        st.resend_due(&mut fleet.io, now);
-        fleet.flush();
-        timeout = st.held.timeout(now, timeout);
-        fleet.turn(timeout, &mut |io, i, t| {
-            st.on_text(io, i, t, paced.is_some())
-        })?;
-    }
-    let end = st.last_push.unwrap_or_else(Instant::now);
-    let mut r = Report::new(Scenario::Dm, peers);
-    r.sent = st.sent as u64;
-    r.delivered = st.delivered as u64;
-    meter.finish(&mut r);
-    fleet.close_all(Duration::from_secs(2));
-
-    r.elapsed(end.saturating_duration_since(start));
-    r.latencies(std::mem::take(&mut st.latencies));
-    r.sends(
+    let plan = Plan {
+        scenario: Scenario::Dm,
+        peers,
+        total,
         paced,
-        st.window,
-        opts.size,
-        std::mem::take(&mut st.ack_latencies),
-        (st.refused, st.first_refusal.as_deref()),
-    );
-    st.held.report(&mut r);
+        size: opts.size,
+        start,
+    };
+    let r = drive(&mut fleet, &mut st, &plan, &meter)?;
     if !st.done() {
         crate::out::warn(
             "cm-bench",
             format!(
                 "dm: stopped after {} s without progress: {} of {} delivered",
                 STALL.as_secs(),
-                st.delivered,
+                st.t.delivered,
                 total
             ),
         );
     }
     Ok(r)
+}
+
+impl Load for State {
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.t
+    }
+    fn done(&self) -> bool {
+        State::done(self)
+    }
+    fn send_paced(&mut self, io: &mut Io, n: usize, due: Instant) {
+        self.send_next(io, n % self.peers, due);
+    }
+    fn resend_due(&mut self, io: &mut Io, now: Instant) {
+        State::resend_due(self, io, now);
+    }
+    fn on_text(&mut self, io: &mut Io, i: usize, text: &str, paced: bool) {
+        State::on_text(self, io, i, text, paced);
+    }
 }

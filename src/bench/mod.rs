@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use crate::client::transport::{self, BrokerUrl};
 use crate::error::{Error, Result};
 use crate::out::Out;
+use fleet::{Fleet, Io};
 use members::Member;
 
 /// What to measure.
@@ -277,6 +278,106 @@ fn send_due(
         send(n, due);
     }
     None
+}
+
+/// What the send-and-deliver scenarios (dm, topic) count alike.
+struct Tally {
+    window: usize,
+    sent: usize,
+    acked: usize,
+    refused: usize,
+    first_refusal: Option<String>,
+    /// Sends (by index) the broker's rate limit holds back.
+    held: Held<usize>,
+    delivered: usize,
+    latencies: Vec<f64>,
+    ack_latencies: Vec<f64>,
+    last_push: Option<Instant>,
+    progress: Instant,
+}
+
+impl Tally {
+    /// For `deliveries` pushes expected of `sends` sends, up to `window` unanswered at a time.
+    fn new(window: usize, start: Instant, deliveries: usize, sends: usize) -> Tally {
+        Tally {
+            window: window.max(1),
+            sent: 0,
+            acked: 0,
+            refused: 0,
+            first_refusal: None,
+            held: Held::new(),
+            delivered: 0,
+            latencies: Vec::with_capacity(deliveries),
+            ack_latencies: Vec::with_capacity(sends),
+            last_push: None,
+            progress: start,
+        }
+    }
+}
+
+/// A send-and-deliver scenario, run by [`drive`].
+trait Load {
+    fn tally(&mut self) -> &mut Tally;
+    fn done(&self) -> bool;
+    /// Sends the run's `n`th message, due at `due` (a paced run).
+    fn send_paced(&mut self, io: &mut Io, n: usize, due: Instant);
+    /// Sends again what the rate limit held and is now due.
+    fn resend_due(&mut self, io: &mut Io, now: Instant);
+    fn on_text(&mut self, io: &mut Io, i: usize, text: &str, paced: bool);
+}
+
+/// How [`drive`] runs a scenario.
+struct Plan {
+    scenario: Scenario,
+    peers: usize,
+    /// Sends in the run.
+    total: usize,
+    /// Sends a second, or as fast as the window allows.
+    paced: Option<f64>,
+    size: usize,
+    start: Instant,
+}
+
+/// Runs `st` until it is done or makes no progress for [`dm::STALL`]: sends on time when paced, sends again what
+/// the rate limit held, and reads what comes; then closes the fleet and reports what every such scenario reports.
+fn drive(fleet: &mut Fleet, st: &mut impl Load, plan: &Plan, meter: &Meter) -> Result<Report> {
+    let start = plan.start;
+    while !st.done() && st.tally().progress.elapsed() < dm::STALL {
+        let mut timeout = Some(Duration::from_millis(100));
+        if let Some(rate) = plan.paced {
+            let now = Instant::now();
+            let sent = st.tally().sent;
+            let wait = send_due(start, rate, now, sent, plan.total, |n, due| {
+                st.send_paced(&mut fleet.io, n, due);
+                st.tally().progress = now;
+            });
+            timeout = wait.or(timeout);
+        }
+        let now = Instant::now();
+        st.resend_due(&mut fleet.io, now);
+        fleet.flush();
+        timeout = st.tally().held.timeout(now, timeout);
+        let paced = plan.paced.is_some();
+        fleet.turn(timeout, &mut |io, i, t| st.on_text(io, i, t, paced))?;
+    }
+    let t = st.tally();
+    let end = t.last_push.unwrap_or_else(Instant::now);
+    let mut r = Report::new(plan.scenario, plan.peers);
+    r.sent = t.sent as u64;
+    r.delivered = t.delivered as u64;
+    meter.finish(&mut r);
+    fleet.close_all(Duration::from_secs(2));
+    r.elapsed(end.saturating_duration_since(start));
+    r.latencies(std::mem::take(&mut t.latencies));
+    r.sends(
+        plan.paced,
+        t.window,
+        plan.size,
+        std::mem::take(&mut t.ack_latencies),
+        (t.refused, t.first_refusal.as_deref()),
+    );
+    t.held.report(&mut r);
+    Ok(r)
 }
 
 /// Sends the broker refused with `rate_limit`, each due again when the broker said, as a real client waits; and

@@ -13,12 +13,12 @@
 //! Paced as dm is: the poster keeps `--window` posts waiting for their `ack` (default 1), or with `--rate` posts on
 //! a schedule whatever the broker does.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::dm::{STALL, body, run_id};
 use super::fleet::{Fleet, Io};
 use super::members::{self, Ask, Incoming};
-use super::{Ctx, Held, Report, Scenario, ms, round};
+use super::{Ctx, Load, Plan, Report, Scenario, Tally, drive, ms, round};
 use crate::client::Requester;
 use crate::error::{Error, Result};
 use crate::topics;
@@ -35,7 +35,6 @@ struct State {
     keys: Vec<[u8; 32]>,
     /// The sealed `send` frames, in order.
     frames: Vec<String>,
-    window: usize,
     inflight: usize,
     /// When each post went out, or was due.
     sent_at: Vec<Option<Instant>>,
@@ -44,18 +43,9 @@ struct State {
     /// Per post: how many peers have it, and when the last one got it.
     reached: Vec<usize>,
     last_at: Vec<Option<Instant>>,
-    sent: usize,
-    acked: usize,
-    refused: usize,
-    first_refusal: Option<String>,
-    /// Posts (by index) the broker's rate limit holds back.
-    held: Held<usize>,
-    delivered: usize,
     unreadable: usize,
-    latencies: Vec<f64>,
-    ack_latencies: Vec<f64>,
-    last_push: Option<Instant>,
-    progress: Instant,
+    /// Posts are counted by index; deliveries per peer.
+    t: Tally,
 }
 
 impl State {
@@ -69,11 +59,11 @@ impl State {
     }
 
     fn send_next(&mut self, io: &mut Io, at: Instant) {
-        let k = self.sent;
+        let k = self.t.sent;
         if k >= self.frames.len() {
             return;
         }
-        self.sent += 1;
+        self.t.sent += 1;
         self.inflight += 1;
         self.sent_at[k] = Some(at);
         io.send(POSTER, self.frames[k].as_bytes());
@@ -89,21 +79,21 @@ impl State {
                 let Some(k) = f.id.as_deref().and_then(|id| self.index(id)) else {
                     return;
                 };
-                self.progress = now;
+                self.t.progress = now;
                 if let Some(e) = f.error.as_deref().filter(|e| !e.is_empty()) {
-                    if self.held.hold(e, f.retry_after_ms, now, k) {
+                    if self.t.held.hold(e, f.retry_after_ms, now, k) {
                         return;
                     }
-                    self.refused += 1;
-                    self.first_refusal.get_or_insert_with(|| e.to_string());
+                    self.t.refused += 1;
+                    self.t.first_refusal.get_or_insert_with(|| e.to_string());
                 }
-                self.acked += 1;
+                self.t.acked += 1;
                 self.inflight = self.inflight.saturating_sub(1);
                 if let Some(t) = self.sent_at[k] {
-                    self.ack_latencies.push(ms(now - t));
+                    self.t.ack_latencies.push(ms(now - t));
                 }
                 if !paced {
-                    while self.inflight < self.window && self.sent < self.frames.len() {
+                    while self.inflight < self.t.window && self.t.sent < self.frames.len() {
                         self.send_next(io, now);
                     }
                 }
@@ -125,7 +115,7 @@ impl State {
                     return;
                 }
                 self.got[slot] = true;
-                self.progress = now;
+                self.t.progress = now;
                 let opened = topics::open_body(
                     f.nonce.as_deref().unwrap_or_default(),
                     f.ciphertext.as_deref().unwrap_or_default(),
@@ -136,12 +126,12 @@ impl State {
                     self.unreadable += 1;
                     return;
                 }
-                self.delivered += 1;
-                self.last_push = Some(now);
+                self.t.delivered += 1;
+                self.t.last_push = Some(now);
                 self.reached[k] += 1;
                 self.last_at[k] = Some(now);
                 if let Some(t) = self.sent_at[k] {
-                    self.latencies.push(ms(now - t));
+                    self.t.latencies.push(ms(now - t));
                 }
             }
             _ => {}
@@ -150,16 +140,17 @@ impl State {
 
     /// Sends again what the rate limit held and is now due.
     fn resend_due(&mut self, io: &mut Io, now: Instant) {
-        for k in self.held.take_due(now) {
+        for k in self.t.held.take_due(now) {
             io.send(POSTER, self.frames[k].as_bytes());
         }
     }
 
     fn done(&self) -> bool {
         let total = self.frames.len();
-        self.sent == total
-            && self.acked == total
-            && self.delivered + self.unreadable + self.refused * self.peers >= total * self.peers
+        self.t.sent == total
+            && self.t.acked == total
+            && self.t.delivered + self.unreadable + self.t.refused * self.peers
+                >= total * self.peers
     }
 
     /// From each post's send to its last peer's push, for the posts every peer got.
@@ -274,67 +265,31 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
         topic_id,
         keys,
         frames,
-        window: opts.window.max(1),
         inflight: 0,
         sent_at: vec![None; posts],
         got: vec![false; posts * peers],
         reached: vec![0; posts],
         last_at: vec![None; posts],
-        sent: 0,
-        acked: 0,
-        refused: 0,
-        first_refusal: None,
-        held: Held::new(),
-        delivered: 0,
         unreadable: 0,
-        latencies: Vec::with_capacity(posts * peers),
-        ack_latencies: Vec::with_capacity(posts),
-        last_push: None,
-        progress: start,
+        t: Tally::new(opts.window, start, posts * peers, posts),
     };
     let paced = opts.rate.filter(|r| *r > 0.0);
     if paced.is_none() {
-        while st.inflight < st.window && st.sent < posts {
+        while st.inflight < st.t.window && st.t.sent < posts {
             st.send_next(&mut fleet.io, start);
         }
         fleet.flush();
     }
-    while !st.done() && st.progress.elapsed() < STALL {
-        let mut timeout = Some(Duration::from_millis(100));
-        if let Some(rate) = paced {
-            let now = Instant::now();
-            let wait = super::send_due(start, rate, now, st.sent, posts, |_, due| {
-                st.send_next(&mut fleet.io, due);
-                st.progress = now;
-            });
-            timeout = wait.or(timeout);
-        }
-        let now = Instant::now();
-        st.resend_due(&mut fleet.io, now);
-        fleet.flush();
-        timeout = st.held.timeout(now, timeout);
-        fleet.turn(timeout, &mut |io, i, t| {
-            st.on_text(io, i, t, paced.is_some())
-        })?;
-    }
-    let end = st.last_push.unwrap_or_else(Instant::now);
-    let mut r = Report::new(Scenario::Topic, peers);
-    r.sent = st.sent as u64;
-    r.delivered = st.delivered as u64;
-    meter.finish(&mut r);
-    fleet.close_all(Duration::from_secs(2));
-
-    r.elapsed(end.saturating_duration_since(start));
-    let lasts = st.last_deliveries();
-    r.latencies(std::mem::take(&mut st.latencies));
-    r.sends(
+    let plan = Plan {
+        scenario: Scenario::Topic,
+        peers,
+        total: posts,
         paced,
-        st.window,
-        opts.size,
-        std::mem::take(&mut st.ack_latencies),
-        (st.refused, st.first_refusal.as_deref()),
-    );
-    st.held.report(&mut r);
+        size: opts.size,
+        start,
+    };
+    let mut r = drive(&mut fleet, &mut st, &plan, &meter)?;
+    let lasts = st.last_deliveries();
     if let Some(l) = lasts.get(lasts.len() / 2) {
         r.set("last_delivery_p50_ms", round(*l));
     }
@@ -347,10 +302,28 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
             format!(
                 "topic: stopped after {} s without progress: {} of {} pushes delivered",
                 STALL.as_secs(),
-                st.delivered,
+                st.t.delivered,
                 posts * peers
             ),
         );
     }
     Ok(r)
+}
+
+impl Load for State {
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.t
+    }
+    fn done(&self) -> bool {
+        State::done(self)
+    }
+    fn send_paced(&mut self, io: &mut Io, _: usize, due: Instant) {
+        self.send_next(io, due);
+    }
+    fn resend_due(&mut self, io: &mut Io, now: Instant) {
+        State::resend_due(self, io, now);
+    }
+    fn on_text(&mut self, io: &mut Io, i: usize, text: &str, paced: bool) {
+        State::on_text(self, io, i, text, paced);
+    }
 }

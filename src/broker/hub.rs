@@ -312,7 +312,8 @@ impl Hub {
         if_lost: IfLost,
     ) {
         let (event, id) = (event.to_string(), id.map(str::to_string));
-        self.outbox.push(Outbound::Sse(conn, event, id, data, if_lost));
+        self.outbox
+            .push(Outbound::Sse(conn, event, id, data, if_lost));
     }
 
     pub(super) fn reply(&mut self, conn: ConnId, frame: impl Into<Frame>) {
@@ -392,7 +393,8 @@ impl Hub {
     }
 
     pub(super) fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
-        self.outbox.push(Outbound::Close(conn, code, reason.to_string()));
+        self.outbox
+            .push(Outbound::Close(conn, code, reason.to_string()));
     }
 
     /// Commits the open transaction and hands the outbox to the transport: as written if the commit held, with
