@@ -216,3 +216,30 @@ fn imports_are_read_from_paths_and_groups() {
     assert_eq!(module_of("src/broker/net/mod.rs"), "broker");
     assert_eq!(module_of("src/wire.rs"), "wire");
 }
+
+/// src/lib.rs's map names every module once, and no module that is not there.
+#[test]
+fn the_library_map_lists_every_module() {
+    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
+    let mods: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+        .collect();
+    let rows: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | [`")?.split('`').next())
+        .collect();
+    for m in &mods {
+        assert_eq!(
+            rows.iter().filter(|r| *r == m).count(),
+            1,
+            "src/lib.rs: module {m} needs one row in the map"
+        );
+    }
+    for r in &rows {
+        assert!(
+            mods.contains(r),
+            "src/lib.rs: the map names {r}, which is no module"
+        );
+    }
+}
