@@ -769,6 +769,9 @@ impl Hub {
             .mesh_keys(&me.mesh_id)
             .iter()
             .filter_map(|k| self.presences.get(k))
+            // A presence in its reconnect grace has no socket: to peers it is gone (what `send` says too), and
+            // the grace only keeps its queue and lease for a reconnect.
+            .filter(|p| p.conn.is_some())
             .filter(|p| !(p.pull && p.session_pubkey.is_some()))
             .filter(|p| p.visible || p.member_id == me.member_id)
             .map(|p| wire::Peer {

@@ -21,12 +21,15 @@
 //! reconnect, names resolve against the last roster seen, and the status, summary and groups set through the
 //! pipe are set again. At the end of stdin the pipe waits a few seconds for outstanding sends, then closes; one still
 //! unanswered is reported as `unknown` (exit 9) when a connection was up while it waited, since the broker may
-//! have stored it, and as not sent otherwise. `client_id` sends again under the id such a report names.
+//! have stored it, and as not sent otherwise. `client_id` sends again under the id such a report names. SIGTERM
+//! and SIGHUP stop it the same way (exit 0), and so does Ctrl-C (exit 130).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::signal::{self, Signal};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -64,6 +67,8 @@ enum Input {
     TooLong,
     End(Option<std::io::Error>),
     Session(Box<Event>),
+    /// SIGTERM, SIGHUP or Ctrl-C: stop as at the end of stdin, then exit as the signal says.
+    Stop(Signal),
 }
 
 fn read_lines(mut input: impl BufRead, tx: mpsc::Sender<Input>) {
@@ -175,6 +180,15 @@ pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Re
         ..SessionOpts::default()
     };
     let (tx, rx) = mpsc::channel();
+    // Before the session's threads start, so the signals reach only the thread that waits for them. A stopped
+    // pipe still closes its socket cleanly, so peers see it leave at once.
+    let stop = tx.clone();
+    signal::watch(
+        &[Signal::Interrupt, Signal::Terminate, Signal::Hangup],
+        move |s| {
+            let _ = stop.send(Input::Stop(s));
+        },
+    )?;
     let events = tx.clone();
     let sink = Box::new(move |e| {
         let _ = events.send(Input::Session(Box::new(e)));
@@ -198,14 +212,18 @@ pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Re
         groups: Vec::new(),
     };
     let result = pipe.run(&rx, out);
-    let result = result.and_then(|()| pipe.finish(&rx, out));
+    let result = result.and_then(|stopped| {
+        pipe.finish(&rx, out)?;
+        stopped.map_or(Ok(()), Signal::outcome)
+    });
     drop(pipe);
     session.close();
     result
 }
 
 impl Pipe<'_> {
-    fn run(&mut self, rx: &mpsc::Receiver<Input>, out: &mut Out) -> Result<()> {
+    /// Until stdin ends (`None`) or a signal stops the pipe.
+    fn run(&mut self, rx: &mpsc::Receiver<Input>, out: &mut Out) -> Result<Option<Signal>> {
         loop {
             match rx.recv() {
                 Ok(Input::Line(bytes)) => match String::from_utf8(bytes) {
@@ -218,7 +236,8 @@ impl Pipe<'_> {
                 }
                 Ok(Input::Session(ev)) if matches!(*ev, Event::Closed) => return Err(self.ended()),
                 Ok(Input::Session(ev)) => self.event(*ev, out)?,
-                Ok(Input::End(None)) => return Ok(()),
+                Ok(Input::End(None)) => return Ok(None),
+                Ok(Input::Stop(s)) => return Ok(Some(s)),
                 Ok(Input::End(Some(e))) => return Err(Error::from(e).context("reading stdin")),
                 Err(_) => return Err(self.ended()),
             }

@@ -33,7 +33,8 @@ When the broker goes away, cm-pipe reconnects (after 1, 2, 4, 8, 16, then every 
 are delivered after the reconnect, and the status, summary and groups set through the pipe are set again. At the \
 end of its input it waits up to 5 seconds for the broker to confirm outstanding sends, closes the connection and \
 exits 0. A send still unconfirmed then gets a send_result of its own: unknown (it went out; the broker may have \
-stored it; exit 9) or failed (no connection came up; exit 4).
+stored it; exit 9) or failed (no connection came up; exit 4). SIGTERM and SIGHUP end it the same way, so \
+peers see it leave at once; Ctrl-C does too and exits 130.
 
 cm-pipe joins as a session of its own for as long as it runs (messages to your member key reach it too); inside a session started by cm launch it does not take that session's key, which cm-mcp holds.",
     section: 1,
