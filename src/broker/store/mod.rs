@@ -329,10 +329,11 @@ pub fn new_id() -> String {
 impl SqliteStore {
     /// Opens (creating if needed) `<data_dir>/broker.db` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<SqliteStore> {
-        SqliteStore::open_with(data_dir, CHECKPOINT_EVERY, WAL_LIMIT)
+        SqliteStore::open_with(data_dir, Some(CHECKPOINT_EVERY), WAL_LIMIT)
     }
 
-    fn open_with(data_dir: &Path, every: Duration, wal_limit: u64) -> Result<SqliteStore> {
+    /// With `every` `None` no checkpoint thread runs, and only the inline bound keeps the WAL near `wal_limit`.
+    fn open_with(data_dir: &Path, every: Option<Duration>, wal_limit: u64) -> Result<SqliteStore> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -342,7 +343,7 @@ impl SqliteStore {
         make_private(&path)?;
         let conn = Connection::open(&path).map_err(|e| db(e).context(path.display()))?;
         let mut store = SqliteStore::with_connection(conn)?;
-        match Checkpointer::start(&path, every) {
+        match every.map(|e| Checkpointer::start(&path, e)).transpose() {
             Ok(c) => {
                 store
                     .conn
@@ -352,7 +353,7 @@ impl SqliteStore {
                     .conn
                     .pragma_update(None, "journal_size_limit", wal_limit as i64)
                     .map_err(db)?;
-                store.checkpointer = Some(c);
+                store.checkpointer = c;
                 let mut wal = path.into_os_string();
                 wal.push("-wal");
                 store.wal = Some((PathBuf::from(wal), wal_limit));

@@ -169,9 +169,9 @@ mod tests {
     #[test]
     fn the_wal_stays_near_its_limit_under_steady_writes() {
         let dir = TempDir::new("walbound");
-        // A checkpoint thread that never comes round: only the bound keeps the WAL in check.
+        // No checkpoint thread: only the bound keeps the WAL in check.
         let limit = 256 * 1024;
-        let mut s = SqliteStore::open_with(&dir.0, Duration::from_secs(3600), limit).unwrap();
+        let mut s = SqliteStore::open_with(&dir.0, None, limit).unwrap();
         s.create_mesh(&mesh("m1", "dev"), &member("a", "m1", "pa"))
             .unwrap();
         s.insert_member(&member("b", "m1", "pb")).unwrap();
