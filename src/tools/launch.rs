@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
@@ -127,10 +126,17 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let bin = claude_bin?.display().to_string();
     let argv = launch::launch_argv(&bin, &start, &args.positionals);
     SessionKey::load_or_create(&paths, &mesh.slug, start.id())?;
-    if !registered() {
+    // A hint only: without a HOME there is nothing to look at, and claude will say more.
+    if let Ok(file) = install::claude_json()
+        && !install::registered(&file)
+    {
         out::warn(
             TOOL.name,
-            "Claude Code does not know the claudemesh MCP server yet: run cm-install first",
+            format!(
+                "Claude Code does not know the claudemesh MCP server yet ({} has no mcpServers.claudemesh): \
+                 run cm-install first",
+                file.display()
+            ),
         );
     }
     let err = Command::new(&argv[0]).args(&argv[1..]).envs(&env).exec();
@@ -138,20 +144,6 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         "running {bin}: {}",
         crate::error::io_message(&err)
     )))
-}
-
-/// Whether `~/.claude.json` has `mcpServers.claudemesh` (a hint only: a file we cannot read says yes).
-fn registered() -> bool {
-    let Ok(home) = install::home() else {
-        return true;
-    };
-    let Ok(text) = std::fs::read(Path::new(&home).join(".claude.json")) else {
-        return false;
-    };
-    serde_json::from_slice::<serde_json::Value>(&text).map_or(true, |v| {
-        v.pointer(&format!("/mcpServers/{}", install::SERVER))
-            .is_some()
-    })
 }
 
 /// The host name, if it has one.
