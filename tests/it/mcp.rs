@@ -142,6 +142,24 @@ impl Drop for Lines {
     }
 }
 
+/// Waits until `who` sees a peer with session key `pubkey` online: a cm-mcp joins only once its client settles.
+fn wait_online(who: &crate::peer::Peer, pubkey: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = who.run("cm-peers", &["--json"]);
+        if r.out.contains(pubkey) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{pubkey} never came online: {} {}",
+            r.out,
+            r.err
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn is_identifier(k: &str) -> bool {
     !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
@@ -207,6 +225,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
     let tools = client.wait_for(Duration::from_secs(10), |e| e["event"] == "tools");
     assert_eq!(tools["tools"], json!([]));
     client.wait_for(Duration::from_secs(10), |e| e["event"] == "pong");
+    wait_online(&bob, &key.public_key);
 
     // Bob DMs alice's session key.
     let sent = bob.send(&key.public_key, "can you rerun the migration tests?");
@@ -335,6 +354,11 @@ fn json_rpc_edge_cases() {
 
     let r = request(
         &mut s,
+        r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":5}}"#,
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = request(
+        &mut s,
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"1999-01-01","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
     );
     assert_eq!(r["id"], 1);
@@ -344,16 +368,16 @@ fn json_rpc_edge_cases() {
         r["result"]["capabilities"],
         json!({"experimental": {"claude/channel": {}}, "tools": {}})
     );
+    // Initialize comes once (MCP: the client must not send it again).
     let r = request(
         &mut s,
         r#"{"jsonrpc":"2.0","id":"i2","method":"initialize","params":{"protocolVersion":"2024-11-05"}}"#,
     );
-    assert_eq!(r["result"]["protocolVersion"], "2024-11-05");
-    let r = request(
-        &mut s,
-        r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":5}}"#,
+    assert_eq!(
+        (r["error"]["code"].clone(), r["id"].clone()),
+        (json!(-32600), json!("i2")),
+        "{r}"
     );
-    assert_eq!(r["error"]["code"], -32602, "{r}");
 
     // A notification gets no answer: the next line answers the ping after it.
     s.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -377,8 +401,137 @@ fn json_rpc_edge_cases() {
     for line in &s.seen {
         assert_eq!(line["jsonrpc"], "2.0", "{line}");
     }
+    // It never settled into a session, so it had nothing to say but what was wrong with the client's lines.
+    let err = s.stderr();
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with("cm-mcp: bad message from the client: ")),
+        "{err}"
+    );
+}
+
+fn initialize(s: &mut Lines) {
+    let r = request(
+        s,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"claude-code","version":"2.1.197"}}}"#,
+    );
+    assert_eq!(r["id"], 0, "{r}");
+    s.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let r = request(s, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    assert_eq!(r["result"], json!({"tools": []}));
+}
+
+/// Every file under `dir`.
+fn files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_health_check_leaves_no_trace_and_a_session_keeps_claude_codes_id() {
+    let dir = TempDir::new("mcp-probe");
+    let broker = Broker::start(&dir, &[]);
+    let mut peers = Mesh::new(&broker, &["alice", "bob"]);
+    let bob = peers.pop().unwrap();
+    let alice = peers.pop().unwrap();
+
+    // Bob's Claude Code session, asking for peer events.
+    let session = |p: &crate::peer::Peer| {
+        let id = claudemesh::launch::new_uuid();
+        let key =
+            SessionKey::load_or_create(&Paths::at(p.config_dir()).unwrap(), &p.slug, &id).unwrap();
+        (id, key.public_key)
+    };
+    let (bob_id, bob_key) = session(&bob);
+    let mut cmd = bob.cmd("cm-mcp");
+    cmd.arg("--peer-events")
+        .env("CLAUDE_CODE_SESSION_ID", &bob_id);
+    let mut watcher = Lines::spawn(cmd);
+    initialize(&mut watcher);
+    wait_online(&alice, &bob_key);
+
+    // Alice's `claude mcp list`, as Claude Code 2.1.197 does it: initialize, initialized, tools/list, then gone
+    // within a second. Twice.
+    let before = files(&alice.config_dir());
+    for _ in 0..2 {
+        let mut cmd = alice.cmd("cm-mcp");
+        cmd.env("CLAUDE_CODE_SESSION_ID", claudemesh::launch::new_uuid());
+        let mut probe = Lines::spawn(cmd);
+        initialize(&mut probe);
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: the pid is our own child's.
+        unsafe { libc::kill(probe.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(probe.exit_code(Duration::from_secs(10)), Some(0));
+        assert_eq!(probe.stderr(), "", "a health check is not an error");
+    }
+    assert_eq!(
+        files(&alice.config_dir()),
+        before,
+        "a health check wrote a file"
+    );
+    let seen = watcher.drain(Duration::from_secs(2));
+    assert!(
+        seen.is_empty(),
+        "bob's session heard of the probes: {seen:#?}"
+    );
+
+    // A real session stays: it joins once the client settles, as Claude Code's session, and bob hears of it.
+    let id = claudemesh::launch::new_uuid();
+    let mut cmd = alice.cmd("cm-mcp");
+    cmd.env("CLAUDE_CODE_SESSION_ID", &id);
+    let mut real = Lines::spawn(cmd);
+    initialize(&mut real);
+    let joined = watcher.wait_for(Duration::from_secs(20), |v| {
+        v["params"]["meta"]["event"] == "peer_joined"
+    });
+    assert_eq!(joined["params"]["meta"]["kind"], "system", "{joined}");
+    let key = alice
+        .config_dir()
+        .join(format!("sessions/{}/{id}.json", alice.slug));
+    assert!(key.is_file(), "no session key at {}", key.display());
+    drop(real);
+
+    // Without --peer-events, comings and goings are not pushed at all.
+    let (quiet_id, quiet_key) = session(&bob);
+    let mut cmd = bob.cmd("cm-mcp");
+    cmd.env("CLAUDE_CODE_SESSION_ID", &quiet_id);
+    let mut quiet = Lines::spawn(cmd);
+    initialize(&mut quiet);
+    wait_online(&alice, &quiet_key);
+    let mut cmd = alice.cmd("cm-mcp");
+    cmd.env("CLAUDE_CODE_SESSION_ID", claudemesh::launch::new_uuid());
+    let mut other = Lines::spawn(cmd);
+    initialize(&mut other);
+    watcher.wait_for(Duration::from_secs(20), |v| {
+        v["params"]["meta"]["event"] == "peer_joined"
+    });
+    drop(other);
+    let heard = quiet.drain(Duration::from_secs(1));
+    assert!(heard.is_empty(), "{heard:#?}");
+}
+
+#[test]
+fn a_session_that_cannot_start_says_why_on_stderr() {
+    let dir = TempDir::new("mcp-nomesh");
+    let mut s = bare_server(&dir);
+    initialize(&mut s);
+    std::thread::sleep(claudemesh::mcp::SETTLE + Duration::from_secs(2));
+    drop(s.stdin.take());
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
     let err = s.stderr();
     assert!(err.contains("no meshes joined"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]
