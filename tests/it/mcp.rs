@@ -544,3 +544,174 @@ fn sigterm_ends_the_server_cleanly() {
     unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
 }
+
+/// The real Claude Code CLI (`@anthropic-ai/claude-code`, pinned in tests/mcp/package.json): its native binary,
+/// which works whether or not npm ran the package's postinstall. `None` outside CI when it is not installed; in CI
+/// (`CI` set) a missing CLI fails the test.
+fn claude_cli() -> Option<PathBuf> {
+    let modules = match std::env::var_os("CM_MCP_SDK").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/node_modules"),
+    };
+    let found = [
+        modules.join("@anthropic-ai/claude-code-linux-x64/claude"),
+        modules.join("@anthropic-ai/claude-code-linux-arm64/claude"),
+        modules.join("@anthropic-ai/claude-code-linux-x64-musl/claude"),
+        modules.join("@anthropic-ai/claude-code-linux-arm64-musl/claude"),
+        modules.join(".bin/claude"),
+    ]
+    .into_iter()
+    .find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .env_clear()
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Claude Code")
+            })
+    });
+    if found.is_none() {
+        let how = format!(
+            "the Claude Code CLI is not installed in {}: run `npm ci --prefix tests/mcp` (as .ci/run does)",
+            modules.display()
+        );
+        assert!(std::env::var_os("CI").is_none(), "{how}");
+        eprintln!("skipped: {how}");
+    }
+    found
+}
+
+/// `claude ARGS` offline: no account, no API key, no update checks or telemetry, and a dead proxy for anything
+/// else that would leave the machine (the mesh's broker is on loopback, which the proxy leaves alone).
+fn claude(
+    cli: &std::path::Path,
+    home: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+    args: &[&str],
+) -> String {
+    let mut cmd = Command::new(cli);
+    cmd.env_clear()
+        .current_dir(home)
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!(
+        "$ claude {}\n{out}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_real_claude_code_connects_to_an_installed_cm_mcp_and_its_health_checks_wake_nobody() {
+    let Some(cli) = claude_cli() else { return };
+    let dir = TempDir::new("mcp-claude");
+    let broker = Broker::start(&dir, &[]);
+    let mut peers = Mesh::new(&broker, &["alice", "bob"]);
+    let bob = peers.pop().unwrap();
+    let alice = peers.pop().unwrap();
+
+    // Bob's live session, listening for anything, peer events included.
+    let id = claudemesh::launch::new_uuid();
+    let bob_key = SessionKey::load_or_create(&Paths::at(bob.config_dir()).unwrap(), &bob.slug, &id)
+        .unwrap()
+        .public_key;
+    let mut cmd = bob.cmd("cm-mcp");
+    cmd.arg("--peer-events").env("CLAUDE_CODE_SESSION_ID", &id);
+    let mut watcher = Lines::spawn(cmd);
+    initialize(&mut watcher);
+    wait_online(&alice, &bob_key);
+    let alice_files = files(&alice.config_dir());
+    let cm_mcp = crate::harness::bin("cm-mcp").display().to_string();
+
+    // Alice installs into her HOME, then into a CLAUDE_CONFIG_DIR, and lets Claude Code check each.
+    let home = dir.0.join("home");
+    let ccd = dir.0.join("claude-config");
+    std::fs::create_dir_all(&home).unwrap();
+    let install = |env: &[(&str, &std::path::Path)]| {
+        let mut c = alice.cmd("cm-install");
+        c.env("HOME", &home);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let cfg = alice.config_dir();
+    install(&[]);
+    let with_home: &[(&str, &std::path::Path)] = &[("CLAUDEMESH_CONFIG_DIR", &cfg)];
+    let list = claude(&cli, &home, with_home, &["mcp", "list"]);
+    assert!(
+        list.contains(&format!("claudemesh: {cm_mcp}  - ✔ Connected")),
+        "{list}"
+    );
+    let get = claude(&cli, &home, with_home, &["mcp", "get", "claudemesh"]);
+    for want in [
+        "Status: ✔ Connected",
+        "Type: stdio",
+        &format!("Command: {cm_mcp}"),
+    ] {
+        assert!(get.contains(want), "{want:?} in {get}");
+    }
+
+    let with_ccd: &[(&str, &std::path::Path)] =
+        &[("CLAUDEMESH_CONFIG_DIR", &cfg), ("CLAUDE_CONFIG_DIR", &ccd)];
+    let list = claude(&cli, &home, with_ccd, &["mcp", "list"]);
+    assert!(list.contains("No MCP servers configured"), "{list}");
+    install(&[("CLAUDE_CONFIG_DIR", &ccd)]);
+    let list = claude(&cli, &home, with_ccd, &["mcp", "list"]);
+    assert!(
+        list.contains(&format!("claudemesh: {cm_mcp}  - ✔ Connected")),
+        "{list}"
+    );
+    let get = claude(&cli, &home, with_ccd, &["mcp", "get", "claudemesh"]);
+    assert!(get.contains("Type: stdio"), "{get}");
+
+    // Five health checks: no session key, no file, nothing on stderr (Claude Code logs it as an error), and bob's
+    // session heard nothing.
+    assert_eq!(
+        files(&alice.config_dir()).len(),
+        alice_files.len() + 2,
+        "only the two install records"
+    );
+    let logs: Vec<PathBuf> = files(&home.join(".cache"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("mcp-logs-claudemesh"))
+        .collect();
+    assert!(!logs.is_empty(), "Claude Code kept no MCP log");
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(!text.contains("stderr"), "{}: {text}", log.display());
+    }
+    let heard = watcher.drain(Duration::from_secs(2));
+    assert!(
+        heard.is_empty(),
+        "bob's session heard of the probes: {heard:#?}"
+    );
+
+    // Uninstall takes out only ours, in the files as Claude Code left them.
+    for env in [with_home, with_ccd] {
+        let mut c = alice.cmd("cm-uninstall");
+        c.env("HOME", &home);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        assert!(c.output().unwrap().status.success());
+    }
+    let list = claude(&cli, &home, with_home, &["mcp", "list"]);
+    assert!(list.contains("No MCP servers configured"), "{list}");
+    let list = claude(&cli, &home, with_ccd, &["mcp", "list"]);
+    assert!(list.contains("No MCP servers configured"), "{list}");
+    assert_eq!(files(&alice.config_dir()), alice_files);
+}
