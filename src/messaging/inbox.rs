@@ -41,6 +41,14 @@ const BATCH: u32 = 100;
 const WAIT_CHUNK: Duration = Duration::from_secs(60);
 /// Claude Code cuts hook output at 10 000 characters; the context stays under this, JSON escaping included.
 pub const HOOK_CAP: usize = 9_000;
+/// The prompt waits for the hook, so the hook gives up on its input after this,
+const HOOK_INPUT: Duration = Duration::from_millis(150);
+/// on the brokers after this (whatever the network does: a broker that accepts the connection and never answers
+/// included; what it holds waits for the next prompt),
+const HOOK_FETCH: Duration = Duration::from_millis(700);
+/// and on the acknowledgements of what it showed after this (a message whose mark did not reach the broker is not
+/// lost: its id is recorded as shown, and the next run marks it read without showing it again).
+const HOOK_ACKS: Duration = Duration::from_millis(150);
 
 /// The JSON Lines form of a message (`cm-inbox --json`, `cm-pipe`): the [`Inbound`] in a fixed key order, with
 /// `"text": null` and `decrypt_error` when it could not be decrypted.
@@ -287,14 +295,14 @@ pub fn hook_line(context: &str) -> String {
     .unwrap_or_default()
 }
 
-/// Reads and drops what Claude Code writes on the hook's stdin: at most 1 MiB, for at most a second, and
-/// nothing when stdin is a terminal.
+/// Reads and drops what Claude Code writes on the hook's stdin: at most 1 MiB, for at most [`HOOK_INPUT`] (Claude
+/// Code writes it at once), and nothing when stdin is a terminal.
 pub fn discard_hook_input() {
     // SAFETY: isatty only inspects the descriptor number.
     if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
         return;
     }
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + HOOK_INPUT;
     let mut left: usize = 1 << 20;
     let mut buf = [0u8; 8192];
     let mut stdin = std::io::stdin().lock();
@@ -577,15 +585,16 @@ pub fn run(ctxs: Vec<Ctx>, mode: Mode, out: &mut Out) -> Result<()> {
         Mode::Hook => {
             let mut batches = Vec::new();
             let mut heard = vec![false; slugs.len()];
+            let until = Instant::now() + HOOK_FETCH;
             while heard.iter().any(|h| !h) {
-                match rx.recv() {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                     Ok(Report::Batch {
                         mesh,
                         messages,
                         acks,
                     }) => {
                         heard[mesh] = true;
-                        batches.push((messages, acks));
+                        batches.push((mesh, messages, acks));
                     }
                     Ok(Report::Done { mesh, result }) => {
                         heard[mesh] = true;
@@ -593,27 +602,49 @@ pub fn run(ctxs: Vec<Ctx>, mode: Mode, out: &mut Out) -> Result<()> {
                             errors.push((mesh, e));
                         }
                     }
-                    Err(_) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // The fetchers still waiting are left behind: the process ends without them.
+                        for (mesh, _) in heard.iter().enumerate().filter(|(_, h)| !**h) {
+                            errors.push((
+                                mesh,
+                                Error::network(format!(
+                                    "no answer from the broker within {} ms; its messages wait for the next \
+                                     prompt",
+                                    HOOK_FETCH.as_millis()
+                                )),
+                            ));
+                        }
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            let all: Vec<Inbound> = batches.iter().flat_map(|(m, _)| m.clone()).collect();
+            let all: Vec<Inbound> = batches.iter().flat_map(|(_, m, _)| m.clone()).collect();
             if let Some((context, shown)) = hook_context(&all, HOOK_CAP) {
                 out.line(hook_line(&context))?;
                 out.flush()?;
-                for (messages, acks) in &batches {
+                for (_, messages, acks) in &batches {
                     for m in messages.iter().filter(|m| shown.contains(&m.id)) {
                         let _ = acks.send(m.id.clone());
                     }
                 }
             }
+            let waiting: Vec<usize> = batches.iter().map(|(mesh, _, _)| *mesh).collect();
             drop(batches);
-            for r in rx.iter() {
-                if let Report::Done {
-                    mesh,
-                    result: Err(e),
-                } = r
-                {
-                    errors.push((mesh, e));
+            let until = Instant::now() + HOOK_ACKS;
+            let mut left = waiting.len();
+            while left > 0 {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(Report::Done { mesh, result }) => {
+                        if waiting.contains(&mesh) {
+                            left -= 1;
+                        }
+                        if let Err(e) = result {
+                            errors.push((mesh, e));
+                        }
+                    }
+                    Ok(Report::Batch { .. }) => {}
+                    Err(_) => break,
                 }
             }
         }

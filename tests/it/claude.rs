@@ -145,11 +145,16 @@ impl Home {
 
     /// A mesh `dev` in config.json.
     fn join_mesh(&self) {
+        self.join_mesh_at("ws://127.0.0.1:9/ws");
+    }
+
+    /// A mesh `dev` in config.json, on the broker at `url`.
+    fn join_mesh_at(&self, url: &str) {
         let kp = claudemesh::crypto::Keypair::generate();
         let config = json!({"version": 1, "meshes": [{
             "meshId": "mesh-1", "memberId": "member-1", "slug": "dev", "name": "Dev",
             "pubkey": kp.public_hex(), "secretKey": kp.secret_hex(),
-            "brokerUrl": "ws://127.0.0.1:9/ws", "joinedAt": "2026-01-01T00:00:00Z"
+            "brokerUrl": url, "joinedAt": "2026-01-01T00:00:00Z"
         }]});
         fs::write(self.cfg().join("config.json"), config.to_string()).unwrap();
     }
@@ -778,4 +783,48 @@ fn claude_config_dir_is_where_everything_goes() {
     let mut want = before;
     want.retain(|p, _| !p.starts_with(h.home().join(".claude")));
     assert_eq!(after, want);
+}
+
+#[test]
+fn the_prompt_hook_gives_up_within_a_second_when_the_broker_hangs() {
+    // A broker that accepts the connection and never answers the handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let h = Home::new("hang");
+    h.join_mesh_at(&format!("ws://{addr}/ws"));
+    let input = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let started = std::time::Instant::now();
+    let mut child = h
+        .cmd(&tool("cm-inbox"))
+        .arg("--hook")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Claude Code writes the input and keeps the pipe open while it waits.
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    drop(stdin);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        took < std::time::Duration::from_millis(1300),
+        "the hook took {took:?}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no answer from the broker within"), "{err}");
 }
