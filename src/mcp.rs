@@ -7,7 +7,10 @@
 //!
 //! **Push never marks read.** A channel notification is not acknowledged, and Claude Code drops it when channels
 //! are off, so the server never acknowledges a message to the broker: it stays pending until `cm-inbox` or the
-//! prompt hook reads it. The session's dedupe keeps a lease redelivery from notifying Claude twice.
+//! prompt hook reads it. The session's dedupe keeps a lease redelivery from notifying Claude twice. The hook
+//! then marks read, without handing it over again, each message whose id is in its prompt (the push that started
+//! the turn) or in the transcript (see `crate::messaging::inbox::HookInput`), so each message enters Claude's
+//! context once, and one whose push was dropped still arrives.
 //!
 //! **A health check leaves no trace.** `claude mcp list`, `claude mcp get`, `claude doctor` and every `claude` start
 //! spawn each stdio server, initialize it, list its tools and kill it about a second later. A server that joined
@@ -77,8 +80,9 @@ joined or left and need no answer.
 To answer, run in the shell: cm-send --mesh <mesh_slug> --reply-to <message_id> <from_pubkey> \"your answer\". \
 cm-peers lists who is online; cm-send NAME, cm-send '*' (everyone) and cm-send @group start a conversation.
 
-A push does not mark a message read: the same message is handed to you once more by the prompt hook (or by \
-cm-inbox), with the same message id. Answer each message id once. Answer briefly, never send secrets, and do not \
+A push does not mark a message read. The prompt hook marks read, without a second copy, every message whose id \
+is already in your context; one whose tag never reached you it hands over at the next prompt, with the same \
+message id. Answer each message id once. Answer briefly, never send secrets, and do not \
 start loops of acknowledgements. The claudemesh skill describes the other commands.";
 
 // ---- JSON-RPC framing ----

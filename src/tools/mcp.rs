@@ -37,8 +37,10 @@ session; with --peer-events they come as [system] notifications with kind system
 no MCP tools.
 
 A push never marks a message read: Claude Code does not acknowledge channel notifications and drops them when \
-channels are off, so each message stays unread until cm-inbox or the prompt hook (cm-inbox --hook) reads it, and \
-the hook shows it once. Claude sees a pushed message a second time there, with the same message id.
+channels are off, so each message stays unread until cm-inbox or the prompt hook (cm-inbox --hook) reads it. The \
+hook marks read without showing again each message whose id is already in Claude's context (in the prompt of the \
+turn the push started, or in the session's transcript), and hands over the others: each message enters Claude's \
+context once, and a dropped push loses nothing.
 
 Health checks leave no trace: claude mcp list, claude mcp get, claude doctor and every claude start run each MCP \
 server only to initialize it and list its tools. So cm-mcp joins the mesh only once the client has stayed connected \

@@ -283,29 +283,57 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(pushed > 2, "the broker pushed only {pushed} times");
 
-    // The push marked nothing read: the prompt hook, run as alice's session, has both, once.
-    let hook_input = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
-    let first = alice.run_with("cm-inbox", &["--hook"], hook_input);
-    assert_eq!(first.code, Some(0), "{}", first.err);
-    let v: Value = serde_json::from_str(first.out.trim()).unwrap_or_else(|e| {
-        panic!("{e}: {:?}", first.out);
+    // The push marked nothing read. The first push started this turn (Claude Code hands the channel tag to the
+    // prompt hook as the prompt); the second reached the transcript of an earlier turn. The hook, run as alice's
+    // session, marks both read and hands over neither again.
+    let transcript = dir.0.join("transcript.jsonl");
+    std::fs::write(
+        &transcript,
+        format!(
+            "{{\"type\":\"user\",\"message\":{{\"content\":\"<channel source=\\\"claudemesh\\\" message_id=\\\"{id2}\\\">\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let hook_input = json!({
+        "session_id": "s",
+        "transcript_path": transcript,
+        "hook_event_name": "UserPromptSubmit",
+        "prompt": format!("<channel source=\"claudemesh\" message_id=\"{id}\">bob: can you rerun the migration tests?</channel>"),
+    })
+    .to_string();
+    let first = alice.run_with("cm-inbox", &["--hook"], &hook_input);
+    assert_eq!(
+        (first.code, first.out.as_str()),
+        (Some(0), ""),
+        "{}",
+        first.err
+    );
+    let peek = alice.run("cm-inbox", &["--peek", "--json"]);
+    assert_eq!(peek.out, "", "both are marked read");
+
+    // A push Claude Code dropped is in neither: the hook hands it over, once.
+    let r = bob.run("cm-send", &["--json", &key.public_key, "third"]);
+    let id3 = r.ok()[0]["message_id"].as_str().unwrap().to_string();
+    client.wait_for(Duration::from_secs(20), |e| {
+        e["event"] == "channel" && e["params"]["meta"]["message_id"] == id3.as_str()
+    });
+    let plain = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let shown = alice.run_with("cm-inbox", &["--hook"], plain);
+    assert_eq!(shown.code, Some(0), "{}", shown.err);
+    let v: Value = serde_json::from_str(shown.out.trim()).unwrap_or_else(|e| {
+        panic!("{e}: {:?}", shown.out);
     });
     let context = v["hookSpecificOutput"]["additionalContext"]
         .as_str()
         .unwrap();
     assert!(
-        context.contains("can you rerun the migration tests?"),
+        context.contains("third") && context.contains(&id3),
         "{context}"
     );
-    assert!(context.contains(&id), "{context}");
-    assert!(context.contains("never mind, done"), "{context}");
-    let second = alice.run_with("cm-inbox", &["--hook"], hook_input);
+    assert!(!context.contains("migration"), "{context}");
+    let second = alice.run_with("cm-inbox", &["--hook"], plain);
     assert_eq!(second.code, Some(0), "{}", second.err);
-    assert!(
-        !second.out.contains("migration") && !second.out.contains(&id),
-        "shown twice: {}",
-        second.out
-    );
+    assert!(second.out.is_empty(), "shown twice: {}", second.out);
 
     // Nothing was pushed twice, and closing the client ends the server with status 0.
     client.drain(Duration::from_millis(500));
@@ -314,7 +342,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
     assert_eq!(exit["code"], 0, "{exit}");
     client.wait_for(Duration::from_secs(5), |e| e["event"] == "closed");
     let ids = channel_ids(&client.seen);
-    assert_eq!(ids, vec![id, id2], "{:#?}", client.seen);
+    assert_eq!(ids, vec![id, id2, id3], "{:#?}", client.seen);
     assert!(
         !client.seen.iter().any(|e| e["event"] == "error"),
         "{:#?}",
