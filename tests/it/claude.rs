@@ -525,6 +525,22 @@ fn launch_resume_keeps_the_session_id() {
 }
 
 #[test]
+fn launch_in_print_mode_says_it_gets_no_channel() {
+    let h = Home::new("printmode");
+    h.join_mesh();
+    h.fake_claude();
+    let o = h.run(&tool("cm-launch"), &["--", "-p", "summarize"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cm-launch: claude -p does not read --dangerously-load-development-channels"),
+        "{err}"
+    );
+    let o = h.run(&tool("cm-launch"), &["--", "--model", "opus"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("claude -p"));
+}
+
+#[test]
 fn launch_print_command() {
     let h = Home::new("print");
     h.join_mesh();
