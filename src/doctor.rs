@@ -124,7 +124,7 @@ pub fn run(mesh: Option<&str>, report: &mut dyn FnMut(&Check) -> Result<()>) -> 
             }
         }
     }
-    emit(check_mcp(std::env::var_os("HOME").map(PathBuf::from)))?;
+    emit(check_mcp(crate::install::claude_json()))?;
     Ok(failed)
 }
 
@@ -319,21 +319,24 @@ fn fmt_skew(broker_minus_ours: i64) -> String {
     format!("{secs:.1} s {way}")
 }
 
-/// Whether Claude Code has the claudemesh MCP server registered in `~/.claude.json` (a missing registration is a
-/// warning: the tools work without it).
-fn check_mcp(home: Option<PathBuf>) -> Check {
+/// Whether Claude Code has the claudemesh MCP server registered in the `.claude.json` it reads (in
+/// `$CLAUDE_CONFIG_DIR` when set); a missing registration is a warning: the tools work without it.
+fn check_mcp(file: Result<PathBuf>) -> Check {
     let name = "Claude Code MCP";
-    let Some(home) = home else {
-        return warn(name, "HOME is not set", "cm install");
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => return warn(name, e.msg, "cm install"),
     };
-    let file = home.join(".claude.json");
     match read_json_opt::<Value>(&file) {
         Ok(Some(v)) if v["mcpServers"]["claudemesh"].is_object() => {
             pass(name, format!("registered in {}", file.display()))
         }
         Ok(_) => warn(
             name,
-            "not registered: Claude Code will not receive messages as they arrive",
+            format!(
+                "not registered in {}: Claude Code will not receive messages as they arrive",
+                file.display()
+            ),
             "cm install",
         ),
         Err(e) => fail(
@@ -362,17 +365,17 @@ mod tests {
             crate::crypto::hex::encode(&crate::crypto::random_bytes::<6>())
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let c = check_mcp(Some(dir.clone()));
+        let c = check_mcp(Ok(dir.join(".claude.json")));
         assert!(c.ok && c.fix.as_deref() == Some("cm install"), "{c:?}");
         std::fs::write(
             dir.join(".claude.json"),
             r#"{"mcpServers":{"claudemesh":{"command":"cm-mcp"}}}"#,
         )
         .unwrap();
-        let c = check_mcp(Some(dir.clone()));
+        let c = check_mcp(Ok(dir.join(".claude.json")));
         assert!(c.ok && c.fix.is_none(), "{c:?}");
         std::fs::write(dir.join(".claude.json"), "{").unwrap();
-        assert!(!check_mcp(Some(dir.clone())).ok);
+        assert!(!check_mcp(Ok(dir.join(".claude.json"))).ok);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

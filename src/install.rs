@@ -1,24 +1,34 @@
 //! `cm-install` and `cm-uninstall`: `cm-mcp`, the prompt hooks and the skill registered in Claude Code's own
 //! files, and taken out again exactly.
 //!
-//! Claude Code keeps its user configuration in `~/.claude.json` (MCP servers, but also projects, account data and
-//! much else) and `~/.claude/settings.json` (hooks, permissions). We edit both in place and keep every other key and
-//! its order. Install records exactly what it added in `installed.json` in the config directory, and uninstall
-//! removes only entries that match a record (or what install would add now) exactly, so a user's edits survive.
+//! Claude Code keeps its user configuration in `.claude.json` (MCP servers, but also projects, account data and
+//! much else) and `settings.json` (hooks, permissions), in `$CLAUDE_CONFIG_DIR` when it is set, else in `~` and
+//! `~/.claude`. Install edits their text in place ([`text`]): only the member or element it adds is spliced in,
+//! so every other byte (number spellings, escapes, indentation, the missing final newline) and the file's mode
+//! stay as they were.
+//!
+//! Install records in the config directory what it found: each file's bytes and mode before its first change, the
+//! entry it replaced, the folders it made. Uninstall gives back exactly that. When nobody else has written a file
+//! since install, it gets its original bytes and mode back; when Claude Code (or the user) has changed it since,
+//! only our entries come out, and an entry of the user's that we replaced goes back in, as its original text. An
+//! entry that was already there before install (the user's own hook running the same command) is never ours.
+
+mod text;
 
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::config;
+use crate::crypto::{self, b64};
 use crate::error::{Context, Error, Result, io_message};
-use crate::{config, crypto};
+pub use text::Doc;
 
-/// The skill that teaches Claude the toolkit, installed as `~/.claude/skills/claudemesh/SKILL.md`.
+/// The skill that teaches Claude the toolkit, installed as `skills/claudemesh/SKILL.md` in Claude's folder.
 pub const SKILL: &str = include_str!("../skills/claudemesh/SKILL.md");
 
 /// The name of our MCP server in `mcpServers`, and so the `source` of channel tags.
@@ -29,33 +39,59 @@ pub const SERVER: &str = "claudemesh";
 pub struct Layout {
     /// The user's home directory.
     pub home: PathBuf,
-    /// `~/.claude.json`.
+    /// Claude Code's folder: `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
+    pub claude_dir: PathBuf,
+    /// `.claude.json`: in `$CLAUDE_CONFIG_DIR`, else `~/.claude.json`.
     pub claude_json: PathBuf,
-    /// `~/.claude/settings.json`.
+    /// `settings.json` in Claude Code's folder.
     pub settings: PathBuf,
-    /// `~/.claude/skills/claudemesh`.
+    /// `skills/claudemesh` in Claude Code's folder.
     pub skill_dir: PathBuf,
-    /// `~/.claude/backups`.
-    pub backups: PathBuf,
-    /// `<config dir>/installed.json`.
+    /// `<config dir>/installed.json` (`installed-<hash>.json` for a `CLAUDE_CONFIG_DIR`).
     pub record: PathBuf,
 }
 
 impl Layout {
-    /// The layout under `home`, with the install record in `config_dir`.
+    /// The default layout under `home`, with the install record in `config_dir`.
     pub fn new(home: &Path, config_dir: &Path) -> Layout {
-        let dot = home.join(".claude");
+        Layout::at(home, None, config_dir)
+    }
+
+    /// The layout under `home`, or in `claude_dir` (a `CLAUDE_CONFIG_DIR`) when given.
+    pub fn at(home: &Path, claude_dir: Option<&Path>, config_dir: &Path) -> Layout {
+        let (dot, claude_json, record) = match claude_dir {
+            Some(d) => {
+                let hash = crypto::sha256_hex(d.as_os_str().as_encoded_bytes());
+                (
+                    d.to_path_buf(),
+                    d.join(".claude.json"),
+                    config_dir.join(format!("installed-{}.json", &hash[..12])),
+                )
+            }
+            None => (
+                home.join(".claude"),
+                home.join(".claude.json"),
+                config_dir.join("installed.json"),
+            ),
+        };
         Layout {
             home: home.to_path_buf(),
-            claude_json: home.join(".claude.json"),
             settings: dot.join("settings.json"),
             skill_dir: dot.join("skills").join(SERVER),
-            backups: dot.join("backups"),
-            record: config_dir.join("installed.json"),
+            claude_dir: dot,
+            claude_json,
+            record,
         }
     }
 
-    /// `~/.claude/skills/claudemesh/SKILL.md`.
+    /// The layout Claude Code itself uses now: `$CLAUDE_CONFIG_DIR` when set, else the home directory.
+    pub fn resolve(config_dir: &Path) -> Result<Layout> {
+        let home = home()?;
+        let claude_dir = claude_config_dir()?;
+        Ok(Layout::at(&home, claude_dir.as_deref(), config_dir))
+    }
+
+    /// `SKILL.md` in the skill's folder.
     pub fn skill_file(&self) -> PathBuf {
         self.skill_dir.join("SKILL.md")
     }
@@ -75,6 +111,34 @@ pub fn home() -> Result<PathBuf> {
         Some(h) if !h.is_empty() => Ok(PathBuf::from(h)),
         _ => Err(Error::generic("HOME is not set")),
     }
+}
+
+/// `$CLAUDE_CONFIG_DIR` as an absolute path, when it is set: Claude Code then reads everything from there.
+pub fn claude_config_dir() -> Result<Option<PathBuf>> {
+    match std::env::var_os("CLAUDE_CONFIG_DIR") {
+        Some(d) if !d.is_empty() => std::path::absolute(PathBuf::from(d))
+            .map(Some)
+            .map_err(Error::from),
+        _ => Ok(None),
+    }
+}
+
+/// The `.claude.json` Claude Code reads: in `$CLAUDE_CONFIG_DIR` when it is set, else in the home directory.
+pub fn claude_json() -> Result<PathBuf> {
+    match claude_config_dir()? {
+        Some(d) => Ok(d.join(".claude.json")),
+        None => Ok(home()?.join(".claude.json")),
+    }
+}
+
+/// Whether `claude_json` registers our MCP server (a hint only: a file that does not parse says yes).
+pub fn registered(claude_json: &Path) -> bool {
+    let Ok(bytes) = fs::read(claude_json) else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(&bytes).map_or(true, |v| {
+        v.pointer(&format!("/mcpServers/{SERVER}")).is_some()
+    })
 }
 
 /// A hook we add: an id that stays the same when the command's path changes, the event, the command.
@@ -114,7 +178,7 @@ impl Wanted {
             command,
         };
         Wanted {
-            server: json!({"command": mcp.program, "args": mcp.args}),
+            server: server_entry(&mcp.program, &mcp.args),
             hooks: vec![
                 hook("inbox", "UserPromptSubmit", format!("{inbox} --hook")),
                 hook(
@@ -129,6 +193,12 @@ impl Wanted {
     }
 }
 
+/// The `mcpServers` entry for `command args…`, as `claude mcp add` writes it: `claude mcp get` shows the command
+/// only when `type` is `stdio`.
+pub fn server_entry(command: &str, args: &[String]) -> Value {
+    json!({"type": "stdio", "command": command, "args": args})
+}
+
 /// `s` quoted for `sh -c` when it needs it (hook commands are run by a shell).
 pub fn sh_quote(s: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
@@ -139,22 +209,48 @@ pub fn sh_quote(s: &str) -> String {
     }
 }
 
-/// What install added, kept in `installed.json` so uninstall removes exactly that.
+/// A file install changed, as it was before its first change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// `claude_json`, `settings` or `skill`.
+    pub role: String,
+    pub path: PathBuf,
+    /// The bytes before install (base64); `None` when the file did not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+    /// Its mode before install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// SHA-256 of the bytes install last wrote: while the file still has them, nobody else wrote it.
+    pub written_sha256: String,
+    /// Someone else wrote the file between two installs: the original bytes no longer fit, and uninstall takes out
+    /// only our entries.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// What install added and what it found, kept in `installed.json` so uninstall gives back exactly that.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The `mcpServers.claudemesh` value we wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_server: Option<Value>,
-    /// The hook entries we added.
+    /// The text of the `mcpServers.claudemesh` entry that was there before and that we replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_server_before: Option<String>,
+    /// The hook entries we added (not those that were there already).
     #[serde(default)]
     pub hooks: Vec<Hook>,
-    /// SHA-256 of the SKILL.md we wrote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skill_sha256: Option<String>,
-    /// Files and containers that did not exist before we added to them (`.claude.json`, `mcpServers`,
-    /// `settings.json`, `hooks`, `hooks.Stop`): uninstall removes them again when they are left empty.
+    /// Containers that did not exist before we added to them (`mcpServers`, `hooks`, `hooks.Stop`): uninstall
+    /// removes them again when they are left empty.
     #[serde(default)]
     pub created: Vec<String>,
+    /// The files we changed, as they were.
+    #[serde(default)]
+    pub files: Vec<FileRecord>,
+    /// Folders we made, outermost first: uninstall removes those left empty.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
 }
 
 impl Record {
@@ -179,6 +275,31 @@ impl Record {
     fn was_created(&self, what: &str) -> bool {
         self.created.iter().any(|c| c == what)
     }
+
+    fn file(&self, role: &str) -> Option<&FileRecord> {
+        self.files.iter().find(|f| f.role == role)
+    }
+
+    /// Notes that install writes `new` over `file` (as read now).
+    fn wrote(&mut self, role: &str, file: &Read, new: &[u8]) {
+        let sha = crypto::sha256_hex(new);
+        match self.files.iter_mut().find(|f| f.role == role) {
+            Some(f) => {
+                if file.bytes.as_deref().map(crypto::sha256_hex) != Some(f.written_sha256.clone()) {
+                    f.stale = true;
+                }
+                f.written_sha256 = sha;
+            }
+            None => self.files.push(FileRecord {
+                role: role.into(),
+                path: file.path.clone(),
+                original: file.bytes.as_deref().map(b64::encode),
+                mode: file.mode,
+                written_sha256: sha,
+                stale: false,
+            }),
+        }
+    }
 }
 
 /// What happened, or would happen, to one item.
@@ -188,9 +309,12 @@ pub enum Action {
     Updated,
     Unchanged,
     Removed,
+    /// Given back as it was before install.
+    Restored,
     WouldAdd,
     WouldUpdate,
     WouldRemove,
+    WouldRestore,
 }
 
 impl Action {
@@ -201,9 +325,11 @@ impl Action {
             Action::Updated => "updated",
             Action::Unchanged => "unchanged",
             Action::Removed => "removed",
+            Action::Restored => "restored",
             Action::WouldAdd => "would_add",
             Action::WouldUpdate => "would_update",
             Action::WouldRemove => "would_remove",
+            Action::WouldRestore => "would_restore",
         }
     }
 
@@ -212,6 +338,7 @@ impl Action {
             Action::Added => Action::WouldAdd,
             Action::Updated => Action::WouldUpdate,
             Action::Removed => Action::WouldRemove,
+            Action::Restored => Action::WouldRestore,
             a => a,
         }
     }
@@ -224,7 +351,7 @@ impl Action {
 /// One line of install's or uninstall's report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
-    /// `mcpServers.claudemesh`, `hooks.Stop`, `skill`, `installed.json` or `backup`.
+    /// `mcpServers.claudemesh`, `hooks.Stop`, `skill` or `installed.json`.
     pub item: String,
     pub action: Action,
     /// The file the item lives in.
@@ -243,6 +370,12 @@ impl Item {
         }
     }
 
+    fn hook(hook: &Hook, action: Action, path: &Path) -> Item {
+        let mut item = Item::new(format!("hooks.{}", hook.event), action, path);
+        item.command = Some(hook.command.clone());
+        item
+    }
+
     /// The item as a JSON Lines record of `kind` (`install_item`, `uninstall_item`).
     pub fn to_json(&self, kind: &str) -> Value {
         let mut v = json!({"type": kind, "item": self.item, "action": self.action.as_str(), "path": self.path});
@@ -256,23 +389,24 @@ impl Item {
     pub fn human(&self, layout: &Layout) -> String {
         let what = match (&self.command, self.item.as_str()) {
             (Some(c), i) => format!("hook {}: {c}", i.trim_start_matches("hooks.")),
-            (None, "mcpServers.claudemesh") => self.item.clone(),
+            (None, "mcpServers.claudemesh") => {
+                format!("mcpServers.claudemesh in {}", layout.tilde(&self.path))
+            }
             (None, _) => layout.tilde(&self.path),
         };
         let file = self.command.is_none() && self.item != "mcpServers.claudemesh";
         let verb = match self.action {
-            Action::Added | Action::Updated if self.item == "backup" => {
-                "backed up ~/.claude.json to"
-            }
             Action::Added | Action::Updated if file => "wrote",
             Action::WouldAdd | Action::WouldUpdate if file => "would write",
             Action::Added => "added",
-            Action::Updated => "updated",
+            Action::Updated => "replaced",
             Action::Unchanged => "unchanged",
             Action::Removed => "removed",
+            Action::Restored => "restored",
             Action::WouldAdd => "would add",
-            Action::WouldUpdate => "would update",
+            Action::WouldUpdate => "would replace",
             Action::WouldRemove => "would remove",
+            Action::WouldRestore => "would restore",
         };
         format!("{verb} {what}")
     }
@@ -286,297 +420,16 @@ pub struct InstallOpts {
     pub skill: bool,
 }
 
-/// Adds the MCP server, the hooks and the skill. Changes nothing that is already in place; backs up
-/// `~/.claude.json` before changing it; with `dry_run`, only reports.
-pub fn install(layout: &Layout, wanted: &Wanted, opts: InstallOpts) -> Result<Vec<Item>> {
-    let old_record = Record::load(&layout.record)?;
-    let mut record = old_record.clone().unwrap_or_default();
-    let mut items = Vec::new();
-
-    let mut claude = JsonFile::read(&layout.claude_json, layout)?;
-    if claude.doc.is_none() {
-        record.created(".claude.json");
-    }
-    let action = put_server(claude.obj(), &wanted.server, &mut record)?;
-    items.push(Item::new(
-        "mcpServers.claudemesh",
-        action,
-        &layout.claude_json,
-    ));
-
-    let mut settings = None;
-    if opts.hooks {
-        let file = settings.insert(JsonFile::read(&layout.settings, layout)?);
-        if file.doc.is_none() {
-            record.created("settings.json");
-        }
-        for hook in &wanted.hooks {
-            let action = put_hook(file.obj(), hook, &mut record)?;
-            let mut item = Item::new(format!("hooks.{}", hook.event), action, &layout.settings);
-            item.command = Some(hook.command.clone());
-            items.push(item);
-        }
-    }
-
-    let skill_file = layout.skill_file();
-    if opts.skill {
-        let action = match read_opt(&skill_file)? {
-            Some(b) if b == wanted.skill.as_bytes() => Action::Unchanged,
-            Some(_) => Action::Updated,
-            None => Action::Added,
-        };
-        record.skill_sha256 = Some(crypto::sha256_hex(wanted.skill.as_bytes()));
-        items.push(Item::new("skill", action, &skill_file));
-    }
-
-    if opts.dry_run {
-        for i in &mut items {
-            i.action = i.action.dry();
-        }
-        return Ok(items);
-    }
-
-    let changed = |name: &str| {
-        items
-            .iter()
-            .any(|i| i.action.changes() && i.item.starts_with(name))
-    };
-    let (server, hooks, skill) = (changed("mcpServers"), changed("hooks."), changed("skill"));
-    if server {
-        if let Some(original) = &claude.original {
-            let backup = backup(layout, original, "pre-claudemesh")?;
-            items.push(Item::new("backup", Action::Added, &backup));
-        }
-        claude.write()?;
-    }
-    if let Some(settings) = settings.as_mut().filter(|_| hooks) {
-        settings.write()?;
-    }
-    if skill {
-        fs::create_dir_all(&layout.skill_dir).context(layout.tilde(&layout.skill_dir))?;
-        write_atomic(&skill_file, wanted.skill.as_bytes(), 0o644)?;
-    }
-    if old_record.as_ref() != Some(&record) {
-        config::write_json_atomic(&layout.record, &record)?;
-    }
-    Ok(items)
-}
-
-/// Removes what install added: entries that match the install record, or what install would add now, exactly.
-/// Containers left empty go only if install created them. Backs up `~/.claude.json` before changing it.
-pub fn uninstall(layout: &Layout, wanted: &Wanted, dry_run: bool) -> Result<Vec<Item>> {
-    let record = Record::load(&layout.record)?;
-    let rec = record.clone().unwrap_or_default();
-    let mut items = Vec::new();
-
-    let mut claude = JsonFile::read(&layout.claude_json, layout)?;
-    if claude.doc.is_some() {
-        let ours: Vec<&Value> = rec.mcp_server.iter().chain([&wanted.server]).collect();
-        if remove_server(claude.obj(), &ours, &rec) {
-            items.push(Item::new(
-                "mcpServers.claudemesh",
-                Action::Removed,
-                &layout.claude_json,
-            ));
-        }
-    }
-
-    let mut settings = JsonFile::read(&layout.settings, layout)?;
-    if settings.doc.is_some() {
-        let mut hooks: Vec<&Hook> = rec.hooks.iter().collect();
-        hooks.extend(wanted.hooks.iter().filter(|h| !rec.hooks.contains(h)));
-        for hook in hooks {
-            if remove_hook(settings.obj(), hook, &rec) {
-                let mut item = Item::new(
-                    format!("hooks.{}", hook.event),
-                    Action::Removed,
-                    &layout.settings,
-                );
-                item.command = Some(hook.command.clone());
-                items.push(item);
-            }
-        }
-    }
-
-    let skill_file = layout.skill_file();
-    if let Some(bytes) = read_opt(&skill_file)? {
-        let sha = crypto::sha256_hex(&bytes);
-        if bytes == wanted.skill.as_bytes() || rec.skill_sha256.as_deref() == Some(sha.as_str()) {
-            items.push(Item::new("skill", Action::Removed, &skill_file));
-        }
-    }
-    if record.is_some() {
-        items.push(Item::new("installed.json", Action::Removed, &layout.record));
-    }
-
-    if dry_run {
-        for i in &mut items {
-            i.action = i.action.dry();
-        }
-        return Ok(items);
-    }
-
-    let changed = |name: &str| items.iter().any(|i| i.item.starts_with(name));
-    let (server, hooks, skill) = (changed("mcpServers"), changed("hooks."), changed("skill"));
-    if server {
-        if let Some(original) = &claude.original {
-            let backup = backup(layout, original, "pre-claudemesh-uninstall")?;
-            items.push(Item::new("backup", Action::Added, &backup));
-        }
-        claude.write_or_remove(rec.was_created(".claude.json"))?;
-    }
-    if hooks {
-        settings.write_or_remove(rec.was_created("settings.json"))?;
-    }
-    if skill {
-        remove_file(&skill_file)?;
-        // Only an empty directory goes: anything else in it is the user's.
-        let _ = fs::remove_dir(&layout.skill_dir);
-    }
-    if record.is_some() {
-        remove_file(&layout.record)?;
-    }
-    Ok(items)
-}
-
-/// Sets `mcpServers.claudemesh` in `doc`.
-pub fn put_server(
-    doc: &mut Map<String, Value>,
-    server: &Value,
-    record: &mut Record,
-) -> Result<Action> {
-    if !doc.contains_key("mcpServers") {
-        doc.insert("mcpServers".into(), json!({}));
-        record.created("mcpServers");
-    }
-    let Some(servers) = doc.get_mut("mcpServers").and_then(Value::as_object_mut) else {
-        return Err(Error::generic(
-            "mcpServers in ~/.claude.json is not an object; nothing was changed",
-        ));
-    };
-    record.mcp_server = Some(server.clone());
-    Ok(match servers.get_mut(SERVER) {
-        Some(v) if v == server => Action::Unchanged,
-        Some(v) => {
-            *v = server.clone();
-            Action::Updated
-        }
-        None => {
-            servers.insert(SERVER.into(), server.clone());
-            Action::Added
-        }
-    })
-}
-
-/// Removes `mcpServers.claudemesh` from `doc` when it equals one of `ours`; whether it did.
-pub fn remove_server(doc: &mut Map<String, Value>, ours: &[&Value], record: &Record) -> bool {
-    let Some(servers) = doc.get_mut("mcpServers").and_then(Value::as_object_mut) else {
-        return false;
-    };
-    if !servers.get(SERVER).is_some_and(|v| ours.contains(&v)) {
-        return false;
-    }
-    servers.shift_remove(SERVER);
-    if servers.is_empty() && record.was_created("mcpServers") {
-        doc.shift_remove("mcpServers");
-    }
-    true
-}
-
-/// The matcher group we add for a hook command: `{"hooks":[{"type":"command","command":…}]}`.
-pub fn hook_group(command: &str) -> Value {
-    json!({"hooks": [{"type": "command", "command": command}]})
-}
-
-/// Adds `hook` to `doc.hooks[event]` unless a group there already runs its command. When an earlier install
-/// added the same hook with another command (the binaries moved), that entry is replaced.
-pub fn put_hook(doc: &mut Map<String, Value>, hook: &Hook, record: &mut Record) -> Result<Action> {
-    let bad = |what: &str| {
-        Error::generic(format!(
-            "{what} in ~/.claude/settings.json is not as Claude Code writes it; nothing was changed"
-        ))
-    };
-    if !doc.contains_key("hooks") {
-        doc.insert("hooks".into(), json!({}));
-        record.created("hooks");
-    }
-    let events = doc
-        .get_mut("hooks")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| bad("hooks"))?;
-    if !events.contains_key(&hook.event) {
-        events.insert(hook.event.clone(), json!([]));
-        record.created(&format!("hooks.{}", hook.event));
-    }
-    let groups = events
-        .get_mut(&hook.event)
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| bad(&format!("hooks.{}", hook.event)))?;
-    let previous = record
-        .hooks
-        .iter()
-        .position(|h| h.id == hook.id && h.event == hook.event);
-    let runs = |g: &Value, cmd: &str| {
-        g.get("hooks").and_then(Value::as_array).is_some_and(|hs| {
-            hs.iter()
-                .any(|h| h.get("command").and_then(Value::as_str) == Some(cmd))
-        })
-    };
-    let action = if groups.iter().any(|g| runs(g, &hook.command)) {
-        Action::Unchanged
-    } else {
-        let old = previous.map(|i| hook_group(&record.hooks[i].command));
-        match old.and_then(|old| groups.iter().position(|g| *g == old)) {
-            Some(i) => {
-                groups[i] = hook_group(&hook.command);
-                Action::Updated
-            }
-            None => {
-                groups.push(hook_group(&hook.command));
-                Action::Added
-            }
-        }
-    };
-    match previous {
-        Some(i) => record.hooks[i] = hook.clone(),
-        None => record.hooks.push(hook.clone()),
-    }
-    Ok(action)
-}
-
-/// Removes the group install added for `hook` from `doc`, if it is there unchanged; whether it did. An event, and
-/// `hooks` itself, left empty go too when install created them.
-pub fn remove_hook(doc: &mut Map<String, Value>, hook: &Hook, record: &Record) -> bool {
-    let Some(events) = doc.get_mut("hooks").and_then(Value::as_object_mut) else {
-        return false;
-    };
-    let Some(groups) = events.get_mut(&hook.event).and_then(Value::as_array_mut) else {
-        return false;
-    };
-    let ours = hook_group(&hook.command);
-    let Some(i) = groups.iter().position(|g| *g == ours) else {
-        return false;
-    };
-    groups.remove(i);
-    if groups.is_empty() && record.was_created(&format!("hooks.{}", hook.event)) {
-        events.shift_remove(&hook.event);
-    }
-    if events.is_empty() && record.was_created("hooks") {
-        doc.shift_remove("hooks");
-    }
-    true
-}
-
-/// A JSON file of Claude Code's: its bytes as read, and its parsed object (`None` if it did not exist).
-struct JsonFile {
+/// A file as read: where it really is (through a symlink), its bytes and mode (`None` when missing).
+struct Read {
     path: PathBuf,
     shown: String,
-    original: Option<Vec<u8>>,
-    doc: Option<Map<String, Value>>,
+    bytes: Option<Vec<u8>>,
+    mode: Option<u32>,
 }
 
-impl JsonFile {
-    fn read(path: &Path, layout: &Layout) -> Result<JsonFile> {
+impl Read {
+    fn new(path: &Path, layout: &Layout) -> Result<Read> {
         // Write through a symlink (dotfile managers link these files) instead of replacing it.
         let shown = layout.tilde(path);
         let path = match fs::symlink_metadata(path) {
@@ -585,62 +438,425 @@ impl JsonFile {
             }
             _ => path.to_path_buf(),
         };
-        let original = read_opt(&path)?;
-        let doc = match &original {
+        let bytes = read_opt(&path)?;
+        let mode = match &bytes {
+            Some(_) => fs::metadata(&path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777),
             None => None,
-            Some(b) => match serde_json::from_slice::<Value>(b) {
-                Ok(Value::Object(m)) => Some(m),
-                Ok(_) => {
-                    return Err(Error::generic(format!(
-                        "{shown} is not a JSON object; nothing was changed"
-                    )));
-                }
-                Err(e) => {
-                    return Err(Error::generic(format!(
-                        "{shown} is not valid JSON ({e}); nothing was changed"
-                    )));
-                }
-            },
         };
-        Ok(JsonFile {
+        Ok(Read {
             path,
             shown,
-            original,
-            doc,
+            bytes,
+            mode,
         })
     }
 
-    fn obj(&mut self) -> &mut Map<String, Value> {
-        self.doc.get_or_insert_with(Map::new)
-    }
-
-    fn write(&mut self) -> Result<()> {
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir).context(&self.shown)?;
+    /// The file as a JSON document to edit; a missing file is an empty one.
+    fn doc(&self) -> Result<Doc> {
+        let Some(b) = &self.bytes else {
+            return Ok(Doc::empty());
+        };
+        let shown = &self.shown;
+        let text = std::str::from_utf8(b).map_err(|_| {
+            Error::generic(format!("{shown} is not UTF-8 text; nothing was changed"))
+        })?;
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(_)) => Doc::parse(text)
+                .ok_or_else(|| Error::internal(format!("{shown}: the JSON scanner failed"))),
+            Ok(_) => Err(Error::generic(format!(
+                "{shown} is not a JSON object; nothing was changed"
+            ))),
+            Err(e) => Err(Error::generic(format!(
+                "{shown} is not valid JSON ({e}); nothing was changed"
+            ))),
         }
-        let doc = self.doc.get_or_insert_with(Map::new);
-        config::write_json_atomic(&self.path, doc)
-    }
-
-    /// Writes the file, or removes it when install created it and nothing is left in it.
-    fn write_or_remove(&mut self, created: bool) -> Result<()> {
-        if created && self.obj().is_empty() {
-            return remove_file(&self.path);
-        }
-        self.write()
     }
 }
 
-/// Copies `original` (the bytes of `~/.claude.json`) to `~/.claude/backups/.claude.json.<tag>.<unix ms>`.
-fn backup(layout: &Layout, original: &[u8], tag: &str) -> Result<PathBuf> {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    fs::create_dir_all(&layout.backups).context(layout.tilde(&layout.backups))?;
-    let path = layout.backups.join(format!(".claude.json.{tag}.{ms}"));
-    write_atomic(&path, original, 0o600).context(layout.tilde(&path))?;
-    Ok(path)
+/// A write install or uninstall will make once everything is checked.
+enum Change {
+    Write {
+        path: PathBuf,
+        bytes: Vec<u8>,
+        mode: u32,
+    },
+    Remove(PathBuf),
+}
+
+/// Adds the MCP server, the hooks and the skill. Changes nothing that is already in place; with `dry_run`, only
+/// reports.
+pub fn install(layout: &Layout, wanted: &Wanted, opts: InstallOpts) -> Result<Vec<Item>> {
+    let old_record = Record::load(&layout.record)?;
+    let mut record = old_record.clone().unwrap_or_default();
+    let mut items = Vec::new();
+    let mut changes = Vec::new();
+
+    let claude = Read::new(&layout.claude_json, layout)?;
+    let mut doc = claude.doc()?;
+    let action = put_server(&mut doc, &wanted.server, &mut record, &claude.shown)?;
+    items.push(Item::new(
+        "mcpServers.claudemesh",
+        action,
+        &layout.claude_json,
+    ));
+    if action.changes() {
+        let bytes = doc.text.into_bytes();
+        record.wrote("claude_json", &claude, &bytes);
+        changes.push(Change::Write {
+            mode: claude.mode.unwrap_or(0o600),
+            path: claude.path,
+            bytes,
+        });
+    }
+
+    if opts.hooks {
+        let settings = Read::new(&layout.settings, layout)?;
+        let mut doc = settings.doc()?;
+        let mut changed = false;
+        for hook in &wanted.hooks {
+            let action = put_hook(&mut doc, hook, &mut record, &settings.shown)?;
+            changed |= action.changes();
+            items.push(Item::hook(hook, action, &layout.settings));
+        }
+        if changed {
+            let bytes = doc.text.into_bytes();
+            record.wrote("settings", &settings, &bytes);
+            changes.push(Change::Write {
+                mode: settings.mode.unwrap_or(0o644),
+                path: settings.path,
+                bytes,
+            });
+        }
+    }
+
+    if opts.skill {
+        let skill = Read::new(&layout.skill_file(), layout)?;
+        let action = match &skill.bytes {
+            Some(b) if b == wanted.skill.as_bytes() => Action::Unchanged,
+            Some(_) => Action::Updated,
+            None => Action::Added,
+        };
+        if action.changes() {
+            record.wrote("skill", &skill, wanted.skill.as_bytes());
+            changes.push(Change::Write {
+                mode: skill.mode.unwrap_or(0o644),
+                path: skill.path,
+                bytes: wanted.skill.as_bytes().to_vec(),
+            });
+        }
+        items.push(Item::new("skill", action, &layout.skill_file()));
+    }
+
+    if opts.dry_run {
+        for i in &mut items {
+            i.action = i.action.dry();
+        }
+        return Ok(items);
+    }
+    for change in &changes {
+        if let Change::Write { path, .. } = change
+            && let Some(dir) = path.parent()
+        {
+            make_dirs(dir, &mut record)?;
+        }
+    }
+    if old_record.as_ref() != Some(&record) {
+        if let Some(dir) = layout.record.parent() {
+            fs::create_dir_all(dir).context(dir.display())?;
+        }
+        config::write_json_atomic(&layout.record, &record)?;
+    }
+    apply(&changes)?;
+    Ok(items)
+}
+
+/// Gives back what install found: each file's original bytes and mode when nobody else wrote it since, else the
+/// file with our entries taken out and the user's replaced entry put back. Folders install made go when empty.
+pub fn uninstall(layout: &Layout, dry_run: bool) -> Result<Vec<Item>> {
+    let Some(rec) = Record::load(&layout.record)? else {
+        return Ok(Vec::new());
+    };
+    let mut items = Vec::new();
+    let mut changes = Vec::new();
+
+    // .claude.json
+    let claude = Read::new(&layout.claude_json, layout)?;
+    if let Some(f) = rec.file("claude_json") {
+        let exact = restore(f, &claude)?;
+        let mut doc = claude.doc()?;
+        let action = remove_server(&mut doc, &rec);
+        if let Some(action) = action {
+            items.push(Item::new(
+                "mcpServers.claudemesh",
+                action,
+                &layout.claude_json,
+            ));
+        }
+        match exact {
+            Some(c) => changes.push(c),
+            None if action.is_some() => {
+                changes.push(edited(&claude, doc, f.original.is_none()));
+            }
+            None => {}
+        }
+    }
+
+    // settings.json
+    let settings = Read::new(&layout.settings, layout)?;
+    if let Some(f) = rec.file("settings") {
+        let exact = restore(f, &settings)?;
+        let mut doc = settings.doc()?;
+        let mut any = false;
+        for hook in &rec.hooks {
+            if remove_hook(&mut doc, hook, &rec) {
+                any = true;
+                items.push(Item::hook(hook, Action::Removed, &layout.settings));
+            }
+        }
+        match exact {
+            Some(c) => changes.push(c),
+            None if any => changes.push(edited(&settings, doc, f.original.is_none())),
+            None => {}
+        }
+    }
+
+    // The skill: given back only while it is still the one we wrote.
+    let skill = Read::new(&layout.skill_file(), layout)?;
+    if let Some(f) = rec.file("skill")
+        && skill.bytes.as_deref().map(crypto::sha256_hex).as_deref() == Some(&f.written_sha256)
+        && let Some(c) = restore(f, &skill)?
+    {
+        let action = match c {
+            Change::Write { .. } => Action::Restored,
+            Change::Remove(_) => Action::Removed,
+        };
+        items.push(Item::new("skill", action, &layout.skill_file()));
+        changes.push(c);
+    }
+    items.push(Item::new("installed.json", Action::Removed, &layout.record));
+
+    if dry_run {
+        for i in &mut items {
+            i.action = i.action.dry();
+        }
+        return Ok(items);
+    }
+    apply(&changes)?;
+    remove_file(&layout.record)?;
+    // Only empty folders go, innermost first: anything left in one is the user's.
+    for dir in rec.dirs.iter().rev() {
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(items)
+}
+
+/// The change that gives `now` back its bytes and mode from before install, if nobody else wrote it since.
+fn restore(f: &FileRecord, now: &Read) -> Result<Option<Change>> {
+    let untouched =
+        now.bytes.as_deref().map(crypto::sha256_hex).as_deref() == Some(&f.written_sha256);
+    if !untouched || f.stale {
+        return Ok(None);
+    }
+    Ok(Some(match &f.original {
+        None => Change::Remove(now.path.clone()),
+        Some(b) => Change::Write {
+            path: now.path.clone(),
+            bytes: b64::decode(b).map_err(|_| {
+                Error::generic(format!(
+                    "the install record's copy of {} is damaged",
+                    now.shown
+                ))
+            })?,
+            mode: f.mode.unwrap_or(0o600),
+        },
+    }))
+}
+
+/// The change that writes `doc` over `file` in its mode; or removes it if install made it and it is left empty.
+fn edited(file: &Read, doc: Doc, created: bool) -> Change {
+    if created && doc.len(&[]) == Some(0) {
+        return Change::Remove(file.path.clone());
+    }
+    Change::Write {
+        path: file.path.clone(),
+        bytes: doc.text.into_bytes(),
+        mode: file.mode.unwrap_or(0o600),
+    }
+}
+
+fn apply(changes: &[Change]) -> Result<()> {
+    for c in changes {
+        match c {
+            Change::Write { path, bytes, mode } => write_atomic(path, bytes, *mode)?,
+            Change::Remove(path) => remove_file(path)?,
+        }
+    }
+    Ok(())
+}
+
+/// Makes `dir` and its missing parents, noting in `record` each one made.
+fn make_dirs(dir: &Path, record: &mut Record) -> Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    for d in missing.into_iter().rev() {
+        fs::create_dir(d).context(d.display())?;
+        if !record.dirs.iter().any(|x| x == d) {
+            record.dirs.push(d.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Sets `mcpServers.claudemesh` in `doc`. An entry that was there and is not one of ours is kept, as its text,
+/// in `record`, for uninstall to put back.
+pub fn put_server(
+    doc: &mut Doc,
+    server: &Value,
+    record: &mut Record,
+    shown: &str,
+) -> Result<Action> {
+    let bad = || {
+        Error::generic(format!(
+            "mcpServers in {shown} is not an object; nothing was changed"
+        ))
+    };
+    let previous = record.mcp_server.replace(server.clone());
+    let Some(servers) = doc.get(&["mcpServers"]) else {
+        doc.set(&[], "mcpServers", &json!({SERVER: server}))
+            .ok_or_else(bad)?;
+        record.created("mcpServers");
+        return Ok(Action::Added);
+    };
+    let Value::Object(servers) = servers else {
+        return Err(bad());
+    };
+    let action = match servers.get(SERVER) {
+        Some(v) if v == server => return Ok(Action::Unchanged),
+        Some(v) => {
+            if previous.as_ref() != Some(v) {
+                record.mcp_server_before = doc.raw(&["mcpServers", SERVER]);
+            }
+            Action::Updated
+        }
+        None => Action::Added,
+    };
+    doc.set(&["mcpServers"], SERVER, server).ok_or_else(bad)?;
+    Ok(action)
+}
+
+/// Takes our `mcpServers.claudemesh` out of `doc` when it is still what install wrote: the entry it replaced goes
+/// back in, as its original text. `None` when there is nothing of ours.
+pub fn remove_server(doc: &mut Doc, record: &Record) -> Option<Action> {
+    let ours = record.mcp_server.as_ref()?;
+    if doc.get(&["mcpServers", SERVER]).as_ref() != Some(ours) {
+        return None;
+    }
+    if let Some(before) = &record.mcp_server_before {
+        doc.set_raw(&["mcpServers"], SERVER, before)?;
+        return Some(Action::Restored);
+    }
+    doc.remove(&["mcpServers"], SERVER);
+    if doc.len(&["mcpServers"]) == Some(0) && record.was_created("mcpServers") {
+        doc.remove(&[], "mcpServers");
+    }
+    Some(Action::Removed)
+}
+
+/// The matcher group we add for a hook command: `{"hooks":[{"type":"command","command":…}]}`.
+pub fn hook_group(command: &str) -> Value {
+    json!({"hooks": [{"type": "command", "command": command}]})
+}
+
+/// Adds `hook` to `doc.hooks[event]` unless a group there already runs its command (then it is the user's, and
+/// not recorded as ours). When an earlier install added the same hook with another command (the binaries moved),
+/// that entry is replaced.
+pub fn put_hook(doc: &mut Doc, hook: &Hook, record: &mut Record, shown: &str) -> Result<Action> {
+    let bad = |what: &str| {
+        Error::generic(format!(
+            "{what} in {shown} is not as Claude Code writes it; nothing was changed"
+        ))
+    };
+    let event = hook.event.as_str();
+    let previous = record
+        .hooks
+        .iter()
+        .position(|h| h.id == hook.id && h.event == hook.event);
+    let ours = hook_group(&hook.command);
+    match doc.get(&["hooks"]) {
+        None => {
+            doc.set(&[], "hooks", &json!({event: [ours]}))
+                .ok_or_else(|| bad("hooks"))?;
+            record.created("hooks");
+            record.created(&format!("hooks.{event}"));
+        }
+        Some(Value::Object(events)) => match events.get(event) {
+            None => {
+                doc.set(&["hooks"], event, &json!([ours]))
+                    .ok_or_else(|| bad("hooks"))?;
+                record.created(&format!("hooks.{event}"));
+            }
+            Some(Value::Array(groups)) => {
+                let runs = |g: &Value, cmd: &str| {
+                    g.get("hooks").and_then(Value::as_array).is_some_and(|hs| {
+                        hs.iter()
+                            .any(|h| h.get("command").and_then(Value::as_str) == Some(cmd))
+                    })
+                };
+                if groups.iter().any(|g| runs(g, &hook.command)) {
+                    return Ok(Action::Unchanged);
+                }
+                let old = previous.map(|i| hook_group(&record.hooks[i].command));
+                let path = ["hooks", event];
+                let action = match old.and_then(|old| groups.iter().rposition(|g| *g == old)) {
+                    Some(i) => {
+                        doc.replace(&path, i, &ours)
+                            .ok_or_else(|| bad(&format!("hooks.{event}")))?;
+                        Action::Updated
+                    }
+                    None => {
+                        doc.push(&path, &ours)
+                            .ok_or_else(|| bad(&format!("hooks.{event}")))?;
+                        Action::Added
+                    }
+                };
+                record_hook(record, previous, hook);
+                return Ok(action);
+            }
+            Some(_) => return Err(bad(&format!("hooks.{event}"))),
+        },
+        Some(_) => return Err(bad("hooks")),
+    }
+    record_hook(record, previous, hook);
+    Ok(Action::Added)
+}
+
+fn record_hook(record: &mut Record, previous: Option<usize>, hook: &Hook) {
+    match previous {
+        Some(i) => record.hooks[i] = hook.clone(),
+        None => record.hooks.push(hook.clone()),
+    }
+}
+
+/// Removes the group install added for `hook` from `doc`, if it is there unchanged; whether it did. An event, and
+/// `hooks` itself, left empty go too when install created them.
+pub fn remove_hook(doc: &mut Doc, hook: &Hook, record: &Record) -> bool {
+    let path = ["hooks", hook.event.as_str()];
+    let Some(groups) = doc.elements(&path) else {
+        return false;
+    };
+    let ours = hook_group(&hook.command);
+    let Some(i) = groups.iter().rposition(|g| *g == ours) else {
+        return false;
+    };
+    doc.remove_at(&path, i);
+    if groups.len() == 1 && record.was_created(&format!("hooks.{}", hook.event)) {
+        doc.remove(&["hooks"], &hook.event);
+    }
+    if doc.len(&["hooks"]) == Some(0) && record.was_created("hooks") {
+        doc.remove(&[], "hooks");
+    }
+    true
 }
 
 /// Writes `bytes` to a temporary file beside `path` with `mode`, then renames it over `path`, so a reader sees
@@ -665,7 +881,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        Error::from(e)
+        Error::io(format!("{}: {}", path.display(), io_message(&e)))
     })
 }
 
@@ -691,13 +907,6 @@ fn remove_file(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => panic!("not an object"),
-        }
-    }
-
     fn hook(id: &str, event: &str, command: &str) -> Hook {
         Hook {
             id: id.into(),
@@ -706,134 +915,168 @@ mod tests {
         }
     }
 
-    fn keys(m: &Map<String, Value>) -> Vec<&str> {
-        m.keys().map(String::as_str).collect()
+    fn doc(s: &str) -> Doc {
+        Doc::parse(s).unwrap()
     }
 
     #[test]
     fn server_added_in_place_and_removed_exactly() {
-        let before =
-            obj(json!({"zeta": 1, "mcpServers": {"other": {"command": "x"}}, "alpha": [1, 2]}));
-        let mut doc = before.clone();
+        let before = "{\n  \"zeta\": 1,\n  \"mcpServers\": {\n    \"other\": {\"command\": \"x\"}\n  },\n  \"alpha\": [1, 2]\n}";
+        let mut d = doc(before);
         let mut rec = Record::default();
-        let ours = json!({"command": "/bin/cm-mcp", "args": []});
+        let ours = server_entry("/bin/cm-mcp", &[]);
         assert_eq!(
-            put_server(&mut doc, &ours, &mut rec).unwrap(),
+            put_server(&mut d, &ours, &mut rec, "f").unwrap(),
             Action::Added
         );
-        assert_eq!(keys(&doc), ["zeta", "mcpServers", "alpha"]);
-        assert_eq!(doc["mcpServers"]["claudemesh"], ours);
+        assert_eq!(d.get(&["mcpServers", "claudemesh"]).unwrap(), ours);
         assert_eq!(
-            put_server(&mut doc, &ours, &mut rec).unwrap(),
+            put_server(&mut d, &ours, &mut rec, "f").unwrap(),
             Action::Unchanged
         );
         assert!(rec.created.is_empty());
-        assert!(remove_server(&mut doc, &[&ours], &rec));
-        assert_eq!(doc, before);
-        assert!(!remove_server(&mut doc, &[&ours], &rec));
+        assert_eq!(remove_server(&mut d, &rec), Some(Action::Removed));
+        assert_eq!(d.text, before);
+        assert_eq!(remove_server(&mut d, &rec), None);
     }
 
     #[test]
-    fn server_not_ours_is_left_alone() {
-        let mut doc =
-            obj(json!({"mcpServers": {"claudemesh": {"command": "claudemesh", "args": ["mcp"]}}}));
-        let ours = json!({"command": "cm-mcp", "args": []});
-        assert!(!remove_server(&mut doc, &[&ours], &Record::default()));
+    fn a_server_entry_of_the_users_is_put_back() {
+        let before =
+            r#"{"mcpServers": {"claudemesh": {"command": "claudemesh", "args": ["mcp"]}}}"#;
+        let mut d = doc(before);
         let mut rec = Record::default();
+        let ours = server_entry("cm-mcp", &[]);
         assert_eq!(
-            put_server(&mut doc, &ours, &mut rec).unwrap(),
+            put_server(&mut d, &ours, &mut rec, "f").unwrap(),
             Action::Updated
         );
-        assert_eq!(doc["mcpServers"]["claudemesh"], ours);
+        // A second install (the binary moved) keeps the first entry it found.
+        let moved = server_entry("/new/cm-mcp", &[]);
+        assert_eq!(
+            put_server(&mut d, &moved, &mut rec, "f").unwrap(),
+            Action::Updated
+        );
+        assert_eq!(
+            rec.mcp_server_before.as_deref(),
+            Some(r#"{"command": "claudemesh", "args": ["mcp"]}"#)
+        );
+        assert_eq!(remove_server(&mut d, &rec), Some(Action::Restored));
+        assert_eq!(d.text, before);
     }
 
     #[test]
     fn server_container_created_is_removed_when_empty() {
-        let mut doc = obj(json!({"a": 1}));
+        let mut d = doc("{\"a\": 1}");
         let mut rec = Record::default();
-        let ours = json!({"command": "cm-mcp", "args": []});
-        put_server(&mut doc, &ours, &mut rec).unwrap();
+        let ours = server_entry("cm-mcp", &[]);
+        put_server(&mut d, &ours, &mut rec, "f").unwrap();
         assert_eq!(rec.created, ["mcpServers"]);
-        assert!(remove_server(&mut doc, &[&ours], &rec));
-        assert_eq!(doc, obj(json!({"a": 1})));
+        assert_eq!(remove_server(&mut d, &rec), Some(Action::Removed));
+        assert_eq!(d.text, "{\"a\": 1}");
     }
 
     #[test]
     fn server_bad_container_is_an_error() {
-        let mut doc = obj(json!({"mcpServers": []}));
-        assert!(put_server(&mut doc, &json!({}), &mut Record::default()).is_err());
+        let mut d = doc(r#"{"mcpServers": []}"#);
+        assert!(put_server(&mut d, &json!({}), &mut Record::default(), "f").is_err());
     }
 
     #[test]
     fn hooks_added_beside_others_and_removed_exactly() {
-        let before = obj(json!({
-            "permissions": {"allow": ["Bash(ls)"]},
-            "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "say done"}]}]}
-        }));
-        let mut doc = before.clone();
+        let before = r#"{
+  "permissions": {"allow": ["Bash(ls)"]},
+  "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "say done"}]}]}
+}"#;
+        let mut d = doc(before);
         let mut rec = Record::default();
         let stop = hook("idle", "Stop", "/b/cm-profile --hook status idle");
         let prompt = hook("inbox", "UserPromptSubmit", "/b/cm-inbox --hook");
-        assert_eq!(put_hook(&mut doc, &stop, &mut rec).unwrap(), Action::Added);
         assert_eq!(
-            put_hook(&mut doc, &prompt, &mut rec).unwrap(),
+            put_hook(&mut d, &stop, &mut rec, "f").unwrap(),
             Action::Added
         );
         assert_eq!(
-            put_hook(&mut doc, &stop, &mut rec).unwrap(),
+            put_hook(&mut d, &prompt, &mut rec, "f").unwrap(),
+            Action::Added
+        );
+        assert_eq!(
+            put_hook(&mut d, &stop, &mut rec, "f").unwrap(),
             Action::Unchanged
         );
-        assert_eq!(doc["hooks"]["Stop"].as_array().unwrap().len(), 2);
+        assert_eq!(d.elements(&["hooks", "Stop"]).unwrap().len(), 2);
         assert_eq!(
-            doc["hooks"]["UserPromptSubmit"][0],
-            hook_group(&prompt.command)
+            d.get(&["hooks", "UserPromptSubmit"]).unwrap(),
+            json!([hook_group(&prompt.command)])
         );
         assert_eq!(rec.created, ["hooks.UserPromptSubmit"]);
         assert_eq!(rec.hooks.len(), 2);
-        assert!(remove_hook(&mut doc, &stop, &rec));
-        assert!(remove_hook(&mut doc, &prompt, &rec));
-        assert_eq!(doc, before);
-        assert_eq!(keys(&doc), ["permissions", "hooks"]);
+        assert!(remove_hook(&mut d, &stop, &rec));
+        assert!(remove_hook(&mut d, &prompt, &rec));
+        assert_eq!(d.text, before);
     }
 
     #[test]
-    fn hook_changed_by_the_user_is_not_ours() {
-        let mut doc = obj(json!({"hooks": {"Stop": [
-            {"hooks": [{"type": "command", "command": "cm-profile --hook status idle", "timeout": 5}]}
-        ]}}));
-        let h = hook("idle", "Stop", "cm-profile --hook status idle");
-        assert!(!remove_hook(&mut doc, &h, &Record::default()));
-        // Install sees its command already there and leaves it.
+    fn a_hook_the_user_already_had_is_not_ours() {
+        let before = r#"{"hooks": {"UserPromptSubmit": [{"hooks": [{"type": "command", "command": "cm-inbox --hook"}]}]}}"#;
+        let mut d = doc(before);
+        let mut rec = Record::default();
+        let h = hook("inbox", "UserPromptSubmit", "cm-inbox --hook");
         assert_eq!(
-            put_hook(&mut doc, &h, &mut Record::default()).unwrap(),
+            put_hook(&mut d, &h, &mut rec, "f").unwrap(),
             Action::Unchanged
         );
+        assert!(rec.hooks.is_empty());
+        assert_eq!(d.text, before);
     }
 
     #[test]
     fn hook_moved_binary_is_updated_in_place() {
-        let mut doc = obj(json!({}));
+        let mut d = doc("{}");
         let mut rec = Record::default();
         put_hook(
-            &mut doc,
+            &mut d,
             &hook("idle", "Stop", "/old/cm-profile --hook status idle"),
             &mut rec,
+            "f",
         )
         .unwrap();
         let new = hook("idle", "Stop", "/new/cm-profile --hook status idle");
-        assert_eq!(put_hook(&mut doc, &new, &mut rec).unwrap(), Action::Updated);
-        assert_eq!(doc["hooks"]["Stop"], json!([hook_group(&new.command)]));
+        assert_eq!(
+            put_hook(&mut d, &new, &mut rec, "f").unwrap(),
+            Action::Updated
+        );
+        assert_eq!(
+            d.get(&["hooks", "Stop"]).unwrap(),
+            json!([hook_group(&new.command)])
+        );
         assert_eq!(rec.hooks, std::slice::from_ref(&new));
-        assert!(remove_hook(&mut doc, &new, &rec));
-        assert_eq!(doc, obj(json!({})));
+        assert!(remove_hook(&mut d, &new, &rec));
+        assert_eq!(d.text, "{}");
     }
 
     #[test]
     fn hook_bad_shape_is_an_error() {
-        let mut doc = obj(json!({"hooks": {"Stop": {"oops": 1}}}));
-        assert!(put_hook(&mut doc, &hook("idle", "Stop", "x"), &mut Record::default()).is_err());
-        let mut doc = obj(json!({"hooks": "no"}));
-        assert!(put_hook(&mut doc, &hook("idle", "Stop", "x"), &mut Record::default()).is_err());
+        let mut d = doc(r#"{"hooks": {"Stop": {"oops": 1}}}"#);
+        assert!(
+            put_hook(
+                &mut d,
+                &hook("idle", "Stop", "x"),
+                &mut Record::default(),
+                "f"
+            )
+            .is_err()
+        );
+        let mut d = doc(r#"{"hooks": "no"}"#);
+        assert!(
+            put_hook(
+                &mut d,
+                &hook("idle", "Stop", "x"),
+                &mut Record::default(),
+                "f"
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -844,6 +1087,23 @@ mod tests {
         );
         assert_eq!(sh_quote("/home/a b/cm-inbox"), "'/home/a b/cm-inbox'");
         assert_eq!(sh_quote("/x/it's"), r"'/x/it'\''s'");
+    }
+
+    #[test]
+    fn layouts() {
+        let l = Layout::new(Path::new("/h"), Path::new("/h/.claudemesh"));
+        assert_eq!(l.claude_json, Path::new("/h/.claude.json"));
+        assert_eq!(l.settings, Path::new("/h/.claude/settings.json"));
+        assert_eq!(l.record, Path::new("/h/.claudemesh/installed.json"));
+        let c = Layout::at(
+            Path::new("/h"),
+            Some(Path::new("/c")),
+            Path::new("/h/.claudemesh"),
+        );
+        assert_eq!(c.claude_json, Path::new("/c/.claude.json"));
+        assert_eq!(c.settings, Path::new("/c/settings.json"));
+        assert_eq!(c.skill_file(), Path::new("/c/skills/claudemesh/SKILL.md"));
+        assert_ne!(c.record, l.record);
     }
 
     #[test]
@@ -861,11 +1121,14 @@ mod tests {
             "would write ~/.claude/skills/claudemesh/SKILL.md"
         );
         let i = Item::new("mcpServers.claudemesh", Action::WouldAdd, &l.claude_json);
-        assert_eq!(i.human(&l), "would add mcpServers.claudemesh");
-        let i = Item::new("backup", Action::Added, Path::new("/h/.claude/backups/x"));
         assert_eq!(
             i.human(&l),
-            "backed up ~/.claude.json to ~/.claude/backups/x"
+            "would add mcpServers.claudemesh in ~/.claude.json"
+        );
+        let i = Item::new("mcpServers.claudemesh", Action::Restored, &l.claude_json);
+        assert_eq!(
+            i.human(&l),
+            "restored mcpServers.claudemesh in ~/.claude.json"
         );
     }
 }

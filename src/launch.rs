@@ -45,6 +45,14 @@ pub fn launch_argv(claude: &str, start: &SessionStart, passthrough: &[String]) -
     argv
 }
 
+/// Whether `claude_args` run Claude Code in print mode (`-p`, `--print`), where it ignores the channel flag.
+pub fn prints(claude_args: &[String]) -> bool {
+    claude_args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-p" || a == "--print")
+}
+
 /// The `claude` binary: `$CLAUDE_BIN` (a path, or a name looked up on PATH), else `claude` on PATH.
 pub fn find_claude() -> Result<PathBuf> {
     let not_found = || Error::generic("claude not found on PATH (set CLAUDE_BIN)");
@@ -110,6 +118,15 @@ mod tests {
         assert_ne!(u, new_uuid());
         assert!(!is_uuid("not-a-uuid"));
         assert!(!is_uuid("0e4f9b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5"));
+    }
+
+    #[test]
+    fn print_mode() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(prints(&v(&["-p", "hi"])));
+        assert!(prints(&v(&["--model", "opus", "--print", "hi"])));
+        assert!(!prints(&v(&["--model", "opus", "hi"])));
+        assert!(!prints(&v(&["--", "-p"])));
     }
 
     #[test]

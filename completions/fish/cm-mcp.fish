@@ -5,7 +5,8 @@ function __claudemesh_meshes
 end
 
 complete -c cm-mcp -f
-complete -c cm-mcp -l log -r -F -d 'append log lines to FILE instead of stderr'
+complete -c cm-mcp -l log -r -F -d 'append routine log lines to FILE (else they go nowhere)'
+complete -c cm-mcp -l peer-events -d 'push peers joining and leaving as [system] notifications'
 complete -c cm-mcp -s h -l help -d 'print this help'
 complete -c cm-mcp -l version -d 'print the version'
 complete -c cm-mcp -l json -d 'write JSON Lines: one object per line'

@@ -41,6 +41,14 @@ const BATCH: u32 = 100;
 const WAIT_CHUNK: Duration = Duration::from_secs(60);
 /// Claude Code cuts hook output at 10 000 characters; the context stays under this, JSON escaping included.
 pub const HOOK_CAP: usize = 9_000;
+/// The prompt waits for the hook, so the hook gives up on its input after this,
+const HOOK_INPUT_WAIT: Duration = Duration::from_millis(150);
+/// on the brokers after this (whatever the network does: a broker that accepts the connection and never answers
+/// included; what it holds waits for the next prompt),
+const HOOK_FETCH: Duration = Duration::from_millis(700);
+/// and on the acknowledgements of what it showed after this (a message whose mark did not reach the broker is not
+/// lost: its id is recorded as shown, and the next run marks it read without showing it again).
+const HOOK_ACKS: Duration = Duration::from_millis(150);
 
 /// The JSON Lines form of a message (`cm-inbox --json`, `cm-pipe`): the [`Inbound`] in a fixed key order, with
 /// `"text": null` and `decrypt_error` when it could not be decrypted.
@@ -287,14 +295,62 @@ pub fn hook_line(context: &str) -> String {
     .unwrap_or_default()
 }
 
-/// Reads and drops what Claude Code writes on the hook's stdin: at most 1 MiB, for at most a second, and
-/// nothing when stdin is a terminal.
-pub fn discard_hook_input() {
-    // SAFETY: isatty only inspects the descriptor number.
-    if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
-        return;
+/// What the prompt hook was told on stdin: the prompt and the transcript, where a message already in Claude's
+/// context shows up by its id.
+static HOOK_INPUT: std::sync::OnceLock<HookInput> = std::sync::OnceLock::new();
+
+/// The parts of Claude Code's `UserPromptSubmit` input the hook looks at.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct HookInput {
+    #[serde(default)]
+    pub prompt: String,
+    #[serde(default)]
+    pub transcript_path: Option<std::path::PathBuf>,
+}
+
+/// How much of the transcript's end is searched for message ids: recent turns are what matter, and the hook
+/// must stay quick.
+const TRANSCRIPT_TAIL: u64 = 4 << 20;
+
+impl HookInput {
+    /// Whether the message `id` has already entered Claude's context: its id is in the prompt (a channel push
+    /// that started this turn) or in the transcript (a push of an earlier turn, or `cm-inbox` output). A push that
+    /// Claude Code dropped is in neither, so the hook still hands the message over: none is lost, none shown twice.
+    pub fn has(&self, id: &str, transcript: &str) -> bool {
+        !id.is_empty() && (self.prompt.contains(id) || transcript.contains(id))
     }
-    let deadline = Instant::now() + Duration::from_secs(1);
+
+    /// The end of the transcript, or nothing when there is none.
+    pub fn transcript_tail(&self) -> String {
+        use std::io::{Seek, SeekFrom};
+        let Some(path) = &self.transcript_path else {
+            return String::new();
+        };
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(TRANSCRIPT_TAIL)));
+        let mut buf = Vec::new();
+        let _ = f.take(TRANSCRIPT_TAIL).read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Reads what Claude Code writes on the hook's stdin (at most 1 MiB, for at most [`HOOK_INPUT_WAIT`]: Claude Code
+/// writes it at once; nothing when stdin is a terminal) and keeps the prompt and transcript path for the hook.
+pub fn read_hook_input() {
+    let mut input = Vec::new();
+    // SAFETY: isatty only inspects the descriptor number.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+        read_bounded(&mut input);
+    }
+    let parsed = serde_json::from_slice(&input).unwrap_or_default();
+    let _ = HOOK_INPUT.set(parsed);
+}
+
+fn read_bounded(input: &mut Vec<u8>) {
+    let deadline = Instant::now() + HOOK_INPUT_WAIT;
     let mut left: usize = 1 << 20;
     let mut buf = [0u8; 8192];
     let mut stdin = std::io::stdin().lock();
@@ -317,7 +373,10 @@ pub fn discard_hook_input() {
         }
         match stdin.read(&mut buf) {
             Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
+            Ok(n) => {
+                input.extend_from_slice(&buf[..n.min(left)]);
+                left = left.saturating_sub(n);
+            }
         }
     }
 }
@@ -577,15 +636,16 @@ pub fn run(ctxs: Vec<Ctx>, mode: Mode, out: &mut Out) -> Result<()> {
         Mode::Hook => {
             let mut batches = Vec::new();
             let mut heard = vec![false; slugs.len()];
+            let until = Instant::now() + HOOK_FETCH;
             while heard.iter().any(|h| !h) {
-                match rx.recv() {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                     Ok(Report::Batch {
                         mesh,
                         messages,
                         acks,
                     }) => {
                         heard[mesh] = true;
-                        batches.push((messages, acks));
+                        batches.push((mesh, messages, acks));
                     }
                     Ok(Report::Done { mesh, result }) => {
                         heard[mesh] = true;
@@ -593,27 +653,63 @@ pub fn run(ctxs: Vec<Ctx>, mode: Mode, out: &mut Out) -> Result<()> {
                             errors.push((mesh, e));
                         }
                     }
-                    Err(_) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // The fetchers still waiting are left behind: the process ends without them.
+                        for (mesh, _) in heard.iter().enumerate().filter(|(_, h)| !**h) {
+                            errors.push((
+                                mesh,
+                                Error::network(format!(
+                                    "no answer from the broker within {} ms; its messages wait for the next \
+                                     prompt",
+                                    HOOK_FETCH.as_millis()
+                                )),
+                            ));
+                        }
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            let all: Vec<Inbound> = batches.iter().flat_map(|(m, _)| m.clone()).collect();
+            // Messages already in Claude's context (pushed on the channel) are marked read without a second copy.
+            let input = HOOK_INPUT.get_or_init(HookInput::default);
+            let transcript = input.transcript_tail();
+            let (seen_already, all): (Vec<Inbound>, Vec<Inbound>) = batches
+                .iter()
+                .flat_map(|(_, m, _)| m.clone())
+                .partition(|m| input.has(&m.id, &transcript));
+            for (_, messages, acks) in &batches {
+                for m in messages
+                    .iter()
+                    .filter(|m| seen_already.iter().any(|s| s.id == m.id))
+                {
+                    let _ = acks.send(m.id.clone());
+                }
+            }
             if let Some((context, shown)) = hook_context(&all, HOOK_CAP) {
                 out.line(hook_line(&context))?;
                 out.flush()?;
-                for (messages, acks) in &batches {
+                for (_, messages, acks) in &batches {
                     for m in messages.iter().filter(|m| shown.contains(&m.id)) {
                         let _ = acks.send(m.id.clone());
                     }
                 }
             }
+            let waiting: Vec<usize> = batches.iter().map(|(mesh, _, _)| *mesh).collect();
             drop(batches);
-            for r in rx.iter() {
-                if let Report::Done {
-                    mesh,
-                    result: Err(e),
-                } = r
-                {
-                    errors.push((mesh, e));
+            let until = Instant::now() + HOOK_ACKS;
+            let mut left = waiting.len();
+            while left > 0 {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(Report::Done { mesh, result }) => {
+                        if waiting.contains(&mesh) {
+                            left -= 1;
+                        }
+                        if let Err(e) = result {
+                            errors.push((mesh, e));
+                        }
+                    }
+                    Ok(Report::Batch { .. }) => {}
+                    Err(_) => break,
                 }
             }
         }
@@ -712,6 +808,20 @@ mod tests {
             r#"{"hookSpecificOutput":{"hookEventName":"UserPromptSubmit","additionalContext":"claudemesh: "#
         ));
         assert!(line.len() < 10_000);
+    }
+
+    #[test]
+    fn a_message_in_the_prompt_or_transcript_is_in_context() {
+        let input = HookInput {
+            prompt: "<channel source=\"claudemesh\" message_id=\"Kq28vXw1\">bob: hi</channel>"
+                .into(),
+            transcript_path: None,
+        };
+        assert!(input.has("Kq28vXw1", ""));
+        assert!(input.has("m7", r#"{"content":"<channel message_id=\"m7\">"}"#));
+        assert!(!input.has("m8", "m7"));
+        assert!(!input.has("", "anything"));
+        assert_eq!(HookInput::default().transcript_tail(), "");
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Profile> {
 /// never fails or blocks the hook for long. Outside a launched session it does nothing (a hook also runs in
 /// Claude Code sessions that are not on a mesh). Returns what went wrong, for stderr.
 pub fn hook(field: &str, value: &[String]) -> Option<Error> {
-    crate::messaging::inbox::discard_hook_input();
+    crate::messaging::inbox::read_hook_input();
     if std::env::var("CLAUDEMESH_SESSION_ID").map_or(true, |s| s.is_empty()) {
         return None;
     }

@@ -74,7 +74,7 @@ status 0.",
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     if args.has(&HOOK) {
-        inbox::discard_hook_input();
+        inbox::read_hook_input();
         let r = Ctx::load_all(args.mesh.as_deref()).and_then(|c| inbox::run(c, Mode::Hook, out));
         if let Err(e) = r {
             crate::out::warn(TOOL.name, e);

@@ -7,7 +7,7 @@ use crate::install::{self, InstallOpts, Layout, Wanted};
 use crate::out::Out;
 
 const DRY_RUN: Flag = flag("dry-run", "print what would change, and change nothing").short('n');
-const NO_HOOKS: Flag = flag("no-hooks", "leave ~/.claude/settings.json alone");
+const NO_HOOKS: Flag = flag("no-hooks", "leave Claude Code's settings.json alone");
 const NO_SKILL: Flag = flag("no-skill", "do not install the skill");
 
 /// The flag table.
@@ -15,14 +15,17 @@ pub static TOOL: Tool = Tool {
     name: "cm-install",
     about: "register claudemesh with Claude Code: MCP server, hooks and skill",
     description: "Adds to Claude Code's user configuration what it needs to be a mesh session: the MCP server \
-        mcpServers.claudemesh in ~/.claude.json (running cm-mcp), hooks in ~/.claude/settings.json (cm-inbox --hook \
-        on UserPromptSubmit hands unread messages to Claude; cm-profile --hook sets the status to working on \
-        UserPromptSubmit and idle on Stop), and the skill ~/.claude/skills/claudemesh/SKILL.md, which teaches Claude \
-        the toolkit.\n\n\
-        Every other key in those files is kept, in its order. ~/.claude.json is copied to \
-        ~/.claude/backups/.claude.json.pre-claudemesh.<unix ms> before it is changed, and written atomically with mode \
-        0600. What was added is recorded in installed.json in the config directory, so that cm-uninstall removes \
-        exactly that.\n\n\
+        mcpServers.claudemesh in .claude.json ({\"type\":\"stdio\"} running cm-mcp), hooks in settings.json \
+        (cm-inbox --hook on UserPromptSubmit hands unread messages to Claude; cm-profile --hook sets the status to \
+        working on UserPromptSubmit and idle on Stop), and the skill skills/claudemesh/SKILL.md, which teaches \
+        Claude the toolkit. The files are the ones Claude Code reads: in $CLAUDE_CONFIG_DIR when it is set, else \
+        ~/.claude.json and ~/.claude/.\n\n\
+        Only the entries it adds are written into the files' text: every other byte (indentation, number spellings, \
+        escapes, the lack of a final newline) and each file's mode stay as they were. A hook whose command is \
+        already there is left to the user, and not counted as ours. An mcpServers.claudemesh entry that is not ours \
+        (from another claudemesh) is replaced, and kept for cm-uninstall to put back.\n\n\
+        What each file was before, and which folders were made, is recorded in installed.json in the config \
+        directory (installed-HASH.json for a CLAUDE_CONFIG_DIR), so that cm-uninstall gives back exactly that.\n\n\
         Running it again changes nothing and says unchanged for each item. A file that is not valid JSON is an error, \
         and nothing is written. Restart Claude Code afterwards, and start sessions with cm-launch.",
     section: 1,
@@ -42,15 +45,21 @@ pub static TOOL: Tool = Tool {
             what: "register claudemesh, then start a Claude Code session on the mesh",
         },
     ],
-    env: &[(
-        "HOME",
-        "where Claude Code's files are (~/.claude.json, ~/.claude/)",
-    )],
+    env: &[
+        (
+            "HOME",
+            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+        ),
+        (
+            "CLAUDE_CONFIG_DIR",
+            "Claude Code's folder instead of ~/.claude, with .claude.json in it, as Claude Code reads it",
+        ),
+    ],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
-    let layout = Layout::new(&install::home()?, &paths.dir);
+    let layout = Layout::resolve(&paths.dir)?;
     let opts = InstallOpts {
         dry_run: args.has(&DRY_RUN),
         hooks: !args.has(&NO_HOOKS),

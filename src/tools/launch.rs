@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
@@ -46,7 +45,12 @@ pub static TOOL: Tool = Tool {
         continues the newest conversation with a fresh mesh session id.\n\n\
         claude gets CLAUDEMESH_CONFIG_DIR, CLAUDEMESH_MESH, CLAUDEMESH_SESSION_ID and CLAUDEMESH_DISPLAY_NAME in its \
         environment, so cm-mcp and the cm-* commands Claude runs act as this session. The session key is created \
-        before claude starts. Run cm-install once first so Claude Code knows the claudemesh MCP server.",
+        before claude starts. Run cm-install once first so Claude Code knows the claudemesh MCP server.\n\n\
+        What to expect: Claude Code asks on every launch whether to load the development channel claudemesh; \
+        accept it, or messages arrive only through the prompt hook. Channels need a claude.ai login or a Console API \
+        key and Claude Code 2.1.80 or later, and an organization may turn them off. claude -p (print mode) does not \
+        read the channel flag at all: such a session gets no pushes, and cm-launch says so; the prompt hook still \
+        hands it unread messages with each prompt.",
     section: 1,
     args: &[pos("CLAUDE_ARGS").optional().many()],
     flags: &[NAME, RESUME, CONTINUE, PRINT_COMMAND],
@@ -127,10 +131,24 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let bin = claude_bin?.display().to_string();
     let argv = launch::launch_argv(&bin, &start, &args.positionals);
     SessionKey::load_or_create(&paths, &mesh.slug, start.id())?;
-    if !registered() {
+    if launch::prints(&args.positionals) {
         out::warn(
             TOOL.name,
-            "Claude Code does not know the claudemesh MCP server yet: run cm-install first",
+            "claude -p does not read --dangerously-load-development-channels: this session gets no channel \
+             pushes; the prompt hook still hands it unread messages with each prompt",
+        );
+    }
+    // A hint only: without a HOME there is nothing to look at, and claude will say more.
+    if let Ok(file) = install::claude_json()
+        && !install::registered(&file)
+    {
+        out::warn(
+            TOOL.name,
+            format!(
+                "Claude Code does not know the claudemesh MCP server yet ({} has no mcpServers.claudemesh): \
+                 run cm-install first",
+                file.display()
+            ),
         );
     }
     let err = Command::new(&argv[0]).args(&argv[1..]).envs(&env).exec();
@@ -138,20 +156,6 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         "running {bin}: {}",
         crate::error::io_message(&err)
     )))
-}
-
-/// Whether `~/.claude.json` has `mcpServers.claudemesh` (a hint only: a file we cannot read says yes).
-fn registered() -> bool {
-    let Ok(home) = install::home() else {
-        return true;
-    };
-    let Ok(text) = std::fs::read(Path::new(&home).join(".claude.json")) else {
-        return false;
-    };
-    serde_json::from_slice::<serde_json::Value>(&text).map_or(true, |v| {
-        v.pointer(&format!("/mcpServers/{}", install::SERVER))
-            .is_some()
-    })
 }
 
 /// The host name, if it has one.

@@ -1,9 +1,9 @@
-//! `cm-uninstall`: removes exactly what `cm-install` added to Claude Code's files.
+//! `cm-uninstall`: gives Claude Code's files back as `cm-install` found them.
 
 use crate::cli::{Args, Example, Flag, Tool, flag};
 use crate::config::Paths;
 use crate::error::Result;
-use crate::install::{self, Layout, Wanted};
+use crate::install::{self, Layout};
 use crate::out::Out;
 
 const DRY_RUN: Flag = flag("dry-run", "print what would be removed, and remove nothing").short('n');
@@ -11,14 +11,16 @@ const DRY_RUN: Flag = flag("dry-run", "print what would be removed, and remove n
 /// The flag table.
 pub static TOOL: Tool = Tool {
     name: "cm-uninstall",
-    about: "remove what cm-install added to Claude Code",
-    description: "Removes the mcpServers.claudemesh entry from ~/.claude.json, the hooks cm-install added to \
-        ~/.claude/settings.json, the skill ~/.claude/skills/claudemesh and the install record installed.json, and \
-        nothing else.\n\n\
-        An entry is removed only if it is exactly what cm-install recorded (or what it would add now): an entry you \
-        changed is left alone. Hook events and objects left empty are removed only if cm-install created them. \
-        ~/.claude.json is copied to ~/.claude/backups/.claude.json.pre-claudemesh-uninstall.<unix ms> before it is \
-        changed. When nothing is installed it says so and exits 0.",
+    about: "give Claude Code's files back as cm-install found them",
+    description: "Undoes what cm-install recorded in installed.json, and nothing else. A file nobody else has written \
+        since cm-install gets back its bytes and mode from before, or goes if cm-install made it. A file changed \
+        since (Claude Code rewrites .claude.json often) keeps those changes: only the entries cm-install added come \
+        out of its text, and an mcpServers.claudemesh entry that was there before is put back as it was. Hook \
+        events and objects left empty go only if cm-install created them; folders it made go when empty. An entry \
+        you changed after cm-install, or your own hook that was there before, is left alone, and so is a skill file \
+        you edited.\n\n\
+        The files are the ones Claude Code reads: in $CLAUDE_CONFIG_DIR when it is set, else ~/.claude.json and \
+        ~/.claude/. When nothing is installed it says so and exits 0.",
     section: 1,
     args: &[],
     flags: &[DRY_RUN],
@@ -30,16 +32,22 @@ pub static TOOL: Tool = Tool {
         cmd: "cm-uninstall --dry-run",
         what: "show what would be removed",
     }],
-    env: &[(
-        "HOME",
-        "where Claude Code's files are (~/.claude.json, ~/.claude/)",
-    )],
+    env: &[
+        (
+            "HOME",
+            "where Claude Code's files are (~/.claude.json, ~/.claude/)",
+        ),
+        (
+            "CLAUDE_CONFIG_DIR",
+            "Claude Code's folder instead of ~/.claude, with .claude.json in it, as Claude Code reads it",
+        ),
+    ],
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
-    let layout = Layout::new(&install::home()?, &paths.dir);
-    let items = install::uninstall(&layout, &Wanted::for_this_install(), args.has(&DRY_RUN))?;
+    let layout = Layout::resolve(&paths.dir)?;
+    let items = install::uninstall(&layout, args.has(&DRY_RUN))?;
     if items.is_empty() && !out.json {
         return out.line("Nothing to remove: claudemesh is not installed.");
     }

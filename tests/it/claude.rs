@@ -96,6 +96,9 @@ impl Home {
         fs::write(self.claude_json(), claude).unwrap();
         fs::create_dir_all(self.settings().parent().unwrap()).unwrap();
         fs::write(self.settings(), settings).unwrap();
+        for f in [self.claude_json(), self.settings()] {
+            fs::set_permissions(f, fs::Permissions::from_mode(0o644)).unwrap();
+        }
         (claude.to_string(), settings.to_string())
     }
 
@@ -117,13 +120,41 @@ impl Home {
         out
     }
 
+    /// Every file and folder under HOME and the Claude folder, with its mode and (for files) bytes; the config
+    /// directory is left out, as the install record lives there.
+    fn tree(&self) -> BTreeMap<PathBuf, (u32, Option<Vec<u8>>)> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, (u32, Option<Vec<u8>>)>) {
+            let Ok(rd) = fs::read_dir(dir) else { return };
+            for e in rd {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                let mode = m.permissions().mode() & 0o7777;
+                if m.is_dir() {
+                    out.insert(p.clone(), (mode, None));
+                    walk(&p, out);
+                } else {
+                    out.insert(p.clone(), (mode, Some(fs::read(&p).unwrap())));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.home(), &mut out);
+        walk(&self.root.join("ccd"), &mut out);
+        out
+    }
+
     /// A mesh `dev` in config.json.
     fn join_mesh(&self) {
+        self.join_mesh_at("ws://127.0.0.1:9/ws");
+    }
+
+    /// A mesh `dev` in config.json, on the broker at `url`.
+    fn join_mesh_at(&self, url: &str) {
         let kp = claudemesh::crypto::Keypair::generate();
         let config = json!({"version": 1, "meshes": [{
             "meshId": "mesh-1", "memberId": "member-1", "slug": "dev", "name": "Dev",
             "pubkey": kp.public_hex(), "secretKey": kp.secret_hex(),
-            "brokerUrl": "ws://127.0.0.1:9/ws", "joinedAt": "2026-01-01T00:00:00Z"
+            "brokerUrl": url, "joinedAt": "2026-01-01T00:00:00Z"
         }]});
         fs::write(self.cfg().join("config.json"), config.to_string()).unwrap();
     }
@@ -221,23 +252,16 @@ fn install_keeps_every_other_key_in_order() {
         .unwrap()
         .shift_remove("claudemesh")
         .unwrap();
+    assert_eq!(ours["type"], "stdio", "{ours}");
     assert_eq!(ours["command"], json!(tool("cm-mcp")), "{ours}");
     assert_eq!(ours["args"], json!([]));
     let before: Value = serde_json::from_str(&claude).unwrap();
     assert_eq!(after.to_string(), before.to_string());
-    assert_eq!(mode(&h.claude_json()), 0o600);
-
-    // The backup is the original, byte for byte.
-    let backups = h.backups();
-    assert_eq!(backups.len(), 1);
-    let name = backups[0]
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    assert!(name.starts_with(".claude.json.pre-claudemesh."), "{name}");
-    assert_eq!(fs::read_to_string(&backups[0]).unwrap(), claude);
-    assert_eq!(mode(&backups[0]), 0o600);
+    assert_eq!(mode(&h.claude_json()), 0o644, "the file's mode is kept");
+    assert!(
+        h.backups().is_empty(),
+        "the original is kept in the install record"
+    );
 
     // settings.json: our hooks added beside the others.
     let after = parse(&h.settings());
@@ -257,7 +281,7 @@ fn install_keeps_every_other_key_in_order() {
     );
     let before: Value = serde_json::from_str(&settings).unwrap();
     assert_eq!(without_our_hooks(after).to_string(), before.to_string());
-    assert_eq!(mode(&h.settings()), 0o600);
+    assert_eq!(mode(&h.settings()), 0o644);
 
     assert_eq!(
         fs::read_to_string(h.skill()).unwrap(),
@@ -285,7 +309,6 @@ fn install_twice_changes_nothing() {
         assert_eq!(v["action"], "unchanged", "{line}");
     }
     assert_eq!(h.snapshot(), before, "a second install touched a file");
-    assert_eq!(h.backups().len(), 1);
 }
 
 #[test]
@@ -294,7 +317,10 @@ fn dry_run_writes_nothing() {
     h.seed();
     let before = h.snapshot();
     let out = ok(&h.run(&tool("cm-install"), &["--dry-run"]));
-    assert!(out.contains("would add mcpServers.claudemesh\n"), "{out}");
+    assert!(
+        out.contains("would add mcpServers.claudemesh in ~/.claude.json\n"),
+        "{out}"
+    );
     assert!(out.contains("would add hook UserPromptSubmit: "), "{out}");
     assert!(out.contains("would add hook Stop: "), "{out}");
     assert!(
@@ -321,7 +347,7 @@ fn no_hooks_and_no_skill() {
     let out = ok(&h.run(&tool("cm-install"), &["--no-hooks", "--no-skill"]));
     assert_eq!(
         out.lines().filter(|l| !l.starts_with("Restart")).count(),
-        2,
+        1,
         "{out}"
     );
     assert_eq!(fs::read_to_string(h.settings()).unwrap(), settings);
@@ -332,19 +358,17 @@ fn no_hooks_and_no_skill() {
 fn uninstall_restores_the_original() {
     let h = Home::new("restore");
     let (claude, settings) = h.seed();
+    let before = h.tree();
     ok(&h.run(&tool("cm-install"), &[]));
     let out = ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(out.contains("removed mcpServers.claudemesh"), "{out}");
     assert!(out.contains("removed hook Stop: "), "{out}");
-    let want: Value = serde_json::from_str(&claude).unwrap();
-    assert_eq!(parse(&h.claude_json()).to_string(), want.to_string());
-    let want: Value = serde_json::from_str(&settings).unwrap();
-    assert_eq!(parse(&h.settings()).to_string(), want.to_string());
+    assert_eq!(fs::read_to_string(h.claude_json()).unwrap(), claude);
+    assert_eq!(fs::read_to_string(h.settings()).unwrap(), settings);
     assert!(!h.skill().exists());
     assert!(!h.skill().parent().unwrap().exists());
     assert!(!h.record().exists());
-    // One backup before install, one before uninstall.
-    assert_eq!(h.backups().len(), 2);
+    assert_eq!(h.tree(), before, "files, folders and modes as they were");
 
     let out = ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(out.starts_with("Nothing to remove"), "{out}");
@@ -372,6 +396,7 @@ fn uninstall_leaves_what_the_user_changed() {
 #[test]
 fn fresh_home_round_trip() {
     let h = Home::new("fresh");
+    let before = h.tree();
     ok(&h.run(&tool("cm-install"), &[]));
     assert_eq!(mode(&h.claude_json()), 0o600);
     assert!(h.backups().is_empty(), "nothing to back up");
@@ -384,10 +409,11 @@ fn fresh_home_round_trip() {
         2
     );
     ok(&h.run(&tool("cm-uninstall"), &[]));
-    // Files and keys that install created are gone again.
+    // Files, keys and folders that install created are gone again.
     assert!(!h.claude_json().exists());
     assert!(!h.settings().exists());
     assert!(!h.skill().exists());
+    assert_eq!(h.tree(), before);
 }
 
 #[test]
@@ -499,6 +525,22 @@ fn launch_resume_keeps_the_session_id() {
 }
 
 #[test]
+fn launch_in_print_mode_says_it_gets_no_channel() {
+    let h = Home::new("printmode");
+    h.join_mesh();
+    h.fake_claude();
+    let o = h.run(&tool("cm-launch"), &["--", "-p", "summarize"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cm-launch: claude -p does not read --dangerously-load-development-channels"),
+        "{err}"
+    );
+    let o = h.run(&tool("cm-launch"), &["--", "--model", "opus"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("claude -p"));
+}
+
+#[test]
 fn launch_print_command() {
     let h = Home::new("print");
     h.join_mesh();
@@ -596,6 +638,209 @@ fn symlinked_files_stay_links() {
     assert!(parse(&real)["mcpServers"]["claudemesh"].is_object());
     ok(&h.run(&tool("cm-uninstall"), &[]));
     assert!(fs::symlink_metadata(h.claude_json()).unwrap().is_symlink());
-    let want: Value = serde_json::from_str(&claude).unwrap();
-    assert_eq!(parse(&real).to_string(), want.to_string());
+    assert_eq!(fs::read_to_string(&real).unwrap(), claude);
+}
+
+/// What a user of the TypeScript claudemesh who tried this one has: Claude Code's own `.claude.json` (no final
+/// newline, a number JSON cannot hold in a double, an escaped U+2028, compact objects), an older
+/// `mcpServers.claudemesh`, a prompt hook of their own running our command, their own skill file.
+fn seed_own_entries(h: &Home, claude_dir: &Path, claude_json: &Path) -> (String, String, String) {
+    let inbox = format!("{} --hook", tool("cm-inbox"));
+    let claude = "{\n  \"numStartups\": 41,\n  \"big\": 12345678901234567890123,\n  \"float\": 1.50,\n  \"sep\": \"a\\u2028b\\/c\",\n  \"compact\": {\"b\":2,\"a\":[1,2]},\n  \"mcpServers\": {\n    \"claudemesh\": {\n      \"command\": \"claudemesh\",\n      \"args\": [\n        \"mcp\"\n      ]\n    }\n  },\n  \"projects\": {}\n}"
+        .to_string();
+    let settings = format!(
+        "{{\n    \"hooks\": {{\n        \"UserPromptSubmit\": [\n            {{\"hooks\": [{{\"type\": \"command\", \"command\": \"{inbox}\"}}]}}\n        ]\n    }}\n}}\n"
+    );
+    let skill = "---\nname: claudemesh\ndescription: my own notes\n---\nmine\n".to_string();
+    fs::create_dir_all(claude_dir.join("skills/claudemesh")).unwrap();
+    fs::write(claude_json, &claude).unwrap();
+    fs::write(claude_dir.join("settings.json"), &settings).unwrap();
+    fs::write(claude_dir.join("skills/claudemesh/SKILL.md"), &skill).unwrap();
+    fs::set_permissions(claude_json, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        claude_dir.join("settings.json"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let _ = h;
+    (claude, settings, skill)
+}
+
+#[test]
+fn uninstall_gives_back_the_users_own_entries_byte_for_byte() {
+    let h = Home::new("own");
+    let dot = h.home().join(".claude");
+    let (claude, settings, skill) = seed_own_entries(&h, &dot, &h.claude_json());
+    let before = h.tree();
+
+    let out = ok(&h.run(&tool("cm-install"), &[]));
+    assert!(out.contains("replaced mcpServers.claudemesh"), "{out}");
+    assert!(out.contains("unchanged hook UserPromptSubmit: "), "{out}");
+    // Only our entry changed in .claude.json: everything around it keeps its bytes.
+    let text = fs::read_to_string(h.claude_json()).unwrap();
+    let ours = parse(&h.claude_json())["mcpServers"]["claudemesh"].clone();
+    assert_eq!(ours["type"], "stdio");
+    let (head, tail) = claude.split_once("    \"claudemesh\": {").unwrap();
+    let tail = &tail[tail.find("\n    }").unwrap() + 6..];
+    assert!(text.starts_with(head) && text.ends_with(tail), "{text}");
+    assert_eq!(mode(&h.claude_json()), 0o600);
+    assert_eq!(mode(&h.settings()), 0o644);
+    // The user's hook is not doubled.
+    let prompt = parse(&h.settings())["hooks"]["UserPromptSubmit"].to_string();
+    assert_eq!(prompt.matches("cm-inbox --hook").count(), 1, "{prompt}");
+
+    let out = ok(&h.run(&tool("cm-uninstall"), &[]));
+    assert!(
+        out.contains("restored ~/.claude/skills/claudemesh/SKILL.md"),
+        "{out}"
+    );
+    assert_eq!(fs::read_to_string(h.claude_json()).unwrap(), claude);
+    assert_eq!(fs::read_to_string(h.settings()).unwrap(), settings);
+    assert_eq!(fs::read_to_string(h.skill()).unwrap(), skill);
+    assert_eq!(h.tree(), before, "files, folders and modes as they were");
+}
+
+#[test]
+fn uninstall_after_claude_code_rewrote_the_file_keeps_its_changes() {
+    let h = Home::new("rewrote");
+    let dot = h.home().join(".claude");
+    let (claude, _, _) = seed_own_entries(&h, &dot, &h.claude_json());
+    ok(&h.run(&tool("cm-install"), &[]));
+    // Claude Code counts a start, as it does on every start.
+    let text = fs::read_to_string(h.claude_json()).unwrap();
+    fs::write(
+        h.claude_json(),
+        text.replace("\"numStartups\": 41", "\"numStartups\": 42"),
+    )
+    .unwrap();
+    ok(&h.run(&tool("cm-uninstall"), &[]));
+    assert_eq!(
+        fs::read_to_string(h.claude_json()).unwrap(),
+        claude.replace("\"numStartups\": 41", "\"numStartups\": 42"),
+        "our entry out, the user's back, Claude Code's change kept"
+    );
+    assert_eq!(mode(&h.claude_json()), 0o600);
+}
+
+#[test]
+fn claude_config_dir_is_where_everything_goes() {
+    let h = Home::new("ccd");
+    let ccd = h.root.join("ccd");
+    fs::create_dir_all(&ccd).unwrap();
+    let (claude, settings, skill) = seed_own_entries(&h, &ccd, &ccd.join(".claude.json"));
+    let before = h.tree();
+    let run = |bin: &str, args: &[&str]| {
+        h.cmd(&tool(bin))
+            .args(args)
+            .env("CLAUDE_CONFIG_DIR", &ccd)
+            .output()
+            .unwrap()
+    };
+    let out = ok(&run("cm-install", &[]));
+    assert!(
+        out.contains(&format!(
+            "mcpServers.claudemesh in {}",
+            ccd.join(".claude.json").display()
+        )),
+        "{out}"
+    );
+    assert!(!h.home().join(".claude.json").exists());
+    assert!(!h.home().join(".claude/settings.json").exists());
+    assert_eq!(
+        parse(&ccd.join(".claude.json"))["mcpServers"]["claudemesh"]["type"],
+        "stdio"
+    );
+    assert_eq!(
+        fs::read_to_string(ccd.join("skills/claudemesh/SKILL.md")).unwrap(),
+        claudemesh::install::SKILL
+    );
+
+    // doctor and cm launch look there too.
+    let o = run("cm-doctor", &["--json"]);
+    let doctor = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = doctor
+        .lines()
+        .find(|l| l.contains("Claude Code MCP"))
+        .unwrap_or_else(|| panic!("{doctor}"));
+    assert!(
+        line.contains("registered in") && line.contains("ccd"),
+        "{line}"
+    );
+    h.join_mesh();
+    h.fake_claude();
+    let o = run("cm-launch", &[]);
+    ok(&o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = h.run(&tool("cm-launch"), &[]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("run cm-install"),
+        "without CLAUDE_CONFIG_DIR it is not registered"
+    );
+
+    ok(&run("cm-uninstall", &[]));
+    assert_eq!(
+        fs::read_to_string(ccd.join(".claude.json")).unwrap(),
+        claude
+    );
+    assert_eq!(
+        fs::read_to_string(ccd.join("settings.json")).unwrap(),
+        settings
+    );
+    assert_eq!(
+        fs::read_to_string(ccd.join("skills/claudemesh/SKILL.md")).unwrap(),
+        skill
+    );
+    let mut after = h.tree();
+    after.retain(|p, _| !p.starts_with(h.home().join(".claude")));
+    let mut want = before;
+    want.retain(|p, _| !p.starts_with(h.home().join(".claude")));
+    assert_eq!(after, want);
+}
+
+#[test]
+fn the_prompt_hook_gives_up_within_a_second_when_the_broker_hangs() {
+    // A broker that accepts the connection and never answers the handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let h = Home::new("hang");
+    h.join_mesh_at(&format!("ws://{addr}/ws"));
+    let input = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let started = std::time::Instant::now();
+    let mut child = h
+        .cmd(&tool("cm-inbox"))
+        .arg("--hook")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Claude Code writes the input and keeps the pipe open while it waits.
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    drop(stdin);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        took < std::time::Duration::from_millis(1300),
+        "the hook took {took:?}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no answer from the broker within"), "{err}");
 }

@@ -142,6 +142,24 @@ impl Drop for Lines {
     }
 }
 
+/// Waits until `who` sees a peer with session key `pubkey` online: a cm-mcp joins only once its client settles.
+fn wait_online(who: &crate::peer::Peer, pubkey: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = who.run("cm-peers", &["--json"]);
+        if r.out.contains(pubkey) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{pubkey} never came online: {} {}",
+            r.out,
+            r.err
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn is_identifier(k: &str) -> bool {
     !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
@@ -207,6 +225,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
     let tools = client.wait_for(Duration::from_secs(10), |e| e["event"] == "tools");
     assert_eq!(tools["tools"], json!([]));
     client.wait_for(Duration::from_secs(10), |e| e["event"] == "pong");
+    wait_online(&bob, &key.public_key);
 
     // Bob DMs alice's session key.
     let sent = bob.send(&key.public_key, "can you rerun the migration tests?");
@@ -264,29 +283,57 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(pushed > 2, "the broker pushed only {pushed} times");
 
-    // The push marked nothing read: the prompt hook, run as alice's session, has both, once.
-    let hook_input = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
-    let first = alice.run_with("cm-inbox", &["--hook"], hook_input);
-    assert_eq!(first.code, Some(0), "{}", first.err);
-    let v: Value = serde_json::from_str(first.out.trim()).unwrap_or_else(|e| {
-        panic!("{e}: {:?}", first.out);
+    // The push marked nothing read. The first push started this turn (Claude Code hands the channel tag to the
+    // prompt hook as the prompt); the second reached the transcript of an earlier turn. The hook, run as alice's
+    // session, marks both read and hands over neither again.
+    let transcript = dir.0.join("transcript.jsonl");
+    std::fs::write(
+        &transcript,
+        format!(
+            "{{\"type\":\"user\",\"message\":{{\"content\":\"<channel source=\\\"claudemesh\\\" message_id=\\\"{id2}\\\">\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let hook_input = json!({
+        "session_id": "s",
+        "transcript_path": transcript,
+        "hook_event_name": "UserPromptSubmit",
+        "prompt": format!("<channel source=\"claudemesh\" message_id=\"{id}\">bob: can you rerun the migration tests?</channel>"),
+    })
+    .to_string();
+    let first = alice.run_with("cm-inbox", &["--hook"], &hook_input);
+    assert_eq!(
+        (first.code, first.out.as_str()),
+        (Some(0), ""),
+        "{}",
+        first.err
+    );
+    let peek = alice.run("cm-inbox", &["--peek", "--json"]);
+    assert_eq!(peek.out, "", "both are marked read");
+
+    // A push Claude Code dropped is in neither: the hook hands it over, once.
+    let r = bob.run("cm-send", &["--json", &key.public_key, "third"]);
+    let id3 = r.ok()[0]["message_id"].as_str().unwrap().to_string();
+    client.wait_for(Duration::from_secs(20), |e| {
+        e["event"] == "channel" && e["params"]["meta"]["message_id"] == id3.as_str()
+    });
+    let plain = r#"{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let shown = alice.run_with("cm-inbox", &["--hook"], plain);
+    assert_eq!(shown.code, Some(0), "{}", shown.err);
+    let v: Value = serde_json::from_str(shown.out.trim()).unwrap_or_else(|e| {
+        panic!("{e}: {:?}", shown.out);
     });
     let context = v["hookSpecificOutput"]["additionalContext"]
         .as_str()
         .unwrap();
     assert!(
-        context.contains("can you rerun the migration tests?"),
+        context.contains("third") && context.contains(&id3),
         "{context}"
     );
-    assert!(context.contains(&id), "{context}");
-    assert!(context.contains("never mind, done"), "{context}");
-    let second = alice.run_with("cm-inbox", &["--hook"], hook_input);
+    assert!(!context.contains("migration"), "{context}");
+    let second = alice.run_with("cm-inbox", &["--hook"], plain);
     assert_eq!(second.code, Some(0), "{}", second.err);
-    assert!(
-        !second.out.contains("migration") && !second.out.contains(&id),
-        "shown twice: {}",
-        second.out
-    );
+    assert!(second.out.is_empty(), "shown twice: {}", second.out);
 
     // Nothing was pushed twice, and closing the client ends the server with status 0.
     client.drain(Duration::from_millis(500));
@@ -295,7 +342,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
     assert_eq!(exit["code"], 0, "{exit}");
     client.wait_for(Duration::from_secs(5), |e| e["event"] == "closed");
     let ids = channel_ids(&client.seen);
-    assert_eq!(ids, vec![id, id2], "{:#?}", client.seen);
+    assert_eq!(ids, vec![id, id2, id3], "{:#?}", client.seen);
     assert!(
         !client.seen.iter().any(|e| e["event"] == "error"),
         "{:#?}",
@@ -335,6 +382,11 @@ fn json_rpc_edge_cases() {
 
     let r = request(
         &mut s,
+        r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":5}}"#,
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = request(
+        &mut s,
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"1999-01-01","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
     );
     assert_eq!(r["id"], 1);
@@ -344,16 +396,16 @@ fn json_rpc_edge_cases() {
         r["result"]["capabilities"],
         json!({"experimental": {"claude/channel": {}}, "tools": {}})
     );
+    // Initialize comes once (MCP: the client must not send it again).
     let r = request(
         &mut s,
         r#"{"jsonrpc":"2.0","id":"i2","method":"initialize","params":{"protocolVersion":"2024-11-05"}}"#,
     );
-    assert_eq!(r["result"]["protocolVersion"], "2024-11-05");
-    let r = request(
-        &mut s,
-        r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":5}}"#,
+    assert_eq!(
+        (r["error"]["code"].clone(), r["id"].clone()),
+        (json!(-32600), json!("i2")),
+        "{r}"
     );
-    assert_eq!(r["error"]["code"], -32602, "{r}");
 
     // A notification gets no answer: the next line answers the ping after it.
     s.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -377,8 +429,137 @@ fn json_rpc_edge_cases() {
     for line in &s.seen {
         assert_eq!(line["jsonrpc"], "2.0", "{line}");
     }
+    // It never settled into a session, so it had nothing to say but what was wrong with the client's lines.
+    let err = s.stderr();
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with("cm-mcp: bad message from the client: ")),
+        "{err}"
+    );
+}
+
+fn initialize(s: &mut Lines) {
+    let r = request(
+        s,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"claude-code","version":"2.1.197"}}}"#,
+    );
+    assert_eq!(r["id"], 0, "{r}");
+    s.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let r = request(s, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    assert_eq!(r["result"], json!({"tools": []}));
+}
+
+/// Every file under `dir`.
+fn files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_health_check_leaves_no_trace_and_a_session_keeps_claude_codes_id() {
+    let dir = TempDir::new("mcp-probe");
+    let broker = Broker::start(&dir, &[]);
+    let mut peers = Mesh::new(&broker, &["alice", "bob"]);
+    let bob = peers.pop().unwrap();
+    let alice = peers.pop().unwrap();
+
+    // Bob's Claude Code session, asking for peer events.
+    let session = |p: &crate::peer::Peer| {
+        let id = claudemesh::launch::new_uuid();
+        let key =
+            SessionKey::load_or_create(&Paths::at(p.config_dir()).unwrap(), &p.slug, &id).unwrap();
+        (id, key.public_key)
+    };
+    let (bob_id, bob_key) = session(&bob);
+    let mut cmd = bob.cmd("cm-mcp");
+    cmd.arg("--peer-events")
+        .env("CLAUDE_CODE_SESSION_ID", &bob_id);
+    let mut watcher = Lines::spawn(cmd);
+    initialize(&mut watcher);
+    wait_online(&alice, &bob_key);
+
+    // Alice's `claude mcp list`, as Claude Code 2.1.197 does it: initialize, initialized, tools/list, then gone
+    // within a second. Twice.
+    let before = files(&alice.config_dir());
+    for _ in 0..2 {
+        let mut cmd = alice.cmd("cm-mcp");
+        cmd.env("CLAUDE_CODE_SESSION_ID", claudemesh::launch::new_uuid());
+        let mut probe = Lines::spawn(cmd);
+        initialize(&mut probe);
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: the pid is our own child's.
+        unsafe { libc::kill(probe.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(probe.exit_code(Duration::from_secs(10)), Some(0));
+        assert_eq!(probe.stderr(), "", "a health check is not an error");
+    }
+    assert_eq!(
+        files(&alice.config_dir()),
+        before,
+        "a health check wrote a file"
+    );
+    let seen = watcher.drain(Duration::from_secs(2));
+    assert!(
+        seen.is_empty(),
+        "bob's session heard of the probes: {seen:#?}"
+    );
+
+    // A real session stays: it joins once the client settles, as Claude Code's session, and bob hears of it.
+    let id = claudemesh::launch::new_uuid();
+    let mut cmd = alice.cmd("cm-mcp");
+    cmd.env("CLAUDE_CODE_SESSION_ID", &id);
+    let mut real = Lines::spawn(cmd);
+    initialize(&mut real);
+    let joined = watcher.wait_for(Duration::from_secs(20), |v| {
+        v["params"]["meta"]["event"] == "peer_joined"
+    });
+    assert_eq!(joined["params"]["meta"]["kind"], "system", "{joined}");
+    let key = alice
+        .config_dir()
+        .join(format!("sessions/{}/{id}.json", alice.slug));
+    assert!(key.is_file(), "no session key at {}", key.display());
+    drop(real);
+
+    // Without --peer-events, comings and goings are not pushed at all.
+    let (quiet_id, quiet_key) = session(&bob);
+    let mut cmd = bob.cmd("cm-mcp");
+    cmd.env("CLAUDE_CODE_SESSION_ID", &quiet_id);
+    let mut quiet = Lines::spawn(cmd);
+    initialize(&mut quiet);
+    wait_online(&alice, &quiet_key);
+    let mut cmd = alice.cmd("cm-mcp");
+    cmd.env("CLAUDE_CODE_SESSION_ID", claudemesh::launch::new_uuid());
+    let mut other = Lines::spawn(cmd);
+    initialize(&mut other);
+    watcher.wait_for(Duration::from_secs(20), |v| {
+        v["params"]["meta"]["event"] == "peer_joined"
+    });
+    drop(other);
+    let heard = quiet.drain(Duration::from_secs(1));
+    assert!(heard.is_empty(), "{heard:#?}");
+}
+
+#[test]
+fn a_session_that_cannot_start_says_why_on_stderr() {
+    let dir = TempDir::new("mcp-nomesh");
+    let mut s = bare_server(&dir);
+    initialize(&mut s);
+    std::thread::sleep(claudemesh::mcp::SETTLE + Duration::from_secs(2));
+    drop(s.stdin.take());
+    assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
     let err = s.stderr();
     assert!(err.contains("no meshes joined"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]
@@ -390,4 +571,175 @@ fn sigterm_ends_the_server_cleanly() {
     // SAFETY: the pid is our own child's.
     unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(s.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+/// The real Claude Code CLI (`@anthropic-ai/claude-code`, pinned in tests/mcp/package.json): its native binary,
+/// which works whether or not npm ran the package's postinstall. `None` outside CI when it is not installed; in CI
+/// (`CI` set) a missing CLI fails the test.
+fn claude_cli() -> Option<PathBuf> {
+    let modules = match std::env::var_os("CM_MCP_SDK").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/node_modules"),
+    };
+    let found = [
+        modules.join("@anthropic-ai/claude-code-linux-x64/claude"),
+        modules.join("@anthropic-ai/claude-code-linux-arm64/claude"),
+        modules.join("@anthropic-ai/claude-code-linux-x64-musl/claude"),
+        modules.join("@anthropic-ai/claude-code-linux-arm64-musl/claude"),
+        modules.join(".bin/claude"),
+    ]
+    .into_iter()
+    .find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .env_clear()
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Claude Code")
+            })
+    });
+    if found.is_none() {
+        let how = format!(
+            "the Claude Code CLI is not installed in {}: run `npm ci --prefix tests/mcp` (as .ci/run does)",
+            modules.display()
+        );
+        assert!(std::env::var_os("CI").is_none(), "{how}");
+        eprintln!("skipped: {how}");
+    }
+    found
+}
+
+/// `claude ARGS` offline: no account, no API key, no update checks or telemetry, and a dead proxy for anything
+/// else that would leave the machine (the mesh's broker is on loopback, which the proxy leaves alone).
+fn claude(
+    cli: &std::path::Path,
+    home: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+    args: &[&str],
+) -> String {
+    let mut cmd = Command::new(cli);
+    cmd.env_clear()
+        .current_dir(home)
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!(
+        "$ claude {}\n{out}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_real_claude_code_connects_to_an_installed_cm_mcp_and_its_health_checks_wake_nobody() {
+    let Some(cli) = claude_cli() else { return };
+    let dir = TempDir::new("mcp-claude");
+    let broker = Broker::start(&dir, &[]);
+    let mut peers = Mesh::new(&broker, &["alice", "bob"]);
+    let bob = peers.pop().unwrap();
+    let alice = peers.pop().unwrap();
+
+    // Bob's live session, listening for anything, peer events included.
+    let id = claudemesh::launch::new_uuid();
+    let bob_key = SessionKey::load_or_create(&Paths::at(bob.config_dir()).unwrap(), &bob.slug, &id)
+        .unwrap()
+        .public_key;
+    let mut cmd = bob.cmd("cm-mcp");
+    cmd.arg("--peer-events").env("CLAUDE_CODE_SESSION_ID", &id);
+    let mut watcher = Lines::spawn(cmd);
+    initialize(&mut watcher);
+    wait_online(&alice, &bob_key);
+    let alice_files = files(&alice.config_dir());
+    let cm_mcp = crate::harness::bin("cm-mcp").display().to_string();
+
+    // Alice installs into her HOME, then into a CLAUDE_CONFIG_DIR, and lets Claude Code check each.
+    let home = dir.0.join("home");
+    let ccd = dir.0.join("claude-config");
+    std::fs::create_dir_all(&home).unwrap();
+    let install = |env: &[(&str, &std::path::Path)]| {
+        let mut c = alice.cmd("cm-install");
+        c.env("HOME", &home);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let cfg = alice.config_dir();
+    install(&[]);
+    let with_home: &[(&str, &std::path::Path)] = &[("CLAUDEMESH_CONFIG_DIR", &cfg)];
+    let list = claude(&cli, &home, with_home, &["mcp", "list"]);
+    assert!(
+        list.contains(&format!("claudemesh: {cm_mcp}  - ✔ Connected")),
+        "{list}"
+    );
+    let get = claude(&cli, &home, with_home, &["mcp", "get", "claudemesh"]);
+    for want in [
+        "Status: ✔ Connected",
+        "Type: stdio",
+        &format!("Command: {cm_mcp}"),
+    ] {
+        assert!(get.contains(want), "{want:?} in {get}");
+    }
+
+    let with_ccd: &[(&str, &std::path::Path)] =
+        &[("CLAUDEMESH_CONFIG_DIR", &cfg), ("CLAUDE_CONFIG_DIR", &ccd)];
+    let list = claude(&cli, &home, with_ccd, &["mcp", "list"]);
+    assert!(list.contains("No MCP servers configured"), "{list}");
+    install(&[("CLAUDE_CONFIG_DIR", &ccd)]);
+    let list = claude(&cli, &home, with_ccd, &["mcp", "list"]);
+    assert!(
+        list.contains(&format!("claudemesh: {cm_mcp}  - ✔ Connected")),
+        "{list}"
+    );
+    let get = claude(&cli, &home, with_ccd, &["mcp", "get", "claudemesh"]);
+    assert!(get.contains("Type: stdio"), "{get}");
+
+    // Five health checks: no session key, no file, nothing on stderr (Claude Code logs it as an error), and bob's
+    // session heard nothing.
+    assert_eq!(
+        files(&alice.config_dir()).len(),
+        alice_files.len() + 2,
+        "only the two install records"
+    );
+    let logs: Vec<PathBuf> = files(&home.join(".cache"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("mcp-logs-claudemesh"))
+        .collect();
+    assert!(!logs.is_empty(), "Claude Code kept no MCP log");
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(!text.contains("stderr"), "{}: {text}", log.display());
+    }
+    let heard = watcher.drain(Duration::from_secs(2));
+    assert!(
+        heard.is_empty(),
+        "bob's session heard of the probes: {heard:#?}"
+    );
+
+    // Uninstall takes out only ours, in the files as Claude Code left them.
+    for env in [with_home, with_ccd] {
+        let mut c = alice.cmd("cm-uninstall");
+        c.env("HOME", &home);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        assert!(c.output().unwrap().status.success());
+    }
+    let list = claude(&cli, &home, with_home, &["mcp", "list"]);
+    assert!(list.contains("No MCP servers configured"), "{list}");
+    let list = claude(&cli, &home, with_ccd, &["mcp", "list"]);
+    assert!(list.contains("No MCP servers configured"), "{list}");
+    assert_eq!(files(&alice.config_dir()), alice_files);
 }
