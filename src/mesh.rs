@@ -415,6 +415,9 @@ pub fn rename(paths: &Paths, old: &str, new: &str) -> Result<(String, MeshEntry)
         m.slug = new.to_string();
         renamed = Some(m.clone());
     }
+    if config.default_mesh.as_deref() == Some(old_slug.as_str()) {
+        config.default_mesh = Some(new.to_string());
+    }
     config.save(paths)?;
     let renamed =
         renamed.ok_or_else(|| Error::internal("the mesh vanished while being renamed"))?;

@@ -19,10 +19,24 @@ pub struct Verb {
     pub tool: &'static str,
     /// The tool's subcommand, `new`, when the verb names one.
     pub sub: Option<&'static str>,
+    /// The subcommand given when the arguments name none of the tool's (the original's `cm notifications`).
+    pub fallback: Option<&'static str>,
 }
 
 const fn v(names: &'static [&'static str], tool: &'static str, sub: Option<&'static str>) -> Verb {
-    Verb { names, tool, sub }
+    Verb {
+        names,
+        tool,
+        sub,
+        fallback: None,
+    }
+}
+
+impl Verb {
+    const fn or_else(mut self, sub: &'static str) -> Verb {
+        self.fallback = Some(sub);
+        self
+    }
 }
 
 /// Every verb of the original CLI, and the tool and subcommand that does it here.
@@ -31,6 +45,7 @@ pub const VERBS: &[Verb] = &[
     v(&["invite", "share"], "cm-mesh", Some("invite")),
     v(&["join", "add"], "cm-mesh", Some("join")),
     v(&["list", "ls"], "cm-mesh", Some("list")),
+    v(&["use"], "cm-mesh", Some("use")),
     v(&["rename"], "cm-mesh", Some("rename")),
     v(&["leave"], "cm-mesh", Some("leave")),
     v(&["members", "member"], "cm-mesh", Some("members")),
@@ -50,7 +65,8 @@ pub const VERBS: &[Verb] = &[
         &["notifications", "notification", "notify"],
         "cm-notify",
         None,
-    ),
+    )
+    .or_else("list"),
     v(&["apikey", "api-key"], "cm-apikey", None),
     v(&["bridge"], "cm-bridge", None),
     v(&["file"], "cm-file", None),
@@ -125,7 +141,7 @@ cm-broker is an executable of its own (it is deployed alone, and keeps SQLite ou
 and for a cm-VERB that is not one of cm's own, first in the directory that holds the cm executable, then on PATH. \
 A verb whose tool is not installed is an error (exit status 1) that names the missing tool.
 
-The verbs: new (create), invite (share), join (add), list (ls), rename, leave, members (member) and mesh run \
+The verbs: new (create), invite (share), join (add), list (ls), use, rename, leave, members (member) and mesh run \
 cm-mesh; peers (peer) runs cm-peers; send, inbox, state, profile, topic, bridge, file, pipe, mcp and broker run \
 cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; \
 notifications (notification, notify) runs cm-notify; apikey (api-key) runs cm-apikey; doctor (status) runs \
@@ -200,7 +216,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         return match rest.first() {
             None => list(out),
             Some(v) => {
-                let (tool, _) = resolve(v)?;
+                let (tool, _) = resolve(v, &[])?;
                 exec(v, &tool, &["--help".to_string()])
             }
         };
@@ -212,8 +228,23 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             &forward(args, Some("join"), &args.positionals),
         );
     }
-    let (tool, sub) = resolve(verb)?;
+    let (tool, sub) = resolve(verb, rest)?;
     exec(verb, &tool, &forward(args, sub, rest))
+}
+
+/// The subcommand to give `tool` for `rest`: the verb's own, else its fallback when `rest` names none of the
+/// tool's subcommands.
+fn sub_for(v: &Verb, rest: &[String]) -> Option<&'static str> {
+    v.sub.or_else(|| {
+        let fallback = v.fallback?;
+        let t = ALL.iter().find(|t| t.name == v.tool)?;
+        let named = rest.iter().any(|a| {
+            t.subs
+                .iter()
+                .any(|s| s.name == a.as_str() || s.aliases.contains(&a.as_str()))
+        });
+        (!named).then_some(fallback)
+    })
 }
 
 /// Whether the config lists a mesh (an unreadable config counts as none: `cm` then shows its help).
@@ -238,9 +269,9 @@ fn forward(args: &Args, sub: Option<&str>, rest: &[String]) -> Vec<String> {
 }
 
 /// The tool and subcommand for `verb`: one from [`VERBS`], else an installed `cm-VERB`.
-fn resolve(verb: &str) -> Result<(String, Option<&'static str>)> {
+fn resolve(verb: &str, rest: &[String]) -> Result<(String, Option<&'static str>)> {
     if let Some(v) = VERBS.iter().find(|v| v.names.contains(&verb)) {
-        return Ok((v.tool.to_string(), v.sub));
+        return Ok((v.tool.to_string(), sub_for(v, rest)));
     }
     // Only a plain word may name a tool, so `cm ../x` cannot reach outside the search path.
     let plain = verb
@@ -501,7 +532,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_get_a_suggestion() {
-        let e = resolve("sned").unwrap_err();
+        let e = resolve("sned", &[]).unwrap_err();
         assert_eq!(e.msg, "unknown command \"sned\" (did you mean \"send\"?)");
         assert_eq!(e.code, crate::error::Code::Usage);
     }

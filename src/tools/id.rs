@@ -21,8 +21,8 @@ pub static TOOL: Tool = Tool {
 pair kept in identity.json in the config directory (mode 0600); the directory is made (mode 0700) if missing. Every mesh you create or join uses it as your member \
 key. The secret key never leaves the machine and is never printed.
 
-cm-id whoami shows your public key, the meshes you have joined and the brokers you are logged in to. Without an \
-identity it exits with status 2.
+cm-id whoami shows your public key, the meshes you have joined (the default one, which tools use without --mesh, \
+marked so) and the brokers you are logged in to. Without an identity it exits with status 2.
 
 cm-id login URL records a broker as the default one to create meshes on, with the token it asks for when you are \
 not on its machine (--token). http and https URLs are turned into the broker's WebSocket URL (ws://HOST:PORT/ws). \
@@ -173,10 +173,11 @@ fn whoami(paths: &Paths, out: &mut Out) -> Result<()> {
         } else {
             format!("key {}…", m.pubkey.get(..12).unwrap_or(&m.pubkey))
         };
+        let default = if m.default { "  (default)" } else { "" };
         rows.push((
             "mesh",
             format!(
-                "{:slug_w$}  {:url_w$}  member {:member_w$}  {key}",
+                "{:slug_w$}  {:url_w$}  member {:member_w$}  {key}{default}",
                 m.slug, m.broker_url, m.member_id
             ),
         ));

@@ -32,7 +32,7 @@ channels are off, so each message stays unread until cm-inbox or the prompt hook
 the hook shows it once. Claude sees a pushed message a second time there, with the same message id.
 
 The session is the one cm launch set up: CLAUDEMESH_SESSION_ID names it (else each cm-mcp is a session of its \
-own), its key is kept in the config directory, and the mesh is --mesh, else CLAUDEMESH_MESH, else the only \
+own), its key is kept in the config directory, and the mesh is --mesh, else CLAUDEMESH_MESH, else the default \
 joined mesh. With no mesh joined or no broker reachable it still answers Claude Code, logs why, and keeps trying.
 
 It exits with status 0 when stdin ends, when stdout is closed, when its parent goes away, and on SIGTERM, SIGINT \

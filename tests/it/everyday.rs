@@ -1,0 +1,165 @@
+//! The everyday paths of people who use more than one mesh, walked as a user would with the real binaries: a
+//! default mesh every tool uses, `cm use`, `cm join "$(cm invite)"`, the original's spellings.
+
+use crate::harness::{Broker, TempDir, User, text};
+
+/// `who` makes mesh `name` on `b`.
+fn new_mesh(who: &User, b: &Broker, name: &str) {
+    who.ok("cm", &["new", name, "--broker", &b.ws_url()]);
+}
+
+/// `owner`'s invite to `slug` as `$(cm invite)` captures it: stdout is a pipe, so it holds the link alone.
+fn invite_link(owner: &User, slug: &str) -> String {
+    let o = owner.run("cm", &["invite", "--mesh", slug]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "stdout holds the link alone: {out:?}"
+    );
+    assert!(out.starts_with("ic://join/"), "{out:?}");
+    assert!(
+        text(&o.stderr).contains("expires 20"),
+        "the rest goes to stderr: {}",
+        text(&o.stderr)
+    );
+    // What `$(...)` gives: the output without its trailing newline.
+    out.trim_end_matches('\n').to_string()
+}
+
+#[test]
+fn a_second_mesh_leaves_every_tool_on_the_default_one() {
+    let dir = TempDir::new("default-mesh");
+    let b = Broker::start(&dir, &[]);
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    new_mesh(&alice, &b, "dev");
+    new_mesh(&alice, &b, "ops");
+
+    // The first mesh made is the default; every tool uses it without --mesh.
+    alice.ok("cm", &["state", "set", "where", "in-dev"]);
+    assert_eq!(alice.ok("cm", &["state", "get", "where"]).trim(), "in-dev");
+    alice.ok("cm", &["remember", "the dev notes"]);
+    assert!(alice.ok("cm", &["members"]).contains("alice"));
+    let list = alice.json("cm", &["list"]);
+    let defaults: Vec<_> = list
+        .iter()
+        .map(|m| (m["slug"].clone(), m["default"].clone()))
+        .collect();
+    assert_eq!(
+        defaults,
+        vec![("dev".into(), true.into()), ("ops".into(), false.into())]
+    );
+    let human = alice.ok("cm", &["list"]);
+    assert!(
+        human.lines().next().unwrap().starts_with("* dev "),
+        "{human}"
+    );
+    assert_eq!(
+        alice.ok("cm", &["use"]).trim(),
+        "dev (the first mesh joined)"
+    );
+
+    // `cm use` changes it for every tool; --mesh and CLAUDEMESH_MESH still pick another.
+    assert_eq!(
+        alice.ok("cm", &["use", "ops"]).trim(),
+        "the default mesh is now ops"
+    );
+    assert_eq!(alice.file("config.json")["defaultMesh"], "ops");
+    alice.fails("cm", &["state", "get", "where"], 5);
+    alice.ok("cm", &["state", "set", "where", "in-ops"]);
+    assert_eq!(
+        alice
+            .ok("cm", &["state", "get", "where", "--mesh", "dev"])
+            .trim(),
+        "in-dev"
+    );
+    let o = alice
+        .cmd("cm")
+        .args(["state", "get", "where"])
+        .env("CLAUDEMESH_MESH", "dev")
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "in-dev", "{}", text(&o.stderr));
+    let who = &alice.json("cm", &["whoami"])[0];
+    assert_eq!(who["default_mesh"], "ops");
+    assert!(alice.ok("cm", &["whoami"]).contains("(default)"));
+    let e = alice.fails("cm", &["state", "get", "where", "--mesh", "nope"], 5);
+    assert!(
+        e.contains("--mesh SLUG") && e.contains("CLAUDEMESH_MESH") && e.contains("cm use"),
+        "the error names the three ways: {e}"
+    );
+
+    // Bob joins dev with the link as `$(cm invite)` gives it, and with whitespace around it.
+    let link = invite_link(&alice, "dev");
+    bob.ok("cm", &["join", &format!("  {link}\n")]);
+    assert_eq!(bob.json("cm", &["list"])[0]["default"], true);
+
+    // Names still resolve across meshes: bob is only in dev, alice's default is ops.
+    let sent = alice.ok("cm", &["send", "bob", "hello from ops-by-default"]);
+    assert!(sent.contains("bob"), "{sent}");
+    let inbox = bob.ok("cm", &["inbox"]);
+    assert!(inbox.contains("hello from ops-by-default"), "{inbox}");
+
+    // `*` goes to the default mesh (ops, where alice is alone), not an error about several meshes.
+    let e = alice.fails("cm", &["send", "*", "anyone?"], 5);
+    assert!(e.contains("no other members in mesh ops"), "{e}");
+    let all = alice.ok("cm", &["send", "--mesh", "dev", "*", "all of dev"]);
+    assert!(all.contains("1 member"), "{all}");
+
+    // Renaming the default keeps it the default; leaving it makes the first mesh left the default.
+    alice.ok("cm", &["rename", "ops", "infra"]);
+    assert_eq!(alice.file("config.json")["defaultMesh"], "infra");
+    let o = alice.run("cm", &["leave", "infra"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("the default mesh is dev"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        alice.ok("cm", &["use"]).trim(),
+        "dev (the first mesh joined)"
+    );
+}
+
+#[test]
+fn the_original_spellings_work() {
+    let dir = TempDir::new("spellings");
+    let b = Broker::start(&dir, &[]);
+    let alice = User::new("alice");
+    new_mesh(&alice, &b, "dev");
+    new_mesh(&alice, &b, "ops");
+
+    assert!(alice.ok("cm", &["member", "list"]).contains("alice"));
+    assert!(alice.ok("cm", &["members", "list"]).contains("alice"));
+    alice.fails("cm", &["members", "bogus"], 3);
+    let key = alice.json("cm", &["apikey", "issue", "ci"]);
+    assert_eq!(key[0]["label"], "ci", "{key:?}");
+    alice.ok("cm", &["notifications"]);
+    alice.ok("cm", &["notifications", "--json"]);
+    alice.ok("cm", &["notification", "list"]);
+
+    // An invite for someone: the address is its label, said back; nothing is mailed.
+    let o = alice.run("cm", &["invite", "carol@example.com"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("ic://join/"));
+    assert!(
+        text(&o.stderr).contains("for carol@example.com"),
+        "{}",
+        text(&o.stderr)
+    );
+    let j = alice.json("cm", &["invite", "carol@example.com"]);
+    assert_eq!(j[0]["for"], "carol@example.com");
+
+    // `rename NEW` and `leave` with no argument act on the default mesh (no terminal, so no question).
+    alice.ok("cm", &["rename", "devs"]);
+    assert_eq!(alice.json("cm", &["use"])[0]["slug"], "devs");
+    alice.ok("cm", &["leave"]);
+    let left: Vec<_> = alice
+        .json("cm", &["list"])
+        .iter()
+        .map(|m| m["slug"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec!["ops"]);
+}
