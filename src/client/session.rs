@@ -52,6 +52,10 @@ pub struct SessionOpts {
     pub conn: ConnOpts,
     /// The lifetime of the attestation minted at each connect (12 h; the broker allows at most 24 h).
     pub attestation_ttl: Duration,
+    /// Whether a broker that cannot be reached at the first connect is an error of [`Session::start`], as it is
+    /// for a one-shot tool, instead of a session that keeps trying: for a tool a person waits on (`cm-topic
+    /// tail`), which is of no use until it is connected.
+    pub first_connect_required: bool,
 }
 
 impl Default for SessionOpts {
@@ -62,6 +66,7 @@ impl Default for SessionOpts {
                 ..ConnOpts::default()
             },
             attestation_ttl: super::ATTESTATION_TTL,
+            first_connect_required: false,
         }
     }
 }
@@ -123,8 +128,8 @@ pub struct Session {
 
 impl Session {
     /// Starts the I/O thread and waits for the first connect. A hello the broker refuses is an `Err`
-    /// ([`crate::error::Code::Auth`]); a broker that cannot be reached is not: the session keeps trying, and
-    /// says so with [`Event::Disconnected`].
+    /// ([`crate::error::Code::Auth`]); a broker that cannot be reached is not (unless
+    /// [`SessionOpts::first_connect_required`]): the session keeps trying, and says so with [`Event::Disconnected`].
     pub fn start(mesh: &MeshEntry, opts: SessionOpts) -> Result<Session> {
         Session::start_as(Who::from_mesh(mesh)?, opts)
     }
@@ -529,7 +534,7 @@ impl Io {
                     ..
                 }) => {
                     if let Some(f) = first.take() {
-                        if refused {
+                        if refused || self.opts.first_connect_required {
                             let _ = f.send(Err(error));
                             return;
                         }
@@ -1080,6 +1085,7 @@ mod tests {
                 ..ConnOpts::default()
             },
             attestation_ttl: Duration::from_secs(60),
+            first_connect_required: false,
         };
         let s = Session::start_as(who, opts).unwrap();
         assert!(matches!(next(&s), Event::Connected { .. }));

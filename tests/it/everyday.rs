@@ -163,3 +163,26 @@ fn the_original_spellings_work() {
         .collect();
     assert_eq!(left, vec!["ops"]);
 }
+
+#[test]
+fn topic_tail_says_at_once_that_the_broker_is_down() {
+    let dir = TempDir::new("tail-down");
+    let b = Broker::start(&dir, &[]);
+    let alice = User::new("alice");
+    new_mesh(&alice, &b, "dev");
+    alice.ok("cm", &["topic", "create", "general"]);
+    b.kill();
+
+    let other = alice.fails("cm", &["state", "list"], 4);
+    let started = std::time::Instant::now();
+    let e = alice.fails("cm", &["topic", "tail", "general"], 4);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The same words as every other tool, not a timeout of a request never sent.
+    let words = |s: &str| s.split_once(": ").map(|(_, r)| r.trim().to_string());
+    assert_eq!(words(&e), words(&other), "{e}");
+    assert!(!e.contains("in time"), "{e}");
+}
