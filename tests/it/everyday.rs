@@ -186,3 +186,48 @@ fn topic_tail_says_at_once_that_the_broker_is_down() {
     assert_eq!(words(&e), words(&other), "{e}");
     assert!(!e.contains("in time"), "{e}");
 }
+
+#[test]
+#[ignore = "the broker keeps a closed session's presence as idle for its lease grace (~100 s); the fix is in \
+            src/broker (presence on socket close), which is being rewritten elsewhere"]
+fn a_closed_session_is_offline_at_once_in_every_view() {
+    use crate::harness::Mesh;
+    let dir = TempDir::new("closed-session");
+    let b = Broker::start(&dir, &[]);
+    let peers = Mesh::new(&b, &["alice", "bob"]);
+    let (alice, bob) = (&peers[0], &peers[1]);
+    let mut pipe = bob.pipe();
+    let live = |who: &crate::peer::Peer| -> Vec<serde_json::Value> {
+        who.run("cm-peers", &["--json"])
+            .ok()
+            .into_iter()
+            .filter(|p| p["name"] == "bob")
+            .collect()
+    };
+    assert!(
+        live(alice)
+            .iter()
+            .any(|p| p["status"] == "idle" && p["online"] == true),
+        "{:?}",
+        live(alice)
+    );
+
+    pipe.signal(libc::SIGTERM);
+    pipe.wait_exit();
+    // The README's own filter finds nobody, and every row of bob agrees with what cm send says.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let rows = loop {
+        let rows = live(alice);
+        if rows.iter().all(|p| p["status"] != "idle") || std::time::Instant::now() > until {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        rows.iter()
+            .all(|p| p["status"] != "idle" && p["online"] == false),
+        "bob's closed session still shows as idle: {rows:?}"
+    );
+    let sent = alice.send("bob", "are you there?");
+    assert_eq!(sent["status"], "queued", "{sent}");
+}
