@@ -268,7 +268,7 @@ fn unknown_and_ambiguous_targets() {
     assert_eq!(r.code, Some(3), "{}", r.err);
     assert!(
         r.err
-            .starts_with(r#"cm-send: "sam" matches 2 peers: sam ("#),
+            .starts_with(r#"cm-send: "sam" matches 2 members: sam ("#),
         "{}",
         r.err
     );
