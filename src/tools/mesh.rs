@@ -37,7 +37,12 @@ invites; it stays in owners.json on this machine and the broker never sees its s
 cm-mesh invite prints a link (ic://join/...) that lets others join. Only the machine that created the mesh holds \
 its owner key, so only it can invite (exit status 7 elsewhere). The link expires after --expires (default 7d) and \
 allows --uses joins (default 1). cm-mesh join LINK joins with your identity; joining a mesh you are in already \
-says so and succeeds. If another mesh here already uses the invite's slug, join exits with status 6: rename that \
+says so and succeeds.
+
+Your display name in a mesh you make or join is --name, else displayName in config.json, else the name your \
+identity was registered with, else git config user.name, else $USER, else the host name; new and join say which \
+on stderr. When another member of the mesh has that name already, join takes the first free NAME-2, NAME-3, ... \
+and says so. The name is kept in the mesh's entry in config.json (displayName), where cm launch finds it. If another mesh here already uses the invite's slug, join exits with status 6: rename that \
 one first.
 
 One mesh is the default: every tool uses it when neither --mesh SLUG nor CLAUDEMESH_MESH names another. It is \
@@ -152,7 +157,8 @@ terminal it holds the link alone (the rest goes to stderr), so cm join \"$(cm in
         ),
         (
             "USER",
-            "Your display name when neither --name nor the config gives one.",
+            "Your display name when neither --name, the config nor git config user.name gives one (then the host \
+             name).",
         ),
     ],
 };
@@ -223,10 +229,13 @@ fn new(args: &Args, out: &mut Out) -> Result<()> {
         .pos(0)
         .ok_or_else(|| Error::usage("new needs the mesh's NAME"))?;
     let (url, token) = mesh::broker_for_new(&paths, args.value(&BROKER))?;
-    let m = noting_identity(&paths, || {
+    let (m, named) = noting_identity(&paths, || {
         mesh::create(&paths, name, &url, token.as_deref(), args.value(&NAME))
     })?;
     let config = Config::load(&paths)?;
+    if named.source != mesh::NameSource::Flag {
+        out::notice(named.words(&m.slug));
+    }
     if out.json {
         return out.json(&MeshLine::of(&m, None, &config));
     }
@@ -502,6 +511,8 @@ struct JoinedLine<'a> {
     member_id: &'a str,
     broker_url: &'a str,
     already_member: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 fn join(args: &Args, out: &mut Out) -> Result<()> {
@@ -511,6 +522,11 @@ fn join(args: &Args, out: &mut Out) -> Result<()> {
         .ok_or_else(|| Error::usage("join needs an invite link or token"))?;
     let j = noting_identity(&paths, || mesh::join(&paths, input, args.value(&NAME)))?;
     let m = &j.entry;
+    if let Some(n) = &j.name
+        && (n.source != mesh::NameSource::Flag || n.taken.is_some())
+    {
+        out::notice(n.words(&m.slug));
+    }
     if out.json {
         return out.json(&JoinedLine {
             r#type: "joined",
@@ -519,6 +535,7 @@ fn join(args: &Args, out: &mut Out) -> Result<()> {
             member_id: &m.member_id,
             broker_url: &m.broker_url,
             already_member: j.already_member,
+            name: j.name.as_ref().map(|n| n.name.as_str()),
         });
     }
     if j.already_member {

@@ -231,3 +231,93 @@ fn a_closed_session_is_offline_at_once_in_every_view() {
     let sent = alice.send("bob", "are you there?");
     assert_eq!(sent["status"], "queued", "{sent}");
 }
+
+/// Runs `cm ARGS` as `who` with `$USER` unset, as on a machine where nothing sets it: (status, stdout, stderr).
+fn run_without_user(who: &User, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = who
+        .cmd("cm")
+        .env_remove("USER")
+        .args(args)
+        .output()
+        .unwrap();
+    (o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+#[test]
+fn three_people_on_one_machine_get_real_and_distinct_names() {
+    let dir = TempDir::new("names");
+    let b = Broker::start(&dir, &[]);
+    let (alice, bob, carol) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let git = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if git {
+        std::fs::write(
+            alice.home().join(".gitconfig"),
+            "[user]\n\tname = Alice Liddell\n",
+        )
+        .unwrap();
+    }
+    let host = claudemesh::client::hostname().unwrap();
+
+    let (code, _, err) = run_without_user(&alice, &["new", "dev", "--broker", &b.ws_url()]);
+    assert_eq!(code, Some(0), "{err}");
+    let alice_name = if git { "Alice Liddell" } else { host.as_str() };
+    let from = if git {
+        "git config user.name"
+    } else {
+        "the host name"
+    };
+    assert!(
+        err.contains(&format!("your name in dev is {alice_name:?} (from {from};")),
+        "new says which name it picked: {err}"
+    );
+
+    // Bob and carol have neither $USER nor git: both get the host name, and the second one a free variant.
+    let link = invite_link(&alice, "dev");
+    let (code, _, err) = run_without_user(&bob, &["join", &link]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("is {host:?} (from the host name;")),
+        "{err}"
+    );
+    let link = invite_link(&alice, "dev");
+    let (code, _, err) = run_without_user(&carol, &["join", &link]);
+    assert_eq!(code, Some(0), "{err}");
+    let carol_name = format!("{host}-2");
+    assert!(
+        err.contains(&format!(
+            "is {carol_name:?}: {host:?} (from the host name) is another member's"
+        )),
+        "{err}"
+    );
+    let mut names: Vec<String> = alice
+        .json("cm", &["members"])
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let mut want = vec![alice_name.to_string(), host.clone(), carol_name.clone()];
+    want.sort();
+    assert_eq!(names, want);
+
+    // A name another member has is refused; a free one is taken, and cm launch uses it.
+    let e = bob.fails("cm", &["profile", "name", &carol_name], 6);
+    assert!(e.contains("another member of mesh dev"), "{e}");
+    bob.ok("cm", &["profile", "name", "robert"]);
+    let (code, out, err) = run_without_user(&bob, &["launch", "--print-command"]);
+    assert_eq!(code, Some(0), "{err}");
+    let launch: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        launch["env"]["CLAUDEMESH_DISPLAY_NAME"], "robert",
+        "{launch}"
+    );
+    // The joined name is used too, before any profile edit.
+    let (_, out, _) = run_without_user(&carol, &["launch", "--print-command"]);
+    let launch: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        launch["env"]["CLAUDEMESH_DISPLAY_NAME"],
+        carol_name.as_str()
+    );
+}
