@@ -321,3 +321,75 @@ fn three_people_on_one_machine_get_real_and_distinct_names() {
         carol_name.as_str()
     );
 }
+
+#[test]
+fn man_pages_and_completions_reach_the_user() {
+    let erin = User::new("erin");
+    // The harness sets XDG_DATA_HOME, the default place, as a user's login would.
+    let data = erin.dir.0.join("xdg");
+    let said = erin.ok("cm", &["docs", "install"]);
+    assert!(said.contains("wrote 96 files"), "{said}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (installed, committed) in [
+        ("man/man1/cm-send.1", "man/cm-send.1"),
+        ("man/man8/cm-broker.8", "man/cm-broker.8"),
+        ("bash-completion/completions/cm", "completions/bash/cm"),
+        ("zsh/site-functions/_cm-topic", "completions/zsh/_cm-topic"),
+        (
+            "fish/vendor_completions.d/cm.fish",
+            "completions/fish/cm.fish",
+        ),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(data.join(installed)).unwrap(),
+            std::fs::read_to_string(root.join(committed)).unwrap(),
+            "{installed}"
+        );
+    }
+    assert!(
+        erin.ok("cm", &["docs", "man", "send"])
+            .starts_with(".TH CM\\-SEND 1")
+    );
+    erin.fails("cm", &["docs", "man", "nosuch"], 5);
+
+    // `cm VERB <TAB>` completes as the verb's tool does. bash-completion loads a script by the command's name;
+    // a stand-in loader does the same here.
+    let comps = data.join("bash-completion/completions");
+    let bash = |words: &str, cword: usize| {
+        let script = format!(
+            "__load_completion() {{ source {0}/\"$1\"; }}\nsource {0}/cm\nCOMP_WORDS=({words})\nCOMP_CWORD={cword}\n_cm\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            comps.display()
+        );
+        let o = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        text(&o.stdout)
+    };
+    let topic = bash("cm topic ''", 2);
+    assert!(topic.lines().any(|l| l == "tail"), "{topic}");
+    assert_eq!(bash("cm send --pr", 2).trim(), "--priority");
+    assert!(bash("cm new --b", 2).lines().any(|l| l == "--broker"));
+    assert!(bash("cm up --na", 2).lines().any(|l| l == "--name"));
+
+    // fish finds the installed scripts itself (when installed, as .ci/run does).
+    let bin = crate::harness::bin("cm");
+    let path = format!("{}:/usr/bin:/bin", bin.parent().unwrap().display());
+    let fish = |line: &str| {
+        std::process::Command::new("fish")
+            .args(["-c", &format!("complete -C {line:?}")])
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", erin.home())
+            .env("XDG_DATA_HOME", &data)
+            .output()
+            .ok()
+            .map(|o| text(&o.stdout))
+    };
+    if let Some(out) = fish("cm topic t") {
+        assert!(out.lines().any(|l| l.starts_with("tail\t")), "{out}");
+        let out = fish("cm send --pr").unwrap();
+        assert!(out.starts_with("--priority\t"), "{out}");
+    }
+}
