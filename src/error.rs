@@ -28,6 +28,8 @@ pub enum Code {
     Unknown = 9,
     /// A local file or directory could not be read or written.
     Io = 10,
+    /// A compare-and-set found the thing changed since it was read (`cm-state set --if-version`): read it again.
+    Conflict = 11,
 }
 
 impl Code {

@@ -393,3 +393,16 @@ fn man_pages_and_completions_reach_the_user() {
         assert!(out.starts_with("--priority\t"), "{out}");
     }
 }
+
+#[test]
+fn login_to_a_broker_nobody_listens_on_warns() {
+    let fay = User::new("fay");
+    let o = fay.run("cm", &["login", "http://127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("no broker answers at ws://127.0.0.1:1/ws yet"),
+        "{err}"
+    );
+    assert_eq!(fay.file("brokers.json")["default"], "ws://127.0.0.1:1/ws");
+}
