@@ -406,3 +406,28 @@ fn login_to_a_broker_nobody_listens_on_warns() {
     );
     assert_eq!(fay.file("brokers.json")["default"], "ws://127.0.0.1:1/ws");
 }
+
+/// `man` formats every page without a warning at 80 columns (where `man` is installed).
+#[test]
+fn the_man_pages_format_without_warnings() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    for e in std::fs::read_dir(&root).unwrap() {
+        let path = e.unwrap().path();
+        let Ok(o) = std::process::Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l"])
+            .arg(&path)
+            .env("MANWIDTH", "80")
+            .env("LC_ALL", "C.UTF-8")
+            .env("MANPAGER", "cat")
+            .output()
+        else {
+            return;
+        };
+        assert!(
+            o.stderr.is_empty(),
+            "{}: {}",
+            path.display(),
+            text(&o.stderr)
+        );
+    }
+}
