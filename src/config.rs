@@ -289,6 +289,10 @@ fn one() -> u32 {
     1
 }
 
+/// How a user picks a mesh, for the errors that need one named.
+pub const CHOOSING: &str =
+    "pick one with --mesh SLUG, CLAUDEMESH_MESH=SLUG, or make it the default with 'cm use SLUG'";
+
 /// `config.json`: the meshes joined and the profile defaults, in the original's schema.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -314,6 +318,11 @@ pub struct Config {
     /// The web account the original linked; kept, not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
+    /// The slug of the mesh a tool uses when neither `--mesh` nor `$CLAUDEMESH_MESH` names one (`cm use`). Not in
+    /// the original's schema: it ignores the key, and drops it when it rewrites the file, which leaves the first
+    /// mesh the default again, the one the original itself falls back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_mesh: Option<String>,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -329,6 +338,7 @@ impl Default for Config {
             groups: None,
             message_mode: None,
             account_id: None,
+            default_mesh: None,
             extra: Map::new(),
         }
     }
@@ -418,7 +428,22 @@ impl Config {
         write_json_atomic(&paths.config(), self)
     }
 
-    /// The mesh `--mesh` names (by slug, else by name), or the only one joined when there is no selector.
+    /// The default mesh: the one `cm use` chose, else the first one made or joined. `None` with no mesh joined.
+    pub fn default_entry(&self) -> Option<&MeshEntry> {
+        self.default_mesh
+            .as_deref()
+            .and_then(|d| self.meshes.iter().find(|m| m.slug == d))
+            .or_else(|| self.meshes.first())
+    }
+
+    /// Makes the mesh `slug_or_name` names the default; returns its entry.
+    pub fn set_default(&mut self, slug_or_name: &str) -> Result<MeshEntry> {
+        let m = self.mesh(Some(slug_or_name))?.clone();
+        self.default_mesh = Some(m.slug.clone());
+        Ok(m)
+    }
+
+    /// The mesh `--mesh` names (by slug, else by name), or the default mesh when there is no selector.
     pub fn mesh(&self, slug_or_name: Option<&str>) -> Result<&MeshEntry> {
         let slugs = || {
             self.meshes
@@ -428,16 +453,9 @@ impl Config {
                 .join(", ")
         };
         let Some(sel) = slug_or_name else {
-            return match self.meshes.as_slice() {
-                [] => Err(Error::not_found(
-                    "no meshes joined: run 'cm new NAME' or 'cm join URL'",
-                )),
-                [one] => Ok(one),
-                _ => Err(Error::usage(format!(
-                    "several meshes joined ({}): pick one with --mesh SLUG",
-                    slugs()
-                ))),
-            };
+            return self.default_entry().ok_or_else(|| {
+                Error::not_found("no meshes joined: run 'cm new NAME' or 'cm join URL'")
+            });
         };
         let found = self
             .meshes
@@ -467,7 +485,9 @@ impl Config {
             Some(s) => format!("did you mean {s:?}?"),
             None => format!("joined: {}", slugs()),
         };
-        Err(Error::not_found(format!("no mesh {sel:?} joined ({hint})")))
+        Err(Error::not_found(format!(
+            "no mesh {sel:?} joined ({hint}); {CHOOSING}"
+        )))
     }
 
     /// Adds `mesh`, or replaces the entry with the same slug in place.
@@ -478,9 +498,12 @@ impl Config {
         }
     }
 
-    /// Removes the mesh with this slug, returning it.
+    /// Removes the mesh with this slug, returning it. When it was the default, the first mesh left is.
     pub fn remove_mesh(&mut self, slug: &str) -> Option<MeshEntry> {
         let i = self.meshes.iter().position(|m| m.slug == slug)?;
+        if self.default_mesh.as_deref() == Some(slug) {
+            self.default_mesh = None;
+        }
         Some(self.meshes.remove(i))
     }
 }
@@ -1011,14 +1034,18 @@ mod tests {
         assert_eq!(c.mesh(None).unwrap().slug, "dev");
         assert_eq!(c.mesh(Some("dev")).unwrap().slug, "dev");
 
+        // With a second mesh the first stays the default, until another is chosen.
         c.upsert_mesh(entry("ops", "Ops"));
-        let e = c.mesh(None).unwrap_err();
-        assert_eq!(e.code, Code::Usage);
-        assert!(
-            e.msg.contains("dev, ops") && e.msg.contains("--mesh"),
-            "{}",
-            e.msg
-        );
+        assert_eq!(c.mesh(None).unwrap().slug, "dev");
+        assert_eq!(c.set_default("Ops").unwrap().slug, "ops");
+        assert_eq!(c.default_mesh.as_deref(), Some("ops"));
+        assert_eq!(c.mesh(None).unwrap().slug, "ops");
+        assert_eq!(c.set_default("nope").unwrap_err().code, Code::NotFound);
+        assert_eq!(c.mesh(None).unwrap().slug, "ops");
+        // A default that names no joined mesh (left, or renamed by another client) falls back to the first.
+        c.default_mesh = Some("gone".into());
+        assert_eq!(c.mesh(None).unwrap().slug, "dev");
+        c.default_mesh = Some("ops".into());
         assert_eq!(c.mesh(Some("Dev Team")).unwrap().slug, "dev");
         assert_eq!(c.mesh(Some("OPS")).unwrap().slug, "ops");
 
@@ -1027,11 +1054,14 @@ mod tests {
             (e.code, e.msg.as_str()),
             (
                 Code::NotFound,
-                "no mesh \"dve\" joined (did you mean \"dev\"?)"
+                format!("no mesh \"dve\" joined (did you mean \"dev\"?); {CHOOSING}").as_str()
             )
         );
         let e = c.mesh(Some("zzzzzz")).unwrap_err();
-        assert_eq!(e.msg, "no mesh \"zzzzzz\" joined (joined: dev, ops)");
+        assert_eq!(
+            e.msg,
+            format!("no mesh \"zzzzzz\" joined (joined: dev, ops); {CHOOSING}")
+        );
 
         let mut dev2 = entry("dev", "Renamed");
         dev2.member_id = "m2".into();
@@ -1041,6 +1071,9 @@ mod tests {
         assert_eq!(c.remove_mesh("dev").unwrap().member_id, "m2");
         assert!(c.remove_mesh("dev").is_none());
         assert_eq!(c.meshes.len(), 1);
+        assert_eq!(c.default_mesh.as_deref(), Some("ops"));
+        c.remove_mesh("ops");
+        assert_eq!(c.default_mesh, None);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Code {
     Unknown = 9,
     /// A local file or directory could not be read or written.
     Io = 10,
+    /// A compare-and-set found the thing changed since it was read (`cm-state set --if-version`): read it again.
+    Conflict = 11,
     /// Stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports a process the signal ended, so a loop around the
     /// tool stops too.
     Interrupted = 130,

@@ -429,9 +429,11 @@ impl Drop for Partial {
     }
 }
 
-/// Downloads file `id`, checks it and decrypts it into `out` (see [`destination_path`]); an existing file is
-/// replaced only with `force`.
+/// Downloads file `id` (or the one its unique prefix names), checks it and decrypts it into `out` (see
+/// [`destination_path`]); an existing file is replaced only with `force`.
 pub fn get(ctx: &Ctx, id: &str, out: Option<&Path>, force: bool) -> Result<Saved> {
+    let full = full_id(ctx, id)?;
+    let id = full.as_str();
     let mut conn = ctx.connect()?;
     let req = conn.start(wire::FileGet {
         file_id: id.to_string(),
@@ -586,8 +588,44 @@ pub fn list(ctx: &Ctx) -> Result<Vec<Listed>> {
         .collect())
 }
 
-/// Deletes file `id` from the broker (the uploader or an admin).
+/// The length of a broker id: anything shorter is taken as the start of one.
+const ID_LEN: usize = 32;
+
+/// The file id `id` is the start of, among the files the caller may see: ids are long, and people type (as for
+/// reminders, API keys and topic messages) the first few characters `cm-file list` shows.
+fn full_id(ctx: &Ctx, id: &str) -> Result<String> {
+    let id = id.trim();
+    if id.len() >= ID_LEN {
+        return Ok(id.to_string());
+    }
+    if id.len() < 4 {
+        return Err(Error::usage(format!(
+            "file id {id:?} is too short: give at least 4 characters of it"
+        )));
+    }
+    let files = list(ctx)?;
+    let hits: Vec<&Listed> = files.iter().filter(|f| f.id.starts_with(id)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(Error::not_found(format!(
+            "no file with an id starting {id:?} in mesh {}",
+            ctx.mesh.slug
+        ))),
+        many => Err(Error::usage(format!(
+            "{id:?} starts {} file ids ({}); give more of it",
+            many.len(),
+            many.iter()
+                .map(|f| format!("{} {}", &f.id[..f.id.len().min(12)], f.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Deletes file `id` (or the one its unique prefix names) from the broker (the uploader or an admin).
 pub fn rm(ctx: &Ctx, id: &str) -> Result<()> {
+    let full = full_id(ctx, id)?;
+    let id = full.as_str();
     let mut conn = ctx.connect()?;
     let r = conn.request(wire::FileRm {
         file_id: id.to_string(),

@@ -25,6 +25,8 @@ pub struct MeshRow {
     pub member_id: String,
     pub pubkey: String,
     pub broker_url: String,
+    /// Whether tools use it when neither `--mesh` nor `$CLAUDEMESH_MESH` names a mesh.
+    pub default: bool,
 }
 
 /// A broker login; whether there is a token, never the token.
@@ -43,6 +45,9 @@ pub struct Whoami {
     pub display_name: Option<String>,
     pub created_at: String,
     pub config_dir: String,
+    /// The default mesh's slug (see [`Config::default_entry`]); none with no mesh joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_mesh: Option<String>,
     pub meshes: Vec<MeshRow>,
     pub logins: Vec<LoginRow>,
 }
@@ -61,6 +66,7 @@ pub fn whoami(paths: &Paths) -> Result<Whoami> {
             token: b.token.is_some(),
         })
         .collect();
+    let default_mesh = config.default_entry().map(|m| m.slug.clone());
     Ok(Whoami {
         pubkey: id.pubkey,
         display_name: id.display_name,
@@ -70,6 +76,7 @@ pub fn whoami(paths: &Paths) -> Result<Whoami> {
             .meshes
             .into_iter()
             .map(|m| MeshRow {
+                default: default_mesh.as_deref() == Some(m.slug.as_str()),
                 slug: m.slug,
                 mesh_id: m.mesh_id,
                 member_id: m.member_id,
@@ -77,6 +84,7 @@ pub fn whoami(paths: &Paths) -> Result<Whoami> {
                 broker_url: m.broker_url,
             })
             .collect(),
+        default_mesh,
         logins,
     })
 }

@@ -107,6 +107,15 @@ pub fn make(
 /// token. Short codes (`https://host/i/<code>`) are refused: resolving them needs the original's web service.
 fn extract_token(input: &str) -> Result<&str> {
     let s = input.trim();
+    // A link pasted with what was printed around it (`cm invite`'s expiry line, a chat message): the link.
+    let s = match s.split_whitespace().find(|w| {
+        ["ic://", "claudemesh://", "https://", "http://"]
+            .iter()
+            .any(|p| w.starts_with(p))
+    }) {
+        Some(link) if s.contains(char::is_whitespace) => link,
+        _ => s,
+    };
     let bad = || {
         Error::usage(format!(
             "not an invite: {s:?} (expected ic://join/TOKEN or https://HOST/join/TOKEN)"

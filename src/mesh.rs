@@ -39,17 +39,157 @@ pub fn user_name() -> Option<String> {
         .find(|s| !s.is_empty())
 }
 
-/// The display name to give the broker: `flag`, else the config's, else the identity's, else `$USER`, else the
-/// host name, else `member`.
+/// Where a display name came from, so a tool can say which one it picked and how to pick another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameSource {
+    /// `--name`.
+    Flag,
+    /// `displayName` in config.json.
+    Config,
+    /// The name `cm register --name` gave the identity.
+    Identity,
+    /// `git config user.name`.
+    Git,
+    /// `$USER` (or `$LOGNAME`).
+    User,
+    /// The host name.
+    Host,
+    /// None of them: `member`.
+    Fallback,
+}
+
+impl NameSource {
+    /// Where the name came from, as a person reads it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NameSource::Flag => "--name",
+            NameSource::Config => "displayName in config.json",
+            NameSource::Identity => "your identity",
+            NameSource::Git => "git config user.name",
+            NameSource::User => "$USER",
+            NameSource::Host => "the host name",
+            NameSource::Fallback => "no name found anywhere",
+        }
+    }
+}
+
+/// A display name, where it came from, and the name it replaces when that one was taken in the mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub name: String,
+    pub source: NameSource,
+    /// The name first chosen, when another member of the mesh had it already.
+    pub taken: Option<String>,
+}
+
+impl Named {
+    /// One line for stderr: the name, where it came from, how to pick another.
+    pub fn words(&self, mesh: &str) -> String {
+        match &self.taken {
+            Some(t) => format!(
+                "your name in {mesh} is {:?}: {t:?} (from {}) is another member's ('cm profile name NAME' picks \
+                 another)",
+                self.name,
+                self.source.describe()
+            ),
+            None => format!(
+                "your name in {mesh} is {:?} (from {}; --name NAME or 'cm profile name NAME' picks another)",
+                self.name,
+                self.source.describe()
+            ),
+        }
+    }
+}
+
+/// `git config user.name`, if git is installed and it is set.
+fn git_user_name() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", "user.name"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()
+}
+
+/// The display name to give the broker, and where it came from: `flag`, else the config's, else the identity's,
+/// else `git config user.name`, else `$USER`, else the host name, else `member`.
+pub fn choose_name(flag: Option<&str>, config: &Config, identity: Option<&Identity>) -> Named {
+    let clean = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let found = [
+        (NameSource::Flag, flag.map(str::to_string)),
+        (NameSource::Config, config.display_name.clone()),
+        (
+            NameSource::Identity,
+            identity.and_then(|i| i.display_name.clone()),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(src, n)| n.and_then(clean).map(|n| (src, n)))
+    .or_else(|| {
+        git_user_name()
+            .and_then(clean)
+            .map(|n| (NameSource::Git, n))
+    })
+    .or_else(|| user_name().and_then(clean).map(|n| (NameSource::User, n)))
+    .or_else(|| {
+        crate::client::hostname()
+            .and_then(clean)
+            .map(|n| (NameSource::Host, n))
+    });
+    let (source, name) = found.unwrap_or((NameSource::Fallback, "member".into()));
+    Named {
+        name,
+        source,
+        taken: None,
+    }
+}
+
+/// The display name to give the broker (see [`choose_name`]).
 pub fn display_name(flag: Option<&str>, config: &Config, identity: Option<&Identity>) -> String {
-    flag.map(str::to_string)
-        .or_else(|| config.display_name.clone())
-        .or_else(|| identity.and_then(|i| i.display_name.clone()))
-        .or_else(user_name)
-        .or_else(crate::client::hostname)
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "member".into())
+    choose_name(flag, config, identity).name
+}
+
+/// `name`, or `name-2`, `name-3`, ... whichever no member in `members` but `me` has (names compared without
+/// regard to case).
+pub fn free_name(name: &str, members: &[wire::Member], me: &str) -> String {
+    let taken = |n: &str| {
+        members
+            .iter()
+            .any(|m| m.member_id != me && m.display_name.eq_ignore_ascii_case(n))
+    };
+    if !taken(name) {
+        return name.to_string();
+    }
+    (2..)
+        .map(|i| format!("{name}-{i}"))
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// The key in a mesh's entry in `config.json` under which the display name chosen there is kept, for `cm launch`.
+/// Not in the original's schema, which ignores it.
+pub const ENTRY_NAME: &str = "displayName";
+
+/// The display name recorded for `mesh` when it was made or joined, or set with `cm profile name`.
+pub fn entry_name(mesh: &MeshEntry) -> Option<&str> {
+    mesh.extra
+        .get(ENTRY_NAME)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Records `name` as the display name of the mesh `slug` in `config.json`.
+pub fn record_name(paths: &Paths, slug: &str, name: &str) -> Result<()> {
+    let mut config = Config::load(paths)?;
+    if let Some(m) = config.meshes.iter_mut().find(|m| m.slug == slug) {
+        m.extra.insert(ENTRY_NAME.into(), name.into());
+        config.save(paths)?;
+    }
+    Ok(())
 }
 
 /// Refuses an empty name, or one over several lines or 64 characters.
@@ -121,14 +261,14 @@ pub fn broker_for_new(paths: &Paths, flag: Option<&str>) -> Result<(String, Opti
 
 /// Makes mesh `name` on `broker_url` (with the broker's creation `token`, if any) and joins it: a fresh owner key
 /// into `owners.json`, a fresh root key into the entry, the identity (made now if there is none) as the member key.
-/// Returns the mesh's entry in `config.json`.
+/// Returns the mesh's entry in `config.json`, and the display name chosen for it.
 pub fn create(
     paths: &Paths,
     name: &str,
     broker_url: &str,
     token: Option<&str>,
     display: Option<&str>,
-) -> Result<MeshEntry> {
+) -> Result<(MeshEntry, Named)> {
     check_name("the mesh name", name)?;
     if let Some(d) = display {
         check_name("--name", d)?;
@@ -136,14 +276,14 @@ pub fn create(
     let config = Config::load(paths)?;
     let (identity, _) = ensure_identity(paths, display)?;
     let member = identity.keypair()?;
-    let display = display_name(display, &config, Some(&identity));
+    let named = choose_name(display, &config, Some(&identity));
     let owner = Keypair::generate();
     let made = rest::create_mesh(
         broker_url,
         &member,
         &owner.public_hex(),
         name,
-        Some(&display),
+        Some(&named.name),
         token,
     )
     .map_err(|e| e.context(format_args!("creating mesh {name:?} on {broker_url}")))?;
@@ -172,11 +312,13 @@ pub fn create(
         joined_at: fmt_rfc3339(now_ms()),
         root_key: Some(b64::encode_url(&random_bytes::<32>())),
         invite_version: Some(1),
-        extra: Default::default(),
+        extra: [(ENTRY_NAME.to_string(), named.name.clone().into())]
+            .into_iter()
+            .collect(),
     };
     config.upsert_mesh(entry.clone());
     config.save(paths)?;
-    Ok(entry)
+    Ok((entry, named))
 }
 
 /// An invite just made and registered.
@@ -294,6 +436,8 @@ pub struct Joined {
     pub entry: MeshEntry,
     /// The mesh was joined already (here, or on the broker with this identity).
     pub already_member: bool,
+    /// The display name taken in the mesh, for a new member.
+    pub name: Option<Named>,
 }
 
 /// Joins the mesh an invite link or token is for, as `display` (see [`display_name`]), with the identity (made
@@ -335,6 +479,7 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
         return Ok(Joined {
             entry,
             already_member: true,
+            name: None,
         });
     }
     let slug = if valid_slug(&p.mesh_slug) {
@@ -348,16 +493,16 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
         )));
     }
     let (identity, _) = ensure_identity(paths, display)?;
-    let display = display_name(display, &config, Some(&identity));
+    let mut named = choose_name(display, &config, Some(&identity));
     let joined = rest::join(
         &p.broker_url,
         &inv.token,
         &payload,
         &identity.pubkey,
-        &display,
+        &named.name,
     )
     .map_err(|e| join_error(e).context(format_args!("joining {slug:?} at {}", p.broker_url)))?;
-    let entry = MeshEntry {
+    let mut entry = MeshEntry {
         mesh_id: p.mesh_id.clone(),
         member_id: joined.member_id,
         slug: slug.clone(),
@@ -370,6 +515,19 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
         invite_version: Some(1),
         extra: Default::default(),
     };
+    if !joined.already_member {
+        match unique_name(&entry, &named.name) {
+            Ok(Some(free)) => named.taken = Some(std::mem::replace(&mut named.name, free)),
+            Ok(None) => {}
+            Err(e) => crate::out::notice(format!(
+                "could not check whether {:?} is another member's name: {}",
+                named.name, e.msg
+            )),
+        }
+    }
+    entry
+        .extra
+        .insert(ENTRY_NAME.into(), named.name.clone().into());
     // Re-read: the config may have changed while the broker answered.
     let mut config = Config::load(paths)?;
     config.upsert_mesh(entry.clone());
@@ -377,7 +535,31 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
     Ok(Joined {
         entry,
         already_member: joined.already_member,
+        name: Some(named),
     })
+}
+
+/// After joining `mesh` as `name`: when another member has that name already, takes the first free `name-N`
+/// instead (on the broker too) and returns it.
+fn unique_name(mesh: &MeshEntry, name: &str) -> Result<Option<String>> {
+    let mut conn = crate::client::Conn::open(mesh, &crate::client::ConnOpts::default())?;
+    let r = (|| {
+        let members = match conn.request(wire::Members::default())? {
+            Frame::MembersList(l) => l.members,
+            f => return Err(crate::client::unexpected("members", &f)),
+        };
+        let free = free_name(name, &members, &mesh.member_id);
+        if free == name {
+            return Ok(None);
+        }
+        conn.request(wire::SetProfile {
+            display_name: Some(free.clone()),
+            ..wire::SetProfile::default()
+        })?;
+        Ok(Some(free))
+    })();
+    conn.close();
+    r
 }
 
 /// Renames the local slug `old` (a slug or name) to `new`; returns the old slug and the renamed entry. The mesh's
@@ -414,6 +596,9 @@ pub fn rename(paths: &Paths, old: &str, new: &str) -> Result<(String, MeshEntry)
         }
         m.slug = new.to_string();
         renamed = Some(m.clone());
+    }
+    if config.default_mesh.as_deref() == Some(old_slug.as_str()) {
+        config.default_mesh = Some(new.to_string());
     }
     config.save(paths)?;
     let renamed =

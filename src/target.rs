@@ -213,7 +213,21 @@ pub fn resolve<'a>(t: &Target, roster: &'a [Candidate]) -> Result<Resolved<'a>> 
         });
     }
     let several_meshes = matches.iter().any(|c| c.mesh != matches[0].mesh);
-    let list = matches
+    // A name is a member's: its key and its sessions are one candidate, shown by the member key that reaches it.
+    let by_name = matches!(t, Target::Name(_));
+    let mut shown: Vec<Candidate> = Vec::new();
+    for c in &matches {
+        let same = |o: &Candidate| o.mesh == c.mesh && o.member_pubkey == c.member_pubkey;
+        if !by_name {
+            shown.push((*c).clone());
+        } else if !shown.iter().any(same) {
+            shown.push(Candidate {
+                pubkey: c.member_pubkey.clone(),
+                ..(*c).clone()
+            });
+        }
+    }
+    let list = shown
         .iter()
         .map(|c| {
             let mesh = if several_meshes {
@@ -232,9 +246,10 @@ pub fn resolve<'a>(t: &Target, roster: &'a [Candidate]) -> Result<Resolved<'a>> 
     } else {
         "use a longer prefix or the full key"
     };
+    let what = if by_name { "members" } else { "peers" };
     Err(Error::usage(format!(
-        "{given:?} matches {} peers: {list}; {how}",
-        matches.len()
+        "{given:?} matches {} {what}: {list}; {how}",
+        shown.len()
     )))
 }
 
@@ -467,7 +482,7 @@ mod tests {
         let e = resolve(&Target::Name("bo".into()), &twins).unwrap_err();
         assert_eq!(
             e.msg,
-            r#""bo" matches 2 peers: bo (ab12cd34…), BO (9f8e7d6c…); use a key prefix or the full key"#
+            r#""bo" matches 2 members: bo (11111111…), BO (22222222…); use a key prefix or the full key"#
         );
     }
 
@@ -479,7 +494,17 @@ mod tests {
         let e = resolve(&Target::Name("bob".into()), &roster).unwrap_err();
         assert_eq!(
             e.msg,
-            r#""bob" matches 2 peers: bob (bbbbbbbb…) in dev, bob (cccccccc…) in ops; pick a mesh with --mesh, or use the full key"#
+            r#""bob" matches 2 members: bob (11111111…) in dev, bob (22222222…) in ops; pick a mesh with --mesh, or use the full key"#
+        );
+        // A member's key and sessions count once: two members, not four peers.
+        let mut crowd = roster.to_vec();
+        crowd.push(cand("bob", &key('1'), &key('1')));
+        crowd.push(cand("bob", &key('d'), &key('1')));
+        let e = resolve(&Target::Name("bob".into()), &crowd).unwrap_err();
+        assert!(
+            e.msg.starts_with(r#""bob" matches 2 members: "#),
+            "{}",
+            e.msg
         );
         let e = resolve(&Target::Name("zed".into()), &roster).unwrap_err();
         assert_eq!(e.msg, r#"no peer named "zed" in any joined mesh"#);

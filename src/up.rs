@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::client::rest;
-use crate::config::{Brokers, Config, MeshEntry, Paths, read_json_opt, write_json_atomic};
+use crate::config::{
+    Brokers, Config, Identity, MeshEntry, Paths, read_json_opt, write_json_atomic,
+};
 use crate::error::{Error, Result, io_message};
 use crate::mesh;
 use crate::time::{fmt_rfc3339, now_ms};
@@ -363,34 +365,46 @@ pub struct Up {
     /// The meshes joined (a fresh one if there were none), and whether that one was made now.
     pub meshes: Vec<MeshEntry>,
     pub mesh_created: bool,
+    /// The display name the new mesh was made with, and where it came from.
+    pub name: Option<mesh::Named>,
 }
 
-/// `cm up`: the broker (see [`broker_up`]), an identity, and a mesh named after `$USER` (else `default`) on that
-/// broker when none is joined.
-pub fn up(data: &Path, listen: &str) -> Result<Up> {
+/// `cm up`: the broker (see [`broker_up`]), an identity, and a mesh named after you (`name`, else the name
+/// [`mesh::choose_name`] finds) on that broker when none is joined.
+pub fn up(data: &Path, listen: &str, name: Option<&str>) -> Result<Up> {
     let broker = broker_up(data, listen)?;
     let paths = Paths::resolve()?;
-    let user = mesh::user_name();
-    let (identity, made) = mesh::ensure_identity(&paths, user.as_deref())?;
     let config = Config::load(&paths)?;
+    let chosen = mesh::choose_name(name, &config, Identity::load(&paths)?.as_ref());
+    let (identity, made) = mesh::ensure_identity(&paths, Some(&chosen.name))?;
     if !config.meshes.is_empty() {
         return Ok(Up {
             broker,
             identity: (identity.pubkey, made),
             meshes: config.meshes,
             mesh_created: false,
+            name: None,
         });
     }
     let token = Brokers::load(&paths)?
         .get(&broker.url)
         .and_then(|b| b.token.clone());
-    let name = user.unwrap_or_else(|| "default".into());
-    let entry = mesh::create(&paths, &name, &broker.url, token.as_deref(), None)?;
+    let (entry, named) = mesh::create(
+        &paths,
+        &chosen.name,
+        &broker.url,
+        token.as_deref(),
+        Some(&chosen.name),
+    )?;
     Ok(Up {
         broker,
         identity: (identity.pubkey, made),
         meshes: vec![entry],
         mesh_created: true,
+        name: Some(mesh::Named {
+            source: chosen.source,
+            ..named
+        }),
     })
 }
 

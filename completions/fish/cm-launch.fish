@@ -5,7 +5,7 @@ function __claudemesh_meshes
 end
 
 complete -c cm-launch -f
-complete -c cm-launch -l name -x -d 'the display name on the mesh (default: the config\'s displayName, $USER, the host name)'
+complete -c cm-launch -l name -x -d 'the display name on the mesh (default: your name in the mesh, then the config\'s displayName, $USER, the host name)'
 complete -c cm-launch -l resume -x -d 'resume the conversation with this session id (a UUID)'
 complete -c cm-launch -s c -l continue -d 'continue the newest conversation'
 complete -c cm-launch -l print-command -d 'print the command and environment as JSON instead of running claude'

@@ -11,3 +11,4 @@ complete -c cm-up -n __fish_use_subcommand -a down -d 'stop the broker cm up sta
 complete -c cm-up -n __fish_use_subcommand -a stop -d 'stop the broker cm up started'
 complete -c cm-up -n __fish_use_subcommand -a status -d 'whether the broker cm up started is running'
 complete -c cm-up -n '__fish_seen_subcommand_from up start' -l listen -x -d 'where the broker listens, default 127.0.0.1:7900 (port 0 picks a free one)'
+complete -c cm-up -n '__fish_seen_subcommand_from up start' -l name -x -d 'your display name, and the first mesh\'s name'

@@ -57,7 +57,7 @@ fn man_flags(s: &mut String, flags: &[Flag]) {
 }
 
 /// The exit codes every tool shares, as documented in the man pages.
-fn exit_codes() -> [(i32, &'static str); 12] {
+fn exit_codes() -> [(i32, &'static str); 13] {
     [
         (0, "Success."),
         (
@@ -97,6 +97,10 @@ fn exit_codes() -> [(i32, &'static str); 12] {
         (
             Code::Io.exit_status(),
             "A local file or directory could not be read or written.",
+        ),
+        (
+            Code::Conflict.exit_status(),
+            "A compare-and-set lost: the key changed since it was read (cm-state --if-version). Read it again.",
         ),
         (
             Code::Interrupted.exit_status(),

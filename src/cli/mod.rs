@@ -113,6 +113,21 @@ pub enum Complete {
     Peer,
     /// Topic names (`cm-topic list --json`).
     Topic,
+    /// A verb and its arguments, completed as the tool behind the verb completes them (`cm topic <TAB>` as
+    /// `cm-topic <TAB>`); anything else as a file.
+    Verbs(&'static [Verb]),
+}
+
+/// A verb of `cm`: the names it answers to, the tool that does it, and the subcommand that tool is given first.
+pub struct Verb {
+    /// The verb and its aliases, the main name first.
+    pub names: &'static [&'static str],
+    /// The tool that does it, `cm-mesh`.
+    pub tool: &'static str,
+    /// The tool's subcommand, `new`, when the verb names one.
+    pub sub: Option<&'static str>,
+    /// The subcommand given when the arguments name none of the tool's (the original's `cm notifications`).
+    pub fallback: Option<&'static str>,
 }
 
 /// An example for `--help` and the man page.

@@ -15,7 +15,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Loads the config and picks the mesh: `--mesh`, else `$CLAUDEMESH_MESH`, else the only joined mesh.
+    /// Loads the config and picks the mesh: `--mesh`, else `$CLAUDEMESH_MESH`, else the default mesh (`cm use`).
     pub fn load(mesh: Option<&str>) -> Result<Ctx> {
         let paths = Paths::resolve()?;
         let config = Config::load(&paths)?;

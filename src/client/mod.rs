@@ -241,6 +241,7 @@ pub fn code_for(broker_code: &str) -> Code {
             Code::Usage
         }
         "exists" | "already_exists" => Code::Exists,
+        crate::wire::codes::VERSION_CONFLICT => Code::Conflict,
         _ => Code::Generic,
     }
 }

@@ -7,8 +7,8 @@
 //! What it promises:
 //! - **Keepalive**: a WebSocket ping every 30 s; if nothing at all was heard for 75 s, the connection is dropped
 //!   and made again (a half-dead NAT'd socket is noticed, original-cli §15 item 39).
-//! - **Reconnect** after 1, 2, 4, 8, 16, then every 30 s, each plus a random 0..half of it (no reconnect storms,
-//!   item 44); the count restarts at every `hello_ack`. Every connect signs a new hello and mints a new
+//! - **Reconnect** after 1, 2, 4, 8, 16, then every 30 s, each plus a random 0..half of it, never past 30 s (at
+//!   30 s the random part goes below it: 22.5 to 30 s; no reconnect storms, item 44); the count restarts at every `hello_ack`. Every connect signs a new hello and mints a new
 //!   attestation (item 38). Close codes 4001/4002 and the refusals `revoked`/`unauthorized` end the session.
 //! - **Sends are not lost**: each keeps its `client_message_id` and is sent again after every reconnect until its
 //!   ack arrives; the broker stores a repeat once.
@@ -50,6 +50,10 @@ pub struct SessionOpts {
     pub conn: ConnOpts,
     /// The lifetime of the attestation minted at each connect (12 h; the broker allows at most 24 h).
     pub attestation_ttl: Duration,
+    /// Whether a broker that cannot be reached at the first connect is an error of [`Session::start`], as it is
+    /// for a one-shot tool, instead of a session that keeps trying: for a tool a person waits on (`cm-topic
+    /// tail`), which is of no use until it is connected.
+    pub first_connect_required: bool,
 }
 
 impl Default for SessionOpts {
@@ -60,6 +64,7 @@ impl Default for SessionOpts {
                 ..ConnOpts::default()
             },
             attestation_ttl: super::ATTESTATION_TTL,
+            first_connect_required: false,
         }
     }
 }
@@ -121,8 +126,8 @@ pub struct Session {
 
 impl Session {
     /// Starts the I/O thread and waits for the first connect. A hello the broker refuses is an `Err`
-    /// ([`crate::error::Code::Auth`]); a broker that cannot be reached is not: the session keeps trying, and
-    /// says so with [`Event::Disconnected`].
+    /// ([`crate::error::Code::Auth`]); a broker that cannot be reached is not (unless
+    /// [`SessionOpts::first_connect_required`]): the session keeps trying, and says so with [`Event::Disconnected`].
     pub fn start(mesh: &MeshEntry, opts: SessionOpts) -> Result<Session> {
         Session::start_as(Who::from_mesh(mesh)?, opts)
     }
@@ -289,10 +294,19 @@ impl Drop for Session {
 }
 
 /// The reconnect delay before attempt `attempt` (0-based): 1, 2, 4, 8, 16, 30, 30... s plus `jitter` of half of
-/// that, `jitter` in `0.0..1.0`.
+/// that, `jitter` in `0.0..1.0`, at most 30 s.
 pub(crate) fn backoff(attempt: usize, jitter: f64) -> Duration {
+    let jitter = jitter.clamp(0.0, 1.0);
     let base = Duration::from_secs(BACKOFF_SECS[attempt.min(BACKOFF_SECS.len() - 1)]);
-    base + base.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+    let most = Duration::from_secs(BACKOFF_SECS[BACKOFF_SECS.len() - 1]);
+    let delay = base + base.mul_f64(jitter / 2.0);
+    // The wait never passes the longest step; at that step the jitter goes below it instead, so sessions that lost
+    // the broker together still spread out.
+    if delay > most {
+        most.mul_f64(0.75 + jitter / 4.0)
+    } else {
+        delay
+    }
 }
 
 fn random_jitter() -> f64 {
@@ -527,7 +541,7 @@ impl Io {
                     ..
                 }) => {
                     if let Some(f) = first.take() {
-                        if refused {
+                        if refused || self.opts.first_connect_required {
                             let _ = f.send(Err(error));
                             return;
                         }
@@ -929,7 +943,11 @@ mod tests {
         let secs: Vec<u64> = (0..8).map(|a| backoff(a, 0.0).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
         assert_eq!(backoff(0, 1.0), Duration::from_millis(1500));
-        assert_eq!(backoff(5, 0.5), Duration::from_millis(37_500));
+        assert_eq!(backoff(5, 0.5), Duration::from_millis(26_250));
+        assert_eq!(backoff(4, 1.0), Duration::from_secs(24));
+        for a in 0..10 {
+            assert!(backoff(a, 0.999) <= Duration::from_secs(30), "{a}");
+        }
         for _ in 0..100 {
             let j = random_jitter();
             assert!((0.0..1.0).contains(&j));
@@ -1054,6 +1072,7 @@ mod tests {
                 ..ConnOpts::default()
             },
             attestation_ttl: Duration::from_secs(60),
+            first_connect_required: false,
         };
         let s = Session::start_as(who, opts).unwrap();
         assert!(matches!(next(&s), Event::Connected { .. }));

@@ -357,6 +357,15 @@ impl Sender {
         })
     }
 
+    /// Which of the meshes in use is the default one: the only one when `--mesh` or `$CLAUDEMESH_MESH` chose.
+    fn default_index(&self) -> usize {
+        let default = self.ctxs[0].config.default_entry().map(|m| m.slug.as_str());
+        self.ctxs
+            .iter()
+            .position(|c| Some(c.mesh.slug.as_str()) == default)
+            .unwrap_or(0)
+    }
+
     fn conn(&mut self, i: usize) -> Result<&mut Conn> {
         let conn = match self.conns[i].take() {
             Some(c) => c,
@@ -399,21 +408,21 @@ impl Sender {
         client_id: Option<&str>,
     ) -> Result<SendResult> {
         let target = Target::parse(to)?;
-        match target {
+        let (i, dest) = match target {
             Target::Topic(t) => return self.topic(&t, text, priority, reply_to, client_id),
-            Target::Everyone | Target::Group(_) if self.ctxs.len() > 1 => {
-                let slugs: Vec<&str> = self.ctxs.iter().map(|c| c.mesh.slug.as_str()).collect();
-                return Err(Error::usage(format!(
-                    "sending to {to} needs --mesh: several meshes joined ({})",
-                    slugs.join(", ")
-                )));
+            // Everyone and a group are of one mesh: the default one, unless --mesh named another.
+            Target::Everyone | Target::Group(_) => {
+                let i = self.default_index();
+                let roster = self.roster(i)?;
+                (i, destination(&target, std::slice::from_ref(&roster))?.1)
             }
-            _ => {}
-        }
-        let rosters = (0..self.ctxs.len())
-            .map(|i| self.roster(i))
-            .collect::<Result<Vec<_>>>()?;
-        let (i, dest) = destination(&target, &rosters)?;
+            _ => {
+                let rosters = (0..self.ctxs.len())
+                    .map(|i| self.roster(i))
+                    .collect::<Result<Vec<_>>>()?;
+                destination(&target, &rosters)?
+            }
+        };
         let slug = self.ctxs[i].mesh.slug.clone();
         let o = seal(
             &slug,
@@ -479,15 +488,10 @@ impl Sender {
         reply_to: Option<&str>,
         client_id: Option<&str>,
     ) -> Result<SendResult> {
-        let [ctx] = self.ctxs.as_slice() else {
-            let slugs: Vec<&str> = self.ctxs.iter().map(|c| c.mesh.slug.as_str()).collect();
-            return Err(Error::usage(format!(
-                "sending to #{topic} needs --mesh: several meshes joined ({})",
-                slugs.join(", ")
-            )));
-        };
+        let i = self.default_index();
+        let ctx = &self.ctxs[i];
         let (member, slug) = (crate::topics::member_key(ctx)?, ctx.mesh.slug.clone());
-        let mut d = crate::topics::draft(self.conn(0)?, &member, topic, text, reply_to, false)?;
+        let mut d = crate::topics::draft(self.conn(i)?, &member, topic, text, reply_to, false)?;
         d.send.priority = priority;
         let o = Outgoing {
             mesh: slug,
@@ -497,8 +501,8 @@ impl Sender {
             priority,
             send: d.send,
         };
-        let r = self.deliver(0, o, client_id)?;
-        for n in crate::topics::reseal_waiting(self.conn(0)?, &d.topic, &member) {
+        let r = self.deliver(i, o, client_id)?;
+        for n in crate::topics::reseal_waiting(self.conn(i)?, &d.topic, &member) {
             crate::out::notice(format!("sealed #{}'s key for {n}", d.topic.name));
         }
         Ok(r)

@@ -197,14 +197,40 @@ pub fn show(ctx: &Ctx) -> Result<Profile> {
     profile_of(crate::client::ask_once(ctx, wire::GetProfile::default())?)
 }
 
-/// Applies `edit` and returns the profile after it.
+/// Applies `edit` and returns the profile after it. A name another member of the mesh has is refused
+/// ([`crate::error::Code::Exists`]): a message to that name would otherwise be ambiguous.
 pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Profile> {
     let mut conn = ctx.connect()?;
-    let result = conn
-        .request(frame_of(edit, false))
-        .and_then(|_| conn.request(wire::GetProfile::default()));
+    let result = (|| {
+        if let Edit::Name(name) = edit {
+            let me = conn
+                .hello_ack()
+                .member_id
+                .clone()
+                .unwrap_or_else(|| ctx.mesh.member_id.clone());
+            let members = match conn.request(wire::Members::default())? {
+                Frame::MembersList(l) => l.members,
+                f => return Err(unexpected("members", &f)),
+            };
+            if crate::mesh::free_name(name, &members, &me) != *name {
+                return Err(Error::exists(format!(
+                    "another member of mesh {} is called {name:?}; pick another name",
+                    ctx.mesh.slug
+                )));
+            }
+        }
+        conn.request(frame_of(edit, false))?;
+        conn.request(wire::GetProfile::default())
+    })();
     conn.close();
-    profile_of(result?)
+    let profile = profile_of(result?)?;
+    if let Edit::Name(name) = edit
+        && ctx.session.is_none()
+    {
+        // The member's name, recorded where `cm launch` finds it for the sessions it starts.
+        crate::mesh::record_name(&ctx.paths, &ctx.mesh.slug, name)?;
+    }
+    Ok(profile)
 }
 
 /// `cm-profile --hook status working|idle`, run by Claude Code hooks: sets the launched session's status, and

@@ -48,7 +48,7 @@ close.",
     subs: &[
         Sub {
             name: "create",
-            aliases: &["new"],
+            aliases: &["new", "issue"],
             about: "make a key and print its secret once",
             args: &[pos("LABEL").optional()],
             flags: &[CAP, SCOPE, EXPIRES],

@@ -26,7 +26,7 @@ posted meanwhile.
 
 It writes one JSON line per event: {\"type\":\"forwarded\", \"from\":{\"mesh\",\"topic\",\"message_id\"}, \
 \"to\":{\"mesh\",\"topic\",\"message_id\"}, \"sender\":{\"name\",\"pubkey\",\"sent_at\"}}, {\"type\":\"dropped\", \
-\"reason\":\"own\"|\"forwarded_already\"|\"unreadable\"|\"no_key\"|\"refused\", \"message_id\"}, \
+\"reason\": \"own\" | \"forwarded_already\" | \"unreadable\" | \"no_key\" | \"refused\", \"message_id\"}, \
 {\"type\":\"connection\", \"mesh\", \"state\":\"connected\"|\"disconnected\"|\"closed\"}, and \
 {\"type\":\"note\", \"mesh\", \"topic\", \"note\"} while no copy of a topic's key is sealed for you yet.
 

@@ -11,18 +11,22 @@ use crate::multicall::{self, Link};
 use crate::out::Out;
 use crate::tools::ALL;
 
-/// A verb: the names it answers to, the tool that does it, and the subcommand that tool is given first.
-pub struct Verb {
-    /// The verb and its aliases, the main name first.
-    pub names: &'static [&'static str],
-    /// The tool that does it, `cm-mesh`.
-    pub tool: &'static str,
-    /// The tool's subcommand, `new`, when the verb names one.
-    pub sub: Option<&'static str>,
-}
+pub use crate::cli::Verb;
 
 const fn v(names: &'static [&'static str], tool: &'static str, sub: Option<&'static str>) -> Verb {
-    Verb { names, tool, sub }
+    Verb {
+        names,
+        tool,
+        sub,
+        fallback: None,
+    }
+}
+
+impl Verb {
+    const fn or_else(mut self, sub: &'static str) -> Verb {
+        self.fallback = Some(sub);
+        self
+    }
 }
 
 /// Every verb of the original CLI, and the tool and subcommand that does it here.
@@ -31,6 +35,7 @@ pub const VERBS: &[Verb] = &[
     v(&["invite", "share"], "cm-mesh", Some("invite")),
     v(&["join", "add"], "cm-mesh", Some("join")),
     v(&["list", "ls"], "cm-mesh", Some("list")),
+    v(&["use"], "cm-mesh", Some("use")),
     v(&["rename"], "cm-mesh", Some("rename")),
     v(&["leave"], "cm-mesh", Some("leave")),
     v(&["members", "member"], "cm-mesh", Some("members")),
@@ -50,7 +55,8 @@ pub const VERBS: &[Verb] = &[
         &["notifications", "notification", "notify"],
         "cm-notify",
         None,
-    ),
+    )
+    .or_else("list"),
     v(&["apikey", "api-key"], "cm-apikey", None),
     v(&["bridge"], "cm-bridge", None),
     v(&["file"], "cm-file", None),
@@ -80,9 +86,9 @@ const fn count_names() -> usize {
     n
 }
 
-const N_NAMES: usize = count_names() + 2;
+const N_NAMES: usize = count_names() + 3;
 
-/// Every verb name and alias, `help` and `links`: what a shell offers after `cm`.
+/// Every verb name and alias, `help`, `links` and `docs`: what a shell offers after `cm`.
 static VERB_NAMES: [&str; N_NAMES] = {
     let mut out = [""; N_NAMES];
     let mut k = 0;
@@ -98,6 +104,7 @@ static VERB_NAMES: [&str; N_NAMES] = {
     }
     out[k] = "help";
     out[k + 1] = "links";
+    out[k + 2] = "docs";
     out
 };
 
@@ -121,11 +128,18 @@ not; cm up makes them too. It is idempotent and says what it made. A link to ano
 cm-* binary, is replaced; a file of such a name that is not claudemesh's is left alone, named, and makes the exit \
 status 1. Without the links every tool still runs as cm VERB.
 
+cm docs install [DIR] puts the man pages and the bash, zsh and fish completions of cm and every tool where man \
+and the shells look for them: DIR/man/man1 and man8, DIR/bash-completion/completions, DIR/zsh/site-functions and \
+DIR/fish/vendor_completions.d, DIR being $XDG_DATA_HOME, else ~/.local/share (cargo install installs neither). It \
+says what it wrote and what a shell may still need. cm docs man TOOL prints one man page; cm docs bash, zsh or \
+fish [TOOL] prints a completion script (default: cm's). The completion of cm completes the words after a verb as \
+that verb's tool does, so cm topic <TAB> offers cm-topic's subcommands.
+
 cm-broker is an executable of its own (it is deployed alone, and keeps SQLite out of the clients): cm looks for it, \
 and for a cm-VERB that is not one of cm's own, first in the directory that holds the cm executable, then on PATH. \
 A verb whose tool is not installed is an error (exit status 1) that names the missing tool.
 
-The verbs: new (create), invite (share), join (add), list (ls), rename, leave, members (member) and mesh run \
+The verbs: new (create), invite (share), join (add), list (ls), use, rename, leave, members (member) and mesh run \
 cm-mesh; peers (peer) runs cm-peers; send, inbox, state, profile, topic, bridge, file, pipe, mcp and broker run \
 cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; \
 notifications (notification, notify) runs cm-notify; apikey (api-key) runs cm-apikey; doctor (status) runs \
@@ -142,7 +156,10 @@ as cm-mesh join URL does.
     section: 1,
     args: &[
         pos("VERB").optional().complete(Complete::Values(&VERB_NAMES)),
-        pos("ARGS").optional().many().complete(Complete::File),
+        pos("ARGS")
+            .optional()
+            .many()
+            .complete(Complete::Verbs(VERBS)),
     ],
     flags: &[LIST],
     subs: &[],
@@ -154,6 +171,7 @@ as cm-mesh join URL does.
         Example { cmd: "cm send bob 'the build is green'", what: "Send bob a message (runs cm-send)." },
         Example { cmd: "cm ic://join/...", what: "Join the mesh an invite is for (runs cm-mesh join)." },
         Example { cmd: "cm help send", what: "Show cm-send's options." },
+        Example { cmd: "cm docs install", what: "Install the man pages and completions under ~/.local/share." },
     ],
     env: &[("PATH", "Where cm looks for a tool that is not in its own directory.")],
 };
@@ -196,11 +214,14 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         }
         return links(dir, &mut Out::new(json));
     }
+    if verb == "docs" {
+        return docs(rest, out);
+    }
     if verb == "help" {
         return match rest.first() {
             None => list(out),
             Some(v) => {
-                let (tool, _) = resolve(v)?;
+                let (tool, _) = resolve(v, &[])?;
                 exec(v, &tool, &["--help".to_string()])
             }
         };
@@ -212,8 +233,23 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             &forward(args, Some("join"), &args.positionals),
         );
     }
-    let (tool, sub) = resolve(verb)?;
+    let (tool, sub) = resolve(verb, rest)?;
     exec(verb, &tool, &forward(args, sub, rest))
+}
+
+/// The subcommand to give `tool` for `rest`: the verb's own, else its fallback when `rest` names none of the
+/// tool's subcommands.
+fn sub_for(v: &Verb, rest: &[String]) -> Option<&'static str> {
+    v.sub.or_else(|| {
+        let fallback = v.fallback?;
+        let t = ALL.iter().find(|t| t.name == v.tool)?;
+        let named = rest.iter().any(|a| {
+            t.subs
+                .iter()
+                .any(|s| s.name == a.as_str() || s.aliases.contains(&a.as_str()))
+        });
+        (!named).then_some(fallback)
+    })
 }
 
 /// Whether the config lists a mesh (an unreadable config counts as none: `cm` then shows its help).
@@ -238,9 +274,9 @@ fn forward(args: &Args, sub: Option<&str>, rest: &[String]) -> Vec<String> {
 }
 
 /// The tool and subcommand for `verb`: one from [`VERBS`], else an installed `cm-VERB`.
-fn resolve(verb: &str) -> Result<(String, Option<&'static str>)> {
+fn resolve(verb: &str, rest: &[String]) -> Result<(String, Option<&'static str>)> {
     if let Some(v) = VERBS.iter().find(|v| v.names.contains(&verb)) {
-        return Ok((v.tool.to_string(), v.sub));
+        return Ok((v.tool.to_string(), sub_for(v, rest)));
     }
     // Only a plain word may name a tool, so `cm ../x` cannot reach outside the search path.
     let plain = verb
@@ -303,6 +339,124 @@ fn exec(verb: &str, tool: &str, argv: &[String]) -> Result<()> {
             .map_err(|e| Error::from(e).context(format!("running {}", path.display())))?;
         std::process::exit(status.code().unwrap_or(1))
     }
+}
+
+/// `cm docs ...`: man pages and completions, installed or printed.
+fn docs(rest: &[String], out: &mut Out) -> Result<()> {
+    let tool = |name: Option<&String>| -> Result<&'static Tool> {
+        let name = name.map_or("cm", |n| n.as_str());
+        ALL.iter()
+            .copied()
+            .find(|t| t.name == name || t.name == format!("cm-{name}"))
+            .ok_or_else(|| Error::not_found(format!("no tool named {name:?}; see 'cm --list'")))
+    };
+    let args: Vec<&String> = rest.iter().filter(|a| *a != "--json").collect();
+    let json = out.json || rest.iter().any(|a| a == "--json");
+    match args.first().map(|s| s.as_str()) {
+        Some("install") => {
+            let dir = match args.get(1) {
+                Some(d) => std::path::PathBuf::from(d.as_str()),
+                None => default_docs_dir()?,
+            };
+            if args.len() > 2 {
+                return Err(Error::usage("cm docs install takes one DIR"));
+            }
+            install_docs(&dir, &mut Out::new(json))
+        }
+        Some("man") if args.len() <= 2 => {
+            out.line(crate::cli::man(tool(args.get(1).copied())?, ALL).trim_end())
+        }
+        Some("bash") if args.len() <= 2 => {
+            out.line(crate::cli::bash(tool(args.get(1).copied())?).trim_end())
+        }
+        Some("zsh") if args.len() <= 2 => {
+            out.line(crate::cli::zsh(tool(args.get(1).copied())?).trim_end())
+        }
+        Some("fish") if args.len() <= 2 => {
+            out.line(crate::cli::fish(tool(args.get(1).copied())?).trim_end())
+        }
+        _ => Err(Error::usage(
+            "cm docs takes install [DIR], man TOOL, or bash|zsh|fish [TOOL]",
+        )),
+    }
+}
+
+/// `$XDG_DATA_HOME`, else `~/.local/share`: where man and the shells look for a user's own pages and completions.
+fn default_docs_dir() -> Result<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(d.into());
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| Path::new(&h).join(".local/share"))
+        .ok_or_else(|| {
+            Error::io("cannot find ~/.local/share: set HOME, or give cm docs install a DIR")
+        })
+}
+
+/// Writes every tool's man page and completions under `dir`, as a package would install them.
+fn install_docs(dir: &Path, out: &mut Out) -> Result<()> {
+    let mut n = 0;
+    for t in ALL {
+        let files = [
+            (
+                format!("man/man{0}/{1}.{0}", t.section, t.name),
+                crate::cli::man(t, ALL),
+            ),
+            (
+                format!("bash-completion/completions/{}", t.name),
+                crate::cli::bash(t),
+            ),
+            (
+                format!("zsh/site-functions/_{}", t.name),
+                crate::cli::zsh(t),
+            ),
+            (
+                format!("fish/vendor_completions.d/{}.fish", t.name),
+                crate::cli::fish(t),
+            ),
+        ];
+        for (rel, text) in files {
+            let path = dir.join(&rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::from(e).context(format!("making {}", parent.display())))?;
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| Error::from(e).context(format!("writing {}", path.display())))?;
+            n += 1;
+            if out.json {
+                out.json(&serde_json::json!({"type": "doc", "tool": t.name, "path": path}))?;
+            }
+        }
+    }
+    if out.json {
+        return Ok(());
+    }
+    out.line(format!(
+        "wrote {n} files for {} tools under {}",
+        ALL.len(),
+        dir.display()
+    ))?;
+    out.line(format!(
+        "man: {} (found when {} is on PATH; else add it to MANPATH)",
+        dir.join("man").display(),
+        dir.parent()
+            .map_or(dir.to_path_buf(), |p| p.join("bin"))
+            .display()
+    ))?;
+    out.line(format!(
+        "bash: {} (bash-completion loads them by name)",
+        dir.join("bash-completion/completions").display()
+    ))?;
+    out.line(format!(
+        "zsh: fpath+=({}) before compinit in ~/.zshrc",
+        dir.join("zsh/site-functions").display()
+    ))?;
+    out.line(format!(
+        "fish: {} (read by fish itself)",
+        dir.join("fish/vendor_completions.d").display()
+    ))
 }
 
 /// `cm links [DIR]`: the `cm-*` links to this cm in DIR, or beside it.
@@ -405,9 +559,15 @@ fn list(out: &mut Out) -> Result<()> {
     out.line(format!("cm - {}\n", TOOL.about))?;
     out.line(
         "Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n       cm links [DIR]        \
-         (make the cm-* links)\n       cm --list\n       cm                    (with a mesh joined: cm launch)\n\n\
+         (make the cm-* links)\n       cm docs install [DIR] (man pages and completions)\n       cm --list\n       cm                    (with a mesh joined: cm launch)\n\n\
          Verbs:",
     )?;
+    // The widest names set the column, so no row is pushed out of line.
+    let nw = VERBS
+        .iter()
+        .map(|v| v.names.join(", ").chars().count())
+        .max()
+        .unwrap_or(0);
     for v in VERBS {
         let cmd = match v.sub {
             Some(s) => format!("{} {s}", v.tool),
@@ -418,7 +578,7 @@ fn list(out: &mut Out) -> Result<()> {
         } else {
             about(v)
         };
-        out.line(format!("  {:28} {cmd:18} {about}", v.names.join(", ")).trim_end())?;
+        out.line(format!("  {:nw$} {cmd:18} {about}", v.names.join(", ")).trim_end())?;
     }
     out.line("\nTools:")?;
     let width = ALL.iter().map(|t| t.name.len()).max().unwrap_or(0);
@@ -501,7 +661,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_get_a_suggestion() {
-        let e = resolve("sned").unwrap_err();
+        let e = resolve("sned", &[]).unwrap_err();
         assert_eq!(e.msg, "unknown command \"sned\" (did you mean \"send\"?)");
         assert_eq!(e.code, crate::error::Code::Usage);
     }

@@ -35,13 +35,13 @@ encrypted and sent a chunk at a time, so a large file never sits in memory whole
 peer, a key, @group or * (as cm-send takes them) and sends them a message naming it; without --to only you can \
 read it. --topic NAME shares it with a topic's members where the broker has topics.
 
-cm-file get ID downloads a file, checks its SHA-256 and every chunk's seal on the way, and writes it to the name \
+cm-file get ID downloads a file (ID may be its first 4 or more characters, when no other file's id starts so), checks its SHA-256 and every chunk's seal on the way, and writes it to the name \
 it was stored under (only its last path component) in the current directory, or to -o PATH (a directory gets \
 the name inside it). It refuses to replace an existing file unless --force is given. A file that was not shared \
 with you is refused with exit status 7, and could not be decrypted anyway.
 
-cm-file list shows the files you uploaded or that were shared with you, newest first. cm-file rm ID deletes a \
-file from the broker; only its uploader or an admin of the mesh may.
+cm-file list shows the files you uploaded or that were shared with you, newest first. cm-file rm ID (or a unique \
+start of it) deletes a file from the broker; only its uploader or an admin of the mesh may.
 
 The broker refuses files over its --max-file-size (50 MB unless set otherwise) with a message that names the \
 limit.

@@ -7,7 +7,7 @@ use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
 use crate::config::Paths;
 use crate::error::{Error, Result};
 use crate::id::{self, Whoami};
-use crate::out::Out;
+use crate::out::{self, Out};
 
 const NAME: Flag = flag("name", "the display name peers see").value("NAME");
 const FORCE: Flag = flag("force", "replace an existing identity with a new key");
@@ -21,12 +21,13 @@ pub static TOOL: Tool = Tool {
 pair kept in identity.json in the config directory (mode 0600); the directory is made (mode 0700) if missing. Every mesh you create or join uses it as your member \
 key. The secret key never leaves the machine and is never printed.
 
-cm-id whoami shows your public key, the meshes you have joined and the brokers you are logged in to. Without an \
-identity it exits with status 2.
+cm-id whoami shows your public key, the meshes you have joined (the default one, which tools use without --mesh, \
+marked so) and the brokers you are logged in to. Without an identity it exits with status 2.
 
 cm-id login URL records a broker as the default one to create meshes on, with the token it asks for when you are \
 not on its machine (--token). http and https URLs are turned into the broker's WebSocket URL (ws://HOST:PORT/ws). \
-Logging in does not contact the broker. cm-id logout forgets one login, or all of them.",
+Logging in asks the broker for its health and warns on stderr when nothing answers; the login is recorded \
+either way. cm-id logout forgets one login, or all of them.",
     section: 1,
     args: &[],
     flags: &[],
@@ -173,10 +174,11 @@ fn whoami(paths: &Paths, out: &mut Out) -> Result<()> {
         } else {
             format!("key {}…", m.pubkey.get(..12).unwrap_or(&m.pubkey))
         };
+        let default = if m.default { "  (default)" } else { "" };
         rows.push((
             "mesh",
             format!(
-                "{:slug_w$}  {:url_w$}  member {:member_w$}  {key}",
+                "{:slug_w$}  {:url_w$}  member {:member_w$}  {key}{default}",
                 m.slug, m.broker_url, m.member_id
             ),
         ));
@@ -208,6 +210,16 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
         .ok_or_else(|| Error::usage("login needs the broker's URL"))?;
     let token = args.value(&TOKEN);
     let url = id::login(paths, given, token)?;
+    // Recorded either way (the broker may start later), but a typo should not wait for the first cm new to show.
+    if let Err(e) = crate::client::rest::health(&url) {
+        out::warn(
+            TOOL.name,
+            format!(
+                "no broker answers at {url} yet ({}); cm new there fails until one does",
+                e.msg
+            ),
+        );
+    }
     if out.json {
         return out.json(&LoginEvent {
             r#type: "login",

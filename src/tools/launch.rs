@@ -19,7 +19,8 @@ use crate::out::{self, Out};
 
 const NAME: Flag = flag(
     "name",
-    "the display name on the mesh (default: the config's displayName, $USER, the host name)",
+    "the display name on the mesh (default: your name in the mesh, then the config's displayName, $USER, the host \
+     name)",
 )
 .value("NAME");
 const RESUME: Flag = flag(
@@ -108,6 +109,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     let name = args
         .value(&NAME)
         .map(str::to_string)
+        .or_else(|| crate::mesh::entry_name(mesh).map(str::to_string))
         .or_else(|| config.display_name.clone())
         .filter(|n| !n.is_empty())
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))

@@ -49,7 +49,7 @@ connection and writes no file, and messages wait on the broker.
 
 The session is the one cm launch set up: CLAUDEMESH_SESSION_ID names it, else CLAUDE_CODE_SESSION_ID (which Claude \
 Code gives its MCP servers: its own session id, the same after --resume), else each cm-mcp is a session of its own. \
-Its key is kept in the config directory, and the mesh is --mesh, else CLAUDEMESH_MESH, else the only joined mesh. \
+Its key is kept in the config directory, and the mesh is --mesh, else CLAUDEMESH_MESH, else the default joined mesh. \
 With no mesh joined or no broker reachable it still answers Claude Code, says why on stderr, and keeps trying.
 
 It exits with status 0 when stdin ends, when stdout is closed, when its parent goes away, and on SIGTERM or \

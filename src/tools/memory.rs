@@ -30,7 +30,7 @@ deployed); a note that matches more of the words ranks higher. Quotes, *, :, - a
 
 cm-memory forget ID removes a note from search; ID may be the start of the id (8 characters are enough). The \
 same verbs run as cm remember, cm recall and cm forget. With --json each note is one JSON object: \
-{\"type\":\"memory\",\"id\",\"content\",\"tags\",\"remembered_by\",\"remembered_at\",\"score\",\"snippet\"}.",
+{\"type\":\"memory\", \"id\", \"content\", \"tags\", \"remembered_by\", \"remembered_at\", \"score\", \"snippet\"}.",
     section: 1,
     args: &[],
     flags: &[],

@@ -1,5 +1,7 @@
 //! `cm-mesh`: make, join, list, rename and leave meshes, invite to them, and list their members.
 
+use std::io::IsTerminal;
+
 use serde::Serialize;
 
 use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
@@ -21,6 +23,7 @@ const ROLE: Flag = flag("role", "the role joiners get, default member")
     .value("ROLE")
     .complete(Complete::Values(&["member", "admin"]));
 const USES: Flag = flag("uses", "how many joins it allows, default 1").value("N");
+const YES: Flag = flag("yes", "leave without asking").short('y');
 
 /// `cm-mesh`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -34,14 +37,29 @@ invites; it stays in owners.json on this machine and the broker never sees its s
 cm-mesh invite prints a link (ic://join/...) that lets others join. Only the machine that created the mesh holds \
 its owner key, so only it can invite (exit status 7 elsewhere). The link expires after --expires (default 7d) and \
 allows --uses joins (default 1). cm-mesh join LINK joins with your identity; joining a mesh you are in already \
-says so and succeeds. If another mesh here already uses the invite's slug, join exits with status 6: rename that \
+says so and succeeds.
+
+Your display name in a mesh you make or join is --name, else displayName in config.json, else the name your \
+identity was registered with, else git config user.name, else $USER, else the host name; new and join say which \
+on stderr. When another member of the mesh has that name already, join takes the first free NAME-2, NAME-3, ... \
+and says so. The name is kept in the mesh's entry in config.json (displayName), where cm launch finds it. If another mesh here already uses the invite's slug, join exits with status 6: rename that \
 one first.
 
-cm-mesh list shows the meshes joined here, and whether this machine owns each. cm-mesh rename OLD NEW changes a \
-local slug (what --mesh takes); nothing changes on the broker. cm-mesh leave SLUG forgets a mesh on this machine; \
-its owner key stays in owners.json (the only key that can sign invites to it) unless --forget-owner-key is given. \
-cm-mesh members asks the broker for the mesh's members and shows who is online (your own entry is online while \
-the command runs).",
+One mesh is the default: every tool uses it when neither --mesh SLUG nor CLAUDEMESH_MESH names another. It is \
+the first mesh made or joined here until cm-mesh use SLUG (cm use SLUG) makes another one the default; cm-mesh use \
+with no SLUG prints the default. It is kept in config.json as defaultMesh, a key the original client ignores.
+
+cm-mesh list shows the meshes joined here, marks the default with *, and says whether this machine owns each. \
+cm-mesh rename OLD NEW changes a local slug (what --mesh takes), and rename NEW alone renames the default mesh; \
+nothing changes on the broker. cm-mesh leave SLUG forgets a mesh on this machine; with no SLUG it leaves the default \
+mesh, after asking when stdin is a terminal. The owner key stays in owners.json (the only key that can sign invites \
+to it) unless --forget-owner-key is given. Leaving the default makes the first mesh left the default. cm-mesh \
+members (members list) asks the broker for the mesh's members and shows who is online (your own entry is online \
+while the command runs).
+
+cm-mesh invite [FOR] takes an optional label, such as the email address of the person the link is for, and says \
+who it is for; nothing is mailed. On a terminal the link is printed with when it expires; when stdout is not a \
+terminal it holds the link alone (the rest goes to stderr), so cm join \"$(cm invite)\" works.",
     section: 1,
     args: &[],
     flags: &[],
@@ -61,24 +79,31 @@ the command runs).",
             flags: &[],
         },
         Sub {
+            name: "use",
+            aliases: &[],
+            about: "make a mesh the default, or print the default",
+            args: &[pos("SLUG").optional().complete(Complete::Mesh)],
+            flags: &[],
+        },
+        Sub {
             name: "rename",
             aliases: &[],
-            about: "change a mesh's local slug",
-            args: &[pos("OLD").complete(Complete::Mesh), pos("NEW")],
+            about: "change a mesh's local slug (the default mesh's with one name)",
+            args: &[pos("OLD").complete(Complete::Mesh), pos("NEW").optional()],
             flags: &[],
         },
         Sub {
             name: "leave",
             aliases: &[],
-            about: "forget a mesh on this machine",
-            args: &[pos("SLUG").complete(Complete::Mesh)],
-            flags: &[FORGET_OWNER_KEY],
+            about: "forget a mesh on this machine (the default mesh with no SLUG)",
+            args: &[pos("SLUG").optional().complete(Complete::Mesh)],
+            flags: &[FORGET_OWNER_KEY, YES],
         },
         Sub {
             name: "invite",
             aliases: &["share"],
             about: "make an invite link (owner only)",
-            args: &[],
+            args: &[pos("FOR").optional()],
             flags: &[EXPIRES, ROLE, USES],
         },
         Sub {
@@ -92,7 +117,7 @@ the command runs).",
             name: "members",
             aliases: &["member"],
             about: "list the mesh's members and who is online",
-            args: &[],
+            args: &[pos("list").optional().complete(Complete::Values(&["list"]))],
             flags: &[],
         },
     ],
@@ -113,6 +138,14 @@ the command runs).",
             what: "Join as bob.",
         },
         Example {
+            cmd: "cm-mesh use ops",
+            what: "Make ops the mesh every tool uses by default.",
+        },
+        Example {
+            cmd: "CLAUDEMESH_CONFIG_DIR=~/.cm-bob cm join \"$(cm invite)\"",
+            what: "Invite a second person on this machine and join as them.",
+        },
+        Example {
             cmd: "cm-mesh members --json | jq -r 'select(.online) | .name'",
             what: "The names of the members online now.",
         },
@@ -124,7 +157,8 @@ the command runs).",
         ),
         (
             "USER",
-            "Your display name when neither --name nor the config gives one.",
+            "Your display name when neither --name, the config nor git config user.name gives one (then the host \
+             name).",
         ),
     ],
 };
@@ -132,6 +166,7 @@ the command runs).",
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     match args.sub {
         Some("new") => new(args, out),
+        Some("use") => use_mesh(args, out),
         Some("rename") => rename(args, out),
         Some("leave") => leave(args, out),
         Some("invite") => invite(args, out),
@@ -152,10 +187,12 @@ struct MeshLine<'a> {
     broker_url: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<bool>,
+    /// Whether it is the mesh tools use without --mesh.
+    default: bool,
 }
 
 impl<'a> MeshLine<'a> {
-    fn of(m: &'a MeshEntry, owner: Option<bool>) -> MeshLine<'a> {
+    fn of(m: &'a MeshEntry, owner: Option<bool>, config: &Config) -> MeshLine<'a> {
         MeshLine {
             r#type: "mesh",
             slug: &m.slug,
@@ -164,6 +201,7 @@ impl<'a> MeshLine<'a> {
             member_id: &m.member_id,
             broker_url: &m.broker_url,
             owner,
+            default: config.default_entry().is_some_and(|d| d.slug == m.slug),
         }
     }
 }
@@ -191,13 +229,70 @@ fn new(args: &Args, out: &mut Out) -> Result<()> {
         .pos(0)
         .ok_or_else(|| Error::usage("new needs the mesh's NAME"))?;
     let (url, token) = mesh::broker_for_new(&paths, args.value(&BROKER))?;
-    let m = noting_identity(&paths, || {
+    let (m, named) = noting_identity(&paths, || {
         mesh::create(&paths, name, &url, token.as_deref(), args.value(&NAME))
     })?;
-    if out.json {
-        return out.json(&MeshLine::of(&m, None));
+    let config = Config::load(&paths)?;
+    if named.source != mesh::NameSource::Flag {
+        out::notice(named.words(&m.slug));
     }
-    out.line(format!("created mesh {} on {}", m.slug, m.broker_url))
+    if out.json {
+        return out.json(&MeshLine::of(&m, None, &config));
+    }
+    out.line(format!("created mesh {} on {}", m.slug, m.broker_url))?;
+    note_default(&config, &m.slug);
+    Ok(())
+}
+
+/// Says on stderr which mesh is the default when `slug` (just made or joined) is not it.
+fn note_default(config: &Config, slug: &str) {
+    if let Some(d) = config.default_entry()
+        && d.slug != slug
+    {
+        out::notice(format!(
+            "the default mesh is still {}; 'cm use {slug}' makes {slug} the default",
+            d.slug
+        ));
+    }
+}
+
+/// `use --json`.
+#[derive(Serialize)]
+struct DefaultLine<'a> {
+    r#type: &'static str,
+    slug: &'a str,
+    name: &'a str,
+    mesh_id: &'a str,
+    /// Whether `cm use` chose it (else it is the first mesh joined).
+    chosen: bool,
+}
+
+fn use_mesh(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let mut config = Config::load(&paths)?;
+    let m = match args.pos(0).or(args.mesh.as_deref()) {
+        Some(sel) => {
+            let m = config.set_default(sel)?;
+            config.save(&paths)?;
+            m
+        }
+        None => config.mesh(None)?.clone(),
+    };
+    let chosen = config.default_mesh.as_deref() == Some(m.slug.as_str());
+    if out.json {
+        return out.json(&DefaultLine {
+            r#type: "default",
+            slug: &m.slug,
+            name: &m.name,
+            mesh_id: &m.mesh_id,
+            chosen,
+        });
+    }
+    match args.pos(0).or(args.mesh.as_deref()) {
+        Some(_) => out.line(format!("the default mesh is now {}", m.slug)),
+        None if chosen => out.line(&m.slug),
+        None => out.line(format!("{} (the first mesh joined)", m.slug)),
+    }
 }
 
 fn list(out: &mut Out) -> Result<()> {
@@ -207,10 +302,11 @@ fn list(out: &mut Out) -> Result<()> {
     let owns = |m: &MeshEntry| owners.meshes.contains_key(&m.mesh_id);
     if out.json {
         for m in &config.meshes {
-            out.json(&MeshLine::of(m, Some(owns(m))))?;
+            out.json(&MeshLine::of(m, Some(owns(m)), &config))?;
         }
         return Ok(());
     }
+    let default = config.default_entry().map(|d| d.slug.clone());
     if config.meshes.is_empty() {
         return out.line("no meshes joined: run 'cm new NAME' or 'cm join URL'");
     }
@@ -225,8 +321,13 @@ fn list(out: &mut Out) -> Result<()> {
     let (ws, wn) = (w(|m| &m.slug), w(|m| &m.name));
     for m in &config.meshes {
         let tag = if owns(m) { "  owner" } else { "" };
+        let mark = if default.as_deref() == Some(m.slug.as_str()) {
+            '*'
+        } else {
+            ' '
+        };
         out.line(format!(
-            "{:ws$}  {:wn$}  {}{tag}",
+            "{mark} {:ws$}  {:wn$}  {}{tag}",
             m.slug, m.name, m.broker_url
         ))?;
     }
@@ -244,8 +345,18 @@ struct Renamed<'a> {
 
 fn rename(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
-    let (Some(old), Some(new)) = (args.pos(0), args.pos(1)) else {
-        return Err(Error::usage("rename needs OLD and NEW"));
+    // The original's `rename NEW` renames the mesh in use.
+    let default;
+    let (old, new) = match (args.pos(0), args.pos(1)) {
+        (Some(old), Some(new)) => (old, new),
+        (Some(new), None) => {
+            default = Config::load(&paths)?
+                .mesh(args.mesh.as_deref().or(env_mesh().as_deref()))?
+                .slug
+                .clone();
+            (default.as_str(), new)
+        }
+        _ => return Err(Error::usage("rename needs NEW, or OLD and NEW")),
     };
     let (before, m) = mesh::rename(&paths, old, new)?;
     if out.json {
@@ -270,10 +381,22 @@ struct Left<'a> {
 
 fn leave(args: &Args, out: &mut Out) -> Result<()> {
     let paths = Paths::resolve()?;
-    let slug = args
-        .pos(0)
-        .ok_or_else(|| Error::usage("leave needs the mesh's SLUG"))?;
-    let left = mesh::leave(&paths, slug, args.has(&FORGET_OWNER_KEY))?;
+    let slug = match args.pos(0) {
+        Some(s) => s.to_string(),
+        None => {
+            let slug = Config::load(&paths)?
+                .mesh(args.mesh.as_deref().or(env_mesh().as_deref()))?
+                .slug
+                .clone();
+            if !args.has(&YES) && std::io::stdin().is_terminal() && !confirm_leave(&slug)? {
+                return Err(Error::generic(format!(
+                    "left nothing; {slug} is still joined"
+                )));
+            }
+            slug
+        }
+    };
+    let left = mesh::leave(&paths, &slug, args.has(&FORGET_OWNER_KEY))?;
     let m = &left.entry;
     if left.owner_key && !left.owner_key_forgotten {
         out::warn(
@@ -293,7 +416,24 @@ fn leave(args: &Args, out: &mut Out) -> Result<()> {
             owner_key_kept: left.owner_key && !left.owner_key_forgotten,
         });
     }
-    out.line(format!("left {} on this machine", m.slug))
+    out.line(format!("left {} on this machine", m.slug))?;
+    if let Some(d) = Config::load(&paths)?.default_entry() {
+        out::notice(format!("the default mesh is {}", d.slug));
+    }
+    Ok(())
+}
+
+/// Asks on the terminal whether to leave `slug`: true for y or yes.
+fn confirm_leave(slug: &str) -> Result<bool> {
+    eprint!("leave mesh {slug} on this machine? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::from(e).context("reading the answer"))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// `invite --json`.
@@ -305,6 +445,8 @@ struct InviteLine<'a> {
     expires_at: String,
     role: &'a str,
     uses: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#for: Option<&'a str>,
 }
 
 fn invite(args: &Args, out: &mut Out) -> Result<()> {
@@ -322,6 +464,7 @@ fn invite(args: &Args, out: &mut Out) -> Result<()> {
             ))
         })?,
     };
+    let label = args.pos(0).map(str::trim).filter(|s| !s.is_empty());
     let made = mesh::invite(&paths, m, expires, role, uses)?;
     let inv = &made.invite;
     let expires_at = fmt_rfc3339(inv.payload.expires_at.saturating_mul(1000));
@@ -333,10 +476,23 @@ fn invite(args: &Args, out: &mut Out) -> Result<()> {
             expires_at,
             role: &inv.payload.role,
             uses: made.uses,
+            r#for: label,
         });
     }
+    let about = match label {
+        Some(who) => {
+            format!("for {who} (nothing is mailed: send them the link); expires {expires_at}")
+        }
+        None => format!("expires {expires_at}"),
+    };
     out.line(&inv.url)?;
-    out.line(format!("expires {expires_at}"))
+    // A pipe or `$(cm invite)` gets the link alone, so it can be handed straight to `cm join`.
+    if out::stdout_is_tty() {
+        out.line(about)
+    } else {
+        out::notice(about);
+        Ok(())
+    }
 }
 
 /// `$CLAUDEMESH_MESH`, as [`Ctx::load`] reads it.
@@ -355,6 +511,8 @@ struct JoinedLine<'a> {
     member_id: &'a str,
     broker_url: &'a str,
     already_member: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 fn join(args: &Args, out: &mut Out) -> Result<()> {
@@ -364,6 +522,11 @@ fn join(args: &Args, out: &mut Out) -> Result<()> {
         .ok_or_else(|| Error::usage("join needs an invite link or token"))?;
     let j = noting_identity(&paths, || mesh::join(&paths, input, args.value(&NAME)))?;
     let m = &j.entry;
+    if let Some(n) = &j.name
+        && (n.source != mesh::NameSource::Flag || n.taken.is_some())
+    {
+        out::notice(n.words(&m.slug));
+    }
     if out.json {
         return out.json(&JoinedLine {
             r#type: "joined",
@@ -372,6 +535,7 @@ fn join(args: &Args, out: &mut Out) -> Result<()> {
             member_id: &m.member_id,
             broker_url: &m.broker_url,
             already_member: j.already_member,
+            name: j.name.as_ref().map(|n| n.name.as_str()),
         });
     }
     if j.already_member {
@@ -398,6 +562,12 @@ struct MemberLine<'a> {
 }
 
 fn members(args: &Args, out: &mut Out) -> Result<()> {
+    // `member list` is the original's spelling of the same.
+    if let Some(w) = args.pos(0).filter(|w| *w != "list") {
+        return Err(Error::usage(format!(
+            "members takes no argument but list, not {w:?}"
+        )));
+    }
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let (list, me) = mesh::members(&ctx)?;
     let wn = list

@@ -29,7 +29,8 @@ Events: {\"type\":\"message\", ...} as cm-inbox --json prints them (marked read 
 {\"type\":\"system\", \"event\", \"data\"}; {\"type\":\"error\", \"message\", \"code\", \"id\"}. A bad line gets \
 an error event and the pipe carries on.
 
-When the broker goes away, cm-pipe reconnects (after 1, 2, 4, 8, 16, then every 30 seconds); sends made meanwhile \
+When the broker goes away, cm-pipe reconnects (after about 1, 2, 4, 8, 16, then every 30 seconds at most, \
+each step spread at random so sessions do not all come back at once); sends made meanwhile \
 are delivered after the reconnect, and the status, summary and groups set through the pipe are set again. At the \
 end of its input it waits up to 5 seconds for the broker to confirm outstanding sends, closes the connection and \
 exits 0. A send still unconfirmed then gets a send_result of its own: unknown (it went out; the broker may have \

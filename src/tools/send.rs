@@ -31,7 +31,8 @@ TARGET is a display name (case-insensitive), a full 64-hex key, a key prefix of 
 every member, or @group for the members of a group (@eng also reaches eng/backend). A name means the member: \
 the message reaches all of its sessions, and is stored while it has none. A key or key prefix addresses exactly \
 that key, a member or one session. With several meshes joined, names are looked up in all of them; pick one with \
---mesh when two have it. #name posts to that topic, sealed under its key (see cm-topic).
+--mesh when two have it. #name posts to that topic, sealed under its key (see cm-topic). *, @group and #topic are \
+of one mesh: the default one (cm use), unless --mesh or CLAUDEMESH_MESH names another.
 
 Every message is encrypted on this machine. A message to * or @group is sealed separately for each recipient, so \
 the broker never holds its plaintext.

@@ -22,7 +22,7 @@ member and session of the mesh. cm-state set KEY VALUE stores VALUE as JSON if i
 {\"a\":1}, \"quoted\") and as a string otherwise. Each write of a key is atomic and bumps its version.
 
 cm-state set --if-version N writes only if the key is still at version N, and --if-version 0 only if the key is \
-not set; otherwise it changes nothing and exits with status 1, naming the key's current version. Two sessions can \
+not set; otherwise it changes nothing and exits with status 11 (a conflict), naming the key's current version. Two sessions can \
 so take turns on a key without a lock: get it, work out the new value, set it with the version you read, and read \
 again on a conflict. cm-state del takes --if-version too.
 

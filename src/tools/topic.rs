@@ -55,7 +55,9 @@ cm-topic post NAME MESSAGE posts; mentions (@name) notify those members (see cm-
 message, by its id or the first 6 or more characters of it. cm-topic tail NAME prints the last --limit messages \
 (default 20) and then each new one as it is posted, as HH:MM:SS  name  #id  text, with a line \
 '↳ in reply to NAME: \"...\"' above a reply; it joins the topic, and runs until Ctrl-C (exit status 130) or until \
-the broker ends the session (0). cm-topic history prints a page of history, oldest first; --before ID pages back.
+the broker ends the session (0). A broker that cannot be reached when tail starts is an error at once (exit \
+status 4), as for every other tool; one that goes away later is waited for, and the tail goes on when it is \
+back. cm-topic history prints a page of history, oldest first; --before ID pages back.
 
 Public topics may be joined by any member of the mesh; posting to one joins it. Private topics are joined by \
 members it was sealed for. cm-topic read marks a topic read; list shows the unread count.

@@ -18,6 +18,7 @@ const LISTEN: Flag = flag(
     "where the broker listens, default 127.0.0.1:7900 (port 0 picks a free one)",
 )
 .value("ADDR");
+const NAME: Flag = flag("name", "your display name, and the first mesh's name").value("DISPLAY");
 
 /// `cm-up`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -25,8 +26,9 @@ pub static TOOL: Tool = Tool {
     about: "start a local broker and set up an identity and a first mesh; stop it again",
     description: "cm-up up (cm up) gets this machine ready: it starts cm-broker in the background unless a broker \
 already answers (the one an earlier cm up started, or anything at the listen address, default 127.0.0.1:7900), \
-makes your identity if there is none, and creates a mesh named after you ($USER, else default) on that broker if \
-you have joined none. Then it prints what to do next. Running it again changes nothing and says so.
+makes your identity if there is none, and creates a mesh named after you on that broker if you have joined none. \
+Your name is --name, else displayName in config.json, else your identity's, else git config user.name, else \
+$USER, else the host name; cm up says which. Then it prints what to do next. Running it again changes nothing and says so.
 
 The broker keeps its data in --data DIR (default $XDG_DATA_HOME/claudemesh-broker, else \
 ~/.local/share/claudemesh-broker). cm up writes up.json there (the broker's pid and URL) and appends the broker's \
@@ -44,7 +46,7 @@ Without a subcommand cm-up runs up.",
             aliases: &["start"],
             about: "start the broker if needed; make an identity and a mesh if there are none",
             args: &[],
-            flags: &[LISTEN],
+            flags: &[LISTEN, NAME],
         },
         Sub {
             name: "down",
@@ -83,7 +85,11 @@ Without a subcommand cm-up runs up.",
             "XDG_DATA_HOME",
             "Where the default data directory goes (else ~/.local/share).",
         ),
-        ("USER", "The name of the first mesh, and your display name."),
+        (
+            "USER",
+            "Your display name and the first mesh's, when neither --name, the config nor git config user.name \
+             gives one (then the host name).",
+        ),
     ],
 };
 
@@ -95,6 +101,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         _ => up(
             &data,
             args.value(&LISTEN).unwrap_or(up::DEFAULT_LISTEN),
+            args.value(&NAME),
             out,
         ),
     }
@@ -176,9 +183,12 @@ struct StatusLine<'a> {
     data_dir: String,
 }
 
-fn up(data: &std::path::Path, listen: &str, out: &mut Out) -> Result<()> {
+fn up(data: &std::path::Path, listen: &str, name: Option<&str>, out: &mut Out) -> Result<()> {
     links(out)?;
-    let up = up::up(data, listen)?;
+    let up = up::up(data, listen, name)?;
+    if let (Some(n), Some(m)) = (&up.name, up.meshes.first()) {
+        crate::out::notice(n.words(&m.slug));
+    }
     let b = &up.broker;
     let log = up::log_file(data);
     if out.json {

@@ -70,6 +70,9 @@ pub fn run(ctx: &Ctx, topic: &str, limit: u32, tool: &str, out: &mut Out) -> Res
             pull: false,
             ..ctx.conn_opts()
         },
+        // A broker down at the start is said at once (exit 4), as every one-shot tool says it; once connected,
+        // the tail rides out a broker restart.
+        first_connect_required: true,
         ..SessionOpts::default()
     };
     let session = Session::start(&ctx.mesh, opts)?;

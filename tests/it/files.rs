@@ -252,6 +252,17 @@ fn a_file_for_yourself_a_group_and_the_name_it_is_saved_under() {
     let r = bob.run("cm-file", &["get", &id]);
     assert_eq!(r.code, Some(7), "{}", r.err);
 
+    // The first characters of the id do, as for reminders, API keys and topic messages.
+    let by_prefix = dir.0.join("by-prefix.txt");
+    let r = alice.run(
+        "cm-file",
+        &["get", &id[..8], "-o", by_prefix.to_str().unwrap()],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(std::fs::read(&by_prefix).unwrap(), b"just for me\n");
+    assert_eq!(alice.run("cm-file", &["get", "zzzzzzzz"]).code, Some(5));
+    assert_eq!(alice.run("cm-file", &["get", "ab"]).code, Some(3));
+
     // Saved under the stored name, in the directory -o names.
     let into = dir.0.join("into");
     std::fs::create_dir(&into).unwrap();

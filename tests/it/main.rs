@@ -8,6 +8,7 @@ mod claude;
 mod client;
 mod cm;
 mod docs;
+mod everyday;
 mod files;
 mod fuzz;
 mod harness;

@@ -114,13 +114,15 @@ fn new_invite_join_and_members_with_two_people() {
         (expires - claudemesh::time::now_ms() - week).abs() < 5_000,
         "{inv}"
     );
-    // The human form: the link, then when it expires.
-    let human = alice.ok("cm-mesh", &["invite", "--expires", "1h"]);
+    // The human form off a terminal: the link alone on stdout, when it expires on stderr.
+    let o = alice.run("cm-mesh", &["invite", "--expires", "1h"]);
+    let human = String::from_utf8_lossy(&o.stdout);
     let human: Vec<&str> = human.lines().collect();
     assert!(
-        human[0].starts_with("ic://join/") && human[1].starts_with("expires 20"),
+        human.len() == 1 && human[0].starts_with("ic://join/"),
         "{human:?}"
     );
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("cm-mesh: expires 20"));
 
     let joined = bob.json("cm-mesh", &["join", &url, "--name", "bobby"]);
     assert_eq!(joined[0]["type"], "joined");
@@ -371,11 +373,10 @@ fn a_taken_slug_is_renamed_first_then_the_join_works() {
         bob.ok("cm-mesh", &["rename", "mine", "ours"]),
         "renamed mine to ours\n"
     );
-    // Several meshes and no --mesh: pick one.
-    assert!(
-        bob.fails("cm-mesh", &["members"], 3)
-            .contains("pick one with --mesh")
-    );
+    // Several meshes and no --mesh: the default one, the first joined here.
+    let first = bob.json("cm-mesh", &["list"])[0]["slug"].clone();
+    assert_eq!(bob.json("cm-mesh", &["use"])[0]["slug"], first);
+    bob.ok("cm-mesh", &["members"]);
 }
 
 #[test]

@@ -246,6 +246,24 @@ impl Pipe {
         }
     }
 
+    /// Sends the process `signal` (`libc::SIGTERM`), as a user's `kill` would.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: the pid is this test's own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// Waits (at most 10 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < until, "cm-pipe did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stderr so far (after the process ended).
     pub fn stderr(&mut self) -> String {
         let mut s = String::new();

@@ -119,7 +119,7 @@ fn state_compare_and_set_refuses_conflicts_and_watch_streams_changes() {
     let e = alice.fails(
         "cm-state",
         &["set", "build/status", "red", "--if-version", "1"],
-        1,
+        11,
     );
     assert_eq!(
         e,
@@ -133,14 +133,14 @@ fn state_compare_and_set_refuses_conflicts_and_watch_streams_changes() {
     alice.fails(
         "cm-state",
         &["set", "build/status", "x", "--if-version", "0"],
-        1,
+        11,
     );
     alice.json(
         "cm-state",
         &["set", "deploy/lock", "alice", "--if-version", "0"],
     );
     // Delete with compare-and-set; a deleted key reads as not set, and is made again at a fresh version.
-    bob.fails("cm-state", &["del", "deploy/lock", "--if-version", "7"], 1);
+    bob.fails("cm-state", &["del", "deploy/lock", "--if-version", "7"], 11);
     bob.ok("cm-state", &["del", "deploy/lock", "--if-version", "1"]);
     let e = alice.fails("cm-state", &["get", "deploy/lock"], 5);
     assert!(
@@ -178,7 +178,7 @@ fn state_compare_and_set_refuses_conflicts_and_watch_streams_changes() {
                 );
                 match set.status.code() {
                     Some(0) => break,
-                    Some(1) => assert!(text(&set.stderr).contains("is at version")),
+                    Some(11) => assert!(text(&set.stderr).contains("is at version")),
                     c => panic!("{c:?}: {}", text(&set.stderr)),
                 }
             }

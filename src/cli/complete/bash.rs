@@ -1,7 +1,7 @@
 //! The bash completion script.
 
-use super::super::{Complete, Flag, Pos, Tool, all_flags, common_flags};
-use super::{indent, lookup, lookups, valued, words};
+use super::super::{Complete, Flag, Pos, Tool, Verb, all_flags, common_flags};
+use super::{indent, lookup, lookups, valued, verbs, words};
 
 /// What bash runs to offer candidates of kind `c`, or `None` for nothing to offer.
 fn bash_action(c: Complete) -> Option<String> {
@@ -14,6 +14,8 @@ fn bash_action(c: Complete) -> Option<String> {
             r#"compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur"))"#.into()
         }
         Complete::Values(v) => format!(r#"COMPREPLY=($(compgen -W "{}" -- "$cur"))"#, v.join(" ")),
+        // The loop that counted positionals stopped just past the verb.
+        Complete::Verbs(_) => "__claudemesh_delegate $((i - 1))".into(),
         c => format!(
             r#"COMPREPLY=($(compgen -W "$(__claudemesh_{})" -- "$cur"))"#,
             lookup(c)?.0
@@ -28,6 +30,9 @@ pub fn bash(tool: &Tool) -> String {
     let mut s = format!("# bash completion for {}\n", tool.name);
     for (name, cmd) in lookups(tool) {
         s += &format!("\n__claudemesh_{name}() {{\n    {cmd}\n}}\n");
+    }
+    if let Some(v) = verbs(tool) {
+        s += &delegate(v);
     }
     s += &format!("\n{func}() {{\n");
     s += "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n";
@@ -126,5 +131,37 @@ pub fn bash(tool: &Tool) -> String {
         s += &format!("    case $sub:$n in\n{arms}    esac\n");
     }
     s += &format!("}}\n\ncomplete -F {func} {}\n", tool.name);
+    s
+}
+
+/// `__claudemesh_delegate V`: completes the line from the verb at `COMP_WORDS[V]` on as the verb's tool does,
+/// loading that tool's completion (bash-completion loads it by name) and rewriting the words to its command line.
+fn delegate(verbs: &[Verb]) -> String {
+    let mut s = String::from(
+        "\n__claudemesh_delegate() {\n    local v=$1 tool= sub= s=0\n    case ${COMP_WORDS[v]} in\n",
+    );
+    for v in verbs {
+        let sub = v.sub.map_or(String::new(), |x| format!(" sub={x}"));
+        s += &format!("        {}) tool={}{sub} ;;\n", v.names.join("|"), v.tool);
+    }
+    s += r#"        *)
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=($(compgen -f -- "${COMP_WORDS[COMP_CWORD]}"))
+            return
+            ;;
+    esac
+    local fn=_${tool//-/_}
+    if ! declare -F "$fn" >/dev/null; then
+        _comp_load "$tool" 2>/dev/null || __load_completion "$tool" 2>/dev/null ||
+            _completion_loader "$tool" 2>/dev/null
+    fi
+    declare -F "$fn" >/dev/null || return 0
+    [[ -n $sub ]] && s=1
+    local -a words=("$tool" ${sub:+"$sub"} "${COMP_WORDS[@]:v+1}")
+    COMP_WORDS=("${words[@]}")
+    COMP_CWORD=$((COMP_CWORD - v + s))
+    "$fn"
+}
+"#;
     s
 }

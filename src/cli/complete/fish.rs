@@ -1,7 +1,7 @@
 //! The fish completion script.
 
-use super::super::{Complete, Flag, Pos, Tool, common_flags};
-use super::{lookup, lookups};
+use super::super::{Complete, Flag, Pos, Tool, Verb, common_flags};
+use super::{lookup, lookups, verbs};
 
 /// Quotes `s` for fish in single quotes.
 fn fq(s: &str) -> String {
@@ -15,6 +15,7 @@ fn fish_action(c: Complete) -> String {
         Complete::File => " -F".into(),
         Complete::Dir => " -a '(__fish_complete_directories)'".into(),
         Complete::Values(v) => format!(" -a {}", fq(&v.join(" "))),
+        Complete::Verbs(_) => " -a '(__claudemesh_delegate)'".into(),
         c => lookup(c).map_or(String::new(), |(name, _)| {
             format!(" -a '(__claudemesh_{name})'")
         }),
@@ -44,6 +45,9 @@ pub fn fish(tool: &Tool) -> String {
     let mut s = format!("# fish completion for {name}\n");
     for (n, cmd) in lookups(tool) {
         s += &format!("\nfunction __claudemesh_{n}\n    {cmd}\nend\n");
+    }
+    if let Some(v) = verbs(tool) {
+        s += &delegate(v);
     }
     s += &format!("\ncomplete -c {name} -f\n");
     // A trailing tool's flags end at its first positional.
@@ -92,5 +96,60 @@ pub fn fish(tool: &Tool) -> String {
             pos(&mut s, &cond, sub.args);
         }
     }
+    s
+}
+
+/// `__claudemesh_delegate`: completes the words after the verb as the verb's tool does (`complete -C` on its
+/// command line), or as files for a verb it does not know.
+fn delegate(verbs: &[Verb]) -> String {
+    let mut s = String::from(
+        r#"
+function __claudemesh_delegate
+    set -l words (commandline -opc)
+    set -l cur (commandline -ct)
+    set -l i 2
+    while test $i -le (count $words)
+        switch $words[$i]
+            case --mesh
+                set i (math $i + 2)
+            case '-*'
+                set i (math $i + 1)
+            case '*'
+                break
+        end
+    end
+    if test $i -gt (count $words)
+        return
+    end
+    set -l rest $words[$i..-1]
+    set -e rest[1]
+    set -l tool
+    set -l sub
+    switch $words[$i]
+"#,
+    );
+    for v in verbs {
+        let names: Vec<String> = v.names.iter().map(|n| fq(n)).collect();
+        s += &format!(
+            "        case {}\n            set tool {}\n",
+            names.join(" "),
+            v.tool
+        );
+        if let Some(x) = v.sub {
+            s += &format!("            set sub {x}\n");
+        }
+    }
+    s += r#"        case '*'
+            __fish_complete_path $cur
+            return
+    end
+    set -l line (string join ' ' -- $tool $sub (string escape -- $rest))
+    if test -n "$cur"
+        complete -C "$line "(string escape -- $cur)
+    else
+        complete -C "$line "
+    end
+end
+"#;
     s
 }

@@ -1,6 +1,6 @@
 //! Shell completions: bash, zsh and fish scripts, one per tool, with dynamic lookups of meshes, peers and topics.
 
-use super::{Complete, Flag, Tool, all_flags};
+use super::{Complete, Flag, Tool, Verb, all_flags};
 
 mod bash;
 mod fish;
@@ -28,6 +28,17 @@ pub(super) fn lookup(c: Complete) -> Option<(&'static str, &'static str)> {
         )),
         _ => None,
     }
+}
+
+/// The verbs whose tools complete the rest of `tool`'s line, if a positional of it says so (`cm`).
+pub(super) fn verbs(tool: &Tool) -> Option<&'static [Verb]> {
+    tool.args
+        .iter()
+        .chain(tool.subs.iter().flat_map(|s| s.args))
+        .find_map(|a| match a.complete {
+            Complete::Verbs(v) => Some(v),
+            _ => None,
+        })
 }
 
 /// The dynamic lookups `tool` needs, each once, in a fixed order.

@@ -1,7 +1,7 @@
 //! The zsh completion script.
 
-use super::super::{Complete, Flag, Pos, Tool, common_flags};
-use super::{lookup, lookups, sq};
+use super::super::{Complete, Flag, Pos, Tool, Verb, common_flags};
+use super::{lookup, lookups, sq, verbs};
 
 /// What zsh's `_arguments` runs to offer candidates of kind `c`.
 fn zsh_action(c: Complete) -> String {
@@ -10,6 +10,7 @@ fn zsh_action(c: Complete) -> String {
         Complete::File => "_files".into(),
         Complete::Dir => "_files -/".into(),
         Complete::Values(v) => format!("({})", v.join(" ")),
+        Complete::Verbs(_) => "__claudemesh_delegate".into(),
         c => lookup(c).map_or(" ".into(), |(name, _)| format!("__claudemesh_{name}")),
     }
 }
@@ -78,6 +79,9 @@ pub fn zsh(tool: &Tool) -> String {
             "\n__claudemesh_{name}() {{\n    local -a w\n    w=(${{(f)\"$({cmd})\"}})\n    compadd -a w\n}}\n"
         );
     }
+    if let Some(v) = verbs(tool) {
+        s += &delegate(v);
+    }
     s += &format!("\n{func}() {{\n");
     s += "    local curcontext=$curcontext state line ret=1\n";
     s += "    local -a opts=(\n";
@@ -119,5 +123,28 @@ pub fn zsh(tool: &Tool) -> String {
     }
     s += "    return ret\n}\n\n";
     s += &format!("{func} \"$@\"\n");
+    s
+}
+
+/// `__claudemesh_delegate`: with `words` the verb and what follows it, completes them as the verb's tool does
+/// (`_normal` on its command line).
+fn delegate(verbs: &[Verb]) -> String {
+    let mut s =
+        String::from("\n__claudemesh_delegate() {\n    local tool sub\n    case $words[1] in\n");
+    for v in verbs {
+        let sub = v.sub.map_or(String::new(), |x| format!(" sub={x}"));
+        s += &format!("        {}) tool={}{sub} ;;\n", v.names.join("|"), v.tool);
+    }
+    s += r#"        *) _files; return ;;
+    esac
+    if [[ -n $sub ]]; then
+        words=($tool $sub $words[2,-1])
+        (( CURRENT++ ))
+    else
+        words[1]=$tool
+    fi
+    _normal
+}
+"#;
     s
 }
