@@ -546,6 +546,8 @@ impl Hub {
                 self.conns.remove(&old);
                 self.waiters.remove(&old);
             }
+            // Back within the grace: peers were told it left, so they are told it is back.
+            let back = old.is_none();
             if let Some(p) = self.presences.get_mut(&pk) {
                 p.conn = Some(conn);
                 p.grace_until = None;
@@ -554,6 +556,11 @@ impl Hub {
                 p.session_id = session_id;
                 p.cwd = cwd;
                 p.pid = pid;
+                if back {
+                    let data =
+                        json!({"name": p.display_name, "pubkey": p.pubkey(), "groups": p.groups});
+                    self.announce(&mesh.id, pk, "peer_joined", data);
+                }
             }
             pk
         } else {
@@ -677,6 +684,9 @@ impl Hub {
             if self.by_session.get(&key) == Some(&pk) {
                 self.by_session.remove(&key);
             }
+        }
+        // A presence without a socket (in its grace) was announced gone when the socket dropped.
+        if p.is_peer() && p.conn.is_some() {
             self.announce(
                 &p.mesh_id,
                 pk,
@@ -1075,9 +1085,16 @@ impl Handler for Hub {
             return;
         };
         if p.is_peer() && !clean {
+            // Gone to everyone at once, as in `list_peers`; the grace only keeps the queue and lease for a
+            // silent reattach of the same session key.
             p.conn = None;
             p.grace_until = Some(io.now() + GRACE);
             p.inflight.clear();
+            let (mesh, data) = (
+                p.mesh_id.clone(),
+                json!({"name": p.display_name, "pubkey": p.pubkey()}),
+            );
+            self.announce(&mesh, pk, "peer_left", data);
             return;
         }
         self.remove_presence(pk);

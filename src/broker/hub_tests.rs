@@ -464,10 +464,10 @@ fn session_presence_lifecycle_joined_grace_reattach_replace_left() {
     let (_, out) = fx.hello(&bob, json!({}));
     assert!(frames(&out, watcher).is_empty());
 
-    // Dropped without a close frame: gone from list_peers during grace (the grace is the broker's own), then a
-    // reattach is silent.
+    // Dropped without a close frame: gone at once, announced and out of list_peers (the grace is the broker's
+    // own), then back on a reattach within it.
     let out = fx.close(s1, false);
-    assert!(frames(&out, watcher).is_empty());
+    assert_eq!(frames(&out, watcher)[0]["event"], "peer_left");
     let out = fx.text(watcher, &json!({"type": "list_peers"}));
     let peers = frames(&out, watcher)[0]["peers"]
         .as_array()
@@ -480,7 +480,7 @@ fn session_presence_lifecycle_joined_grace_reattach_replace_left() {
         "{peers:?}"
     );
     let (s2, out) = fx.session(&bob, &skey, json!({}));
-    assert!(frames(&out, watcher).is_empty(), "reattach is silent");
+    assert_eq!(frames(&out, watcher)[0]["event"], "peer_joined");
 
     // A second socket for the same key replaces the first, silently.
     let (s3, out) = fx.session(&bob, &skey, json!({}));
@@ -503,11 +503,11 @@ fn session_presence_lifecycle_joined_grace_reattach_replace_left() {
         .count();
     assert_eq!(listed, 1);
 
-    // Unclean drop, grace runs out: peer_left.
-    fx.close(s3, false);
-    assert!(frames(&fx.tick(Duration::from_secs(60)), watcher).is_empty());
-    let out = fx.tick(Duration::from_secs(31));
+    // Unclean drop: peer_left at once, and nothing more when the grace runs out.
+    let out = fx.close(s3, false);
     assert_eq!(frames(&out, watcher)[0]["event"], "peer_left");
+    assert!(frames(&fx.tick(Duration::from_secs(60)), watcher).is_empty());
+    assert!(frames(&fx.tick(Duration::from_secs(31)), watcher).is_empty());
 
     // A clean close leaves at once.
     let (s4, _) = fx.session(&bob, &skey, json!({}));

@@ -187,14 +187,19 @@ fn topic_tail_says_at_once_that_the_broker_is_down() {
     assert!(!e.contains("in time"), "{e}");
 }
 
-#[test]
-fn a_closed_session_is_offline_at_once_in_every_view() {
+/// bob's `cm-pipe` ends by `signal`; alice, watching through a pipe of her own, is told at once, and every view
+/// of bob agrees with what `cm send` says.
+fn a_closed_session_is_offline_at_once(tag: &str, signal: libc::c_int) {
     use crate::harness::Mesh;
-    let dir = TempDir::new("closed-session");
+    let dir = TempDir::new(tag);
     let b = Broker::start(&dir, &[]);
     let peers = Mesh::new(&b, &["alice", "bob"]);
     let (alice, bob) = (&peers[0], &peers[1]);
+    let mut watcher = alice.pipe();
     let mut pipe = bob.pipe();
+    watcher.wait_for(std::time::Duration::from_secs(10), |v| {
+        v["type"] == "peer_joined" && v["name"] == "bob"
+    });
     let live = |who: &crate::peer::Peer| -> Vec<serde_json::Value> {
         who.run("cm-peers", &["--json"])
             .ok()
@@ -210,17 +215,14 @@ fn a_closed_session_is_offline_at_once_in_every_view() {
         live(alice)
     );
 
-    pipe.signal(libc::SIGTERM);
+    pipe.signal(signal);
     pipe.wait_exit();
+    // Told at once, not when the broker's reconnect grace runs out.
+    watcher.wait_for(std::time::Duration::from_secs(5), |v| {
+        v["type"] == "peer_left" && v["name"] == "bob"
+    });
     // The README's own filter finds nobody, and every row of bob agrees with what cm send says.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let rows = loop {
-        let rows = live(alice);
-        if rows.iter().all(|p| p["status"] != "idle") || std::time::Instant::now() > until {
-            break rows;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let rows = live(alice);
     assert!(
         rows.iter()
             .all(|p| p["status"] != "idle" && p["online"] == false),
@@ -228,6 +230,16 @@ fn a_closed_session_is_offline_at_once_in_every_view() {
     );
     let sent = alice.send("bob", "are you there?");
     assert_eq!(sent["status"], "queued", "{sent}");
+}
+
+#[test]
+fn a_session_stopped_with_sigterm_is_offline_at_once_in_every_view() {
+    a_closed_session_is_offline_at_once("closed-term", libc::SIGTERM);
+}
+
+#[test]
+fn a_session_killed_without_a_close_is_offline_at_once_in_every_view() {
+    a_closed_session_is_offline_at_once("closed-kill", libc::SIGKILL);
 }
 
 /// Runs `cm ARGS` as `who` with `$USER` unset, as on a machine where nothing sets it: (status, stdout, stderr).
