@@ -374,6 +374,13 @@ pub struct Up {
 pub fn up(data: &Path, listen: &str, name: Option<&str>) -> Result<Up> {
     let broker = broker_up(data, listen)?;
     let paths = Paths::resolve()?;
+    // `cm new` makes meshes on the default broker: with none chosen yet, that is the one running here, wherever it
+    // listens.
+    let mut brokers = Brokers::load(&paths)?;
+    if brokers.default.is_none() && broker.url != mesh::DEFAULT_BROKER {
+        brokers.default = Some(broker.url.clone());
+        brokers.save(&paths)?;
+    }
     let config = Config::load(&paths)?;
     let chosen = mesh::choose_name(name, &config, Identity::load(&paths)?.as_ref());
     let (identity, made) = mesh::ensure_identity(&paths, Some(&chosen.name))?;

@@ -5,7 +5,6 @@
 //! Each line is written with one `write` so lines from a crash or a pipe never interleave.
 
 use std::fmt::Display;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,8 +47,12 @@ fn emit(level: &str, msg: &str, fields: &[(&str, &dyn Display)]) {
     } else {
         text_line(&ts, level, msg, fields)
     };
+    // Under the test harness the line goes where it captures output, so a passing run stays quiet.
+    #[cfg(test)]
+    eprint!("{line}");
     // A log line that cannot be written has nowhere else to go.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    #[cfg(not(test))]
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 fn json_line(ts: &str, level: &str, msg: &str, fields: &[(&str, &dyn Display)]) -> String {

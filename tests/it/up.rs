@@ -253,3 +253,19 @@ fn up_where_cargo_install_left_only_cm_and_the_broker_makes_the_links() {
     assert!(!text(&o.stdout).contains("links"), "{}", text(&o.stdout));
     assert_eq!(run(&["down"]).status.code(), Some(0));
 }
+
+#[test]
+fn a_second_mesh_goes_on_the_broker_up_started_wherever_it_listens() {
+    let zoe = User::new("zoe");
+    let (broker, _, _) = up(&zoe);
+    let url = broker["url"].as_str().unwrap().to_string();
+    let made = zoe.json("cm-mesh", &["new", "ops"]);
+    assert_eq!(made[0]["broker_url"], url.as_str(), "{made:?}");
+    // A broker chosen with cm login stays the default.
+    let other = User::new("yan");
+    other.ok("cm-id", &["login", &url]);
+    up(&other);
+    assert_eq!(other.file("brokers.json")["default"], url.as_str());
+    zoe.ok("cm-up", &["down"]);
+    other.ok("cm-up", &["down"]);
+}
