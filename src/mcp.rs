@@ -718,18 +718,10 @@ impl<W: Write> Pusher<'_, W> {
     }
 }
 
-/// The session id of this server: `$CLAUDEMESH_SESSION_ID` (set by `cm launch`), else the id Claude Code gives
-/// its MCP servers in `$CLAUDE_CODE_SESSION_ID` (its own session's, kept across `--resume`), else a fresh one.
+/// The session id of this server: the session Claude Code runs it for ([`crate::client::ctx::session_id`]), else a
+/// fresh one.
 fn session_id() -> String {
-    if let Ok(s) = std::env::var("CLAUDEMESH_SESSION_ID")
-        && !s.is_empty()
-    {
-        return s;
-    }
-    match std::env::var("CLAUDE_CODE_SESSION_ID") {
-        Ok(s) if crate::launch::is_uuid(&s) => s.to_ascii_lowercase(),
-        _ => crate::launch::new_uuid(),
-    }
+    crate::client::ctx::session_id().unwrap_or_else(crate::launch::new_uuid)
 }
 
 /// Whether the parent is `claude mcp ...` or `claude doctor`: a health check that only wants the handshake.

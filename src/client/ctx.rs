@@ -9,8 +9,8 @@ pub struct Ctx {
     pub paths: Paths,
     pub config: Config,
     pub mesh: MeshEntry,
-    /// Set inside a session started by `cm launch` (`$CLAUDEMESH_SESSION_ID` on the same mesh): one-shot tools
-    /// then speak as that session, so a reply to what they send reaches the session's inbox.
+    /// Set inside a Claude Code session (see [`session_id`]) on that session's mesh: one-shot tools then speak as
+    /// that session, so a reply to what they send reaches the session's inbox.
     pub session: Option<SessionAuth>,
 }
 
@@ -51,8 +51,14 @@ impl Ctx {
         mesh: MeshEntry,
         env_mesh: Option<&str>,
     ) -> Result<Ctx> {
-        let session = match std::env::var("CLAUDEMESH_SESSION_ID") {
-            Ok(id) if !id.is_empty() && env_mesh.is_none_or(|m| m == mesh.slug) => {
+        // `cm launch` names the session's mesh in `$CLAUDEMESH_MESH`; a plain `claude`'s cm-mcp is on the default
+        // mesh.
+        let on_its_mesh = match env_mesh {
+            Some(m) => m == mesh.slug,
+            None => config.mesh(None).is_ok_and(|d| d.slug == mesh.slug),
+        };
+        let session = match session_id() {
+            Some(id) if on_its_mesh => {
                 let key = SessionKey::load_or_create(&paths, &mesh.slug, &id)?;
                 Some(SessionAuth {
                     session: key.keypair()?,
@@ -90,4 +96,29 @@ fn env_mesh() -> Option<String> {
     std::env::var("CLAUDEMESH_MESH")
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+/// Claude Code's session id as a hook gave it on stdin, for [`session_id`].
+static HOOK_SESSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the session id a Claude Code hook was given on stdin; the first one counts.
+pub fn set_hook_session(id: &str) {
+    if crate::launch::is_uuid(id) {
+        let _ = HOOK_SESSION.set(id.to_ascii_lowercase());
+    }
+}
+
+/// The mesh session this process acts for inside Claude Code: `$CLAUDEMESH_SESSION_ID` (set by `cm launch`), else
+/// Claude Code's own session id — `$CLAUDE_CODE_SESSION_ID`, which Claude Code sets, or the `session_id` a hook
+/// was given — which is the session a plain `claude`'s cm-mcp joined as. `None` outside Claude Code.
+pub fn session_id() -> Option<String> {
+    if let Ok(s) = std::env::var("CLAUDEMESH_SESSION_ID")
+        && !s.is_empty()
+    {
+        return Some(s);
+    }
+    match std::env::var("CLAUDE_CODE_SESSION_ID") {
+        Ok(s) if crate::launch::is_uuid(&s) => Some(s.to_ascii_lowercase()),
+        _ => HOOK_SESSION.get().cloned(),
+    }
 }

@@ -306,6 +306,9 @@ pub struct HookInput {
     pub prompt: String,
     #[serde(default)]
     pub transcript_path: Option<std::path::PathBuf>,
+    /// Claude Code's session id: the session a plain `claude`'s cm-mcp joined as.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 /// How much of the transcript's end is searched for message ids: recent turns are what matter, and the hook
@@ -345,7 +348,10 @@ pub fn read_hook_input() {
     if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
         read_bounded(&mut input);
     }
-    let parsed = serde_json::from_slice(&input).unwrap_or_default();
+    let parsed: HookInput = serde_json::from_slice(&input).unwrap_or_default();
+    if let Some(id) = &parsed.session_id {
+        crate::client::ctx::set_hook_session(id);
+    }
     let _ = HOOK_INPUT.set(parsed);
 }
 
@@ -815,7 +821,7 @@ mod tests {
         let input = HookInput {
             prompt: "<channel source=\"claudemesh\" message_id=\"Kq28vXw1\">bob: hi</channel>"
                 .into(),
-            transcript_path: None,
+            ..HookInput::default()
         };
         assert!(input.has("Kq28vXw1", ""));
         assert!(input.has("m7", r#"{"content":"<channel message_id=\"m7\">"}"#));

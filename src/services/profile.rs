@@ -233,14 +233,13 @@ pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Profile> {
     Ok(profile)
 }
 
-/// `cm-profile --hook status working|idle`, run by Claude Code hooks: sets the launched session's status, and
-/// never fails or blocks the hook for long. Outside a launched session it does nothing (a hook also runs in
-/// Claude Code sessions that are not on a mesh). Returns what went wrong, for stderr.
+/// `cm-profile --hook status working|idle`, run by Claude Code hooks: sets the session's status (the session
+/// Claude Code runs, see [`crate::client::ctx::session_id`]), and never fails or blocks the hook for long. With no
+/// session it does nothing. Returns what went wrong, for stderr.
 pub fn hook(field: &str, value: &[String]) -> Option<Error> {
     crate::messaging::inbox::read_hook_input();
-    if std::env::var("CLAUDEMESH_SESSION_ID").map_or(true, |s| s.is_empty()) {
-        return None;
-    }
+    // No session: nothing to set.
+    crate::client::ctx::session_id()?;
     let status = match (field, value) {
         ("status", [s]) => match s.parse::<Status>() {
             Ok(s) => s,

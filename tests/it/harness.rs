@@ -581,6 +581,7 @@ impl User {
             .env_remove("CLAUDEMESH_CONFIG_DIR")
             .env_remove("CLAUDEMESH_MESH")
             .env_remove("CLAUDEMESH_SESSION_ID")
+            .env_remove("CLAUDE_CODE_SESSION_ID")
             .env_remove("CLAUDEMESH_DISPLAY_NAME")
             .stdin(Stdio::null());
         c

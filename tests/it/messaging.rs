@@ -673,3 +673,39 @@ fn names_resolve_across_joined_meshes() {
     let r = alice.run("cm-inbox", &["--peek"]);
     assert_eq!(r.out, "");
 }
+
+#[test]
+fn inside_a_plain_claude_session_the_tools_and_the_hook_act_as_that_session() {
+    let (_d, b) = broker("claude-session");
+    let peers = Mesh::new(&b, &["alice", "bob"]);
+    let (alice, bob) = (by(&peers, "alice"), by(&peers, "bob"));
+    let id = "0e4f9b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    // A command Claude runs in bob's `claude` (not started by cm launch): Claude Code sets its session id.
+    let o = bob
+        .cmd("cm-send")
+        .env("CLAUDE_CODE_SESSION_ID", id)
+        .args(["alice", "from bob's session"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let got = alice.inbox();
+    let m = got
+        .iter()
+        .find(|m| m["text"] == "from bob's session")
+        .unwrap_or_else(|| panic!("{got:?}"));
+    let session_key = m["from"]["pubkey"].as_str().unwrap().to_string();
+    assert_ne!(
+        session_key,
+        bob.pubkey(),
+        "it spoke as the member, not the session"
+    );
+    assert_eq!(m["from"]["member_pubkey"], bob.pubkey().as_str());
+
+    // alice answers that session's key; bob's prompt hook, told the session id only on stdin, hands it over.
+    alice.send(&session_key, "reply to the session");
+    let input = json!({"session_id": id, "hook_event_name": "UserPromptSubmit", "prompt": "hi"})
+        .to_string();
+    let hook = bob.run_with("cm-inbox", &["--hook"], &input);
+    assert_eq!(hook.code, Some(0), "{hook:?}");
+    assert!(hook.out.contains("reply to the session"), "{hook:?}");
+}

@@ -91,6 +91,7 @@ impl Peer {
         c.env("CLAUDEMESH_CONFIG_DIR", self.config_dir())
             .env_remove("CLAUDEMESH_MESH")
             .env_remove("CLAUDEMESH_SESSION_ID")
+            .env_remove("CLAUDE_CODE_SESSION_ID")
             .env_remove("CLAUDEMESH_DISPLAY_NAME");
         for (k, v) in &self.env {
             c.env(k, v);
