@@ -82,9 +82,21 @@ pub fn open(
     let Frame::TopicHistoryResponse(h) = reply else {
         return Err(unexpected("topic_history", &reply));
     };
-    let id = h.topic_id.clone().unwrap_or_else(|| name.clone());
+    // The original broker's history names no topic id, and a post addressed by name there is dropped (a false
+    // success), so the id comes from the topic list.
+    let (id, listed_encrypted) = match h.topic_id.clone() {
+        Some(id) => (id, None),
+        None => {
+            let t = list(r)?
+                .into_iter()
+                .find(|t| t.name == name || t.id == name)
+                .ok_or_else(|| Error::not_found(format!("no topic #{name} in this mesh")))?;
+            (t.id, t.encrypted)
+        }
+    };
     let encrypted = h
         .encrypted
+        .or(listed_encrypted)
         .unwrap_or_else(|| h.messages.iter().any(|m| m.body_version == Some(2)));
     let key = if encrypted {
         fetch_key(r, &id, member)?
@@ -654,6 +666,45 @@ mod tests {
             (c.unsealed, small.create.unwrap().keys.unwrap().len()),
             (0, 3)
         );
+    }
+
+    /// Answers as the original broker does: a history without the topic's id, a list with it.
+    struct Original {
+        topics: Vec<wire::TopicInfo>,
+    }
+
+    impl crate::client::Requester for Original {
+        fn ask(&mut self, frame: Frame) -> Result<Frame> {
+            Ok(match frame {
+                Frame::TopicHistory(h) => Frame::TopicHistoryResponse(wire::TopicHistoryResponse {
+                    topic: h.topic,
+                    ..wire::TopicHistoryResponse::default()
+                }),
+                Frame::TopicList(_) => Frame::TopicListResponse(wire::TopicListResponse {
+                    topics: self.topics.clone(),
+                    req_id: None,
+                }),
+                f => return Err(Error::internal(format!("unexpected {}", f.type_name()))),
+            })
+        }
+    }
+
+    #[test]
+    fn a_history_without_the_topic_id_takes_it_from_the_list() {
+        let me = Keypair::from_seed(&[9; 32]);
+        let mut b = Original {
+            topics: vec![wire::TopicInfo {
+                id: "t0p1c1d".into(),
+                name: "dev".into(),
+                encrypted: Some(false),
+                ..wire::TopicInfo::default()
+            }],
+        };
+        let t = open(&mut b, "#dev", &me, 1, None).unwrap();
+        assert_eq!((t.id.as_str(), t.encrypted), ("t0p1c1d", false));
+        // Not addressed by its name, which that broker would drop while saying nothing.
+        let e = open(&mut b, "ops", &me, 1, None).unwrap_err();
+        assert_eq!(e.code, Code::NotFound, "{e}");
     }
 
     #[test]
