@@ -202,7 +202,11 @@ pub(super) fn connect(
             member: m.key.clone(),
             url: url.clone(),
         };
-        hellos.push(hello_frame(&who, &opts, "cm-bench", crate::client::ATTESTATION_TTL).to_json());
+        // A session id of its own per socket: the original broker replaces a presence whose session id it has
+        // already, which would end every socket but the last.
+        let session_id = format!("cm-bench-{}", first + i);
+        hellos
+            .push(hello_frame(&who, &opts, &session_id, crate::client::ATTESTATION_TTL).to_json());
     }
     for _ in 0..count {
         fleet.open(url)?;
