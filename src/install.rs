@@ -3,7 +3,7 @@
 //!
 //! Claude Code keeps its user configuration in `.claude.json` (MCP servers, but also projects, account data and
 //! much else) and `settings.json` (hooks, permissions), in `$CLAUDE_CONFIG_DIR` when it is set, else in `~` and
-//! `~/.claude`. Install edits their text in place ([`text`]): only the member or element it adds is spliced in,
+//! `~/.claude`. Install edits their text in place (`install::text`): only the member or element it adds is spliced in,
 //! so every other byte (number spellings, escapes, indentation, the missing final newline) and the file's mode
 //! stay as they were.
 //!

@@ -31,7 +31,7 @@
 //! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
 //! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`], [`signal`]), never the client's (a test checks) |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
-//! | [`bench`] | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
+//! | [`bench`](mod@bench) | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`install`] | `cm-install` / `cm-uninstall`: `mcpServers`, hooks and the skill in Claude Code's files, given back exactly |
 //! | [`launch`] | `cm-launch`: the `claude` command line of a mesh session, and its session id |
 //! | [`tools`] | each tool's flag table and what it does |

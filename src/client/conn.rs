@@ -277,11 +277,11 @@ impl Conn {
         }
     }
 
-    /// Sends a message and waits for its `ack`, matched by `id` ([`prepare_send`] fills in `id` and
+    /// Sends a message and waits for its `ack`, matched by `id` (`prepare_send` fills in `id` and
     /// `client_message_id` when empty). An ack that carries an `error` is an `Err`: `unknown target` →
     /// NotFound, `not_member` → Permission, `payload too large` → Usage, else Generic.
     ///
-    /// A broadcast whose sealed copies do not fit in one frame goes out in parts ([`super::split_send`]), each
+    /// A broadcast whose sealed copies do not fit in one frame goes out in parts (`split_send`), each
     /// waited for; the ack is theirs merged, and the first refusal is the error.
     pub fn send(&mut self, mut send: SendMessage) -> Result<Ack> {
         prepare_send(&mut send);

@@ -340,7 +340,7 @@ impl HookInput {
     }
 }
 
-/// Reads what Claude Code writes on the hook's stdin (at most 1 MiB, for at most [`HOOK_INPUT_WAIT`]: Claude Code
+/// Reads what Claude Code writes on the hook's stdin (at most 1 MiB, for at most `HOOK_INPUT_WAIT` (150 ms): Claude Code
 /// writes it at once; nothing when stdin is a terminal) and keeps the prompt and transcript path for the hook.
 pub fn read_hook_input() {
     let mut input = Vec::new();

@@ -245,7 +245,7 @@ pub struct NetConfig {
     pub tick: Duration,
     /// Connections one IP address may hold once their request is in; later ones are refused (`429`, or close
     /// 1013 on `/ws`). As many may be still sending their request; past that, the address's oldest that has
-    /// had [`HEAD_GRACE`] is answered `408`.
+    /// had `HEAD_GRACE` (1 s) is answered `408`.
     pub max_conns_per_addr: usize,
     /// Output a connection may have waiting for its socket before it is dropped as too slow.
     pub max_write_buffer: usize,
