@@ -37,6 +37,7 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::remind::TOOL, tools::remind::run),
     (&tools::send::TOOL, tools::send::run),
     (&tools::state::TOOL, tools::state::run),
+    (&tools::task::TOOL, tools::task::run),
     (&tools::topic::TOOL, tools::topic::run),
     (&tools::uninstall::TOOL, tools::uninstall::run),
     (&tools::up::TOOL, tools::up::run),

@@ -49,6 +49,8 @@ pub struct HubConfig {
     pub lease: Duration,
     /// The largest file upload, in plaintext bytes.
     pub max_file_bytes: u64,
+    /// How long a task's claim outlives the last live session of the member holding it.
+    pub task_lease: Duration,
     /// Serve `POST /debug/clock`, which moves the scheduler's clock (tests only).
     pub test_clock: bool,
 }
@@ -229,6 +231,7 @@ impl From<&super::Options> for HubConfig {
                 .map(|(per_second, burst)| RateLimit { per_second, burst }),
             lease: o.lease,
             max_file_bytes: o.max_file_bytes,
+            task_lease: o.task_lease,
             test_clock: o.test_clock,
         }
     }
@@ -735,6 +738,11 @@ impl Hub {
             Frame::Remember(r) => self.on_remember(conn, pk, r),
             Frame::Recall(r) => self.on_recall(conn, pk, r),
             Frame::Forget(f) => self.on_forget(conn, pk, f),
+            Frame::CreateTask(c) => self.on_create_task(conn, pk, c),
+            Frame::ClaimTask(c) => self.on_claim_task(conn, pk, c),
+            Frame::CompleteTask(c) => self.on_complete_task(conn, pk, c),
+            Frame::ReleaseTask(r) => self.on_release_task(conn, pk, r),
+            Frame::ListTasks(l) => self.on_list_tasks(conn, pk, l),
             Frame::Schedule(s) => self.on_schedule(conn, pk, s, now),
             Frame::ListScheduled(l) => self.on_list_scheduled(conn, pk, l.req_id.as_deref()),
             Frame::CancelScheduled(c) => self.on_cancel_scheduled(conn, pk, c, now),
@@ -994,6 +1002,7 @@ impl Hub {
             self.answer_waiter(conn, false);
         }
         self.redeliver(now);
+        self.sweep_task_leases();
     }
 }
 

@@ -102,6 +102,7 @@ fn config(dir: &TempDir) -> HubConfig {
         rate_limit: None,
         lease: Duration::from_secs(30),
         max_file_bytes: 1_000_000,
+        task_lease: Duration::from_secs(600),
         test_clock: false,
     }
 }

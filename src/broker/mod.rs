@@ -14,6 +14,7 @@ mod routing;
 mod schedule;
 mod state;
 pub mod store;
+mod tasks;
 mod topics;
 
 use std::io::Write;
@@ -45,6 +46,8 @@ pub struct Options {
     pub lease: Duration,
     /// The largest file upload.
     pub max_file_bytes: u64,
+    /// How long a task's claim outlives the last live session of the member holding it.
+    pub task_lease: Duration,
     /// Serve `POST /debug/clock`, which moves the scheduler's clock (`CM_BROKER_TEST_CLOCK=1`; tests only).
     pub test_clock: bool,
 }
@@ -62,6 +65,7 @@ impl Default for Options {
             rate_limit: Some((50.0, 100.0)),
             lease: Duration::from_secs(30),
             max_file_bytes: 50_000_000,
+            task_lease: Duration::from_secs(600),
             test_clock: false,
         }
     }

@@ -68,7 +68,7 @@ fn is_fanout(to: &str) -> bool {
 
 impl Hub {
     /// The scheduler's now: the real time, moved by the test clock.
-    fn sched_now(&self) -> i64 {
+    pub(super) fn sched_now(&self) -> i64 {
         now_ms().saturating_add(self.sched.offset_ms)
     }
 

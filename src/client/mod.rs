@@ -241,7 +241,9 @@ pub fn code_for(broker_code: &str) -> Code {
             Code::Usage
         }
         "exists" | "already_exists" => Code::Exists,
-        crate::wire::codes::VERSION_CONFLICT => Code::Conflict,
+        crate::wire::codes::VERSION_CONFLICT | crate::wire::codes::TASK_NOT_CLAIMABLE => {
+            Code::Conflict
+        }
         _ => Code::Generic,
     }
 }

@@ -1,9 +1,10 @@
-//! The mesh services one-shot tools use: shared state, memory and the profile peers see.
+//! The mesh services one-shot tools use: shared state, memory, tasks and the profile peers see.
 //!
 //! | file | owns |
 //! |---|---|
 //! | [`state`] | `cm-state`: get, set with compare-and-set, list, delete and watch shared keys |
 //! | [`memory`] | `cm-memory`: remember, recall (ranked full-text search) and forget |
+//! | [`tasks`] | `cm-task`: create, claim, complete, release and list the mesh's tasks |
 //! | [`profile`] | `cm-profile`: the name, summary, status, visibility, role tag and groups peers see |
 //!
 //! Each call opens one connection with [`Ctx::connect`](crate::client::Ctx::connect), so inside a launched session it speaks as that session
@@ -12,3 +13,4 @@
 pub mod memory;
 pub mod profile;
 pub mod state;
+pub mod tasks;

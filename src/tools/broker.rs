@@ -53,6 +53,11 @@ const LEASE: Flag = flag(
     "seconds a pushed message waits for its ack before it is pushed again, default 30",
 )
 .value("SECS");
+const TASK_LEASE: Flag = flag(
+    "task-lease",
+    "seconds a task's claim outlives the claimer's last live session, default 600",
+)
+.value("SECS");
 const MAX_FILE_SIZE: Flag = flag(
     "max-file-size",
     "largest file upload in bytes, default 50000000",
@@ -89,6 +94,7 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
         MAX_CONNS_PER_MESH,
         RATE_LIMIT,
         LEASE,
+        TASK_LEASE,
         MAX_FILE_SIZE,
     ],
     subs: &[],
@@ -166,6 +172,9 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     }
     if let Some(v) = args.value(&LEASE) {
         o.lease = Duration::from_secs(positive(&LEASE, v)? as u64);
+    }
+    if let Some(v) = args.value(&TASK_LEASE) {
+        o.task_lease = Duration::from_secs(positive(&TASK_LEASE, v)? as u64);
     }
     if let Some(v) = args.value(&MAX_FILE_SIZE) {
         o.max_file_bytes = positive(&MAX_FILE_SIZE, v)? as u64;

@@ -24,6 +24,7 @@ pub mod profile;
 pub mod remind;
 pub mod send;
 pub mod state;
+pub mod task;
 pub mod topic;
 pub mod uninstall;
 pub mod up;
@@ -51,6 +52,7 @@ pub static ALL: &[&Tool] = &[
     &remind::TOOL,
     &send::TOOL,
     &state::TOOL,
+    &task::TOOL,
     &topic::TOOL,
     &uninstall::TOOL,
     &up::TOOL,

@@ -99,4 +99,8 @@ pub mod codes {
     pub const FILE_TOO_LARGE: &str = "file_too_large";
     /// A compare-and-set found another version (`set_state`/`del_state` with `expectedVersion`).
     pub const VERSION_CONFLICT: &str = "version_conflict";
+    /// `claim_task` on a task that is not open.
+    pub const TASK_NOT_CLAIMABLE: &str = "task_not_claimable";
+    /// No task by that id.
+    pub const TASK_NOT_FOUND: &str = "task_not_found";
 }

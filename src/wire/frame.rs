@@ -26,6 +26,9 @@ use super::schedule::{
     CancelScheduled, CancelScheduledAck, ListScheduled, Schedule, ScheduledAck, ScheduledList,
 };
 use super::state::{DelState, GetState, ListState, SetState, StateChange, StateList, StateResult};
+use super::tasks::{
+    ClaimTask, CompleteTask, CreateTask, ListTasks, ReleaseTask, TaskCreated, TaskList,
+};
 use super::topics::{
     TopicCreate, TopicCreated, TopicHistory, TopicHistoryResponse, TopicJoin, TopicKey,
     TopicKeyResponse, TopicLeave, TopicList, TopicListResponse, TopicMarkRead, TopicMembers,
@@ -156,6 +159,20 @@ frames! {
     "memory_results" => MemoryResults(MemoryResults) req,
     /// Client → broker: forget a memory (answered with `ack`).
     "forget" => Forget(Forget) req,
+    /// Client → broker: create a task.
+    "create_task" => CreateTask(CreateTask) req,
+    /// Broker → client: the answer to `create_task`.
+    "task_created" => TaskCreated(TaskCreated) req,
+    /// Client → broker: claim an open task.
+    "claim_task" => ClaimTask(ClaimTask) req,
+    /// Client → broker: complete a task.
+    "complete_task" => CompleteTask(CompleteTask) req,
+    /// Client → broker: give a claimed task back (addition).
+    "release_task" => ReleaseTask(ReleaseTask) req,
+    /// Client → broker: the mesh's tasks.
+    "list_tasks" => ListTasks(ListTasks) req,
+    /// Broker → client: the answer to `list_tasks`, `claim_task`, `complete_task` and `release_task`.
+    "task_list" => TaskList(TaskList) req,
     /// Client → broker: deliver a message later, or on a cron schedule.
     "schedule" => Schedule(Schedule) req,
     /// Broker → client: the answer to `schedule`.

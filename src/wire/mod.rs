@@ -32,6 +32,7 @@
 //! | `apikeys.rs` | API keys (reference §6.6) |
 //! | `moderation.rs` | moderation (reference §6.11) |
 //! | `files.rs` | files (docs/protocol.md §6) |
+//! | `tasks.rs` | tasks (reference §6.9) |
 
 use serde_json::Value;
 
@@ -64,6 +65,7 @@ mod schedule;
 mod shared;
 mod signed;
 mod state;
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod topics;
@@ -83,6 +85,7 @@ pub use schedule::*;
 pub use shared::*;
 pub use signed::*;
 pub use state::*;
+pub use tasks::*;
 pub use topics::*;
 
 /// Parses one WebSocket text message. An unknown `type` is `Ok(Frame::Unknown)`; a missing `type`, or a known

@@ -165,6 +165,17 @@ fn samples() -> Vec<Value> {
             "uploadedBy":"alice","uploaderPubkey":ALICE,"targetSpec":"*","recipients":2,
             "createdAt":"2026-01-01T00:00:00.000Z"}],"_reqId":"f4"}),
         json!({"type":"file_rm","fileId":"F1","_reqId":"f5"}),
+        json!({"type":"create_task","title":"fix it","assignee":"bob","priority":"high","tags":["ci"],
+            "_reqId":"t1"}),
+        json!({"type":"task_created","id":"T1","title":"fix it","_reqId":"t1"}),
+        json!({"type":"claim_task","taskId":"T1","_reqId":"t2"}),
+        json!({"type":"complete_task","taskId":"T1","result":"done","_reqId":"t3"}),
+        json!({"type":"release_task","taskId":"T1","_reqId":"t4"}),
+        json!({"type":"list_tasks","status":"open","assignee":"bob","_reqId":"t5"}),
+        json!({"type":"task_list","tasks":[{"id":"T1","title":"fix it","assignee":"bob","claimedBy":"bob",
+            "status":"done","priority":"high","createdBy":"alice","tags":["ci"],
+            "createdAt":"2026-01-01T00:00:00.000Z","claimedAt":"2026-01-01T00:01:00.000Z",
+            "completedAt":"2026-01-01T00:02:00.000Z","result":"done"}],"_reqId":"t5"}),
     ]
 }
 

@@ -20,5 +20,6 @@ mod messaging;
 mod peer;
 mod reliability;
 mod state;
+mod tasks;
 mod topics;
 mod up;

@@ -20,6 +20,7 @@
 //! | `schedules.rs` | scheduled messages |
 //! | `files.rs` | files and their sealed keys |
 //! | `apikeys.rs` | API keys |
+//! | `tasks.rs` | tasks and their claims |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -41,6 +42,7 @@ mod messages;
 mod schedules;
 mod schema;
 mod state;
+mod tasks;
 mod topics;
 mod wal;
 
@@ -51,6 +53,7 @@ pub use meshes::{Invite, Member, MemberPresence, Mesh, Session};
 pub use messages::{DeliveryState, Message, NewDelivery, Pending};
 pub use schedules::ScheduleRow;
 pub use state::{StatePut, StateRow};
+pub use tasks::TaskRow;
 pub use topics::{
     NotificationRow, SealedKey, Topic, TopicListing, TopicMembership, TopicMessage,
     TopicMessageRow, TopicPage,
@@ -233,6 +236,36 @@ pub trait Store {
     fn memory_ids(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>>;
     /// Forgets a memory of the mesh (kept, unsearchable); false when there was none to forget.
     fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool>;
+
+    /// Stores a task.
+    fn task_insert(&mut self, task: &TaskRow) -> Result<()>;
+    /// The mesh's tasks whose id starts with `prefix`, at most `limit`.
+    fn tasks_by_prefix(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<TaskRow>>;
+    /// The mesh's tasks, newest first, of one status and assigned to or claimed by one name when given.
+    fn tasks_list(
+        &self,
+        mesh_id: &str,
+        status: Option<&str>,
+        assignee: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>>;
+    /// Claims an open task for a member; false when it was not open.
+    fn task_claim(
+        &mut self,
+        id: &str,
+        member_id: &str,
+        name: &str,
+        at: i64,
+        lease_until: i64,
+    ) -> Result<bool>;
+    /// Marks a task done; false when it was done already.
+    fn task_complete(&mut self, id: &str, result: Option<&str>, at: i64) -> Result<bool>;
+    /// Gives a claimed task back to open; false when it was not claimed.
+    fn task_release(&mut self, id: &str) -> Result<bool>;
+    /// Moves a claimed task's lease on.
+    fn task_renew(&mut self, id: &str, lease_until: i64) -> Result<()>;
+    /// Claimed tasks of every mesh whose lease ends at or before `now`, at most `limit`.
+    fn task_leases_due(&self, now: i64, limit: usize) -> Result<Vec<TaskRow>>;
 
     /// Stores a scheduled message.
     fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()>;
@@ -622,6 +655,51 @@ impl Store for SqliteStore {
 
     fn memory_forget(&mut self, mesh_id: &str, id: &str, at: i64) -> Result<bool> {
         SqliteStore::memory_forget(self, mesh_id, id, at)
+    }
+
+    fn task_insert(&mut self, t: &TaskRow) -> Result<()> {
+        SqliteStore::task_insert(self, t)
+    }
+
+    fn tasks_by_prefix(&self, mesh_id: &str, prefix: &str, limit: usize) -> Result<Vec<TaskRow>> {
+        SqliteStore::tasks_by_prefix(self, mesh_id, prefix, limit)
+    }
+
+    fn tasks_list(
+        &self,
+        mesh_id: &str,
+        status: Option<&str>,
+        assignee: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>> {
+        SqliteStore::tasks_list(self, mesh_id, status, assignee, limit)
+    }
+
+    fn task_claim(
+        &mut self,
+        id: &str,
+        member_id: &str,
+        name: &str,
+        at: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        SqliteStore::task_claim(self, id, member_id, name, at, lease_until)
+    }
+
+    fn task_complete(&mut self, id: &str, result: Option<&str>, at: i64) -> Result<bool> {
+        SqliteStore::task_complete(self, id, result, at)
+    }
+
+    fn task_release(&mut self, id: &str) -> Result<bool> {
+        SqliteStore::task_release(self, id)
+    }
+
+    fn task_renew(&mut self, id: &str, lease_until: i64) -> Result<()> {
+        SqliteStore::task_renew(self, id, lease_until)
+    }
+
+    fn task_leases_due(&self, now: i64, limit: usize) -> Result<Vec<TaskRow>> {
+        SqliteStore::task_leases_due(self, now, limit)
     }
 
     fn schedule_insert(&mut self, r: &ScheduleRow) -> Result<()> {

@@ -268,6 +268,30 @@ CREATE UNIQUE INDEX topic_messages_client_id ON topic_messages (client_message_i
 DROP INDEX deliveries_message;
 CREATE INDEX deliveries_message ON deliveries (created_at, message_id, recipient_member_id);
 "#,
+    // 8: tasks. A claim names its member and carries a lease, renewed while one of the member's sessions is
+    // live; the broker's sweep finds lapsed leases by the partial index.
+    r#"
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    title TEXT NOT NULL,
+    assignee TEXT,
+    priority TEXT NOT NULL DEFAULT 'normal',
+    status TEXT NOT NULL CHECK (status IN ('open', 'claimed', 'done')),
+    tags TEXT NOT NULL DEFAULT '[]',
+    result TEXT,
+    created_by TEXT NOT NULL REFERENCES members(id),
+    created_by_name TEXT NOT NULL,
+    claimed_by TEXT REFERENCES members(id),
+    claimed_by_name TEXT,
+    lease_until INTEGER,
+    created_at INTEGER NOT NULL,
+    claimed_at INTEGER,
+    completed_at INTEGER
+);
+CREATE INDEX tasks_mesh ON tasks (mesh_id, created_at);
+CREATE INDEX tasks_lease ON tasks (lease_until) WHERE status = 'claimed';
+"#,
 ];
 
 impl SqliteStore {
