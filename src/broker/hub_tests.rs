@@ -1,4 +1,7 @@
 //! The hub driven through a detached `Io`: no sockets, every reply read back in order.
+//!
+//! Compiled only for `cargo test` (declared `#[cfg(test)]` by its parent), so its `unwrap`s fail a test, never a user.
+#![cfg(test)]
 
 use std::cell::Cell;
 use std::net::SocketAddr;

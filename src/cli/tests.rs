@@ -1,4 +1,7 @@
 //! The parser, help, man pages and completions, on small example tables.
+//!
+//! Compiled only for `cargo test` (declared `#[cfg(test)]` by its parent), so its `unwrap`s fail a test, never a user.
+#![cfg(test)]
 
 use super::*;
 use crate::error::Code;

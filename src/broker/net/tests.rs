@@ -1,4 +1,7 @@
 //! The transport driven over real sockets by an echoing handler.
+//!
+//! Compiled only for `cargo test` (declared `#[cfg(test)]` by its parent), so its `unwrap`s fail a test, never a user.
+#![cfg(test)]
 
 use super::signal::Shutdown;
 use super::*;

@@ -1,4 +1,7 @@
 //! What the store's tests share: a data directory removed on drop, and a seeded store.
+//!
+//! Compiled only for `cargo test` (declared `#[cfg(test)]` by its parent), so its `unwrap`s fail a test, never a user.
+#![cfg(test)]
 
 use std::path::PathBuf;
 
