@@ -14,12 +14,35 @@ use crate::wire::{self, codes};
 /// The longest memory, in bytes.
 const MAX_CONTENT: usize = 32 * 1024;
 const MAX_TAGS: usize = 32;
-const MAX_TAG_CHARS: usize = 64;
 /// Results of a recall without `limit`, and the most with one.
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
 /// The shortest id prefix `forget` takes.
 const MIN_PREFIX: usize = 4;
+
+/// The longest tag, in characters.
+const MAX_TAG_CHARS: usize = 64;
+
+/// Tags as stored: trimmed, without a leading `#`, each once, in the order given; at most `max` of them, each 1 to
+/// [`MAX_TAG_CHARS`] characters on one line. The error is the refusal's message.
+pub(super) fn clean_tags(raw: &[String], max: usize) -> Result<Vec<String>, String> {
+    let mut tags: Vec<String> = Vec::new();
+    for t in raw {
+        let t = t.trim().trim_start_matches('#');
+        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control) {
+            return Err(format!(
+                "a tag is 1 to {MAX_TAG_CHARS} characters on one line"
+            ));
+        }
+        if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_string());
+        }
+    }
+    if tags.len() > max {
+        return Err(format!("at most {max} tags"));
+    }
+    Ok(tags)
+}
 
 /// `text` as an FTS5 query: every word that has a letter or digit, quoted, ORed. `None` when no word is left.
 pub(super) fn fts_query(text: &str) -> Option<String> {
@@ -31,7 +54,7 @@ pub(super) fn fts_query(text: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" OR "))
 }
 
-fn tags_of(json: &str) -> Vec<String> {
+pub(super) fn tags_of(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
@@ -47,30 +70,10 @@ impl Hub {
                 req,
             );
         }
-        let mut tags: Vec<String> = Vec::new();
-        for t in &r.tags {
-            let t = t.trim().trim_start_matches('#');
-            if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control)
-            {
-                return self.error(
-                    conn,
-                    codes::INVALID_ARGS,
-                    format!("a tag is 1 to {MAX_TAG_CHARS} characters on one line"),
-                    req,
-                );
-            }
-            if !tags.iter().any(|x| x == t) {
-                tags.push(t.to_string());
-            }
-        }
-        if tags.len() > MAX_TAGS {
-            return self.error(
-                conn,
-                codes::INVALID_ARGS,
-                format!("at most {MAX_TAGS} tags"),
-                req,
-            );
-        }
+        let tags = match clean_tags(&r.tags, MAX_TAGS) {
+            Ok(t) => t,
+            Err(e) => return self.error(conn, codes::INVALID_ARGS, e, req),
+        };
         let Some(p) = self.presences.get(&pk) else {
             return;
         };

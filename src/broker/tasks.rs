@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::hub::{Hub, IfLost, PKey};
 use super::log;
+use super::memory::tags_of;
 use super::net::ConnId;
 use super::store::{TaskRow, new_id};
 use crate::time::{fmt_rfc3339, now_ms};
@@ -21,7 +22,6 @@ const MAX_TITLE: usize = 512;
 const MAX_RESULT: usize = 8 * 1024;
 const MAX_NAME: usize = 64;
 const MAX_TAGS: usize = 16;
-const MAX_TAG_CHARS: usize = 64;
 const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
 /// The shortest id prefix a request may name a task by.
 const MIN_PREFIX: usize = 4;
@@ -32,10 +32,6 @@ const SWEEP_BATCH: usize = 100;
 
 fn one_line(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
-}
-
-fn tags_of(json: &str) -> Vec<String> {
-    serde_json::from_str(json).unwrap_or_default()
 }
 
 fn to_wire(t: TaskRow) -> wire::Task {
@@ -152,29 +148,10 @@ impl Hub {
                 req,
             );
         }
-        let mut tags: Vec<String> = Vec::new();
-        for t in &c.tags {
-            let t = t.trim().trim_start_matches('#');
-            if !one_line(t, MAX_TAG_CHARS * 4) || t.chars().count() > MAX_TAG_CHARS {
-                return self.error(
-                    conn,
-                    codes::INVALID_ARGS,
-                    format!("a tag is 1 to {MAX_TAG_CHARS} characters on one line"),
-                    req,
-                );
-            }
-            if !tags.iter().any(|x| x == t) {
-                tags.push(t.to_string());
-            }
-        }
-        if tags.len() > MAX_TAGS {
-            return self.error(
-                conn,
-                codes::INVALID_ARGS,
-                format!("at most {MAX_TAGS} tags"),
-                req,
-            );
-        }
+        let tags = match super::memory::clean_tags(&c.tags, MAX_TAGS) {
+            Ok(t) => t,
+            Err(e) => return self.error(conn, codes::INVALID_ARGS, e, req),
+        };
         let Some(p) = self.presences.get(&pk) else {
             return;
         };
