@@ -30,6 +30,9 @@ pub enum Code {
     Io = 10,
     /// A compare-and-set found the thing changed since it was read (`cm-state set --if-version`): read it again.
     Conflict = 11,
+    /// The broker does not have what was asked (an original claudemesh broker lacks cm-broker's additions):
+    /// nothing was sent; the request cannot work there.
+    Unsupported = 12,
     /// Stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports a process the signal ended, so a loop around the
     /// tool stops too.
     Interrupted = 130,
@@ -88,6 +91,9 @@ impl Error {
     }
     pub fn io(msg: impl Into<String>) -> Error {
         Error::new(Code::Io, msg)
+    }
+    pub fn unsupported(msg: impl Into<String>) -> Error {
+        Error::new(Code::Unsupported, msg)
     }
     /// Ctrl-C: exits 130 without a message.
     pub fn interrupted() -> Error {

@@ -180,6 +180,8 @@ pub(super) struct Fleet {
     pub io: Io,
     buf: Vec<u8>,
     text: Vec<u8>,
+    /// What the broker offers beyond the original's protocol, from the first `hello_ack`.
+    pub features: crate::client::Features,
 }
 
 impl Fleet {
@@ -203,6 +205,7 @@ impl Fleet {
                 dirty: Vec::new(),
                 mask: u64::from_le_bytes(crate::crypto::random_bytes::<8>()) | 1,
             },
+            features: crate::client::Features::all(),
             buf: vec![0; 64 * 1024],
             text: Vec::new(),
         })

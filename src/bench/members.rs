@@ -220,6 +220,7 @@ pub(super) fn connect(
     let mut left = count;
     let mut refused: Option<Error> = None;
     let mut last = Instant::now();
+    let mut features = None;
     while left > 0 && refused.is_none() {
         fleet.turn(Some(Duration::from_millis(100)), &mut |_, i, text| {
             let Some(f) = Incoming::parse(text) else { return };
@@ -228,6 +229,11 @@ pub(super) fn connect(
             };
             match f.ty.as_ref() {
                 "hello_ack" if slot.is_none() => {
+                    if features.is_none()
+                        && let Ok(wire::Frame::HelloAck(a)) = wire::parse(text)
+                    {
+                        features = Some(crate::client::Features::of(&a));
+                    }
                     *slot = Some(start.elapsed());
                     left -= 1;
                     last = Instant::now();
@@ -266,6 +272,9 @@ pub(super) fn connect(
     if let Some(e) = refused {
         return Err(e);
     }
+    if let Some(f) = features {
+        fleet.features = f;
+    }
     Ok(took.into_iter().map(Option::unwrap_or_default).collect())
 }
 
@@ -281,7 +290,18 @@ pub(super) struct Ask<'a> {
 }
 
 impl Requester for Ask<'_> {
+    fn features(&self) -> crate::client::Features {
+        self.fleet.features.clone()
+    }
+
+    fn tell(&mut self, frame: Frame) -> Result<()> {
+        self.fleet.io.send(self.sock, frame.to_json().as_bytes());
+        self.fleet.flush();
+        Ok(())
+    }
+
     fn ask(&mut self, frame: Frame) -> Result<Frame> {
+        self.fleet.features.check(&frame)?;
         let what = frame.type_name();
         let req_id = random_id();
         let text = with_req_id(&frame, &req_id)?;

@@ -644,6 +644,7 @@ impl Hub {
                 },
             }),
             server_time: Some(now_ms()),
+            features: Some(wire::FEATURES.iter().map(|f| f.to_string()).collect()),
             ..wire::HelloAck::default()
         };
         self.reply(conn, ack);

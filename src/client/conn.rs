@@ -189,6 +189,7 @@ pub struct Conn {
     ws: Ws,
     url: String,
     hello_ack: HelloAck,
+    features: super::Features,
     pushes: Vec<Push>,
     /// `ack_not_stored` answers to this socket's `client_ack`s: the messages they name stay pending.
     refused_acks: Vec<wire::ErrorFrame>,
@@ -225,6 +226,7 @@ impl Conn {
         Ok(Conn {
             ws: c.ws,
             url: who.url.ws.clone(),
+            features: super::Features::of(&c.hello_ack),
             hello_ack: c.hello_ack,
             pushes,
             refused_acks: Vec::new(),
@@ -240,6 +242,11 @@ impl Conn {
         &self.hello_ack
     }
 
+    /// What the broker offers beyond the original's protocol, as its `hello_ack` said.
+    pub fn features(&self) -> &super::Features {
+        &self.features
+    }
+
     /// The key this socket authenticated as (the session key, else the member key): DMs sent on this socket
     /// must be encrypted with it, since the broker reports it as the sender (reference §4.11).
     pub fn sender(&self) -> &Keypair {
@@ -249,8 +256,10 @@ impl Conn {
     /// Sends `frame` with a fresh `_reqId` and waits for the frame that echoes it (in `_reqId`, or in an error's
     /// `id`). An `error` reply is an `Err` whose code [`super::code_for`] maps; pushes that arrive meanwhile are
     /// kept for [`Conn::pending_pushes`], other unrelated frames are dropped. Waits at most `opts.timeout`.
+    /// A frame the broker cannot answer ([`super::Features::check`]) is refused at once and not sent.
     pub fn request(&mut self, frame: impl Into<Frame>) -> Result<Frame> {
         let frame = frame.into();
+        self.features.check(&frame)?;
         let req_id = random_id();
         self.write(with_req_id(&frame, &req_id)?)?;
         let reply = self.wait(frame.type_name(), |f| f.req_id() == Some(&req_id))?;
@@ -263,8 +272,10 @@ impl Conn {
     /// Sends `frame` with a fresh `_reqId` and returns the id without waiting, for exchanges with more than one
     /// reply (a file transfer); read the replies with [`Conn::wait_for`].
     pub fn start(&mut self, frame: impl Into<Frame>) -> Result<String> {
+        let frame = frame.into();
+        self.features.check(&frame)?;
         let req_id = random_id();
-        self.write(with_req_id(&frame.into(), &req_id)?)?;
+        self.write(with_req_id(&frame, &req_id)?)?;
         Ok(req_id)
     }
 
@@ -322,6 +333,17 @@ impl Conn {
                     None => return Err(super::ack_error(e)),
                 },
             }
+        }
+    }
+
+    /// Sends a frame that the original broker takes without a reply (`set_state`, `topic_join`, ...): as a request
+    /// when this broker answers it (`Some(reply)`), else as it is (`None`: sent, and nothing will say it was done).
+    pub fn post(&mut self, frame: impl Into<Frame>) -> Result<Option<Frame>> {
+        let frame = frame.into();
+        if self.features.has(super::Feature::Replies) {
+            self.request(frame).map(Some)
+        } else {
+            self.fire(frame).map(|()| None)
         }
     }
 

@@ -5,6 +5,7 @@
 //! | `mod.rs` | what both socket kinds share: [`ConnOpts`], [`SessionAuth`], the hello frames, broker error codes → [`Code`] |
 //! | `transport.rs` | broker URLs, TCP with timeouts, TLS (webpki roots, or a private CA from `$CLAUDEMESH_CA_FILE`/`$SSL_CERT_FILE`), the WebSocket upgrade |
 //! | [`ctx`] | [`Ctx`]: the config, the chosen mesh and who to speak as, for one-shot tools |
+//! | [`features`] | [`Features`]: what the broker offers beyond the original's protocol, from `hello_ack`; the one place that decides per feature |
 //! | [`conn`] | [`Conn`]: one blocking socket for one-shot tools — hello, request/reply by `_reqId`, close |
 //! | [`session`] | [`Session`]: a long-lived socket on its own I/O thread — keepalive, reconnect, re-sent sends, deduped inbound |
 //! | [`inbound`] | [`Inbound`]: a `push` decoded and decrypted for the application |
@@ -18,6 +19,7 @@
 
 pub mod conn;
 pub mod ctx;
+pub mod features;
 pub mod inbound;
 pub mod pace;
 pub mod request;
@@ -27,6 +29,7 @@ pub(crate) mod transport;
 
 pub use conn::Conn;
 pub use ctx::Ctx;
+pub use features::{Feature, Features};
 pub use inbound::{Inbound, Origin, decode_push};
 pub use pace::Pacer;
 pub use request::{Requester, ask_once, unexpected};

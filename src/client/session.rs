@@ -122,6 +122,8 @@ pub struct Session {
     thread: Option<JoinHandle<()>>,
     timeout: Duration,
     sender: Keypair,
+    /// The features of the broker last connected to, set by the I/O thread at every connect.
+    features: Arc<std::sync::Mutex<super::Features>>,
 }
 
 impl Session {
@@ -160,7 +162,10 @@ impl Session {
         let session = opts.conn.session.as_ref().map(|s| s.session.clone());
         let sender = session.clone().unwrap_or_else(|| who.member.clone());
         let timeout = opts.conn.timeout;
+        // Until a broker says otherwise, it is taken to be ours: a request made before the first connect waits for it.
+        let features = Arc::new(std::sync::Mutex::new(super::Features::all()));
         let io = Io {
+            features: features.clone(),
             own_key: sender.public_hex(),
             member: who.member.clone(),
             session,
@@ -190,6 +195,7 @@ impl Session {
                 thread: Some(thread),
                 timeout,
                 sender,
+                features,
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -228,6 +234,7 @@ impl Session {
     /// disconnected waits for the next connect within the same timeout.
     pub fn request(&self, frame: impl Into<Frame>) -> Result<Frame> {
         let frame = frame.into();
+        self.features().check(&frame)?;
         let req_id = random_id();
         let text = with_req_id(&frame, &req_id)?;
         let (tx, rx) = mpsc::channel();
@@ -248,6 +255,14 @@ impl Session {
             ))),
             Err(RecvTimeoutError::Disconnected) => Err(Error::network("the session has ended")),
         }
+    }
+
+    /// What the broker last connected to offers beyond the original's protocol.
+    pub fn features(&self) -> super::Features {
+        self.features
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Sends a frame that has no reply (`set_status`, `set_summary`, ...); dropped if disconnected.
@@ -389,6 +404,7 @@ enum End {
 
 /// The I/O thread's state.
 struct Io {
+    features: Arc<std::sync::Mutex<super::Features>>,
     who: Who,
     opts: SessionOpts,
     session_id: String,
@@ -514,6 +530,11 @@ impl Io {
                         let _ = f.send(Ok(()));
                     }
                     self.attempt = 0;
+                    let features = super::Features::of(&hello_ack);
+                    match self.features.lock() {
+                        Ok(mut f) => *f = features,
+                        Err(p) => *p.into_inner() = features,
+                    }
                     self.emit(Event::Connected { hello_ack });
                     match self.connected(ws, early) {
                         End::Closed => break,

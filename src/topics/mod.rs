@@ -605,6 +605,12 @@ mod tests {
     }
 
     impl crate::client::Requester for Mesh {
+        fn features(&self) -> crate::client::Features {
+            crate::client::Features::all()
+        }
+        fn tell(&mut self, frame: Frame) -> Result<()> {
+            Err(Error::internal(format!("unexpected {}", frame.type_name())))
+        }
         fn ask(&mut self, frame: Frame) -> Result<Frame> {
             Ok(match frame {
                 Frame::Members(_) => Frame::MembersList(wire::MembersList {
@@ -674,6 +680,12 @@ mod tests {
     }
 
     impl crate::client::Requester for Original {
+        fn features(&self) -> crate::client::Features {
+            crate::client::Features::default()
+        }
+        fn tell(&mut self, frame: Frame) -> Result<()> {
+            Err(Error::internal(format!("unexpected {}", frame.type_name())))
+        }
         fn ask(&mut self, frame: Frame) -> Result<Frame> {
             Ok(match frame {
                 Frame::TopicHistory(h) => Frame::TopicHistoryResponse(wire::TopicHistoryResponse {

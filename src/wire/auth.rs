@@ -171,7 +171,38 @@ pub struct HelloAck {
     pub last_seen_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_groups: Option<Vec<Group>>,
+    /// What this broker offers beyond the original's protocol, by the names in [`FEATURES`] (addition). Absent:
+    /// an original claudemesh broker, which has none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
 }
+
+/// Every feature cm-broker names in `hello_ack.features`: the frames and behaviours the original broker lacks.
+/// The client decides by these names alone (`client::features`), so a broker may offer some and not others.
+pub const FEATURES: &[&str] = &[
+    // `members` → `members_list`: every member of the mesh, online or not.
+    "members",
+    // `inbox_fetch` → `inbox`: pending deliveries pulled by a one-shot tool.
+    "inbox_fetch",
+    // `get_profile` → `profile_result`.
+    "get_profile",
+    // `notifications_list` and `notifications_read` over WebSocket.
+    "notifications",
+    // `file_put`, `file_get`, `file_list`, `file_rm`: encrypted files in chunks.
+    "files",
+    // Replies (`ack`, `state_result`) to `set_state`, `set_status`, `set_summary`, `join_group`, `leave_group`,
+    // `topic_join`, `topic_leave` and `topic_mark_read` when they carry a `_reqId`; the original answers none.
+    "replies",
+    // `topicId` in `topic_history_response`.
+    "history_topic_id",
+    // Topic keys made and sealed by clients: `topic_create` with `keys`, `topic_key`, `topic_pending_seals`,
+    // `topic_seal`.
+    "topic_keys",
+    // `del_state`.
+    "del_state",
+    // `release_task`.
+    "release_task",
+];
 
 /// The member's stored profile, in `hello_ack`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
