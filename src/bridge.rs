@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::signal::{self, Signal};
 use crate::topics;
-use crate::wire::{self, Frame, SendMessage};
+use crate::wire::SendMessage;
 
 /// What starts every forwarded text; a message that starts with it is never forwarded again.
 const PREFIX: &str = "[from ";
@@ -274,12 +274,8 @@ impl Bridge<'_> {
         }
         let m = &self.meshes[mesh];
         let mut r = &m.session;
-        r.request(Frame::TopicJoin(wire::TopicJoin {
-            topic: name.clone(),
-            role: None,
-            req_id: None,
-        }))
-        .map_err(|e| e.context(format!("{}#{name}", m.slug)))?;
+        topics::join(&mut r, &name, &m.member.public_hex())
+            .map_err(|e| e.context(format!("{}#{name}", m.slug)))?;
         let opened = topics::open(&mut r, &name, &m.member, 1, None)
             .map_err(|e| e.context(format!("{}#{name}", m.slug)))?;
         self.topics.push(Topic {

@@ -241,10 +241,7 @@ fn destination(conn: &mut Conn, slug: &str, to: Option<&str>) -> Result<Dest> {
             "reminders go to a peer, * or @group, not to a topic",
         ));
     }
-    let members = match conn.request(wire::Members::default())? {
-        Frame::MembersList(l) => l.members,
-        f => return Err(unexpected("members", &f)),
-    };
+    let members = crate::messaging::roster::members(conn)?;
     let peers = match conn.request(wire::ListPeers::default())? {
         Frame::PeersList(l) => l.peers,
         f => return Err(unexpected("list_peers", &f)),
@@ -453,11 +450,10 @@ pub fn list(ctx: &Ctx) -> Result<Vec<Pending>> {
     let mut conn = ctx.connect()?;
     let replies = conn
         .request(wire::ListScheduled::default())
-        .and_then(|l| Ok((l, conn.request(wire::Members::default())?)));
+        .and_then(|l| Ok((l, crate::messaging::roster::members(&mut conn)?)));
     conn.close();
     let (entries, members) = match replies? {
-        (Frame::ScheduledList(l), Frame::MembersList(m)) => (l.messages, m.members),
-        (Frame::ScheduledList(_), f) => return Err(unexpected("members", &f)),
+        (Frame::ScheduledList(l), m) => (l.messages, m),
         (f, _) => return Err(unexpected("list_scheduled", &f)),
     };
     Ok(entries

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::seen::Seen;
+use crate::client::Feature;
 use crate::client::unexpected;
 use crate::client::{Ctx, Inbound, Origin, decode_push};
 use crate::crypto::Keypair;
@@ -20,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::out::Out;
 use crate::out::{local_time, short_key};
 use crate::time::{now_ms, parse_rfc3339};
-use crate::wire::{Frame, InboxFetch, Priority};
+use crate::wire::{Frame, InboxFetch, ListPeers, Priority};
 
 /// What `cm-inbox` does with what it fetches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,6 +429,14 @@ fn fetch(ctx: &Ctx, mesh: usize, mode: Mode, tx: &mpsc::Sender<Report>) -> Resul
         }
     };
     let mut first = true;
+    // The original broker has no inbox_fetch: it pushes what is queued to every connection at its hello.
+    let pulls = conn.features().has(Feature::InboxFetch);
+    if waiting && !pulls {
+        return Err(conn
+            .features()
+            .lacks(Feature::InboxFetch, "cm-inbox --wait"));
+    }
+    let mut drained_once = false;
     // Acks sent since the last reply: a round trip after them tells whether the broker saved them.
     let mut unconfirmed = false;
     // Pages in a row that held only messages shown before.
@@ -450,15 +459,19 @@ fn fetch(ctx: &Ctx, mesh: usize, mode: Mode, tx: &mpsc::Sender<Report>) -> Resul
             wait_ms,
             ..InboxFetch::default()
         };
-        let inbox = match conn.request(fetch)? {
-            Frame::Inbox(i) => i,
-            f => return Err(unexpected("inbox_fetch", &f)),
+        let pending = if pulls {
+            match conn.request(fetch)? {
+                Frame::Inbox(i) => i.messages,
+                f => return Err(unexpected("inbox_fetch", &f)),
+            }
+        } else {
+            drained(&mut conn, drained_once)?
         };
+        drained_once = true;
         unconfirmed = false;
         acks_held(&mut conn)?;
-        let full = inbox.messages.len() >= limit as usize;
-        let mut messages: Vec<Inbound> = inbox
-            .messages
+        let full = pulls && pending.len() >= limit as usize;
+        let mut messages: Vec<Inbound> = pending
             .iter()
             .filter(|p| !p.is_system())
             .map(|p| decode_push(p, &ctx.mesh.slug, &member, session.as_ref()))
@@ -522,15 +535,30 @@ fn fetch(ctx: &Ctx, mesh: usize, mode: Mode, tx: &mpsc::Sender<Report>) -> Resul
         }
     }
     if unconfirmed {
-        let probe = InboxFetch {
-            limit: Some(1),
-            ..InboxFetch::default()
-        };
-        conn.request(probe)?;
+        if pulls {
+            let probe = InboxFetch {
+                limit: Some(1),
+                ..InboxFetch::default()
+            };
+            conn.request(probe)?;
+        } else {
+            conn.request(ListPeers::default())?;
+        }
         acks_held(&mut conn)?;
     }
     conn.close();
     Ok(())
+}
+
+/// What a broker without `inbox_fetch` pushed to `conn` at its hello, the first time (`again`: nothing more).
+/// One round trip fences the drain: the broker pushes the queue as it takes the hello, so every such push came
+/// before the answer to the request after it.
+fn drained(conn: &mut crate::client::Conn, again: bool) -> Result<Vec<crate::wire::Push>> {
+    if again {
+        return Ok(conn.pending_pushes());
+    }
+    conn.request(ListPeers::default())?;
+    Ok(conn.pending_pushes())
 }
 
 /// An error if the broker refused to save any acknowledgement sent on `conn`.

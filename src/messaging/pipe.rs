@@ -41,7 +41,7 @@ use crate::error::{Code, Error, Result};
 use crate::out::Out;
 use crate::out::event_line;
 use crate::target::Target;
-use crate::wire::{Frame, Group, JoinGroup, LeaveGroup, Members, SetStatus, SetSummary, Status};
+use crate::wire::{Frame, Group, JoinGroup, LeaveGroup, SetStatus, SetSummary, Status};
 
 /// How long the end of stdin waits for the broker to confirm outstanding sends.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -481,7 +481,9 @@ impl Pipe<'_> {
         if !self.connected {
             return Ok(false);
         }
-        self.session.request(frame).map(|_| true)
+        // Where the broker answers nothing to it (the original), it is sent and taken as set.
+        let mut s = self.session;
+        crate::client::Requester::post(&mut s, frame.into()).map(|_| true)
     }
 
     /// The roster to resolve against: a fresh one when connected, else the last one seen.
@@ -570,10 +572,7 @@ impl Pipe<'_> {
         if !self.connected {
             return Err(Error::network("not connected to the broker (reconnecting)"));
         }
-        let list = match self.session.request(Members::default())? {
-            Frame::MembersList(m) => m.members,
-            f => return Err(crate::client::unexpected("members", &f)),
-        };
+        let list = super::roster::members(&mut self.session)?;
         let rows: Vec<MemberRow> = list
             .iter()
             .map(|m| MemberRow {

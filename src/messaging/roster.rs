@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::client::{Requester, unexpected};
+use crate::client::{Feature, Requester, unexpected};
 use crate::error::Result;
 use crate::target::Candidate;
 use crate::wire::{Frame, Group, ListPeers, Member, Members, Peer};
@@ -76,8 +76,49 @@ pub fn in_group(groups: &[Group], target: &str) -> bool {
     })
 }
 
+/// The members a broker without a member list (the original) shows: those with a live presence, once each.
+/// Offline members cannot be found by name there, and a broadcast reaches the online ones, as that broker's own
+/// fan-out does.
+fn members_online(peers: &[Peer]) -> Vec<Member> {
+    let mut out: Vec<Member> = Vec::new();
+    for p in peers {
+        let key = if p.member_pubkey.is_empty() {
+            &p.pubkey
+        } else {
+            &p.member_pubkey
+        };
+        if out.iter().any(|m| &m.pubkey == key) {
+            continue;
+        }
+        out.push(Member {
+            member_id: p.member_id.clone().unwrap_or_default(),
+            pubkey: key.clone(),
+            display_name: p.display_name.clone(),
+            groups: p.groups.clone(),
+            online: true,
+            ..Member::default()
+        });
+    }
+    out
+}
+
+/// The mesh's members: all of them where the broker has a member list, else the online ones (the original's
+/// `list_peers`).
+pub fn members(conn: &mut impl Requester) -> Result<Vec<Member>> {
+    if conn.features().has(Feature::Members) {
+        return match conn.ask(Members::default().into())? {
+            Frame::MembersList(m) => Ok(m.members),
+            f => Err(unexpected("members", &f)),
+        };
+    }
+    match conn.ask(ListPeers::default().into())? {
+        Frame::PeersList(p) => Ok(members_online(&p.peers)),
+        f => Err(unexpected("list_peers", &f)),
+    }
+}
+
 impl Roster {
-    /// Asks for the live presences and the members.
+    /// Asks for the live presences and the members (the live ones only, where the broker has no member list).
     pub fn fetch(
         conn: &mut impl Requester,
         mesh: &str,
@@ -88,9 +129,13 @@ impl Roster {
             Frame::PeersList(p) => p.peers,
             f => return Err(unexpected("list_peers", &f)),
         };
-        let members = match conn.ask(Members::default().into())? {
-            Frame::MembersList(m) => m.members,
-            f => return Err(unexpected("members", &f)),
+        let members = if conn.features().has(Feature::Members) {
+            match conn.ask(Members::default().into())? {
+                Frame::MembersList(m) => m.members,
+                f => return Err(unexpected("members", &f)),
+            }
+        } else {
+            members_online(&peers)
         };
         Ok(Roster {
             mesh: mesh.to_string(),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::client::Ctx;
 use crate::client::unexpected;
+use crate::client::{Ctx, Feature};
 use crate::error::{Error, Result};
 use crate::wire::{self, Frame, Status};
 
@@ -197,9 +197,10 @@ pub fn show(ctx: &Ctx) -> Result<Profile> {
     profile_of(crate::client::ask_once(ctx, wire::GetProfile::default())?)
 }
 
-/// Applies `edit` and returns the profile after it. A name another member of the mesh has is refused
+/// Applies `edit` and returns the profile after it; `None` where the broker has no profile to read back (the
+/// original): the edit was sent, and nothing says it was done. A name another member of the mesh has is refused
 /// ([`crate::error::Code::Exists`]): a message to that name would otherwise be ambiguous.
-pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Profile> {
+pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Option<Profile>> {
     let mut conn = ctx.connect()?;
     let result = (|| {
         if let Edit::Name(name) = edit {
@@ -219,18 +220,32 @@ pub fn edit(ctx: &Ctx, edit: &Edit) -> Result<Profile> {
                 )));
             }
         }
-        conn.request(frame_of(edit, false))?;
-        conn.request(wire::GetProfile::default())
+        let frame = frame_of(edit, false);
+        // The original answers some edits (set_profile, set_visible) and not others, and has no get_profile to
+        // read the result back by: there the edit goes out and is reported as sent, not as done.
+        if !conn.features().has(Feature::Profile) {
+            if Feature::needed_by(&frame).is_some() {
+                conn.fire(frame)?;
+            } else {
+                conn.request(frame)?;
+            }
+            return Ok(None);
+        }
+        conn.post(frame)?;
+        conn.request(wire::GetProfile::default()).map(Some)
     })();
     conn.close();
-    let profile = profile_of(result?)?;
+    let Some(reply) = result? else {
+        return Ok(None);
+    };
+    let profile = profile_of(reply)?;
     if let Edit::Name(name) = edit
         && ctx.session.is_none()
     {
         // The member's name, recorded where `cm launch` finds it for the sessions it starts.
         crate::mesh::record_name(&ctx.paths, &ctx.mesh.slug, name)?;
     }
-    Ok(profile)
+    Ok(Some(profile))
 }
 
 /// `cm-profile --hook status working|idle`, run by Claude Code hooks: sets the session's status (the session
@@ -255,7 +270,7 @@ pub fn hook(field: &str, value: &[String]) -> Option<Error> {
                 return Ok(());
             }
             let mut conn = ctx.connect()?;
-            let r = conn.request(frame_of(&Edit::Status(status), true));
+            let r = conn.post(frame_of(&Edit::Status(status), true));
             conn.close();
             r.map(|_| ())
         });

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::client::{Ctx, Event, Session, SessionOpts};
+use crate::client::{Ctx, Event, Feature, Session, SessionOpts};
 use crate::client::{ask_once as ask, unexpected};
 use crate::error::{Error, Result};
 use crate::wire::{self, Frame};
@@ -85,9 +85,35 @@ pub fn set(ctx: &Ctx, key: &str, value: Value, if_version: Option<i64>) -> Resul
         expected_version: if_version,
         ..wire::SetState::default()
     };
-    match ask(ctx, set)? {
-        Frame::StateResult(r) => Ok(entry(r)),
-        f => Err(unexpected("set_state", &f)),
+    let mut conn = ctx.connect()?;
+    if conn.features().has(Feature::Replies) {
+        return match conn.request(set)? {
+            Frame::StateResult(r) => Ok(entry(r)),
+            f => Err(unexpected("set_state", &f)),
+        };
+    }
+    // The original answers nothing to set_state and knows no expectedVersion: it would write anyway.
+    if if_version.is_some() {
+        return Err(conn.features().lacks(
+            Feature::Replies,
+            "cm-state set --if-version (a compare-and-set)",
+        ));
+    }
+    let want = set.value.clone();
+    conn.fire(set)?;
+    // It handles a socket's frames in order, so a read after the write sees it, or a later write by another.
+    let get = wire::GetState {
+        key: key.to_string(),
+        ..wire::GetState::default()
+    };
+    match conn.request(get)? {
+        Frame::StateResult(r) if r.value == want => Ok(entry(r)),
+        Frame::StateResult(r) => Err(Error::unknown(format!(
+            "state {key:?} reads {} after the write, not the value set: another write came between, or \
+             the broker did not take it",
+            show_value(&r.value)
+        ))),
+        f => Err(unexpected("get_state", &f)),
     }
 }
 

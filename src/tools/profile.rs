@@ -87,7 +87,20 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         .transpose()?;
     let ctx = Ctx::load(args.mesh.as_deref())?;
     let p = match &edit {
-        Some(e) => profile::edit(&ctx, e)?,
+        Some(e) => match profile::edit(&ctx, e)? {
+            Some(p) => p,
+            None => {
+                let field = args.pos(0).unwrap_or_default();
+                if out.json {
+                    return out.json(
+                        &serde_json::json!({"type": "profile_edit", "field": field, "confirmed": false}),
+                    );
+                }
+                return out.line(format!(
+                    "{field} sent (this broker does not confirm it, and has no profile to read back)"
+                ));
+            }
+        },
         None => profile::show(&ctx)?,
     };
     if out.json {

@@ -317,8 +317,8 @@ fn list(ctx: &Ctx, out: &mut Out) -> Result<()> {
 fn join(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    topics::join(&mut conn, name)?;
     let member = topics::member_key(ctx)?;
+    topics::join(&mut conn, name, &member.public_hex())?;
     let t = topics::open(&mut conn, name, &member, 1, None)?;
     conn.close();
     if out.json {
@@ -344,7 +344,7 @@ fn join(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
 fn leave(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    topics::leave(&mut conn, name)?;
+    topics::leave(&mut conn, name, &topics::member_key(ctx)?.public_hex())?;
     conn.close();
     if out.json {
         return out.json(&serde_json::json!({"type": "topic_left", "topic": name}));
@@ -470,16 +470,24 @@ fn history(ctx: &Ctx, args: &Args, out: &mut Out) -> Result<()> {
 fn read(ctx: &Ctx, topic: &str, out: &mut Out) -> Result<()> {
     let name = topics::topic_arg(topic)?;
     let mut conn = ctx.connect()?;
-    topics::mark_read(&mut conn, name)?;
+    let confirmed = topics::mark_read(&mut conn, name)?;
     let member = topics::member_key(ctx)?;
     if let Ok(t) = topics::open(&mut conn, name, &member, 1, None) {
         reseal_after(&mut conn, &t, &member);
     }
     conn.close();
     if out.json {
-        return out.json(&serde_json::json!({"type": "topic_read", "topic": name}));
+        return out.json(
+            &serde_json::json!({"type": "topic_read", "topic": name, "confirmed": confirmed}),
+        );
     }
-    out.line(format!("marked #{name} read"))
+    if confirmed {
+        out.line(format!("marked #{name} read"))
+    } else {
+        out.line(format!(
+            "sent #{name} as read (this broker does not confirm it, and shows no unread counts to check)"
+        ))
+    }
 }
 
 /// A one-shot tool that holds the key seals it for members waiting for it; failures wait for the next one.

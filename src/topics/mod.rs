@@ -203,6 +203,15 @@ pub fn create(
     let keys = if plaintext {
         None
     } else {
+        // The original broker makes a topic's key itself and hands it out over REST only; a key sealed here
+        // would be thrown away and the topic's posts unreadable to us. Say so before anything is made.
+        let features = r.features();
+        if !features.has(crate::client::Feature::TopicKeys) {
+            return Err(features.lacks(
+                crate::client::Feature::TopicKeys,
+                "an encrypted topic (--plaintext makes one without a key)",
+            ));
+        }
         let reply = r.ask(Frame::Members(wire::Members::default()))?;
         let Frame::MembersList(list) = reply else {
             return Err(unexpected("members", &reply));
@@ -252,23 +261,44 @@ pub fn list(r: &mut impl Requester) -> Result<Vec<wire::TopicInfo>> {
     }
 }
 
-/// Joins the topic `name` (a name, `#name` accepted).
-pub fn join(r: &mut impl Requester, name: &str) -> Result<()> {
-    r.ask(Frame::TopicJoin(wire::TopicJoin {
-        topic: topic_arg(name)?.to_string(),
+/// Joins the topic `name` (a name, `#name` accepted) as the member `me` (its key). The original broker answers
+/// nothing to a join; there it is confirmed by reading the topic's members.
+pub fn join(r: &mut impl Requester, name: &str, me: &str) -> Result<()> {
+    let topic = topic_arg(name)?.to_string();
+    let join = Frame::TopicJoin(wire::TopicJoin {
+        topic: topic.clone(),
         role: None,
         req_id: None,
-    }))
-    .map(drop)
+    });
+    if r.post(join)?.is_some() {
+        return Ok(());
+    }
+    if members(r, &topic)?.iter().any(|m| m.pubkey == me) {
+        Ok(())
+    } else {
+        Err(Error::permission(format!(
+            "the broker did not add you to #{topic} (it answers nothing to a join, and you are not among its members)"
+        )))
+    }
 }
 
-/// Leaves the topic `name`.
-pub fn leave(r: &mut impl Requester, name: &str) -> Result<()> {
-    r.ask(Frame::TopicLeave(wire::TopicLeave {
-        topic: topic_arg(name)?.to_string(),
+/// Leaves the topic `name`, as the member `me`; confirmed by a read where the broker answers nothing.
+pub fn leave(r: &mut impl Requester, name: &str, me: &str) -> Result<()> {
+    let topic = topic_arg(name)?.to_string();
+    let leave = Frame::TopicLeave(wire::TopicLeave {
+        topic: topic.clone(),
         req_id: None,
-    }))
-    .map(drop)
+    });
+    if r.post(leave)?.is_some() {
+        return Ok(());
+    }
+    if members(r, &topic)?.iter().any(|m| m.pubkey == me) {
+        Err(Error::generic(format!(
+            "the broker kept you in #{topic} (it answers nothing to a leave, and you are still among its members)"
+        )))
+    } else {
+        Ok(())
+    }
 }
 
 /// The topic's members, with whether each is online and holds a copy of the key.
@@ -283,13 +313,16 @@ pub fn members(r: &mut impl Requester, name: &str) -> Result<Vec<wire::TopicMemb
     }
 }
 
-/// Marks everything in the topic read for us.
-pub fn mark_read(r: &mut impl Requester, name: &str) -> Result<()> {
-    r.ask(Frame::TopicMarkRead(wire::TopicMarkRead {
-        topic: topic_arg(name)?.to_string(),
-        req_id: None,
-    }))
-    .map(drop)
+/// Marks everything in the topic read for us. `false`: sent to a broker that answers nothing to it (the
+/// original), and that has no unread counts to read it back by, so nothing says it was done.
+pub fn mark_read(r: &mut impl Requester, name: &str) -> Result<bool> {
+    let confirmed = r
+        .post(Frame::TopicMarkRead(wire::TopicMarkRead {
+            topic: topic_arg(name)?.to_string(),
+            req_id: None,
+        }))?
+        .is_some();
+    Ok(confirmed)
 }
 
 /// What became of a post.

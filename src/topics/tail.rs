@@ -16,7 +16,6 @@ use crate::client::{ConnOpts, Ctx, Event, Inbound, Session, SessionAuth, Session
 use crate::crypto::Keypair;
 use crate::error::Result;
 use crate::out::{self, Out};
-use crate::wire::{self, Frame};
 
 /// How often a key holder seals the key for members who wait for it.
 const RESEAL_EVERY: Duration = Duration::from_secs(30);
@@ -78,11 +77,7 @@ pub fn run(ctx: &Ctx, topic: &str, limit: u32, tool: &str, out: &mut Out) -> Res
     let session = Session::start(&ctx.mesh, opts)?;
     let name = super::topic_arg(topic)?.to_string();
     let mut r = &session;
-    let joined = r.request(Frame::TopicJoin(wire::TopicJoin {
-        topic: name.clone(),
-        role: None,
-        req_id: None,
-    }));
+    let joined = super::join(&mut r, &name, &member.public_hex());
     if let Err(e) = joined {
         session.close();
         return Err(e);

@@ -292,7 +292,12 @@ impl Mesh {
 
     /// A mesh called `mesh_name` with a member per name.
     pub fn named(broker: &Broker, mesh_name: &str, names: &[&str]) -> Vec<Peer> {
-        let url = format!("ws://{}/ws", broker.addr);
+        Mesh::at(&format!("ws://{}/ws", broker.addr), mesh_name, names)
+    }
+
+    /// A mesh called `mesh_name` on the broker at `url` (a proxy in front of one, say), with a member per name.
+    pub fn at(url: &str, mesh_name: &str, names: &[&str]) -> Vec<Peer> {
+        let url = url.to_string();
         let owner = Keypair::generate();
         let mut peers: Vec<Peer> = Vec::new();
         let mut mesh: Option<rest::CreatedMesh> = None;
