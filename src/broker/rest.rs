@@ -1,5 +1,6 @@
 //! The REST surface under `/api/v1`, for programs that speak HTTP and nothing else: post to a topic, read its
-//! history, follow it as a server-sent event stream, list topics, peers, members and mentions.
+//! history, follow it as a server-sent event stream, list topics, peers, members and mentions, and hand out a
+//! topic's sealed key and seal it for who waits (the original CLI's key routes, in its shapes).
 //!
 //! Every request carries `Authorization: Bearer cm_...` (an API key, see [`super::apikeys`]) and acts as the
 //! member that made the key, within the key's capabilities and topic scopes. Errors are JSON,
@@ -19,6 +20,7 @@ use super::store::{Topic, TopicPage};
 use super::topics::{NewPost, Poster, Refused, Stream, rest_entry};
 use crate::crypto::b64;
 use crate::time::{fmt_rfc3339, now_ms};
+use crate::wire::Frame;
 
 /// The most messages a stream replays after `Last-Event-ID`.
 const MAX_REPLAY: usize = 1000;
@@ -93,6 +95,9 @@ enum Route<'a> {
     History(&'a str),
     Stream(&'a str),
     MarkRead(&'a str),
+    Key(&'a str),
+    PendingSeals(&'a str),
+    Seal(&'a str),
     Peers,
     Members,
     Notifications,
@@ -106,6 +111,9 @@ fn route<'a>(method: &str, path: &'a [&'a str]) -> Result<Route<'a>, Response> {
         ["topics", t, "messages"] => ("GET", Route::History(t)),
         ["topics", t, "stream"] => ("GET", Route::Stream(t)),
         ["topics", t, "read"] => ("PATCH", Route::MarkRead(t)),
+        ["topics", t, "key"] => ("GET", Route::Key(t)),
+        ["topics", t, "pending-seals"] => ("GET", Route::PendingSeals(t)),
+        ["topics", t, "seal"] => ("POST", Route::Seal(t)),
         ["peers"] => ("GET", Route::Peers),
         ["members"] => ("GET", Route::Members),
         ["notifications"] => ("GET", Route::Notifications),
@@ -135,7 +143,7 @@ impl Hub {
             }
         };
         let need = match route {
-            Route::PostMessage => "send",
+            Route::PostMessage | Route::Seal(_) => "send",
             _ => "read",
         };
         if !caller.can(need) {
@@ -151,6 +159,9 @@ impl Hub {
             Route::History(t) => respond(self.rest_history(&caller, t, req)),
             Route::Stream(t) => self.rest_stream(conn, &caller, t, req),
             Route::MarkRead(t) => respond(self.rest_mark_read(io, &caller, t)),
+            Route::Key(t) => respond(self.rest_key(&caller, t)),
+            Route::PendingSeals(t) => respond(self.rest_pending_seals(&caller, t)),
+            Route::Seal(t) => respond(self.rest_seal(io, &caller, t, req)),
             Route::Peers => respond(Ok(self.rest_peers(&caller))),
             Route::Members => respond(self.rest_members(&caller)),
             Route::Notifications => respond(self.rest_notifications(&caller, req)),
@@ -269,6 +280,106 @@ impl Hub {
         if let Some(r) = posted.reply_to_id {
             v["replyToId"] = r.into();
         }
+        self.committed(io, v)
+    }
+
+    /// `GET /topics/:t/key`: the caller's sealed copy of the topic key, in the shape the original CLI opens
+    /// (`encryptedKey` is base64 of the sealer's x25519 key ‖ crypto_box; `senderPubkey` is that key in hex).
+    fn rest_key(&mut self, caller: &Caller, t: &str) -> Result<Value, Response> {
+        let topic = self.rest_topic(caller, t)?;
+        match self.topic_key(&caller.key.mesh_id, &caller.member.id, &topic.id) {
+            Ok(Frame::TopicKeyResponse(k)) => {
+                let sender = b64::decode(&k.encrypted_key)
+                    .ok()
+                    .filter(|b| b.len() >= 32)
+                    .map(|b| crate::crypto::hex::encode(&b[..32]));
+                Ok(
+                    json!({"topic": topic.name, "topicId": topic.id, "encryptedKey": k.encrypted_key,
+                    "nonce": k.nonce, "senderPubkey": sender,
+                    "createdAt": fmt_rfc3339(topic.created_at)}),
+                )
+            }
+            Ok(f) => Err(error(
+                500,
+                "internal",
+                format!("topic_key gave {}", f.type_name()),
+            )),
+            // The original's code for a member without a copy.
+            Err(r) if r.code == crate::wire::codes::KEY_NOT_SEALED => {
+                Err(error(404, "key_not_sealed_for_member", r.message))
+            }
+            Err(r) => Err(refused(&r)),
+        }
+    }
+
+    /// `GET /topics/:t/pending-seals`: the topic's members without a copy of its key (at most 50).
+    fn rest_pending_seals(&mut self, caller: &Caller, t: &str) -> Result<Value, Response> {
+        let topic = self.rest_topic(caller, t)?;
+        let pending = match self.topic_pending(&caller.key.mesh_id, &topic.id) {
+            Ok(Frame::TopicPendingSealsResponse(p)) => p.pending,
+            Ok(f) => {
+                return Err(error(
+                    500,
+                    "internal",
+                    format!("topic_pending_seals gave {}", f.type_name()),
+                ));
+            }
+            Err(r) => return Err(refused(&r)),
+        };
+        let pending: Vec<Value> = pending
+            .into_iter()
+            .map(|m| json!({"memberId": m.member_id, "pubkey": m.pubkey, "displayName": m.display_name}))
+            .collect();
+        // The original names the topic's key sender here; ours has none (each copy carries its sealer), so
+        // an encrypted topic says the caller's own copy's sealer, and an unencrypted one null, as there.
+        let sender = if topic.encrypted {
+            self.rest_key(caller, t)
+                .ok()
+                .and_then(|k| k.get("senderPubkey").cloned())
+                .unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        Ok(
+            json!({"topic": topic.name, "topicId": topic.id, "senderPubkey": sender, "pending": pending}),
+        )
+    }
+
+    /// `POST /topics/:t/seal {memberId, encryptedKey, nonce}`: a holder's copy of the key for a member without one.
+    fn rest_seal(
+        &mut self,
+        io: &mut Io,
+        caller: &Caller,
+        t: &str,
+        req: &Request,
+    ) -> Result<Value, Response> {
+        let topic = self.rest_topic(caller, t)?;
+        let b = body(req)?;
+        let s = |k: &str| {
+            b.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let seal = crate::wire::TopicSeal {
+            topic: topic.id.clone(),
+            member_id: s("memberId"),
+            encrypted_key: s("encryptedKey"),
+            nonce: s("nonce"),
+            req_id: None,
+        };
+        if seal.member_id.is_empty() {
+            return Err(error(400, "bad_request", "memberId is required"));
+        }
+        match self.topic_seal(&caller.key.mesh_id, &caller.member.id, &seal) {
+            Ok(_) => {}
+            Err(r) if r.message.starts_with("recipient_not_in_topic") => {
+                return Err(error(404, "recipient_not_in_topic", r.message));
+            }
+            Err(r) => return Err(refused(&r)),
+        }
+        let v = json!({"topic": topic.name, "topicId": topic.id, "memberId": seal.member_id,
+            "sealedAt": fmt_rfc3339(now_ms())});
         self.committed(io, v)
     }
 
@@ -475,5 +586,13 @@ mod tests {
             Some(405)
         );
         assert_eq!(route("GET", &["nope"]).err().map(|r| r.status), Some(404));
+        assert!(matches!(
+            route("GET", &["topics", "ops", "key"]),
+            Ok(Route::Key("ops"))
+        ));
+        assert!(matches!(
+            route("POST", &["topics", "ops", "seal"]),
+            Ok(Route::Seal("ops"))
+        ));
     }
 }

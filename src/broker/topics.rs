@@ -848,7 +848,12 @@ impl Hub {
         Ok(Frame::Ack(wire::Ack::default()))
     }
 
-    fn topic_key(&mut self, mesh: &str, member: &str, reference: &str) -> Refusal<Frame> {
+    pub(super) fn topic_key(
+        &mut self,
+        mesh: &str,
+        member: &str,
+        reference: &str,
+    ) -> Refusal<Frame> {
         let topic = self.find_topic(mesh, reference)?;
         if !topic.encrypted {
             return Err(Refused::new(
@@ -875,9 +880,31 @@ impl Hub {
         }))
     }
 
-    fn topic_pending(&mut self, mesh: &str, reference: &str) -> Refusal<Frame> {
+    pub(super) fn topic_pending(&mut self, mesh: &str, reference: &str) -> Refusal<Frame> {
         let topic = self.find_topic(mesh, reference)?;
-        let pending = if topic.encrypted {
+        let pending = if !topic.encrypted {
+            Vec::new()
+        } else if topic.visibility == "public" {
+            // Anyone in the mesh may read a public topic, and the original CLI asks for its key before it joins:
+            // so every member without a copy is waiting, topic member or not, however late they came.
+            let mut out = Vec::new();
+            for m in store(self.store.members(mesh))? {
+                if out.len() >= 50 {
+                    break;
+                }
+                if m.revoked_at.is_some()
+                    || store(self.store.topic_key(&topic.id, &m.id))?.is_some()
+                {
+                    continue;
+                }
+                out.push(wire::PendingSeal {
+                    member_id: m.id,
+                    pubkey: m.pubkey,
+                    display_name: m.display_name,
+                });
+            }
+            out
+        } else {
             store(self.store.topic_members(&topic.id))?
                 .into_iter()
                 .filter(|m| !m.revoked && !m.has_key)
@@ -888,8 +915,6 @@ impl Hub {
                     display_name: m.display_name,
                 })
                 .collect()
-        } else {
-            Vec::new()
         };
         Ok(Frame::TopicPendingSealsResponse(
             wire::TopicPendingSealsResponse {
@@ -901,7 +926,12 @@ impl Hub {
         ))
     }
 
-    fn topic_seal(&mut self, mesh: &str, member: &str, t: &wire::TopicSeal) -> Refusal<Frame> {
+    pub(super) fn topic_seal(
+        &mut self,
+        mesh: &str,
+        member: &str,
+        t: &wire::TopicSeal,
+    ) -> Refusal<Frame> {
         let topic = self.find_topic(mesh, &t.topic)?;
         if !topic.encrypted {
             return Err(Refused::new(
@@ -918,10 +948,17 @@ impl Hub {
                 ),
             ));
         }
-        let recipient = store(self.store.topic_members(&topic.id))?
-            .into_iter()
-            .find(|m| m.member_id == t.member_id && !m.revoked);
-        if recipient.is_none() {
+        // A public topic's readers are the whole mesh (see topic_pending); a private one's, its members.
+        let recipient = if topic.visibility == "public" {
+            store(self.store.members(mesh))?
+                .into_iter()
+                .any(|m| m.id == t.member_id && m.revoked_at.is_none())
+        } else {
+            store(self.store.topic_members(&topic.id))?
+                .into_iter()
+                .any(|m| m.member_id == t.member_id && !m.revoked)
+        };
+        if !recipient {
             return Err(Refused::new(
                 codes::NOT_FOUND,
                 format!(

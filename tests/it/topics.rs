@@ -812,3 +812,114 @@ fn send_to_a_topic_keeps_its_priority_and_its_client_id() {
     let _ = pipe.kill();
     let _ = pipe.wait();
 }
+
+#[test]
+fn the_original_clis_key_routes_serve_a_member_who_joined_after_the_key() {
+    // The original CLI gets a topic's key over REST before it ever joins the topic: GET /key, and a holder's
+    // pending-seals and seal. carol comes to the mesh after #ops's key was made, and only asks for the key.
+    let (_d, b, users) = mesh("topic-late-rest", &["alice"]);
+    let alice = &users[0];
+    alice.ok("cm-topic", &["create", "ops"]);
+    let carol = User::new("carol");
+    join(alice, &carol);
+    let carol_key = carol.json("cm-apikey", &["create", "cli", "--expires", "1d"])[0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice_key = alice.json("cm-apikey", &["create", "cli", "--expires", "1d"])[0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = b.addr;
+    let (s, e) = http(a, "GET", "/api/v1/topics/ops/key", Some(&carol_key), None);
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (404, Some("key_not_sealed_for_member")),
+        "{e}"
+    );
+    let (s, p) = http(
+        a,
+        "GET",
+        "/api/v1/topics/ops/pending-seals",
+        Some(&alice_key),
+        None,
+    );
+    assert_eq!(s, 200, "{p}");
+    let pending: Vec<&str> = p["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["carol"], "{p}");
+    assert!(
+        p["senderPubkey"].as_str().is_some_and(|k| k.len() == 64),
+        "{p}"
+    );
+
+    // The owner's next post seals the key for her, though she never joined the topic.
+    let posted = post(alice, "ops", "rotate the certs", &[]);
+    assert!(
+        posted["resealed"].to_string().contains("carol") || posted.to_string().contains("carol"),
+        "{posted}"
+    );
+    let (s, k) = http(a, "GET", "/api/v1/topics/ops/key", Some(&carol_key), None);
+    assert_eq!(s, 200, "{k}");
+    assert_eq!(k["topic"], "ops");
+    let me = carol.mesh("dev").keypair().unwrap();
+    let topic_key = claudemesh::crypto::open_topic_key(
+        k["encryptedKey"].as_str().unwrap(),
+        k["nonce"].as_str().unwrap(),
+        &me,
+    )
+    .unwrap();
+    let (s, h) = http(
+        a,
+        "GET",
+        "/api/v1/topics/ops/messages",
+        Some(&carol_key),
+        None,
+    );
+    assert_eq!(s, 200, "{h}");
+    let m = &h["messages"][0];
+    let nonce: [u8; 24] = b64::decode(m["nonce"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let body = claudemesh::crypto::secretbox_open_easy(
+        &b64::decode(m["ciphertext"].as_str().unwrap()).unwrap(),
+        &nonce,
+        &topic_key,
+    )
+    .unwrap();
+    assert_eq!(body, b"rotate the certs");
+
+    // A seal for someone not in the mesh is refused in the original's words; one that exists stays.
+    let (s, e) = http(
+        a,
+        "POST",
+        "/api/v1/topics/ops/seal",
+        Some(&alice_key),
+        Some(
+            &json!({"memberId": "nobody", "encryptedKey": k["encryptedKey"], "nonce": k["nonce"]}),
+        ),
+    );
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (404, Some("recipient_not_in_topic")),
+        "{e}"
+    );
+    let (s, p) = http(
+        a,
+        "GET",
+        "/api/v1/topics/ops/pending-seals",
+        Some(&alice_key),
+        None,
+    );
+    assert_eq!(
+        (s, p["pending"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{p}"
+    );
+    assert_not_stored(&b, &["rotate the certs"]);
+}
