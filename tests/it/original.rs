@@ -194,3 +194,39 @@ fn reminders_list_and_set_without_a_member_list() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["text"], "stand-up", "{list:?}");
 }
+
+#[test]
+fn the_bench_runs_against_the_original() {
+    let dir = TempDir::new("original-bench");
+    let broker = Broker::start(&dir, &["--rate-limit", "0"]);
+    let original = Original::start(&broker);
+    let bench = |args: &[&str]| {
+        std::process::Command::new(crate::harness::bin("cm-bench"))
+            .args(args)
+            .args(["--broker", &original.ws_url(), "--json"])
+            .env_remove("CLAUDEMESH_SESSION_ID")
+            .output()
+            .unwrap()
+    };
+    // Each member its own session id: the original replaces a presence of the same one.
+    for (args, delivered) in [
+        (&["dm", "--peers", "3", "--messages", "4"][..], 12),
+        (&["fanout", "--peers", "3", "--messages", "2"][..], 6),
+    ] {
+        let o = bench(args);
+        let err = crate::harness::text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        let r = crate::harness::lines(&crate::harness::text(&o.stdout)).remove(0);
+        assert_eq!(r["delivered"], delivered, "{r}");
+    }
+    // Its topics take keys only over REST: said at once.
+    let start = Instant::now();
+    let o = bench(&["topic", "--peers", "2", "--messages", "2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(UNSUPPORTED),
+        "{}",
+        crate::harness::text(&o.stderr)
+    );
+    assert!(start.elapsed() < PROMPT);
+}
