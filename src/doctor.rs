@@ -275,7 +275,17 @@ fn check_mesh(m: &MeshEntry) -> Vec<Check> {
                 (_, n) if !n.is_empty() => format!("as {n}"),
                 _ => "accepted".to_string(),
             };
-            out.push(pass(format!("mesh {slug} auth"), format!("hello {who}")));
+            // Which broker it is decides what the tools can do there (docs/protocol.md §10).
+            let kind = if conn.features().original() {
+                "; an original claudemesh broker: no member list, inbox fetch, profile, files or client-made \
+                 topic keys"
+            } else {
+                ""
+            };
+            out.push(pass(
+                format!("mesh {slug} auth"),
+                format!("hello {who}{kind}"),
+            ));
             let st = ack.server_time.map(|s| s - (t0 + t1) / 2);
             conn.close();
             st

@@ -230,3 +230,15 @@ fn the_bench_runs_against_the_original() {
     );
     assert!(start.elapsed() < PROMPT);
 }
+
+#[test]
+fn the_doctor_says_which_broker_it_is() {
+    let (_d, _b, _o, peers) = setup(&["alice"]);
+    let r = timed(&peers[0], "cm-doctor", &[]);
+    assert!(
+        r.out.contains("an original claudemesh broker"),
+        "{}{}",
+        r.out,
+        r.err
+    );
+}
