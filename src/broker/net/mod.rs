@@ -20,11 +20,12 @@
 //! | `http.rs` | request heads and bodies, routing to the handler, the upgrade, responses and events |
 //! | `limits.rs` | the per-address count of connections still sending their request |
 //! | `ws.rs` | WebSocket framing and reads |
+//! | `tls.rs` | a connection's byte stream, plain or TLS |
 //! | `signal.rs` | SIGINT and SIGTERM as a wake-up of the loop |
 
 use super::log;
 use limits::Heads;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ mod limits;
 mod signal;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod ws;
 
 pub use http::parse_request_head;
@@ -249,6 +251,9 @@ pub struct NetConfig {
     pub max_conns_per_addr: usize,
     /// Output a connection may have waiting for its socket before it is dropped as too slow.
     pub max_write_buffer: usize,
+    /// Serve TLS (`wss://`, `https://`) with this configuration instead of plain TCP. Its certificate resolver
+    /// is asked at every handshake, so swapping the certificate behind it reaches new connections only.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for NetConfig {
@@ -261,6 +266,7 @@ impl Default for NetConfig {
             tick: Duration::from_secs(1),
             max_conns_per_addr: 4096,
             max_write_buffer: 4 << 20,
+            tls: None,
         }
     }
 }
@@ -437,7 +443,7 @@ enum State {
 
 struct Conn {
     id: ConnId,
-    tcp: TcpStream,
+    tcp: tls::Stream,
     peer: SocketAddr,
     kind: Kind,
     state: State,
