@@ -274,7 +274,13 @@ pub(crate) fn certificate_refused(url: &str, e: &io::Error) -> Option<Error> {
         C::Expired | C::ExpiredContext { .. } => "has expired".to_string(),
         C::NotValidYet | C::NotValidYetContext { .. } => "is not valid yet".to_string(),
         C::Revoked => "has been revoked".to_string(),
-        other => format!("was refused ({other:?})"),
+        // What `openssl req -x509` makes unless told CA:FALSE: webpki will not take a CA's certificate as a
+        // server's, even when it is the very one trusted.
+        C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+            "is a CA's certificate, not a server's (make it with basicConstraints CA:FALSE, or sign one with that CA)"
+                .to_string()
+        }
+        other => format!("was refused ({other})"),
     };
     Some(Error::auth(format!(
         "refusing broker at {url}: its TLS certificate {why}; for a private CA or a self-signed \

@@ -376,6 +376,35 @@ fn a_certificate_the_client_does_not_trust_is_refused_in_one_line() {
     );
     assert!(e.contains("not a TLS broker"), "{e}");
 
+    // A CA's own certificate served as the broker's (openssl req -x509 without CA:FALSE) is named as such.
+    let dir3 = TempDir::new("tls-ca-as-leaf");
+    let (cert, key) = (dir3.0.join("ca.pem"), dir3.0.join("ca.key"));
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let k = KeyPair::generate().unwrap();
+    std::fs::write(&cert, params.self_signed(&k).unwrap().pem()).unwrap();
+    std::fs::write(&key, k.serialize_pem()).unwrap();
+    let ca_leaf = Broker::start(
+        &dir3,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let e = fails(
+        &alice,
+        Some(&cert),
+        "cm",
+        &["new", "ops", "--broker", &ca_leaf.ws_url()],
+        2,
+    );
+    assert!(
+        e.contains("its TLS certificate is a CA's certificate, not a server's"),
+        "{e}"
+    );
+
     // A CA file that is not there is the user's to fix, and says which.
     let e = fails(
         &alice,
