@@ -673,6 +673,10 @@ pub struct BrokerLogin {
     /// The admin or creation token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// A PEM file of CA certificates trusted for this broker's TLS certificate, besides the web's roots
+    /// (`cm login URL --ca-file FILE`): a broker on a private CA or a self-signed certificate. An absolute path.
+    #[serde(default, rename = "caFile", skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Keys this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -683,6 +687,7 @@ impl fmt::Debug for BrokerLogin {
         f.debug_struct("BrokerLogin")
             .field("url", &self.url)
             .field("token", &self.token.as_ref().map(|_| Redacted))
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -705,6 +710,7 @@ impl Brokers {
             None => self.brokers.push(BrokerLogin {
                 url: url.to_string(),
                 token: token.map(str::to_string),
+                ca_file: None,
                 extra: Map::new(),
             }),
         }

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::config::{Brokers, Config, Identity, Paths, broker_ws_url};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io_message};
+use std::path::Path;
 
 /// Makes the identity, `display_name` trimmed; refuses to replace one unless `force`.
 pub fn register(paths: &Paths, display_name: Option<&str>, force: bool) -> Result<Identity> {
@@ -35,6 +36,9 @@ pub struct LoginRow {
     pub url: String,
     pub default: bool,
     pub token: bool,
+    /// The CA file trusted for its TLS certificate (`cm login --ca-file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// Who this machine is: `whoami --json`.
@@ -64,6 +68,7 @@ pub fn whoami(paths: &Paths) -> Result<Whoami> {
             default: brokers.default.as_deref() == Some(b.url.as_str()),
             url: b.url.clone(),
             token: b.token.is_some(),
+            ca_file: b.ca_file.as_ref().map(|p| p.display().to_string()),
         })
         .collect();
     let default_mesh = config.default_entry().map(|m| m.slug.clone());
@@ -90,14 +95,38 @@ pub fn whoami(paths: &Paths) -> Result<Whoami> {
 }
 
 /// Logs in to the broker at `given` (any URL form the tools accept), which becomes the default; returns its
-/// `ws(s)://…/ws` URL.
-pub fn login(paths: &Paths, given: &str, token: Option<&str>) -> Result<String> {
+/// `ws(s)://…/ws` URL. `ca_file` is a PEM file of CAs trusted for its TLS certificate; it must hold one, and is
+/// recorded by its absolute path so that the login works from any directory.
+pub fn login(
+    paths: &Paths,
+    given: &str,
+    token: Option<&str>,
+    ca_file: Option<&Path>,
+) -> Result<String> {
     let url = broker_ws_url(given)?;
     if token.is_some_and(|t| t.trim().is_empty()) {
         return Err(Error::usage("--token is empty"));
     }
+    let ca_file =
+        match ca_file {
+            Some(f) => {
+                if !url.starts_with("wss://") {
+                    return Err(Error::usage(format!(
+                        "--ca-file: {url} is not a TLS broker (wss://)"
+                    )));
+                }
+                crate::client::transport::read_ca_file(f, "--ca-file")?;
+                Some(std::fs::canonicalize(f).map_err(|e| {
+                    Error::io(format!("--ca-file {}: {}", f.display(), io_message(&e)))
+                })?)
+            }
+            None => None,
+        };
     let mut brokers = Brokers::load(paths)?;
     brokers.login(&url, token);
+    if let Some(b) = brokers.brokers.iter_mut().find(|b| b.url == url) {
+        b.ca_file = ca_file;
+    }
     brokers.save(paths)?;
     Ok(url)
 }

@@ -6,7 +6,8 @@
 //! other thread: a thread started earlier keeps its mask and could take the signal instead.
 //!
 //! Ctrl-C (SIGINT) ends a tool with [`Code::Interrupted`](crate::error::Code::Interrupted), exit status 130, after
-//! it closed what it had open; SIGTERM and SIGHUP are the ordinary way to stop a service, exit status 0. A second
+//! it closed what it had open; SIGTERM and SIGHUP are the ordinary way to stop a service, exit status 0
+//! (`cm-broker` takes SIGHUP as the daemon convention has it instead: reload, see [`watch_each`]). A second
 //! signal while it closes ends it at once.
 
 use crate::error::{Error, Result};
@@ -59,6 +60,30 @@ impl Signal {
 /// Blocks `signals` in this thread and the threads it starts from now on, and starts a thread that waits for the
 /// first of them and calls `on` with it.
 pub fn watch(signals: &[Signal], on: impl FnOnce(Signal) + Send + 'static) -> Result<()> {
+    let mut on = Some(on);
+    watch_each(signals, move |s| {
+        if let Some(f) = on.take() {
+            f(s);
+        }
+        Flow::Stop
+    })
+}
+
+/// What a watcher does after a signal: wait for the next, or stop (then a second signal ends the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// [`watch`] for a service that handles some signals and goes on (`cm-broker` reloads its certificate on
+/// SIGHUP): `on` is called for each signal until it answers [`Flow::Stop`]. One thread waits for all of them,
+/// because a signal blocked for one watcher and not for another would reach the other's thread with its default
+/// action.
+pub fn watch_each(
+    signals: &[Signal],
+    mut on: impl FnMut(Signal) -> Flow + Send + 'static,
+) -> Result<()> {
     // SAFETY: the set is zeroed (a valid value) and initialised by sigemptyset before use; pthread_sigmask only
     // changes this thread's mask.
     let set = unsafe {
@@ -81,8 +106,9 @@ pub fn watch(signals: &[Signal], on: impl FnOnce(Signal) + Send + 'static) -> Re
                 if unsafe { libc::sigwait(&set, &mut raw) } != 0 {
                     return;
                 }
-                if let Some(s) = Signal::of(raw) {
-                    on(s);
+                if let Some(s) = Signal::of(raw)
+                    && on(s) == Flow::Stop
+                {
                     break;
                 }
             }

@@ -11,6 +11,8 @@ complete -c cm-broker -l rate-limit -x -d 'sends per second per member and burst
 complete -c cm-broker -l lease -x -d 'seconds a pushed message waits for its ack before it is pushed again, default 30'
 complete -c cm-broker -l task-lease -x -d 'seconds a task\'s claim outlives the claimer\'s last live session, default 600'
 complete -c cm-broker -l max-file-size -x -d 'largest file upload in bytes, default 50000000'
+complete -c cm-broker -l tls-cert -r -F -d 'serve wss:// and https:// with this PEM certificate chain (leaf first); needs --tls-key'
+complete -c cm-broker -l tls-key -r -F -d 'the PEM private key of --tls-cert; both files are read again on SIGHUP'
 complete -c cm-broker -s h -l help -d 'print this help'
 complete -c cm-broker -l version -d 'print the version'
 complete -c cm-broker -l json -d 'write JSON Lines: one object per line'

@@ -132,18 +132,28 @@ impl Hub {
         }
     }
 
+    /// The store's answer to a query that reads it, and how long the answer took: what `/health` and
+    /// `/metrics` report, so that a load balancer or a scrape sees a broker whose database does not answer.
+    fn probe_store(&self) -> (std::result::Result<(), String>, std::time::Duration) {
+        let start = std::time::Instant::now();
+        let r = self.store.ping().map_err(|e| e.msg);
+        (r, start.elapsed())
+    }
+
     /// 200 while the store reads and its last write held; 503 with the failure otherwise.
     fn health(&self) -> Response {
+        let (probe, took) = self.probe_store();
         let mut v = json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime": self.started.elapsed().as_secs(),
             "store": "ok",
+            "store_ms": took.as_secs_f64() * 1000.0,
         });
         let mut status = 200;
-        if let Err(e) = self.store.ping() {
+        if let Err(e) = probe {
             (v["status"], v["store"], v["store_error"]) =
-                ("error".into(), "error".into(), e.msg.into());
+                ("error".into(), "error".into(), e.into());
             status = 503;
         }
         if let Some((at, e)) = &self.write_failure {
@@ -194,6 +204,19 @@ impl Hub {
             "gauge",
             "Deliveries stored and not yet acknowledged (queue depth).",
             pending.to_string(),
+        );
+        let (probe, took) = self.probe_store();
+        metric(
+            "claudemesh_store_up",
+            "gauge",
+            "1 while the store answers a query and its last write held (as /health says), else 0.",
+            u8::from(probe.is_ok() && self.write_failure.is_none()).to_string(),
+        );
+        metric(
+            "claudemesh_store_probe_seconds",
+            "gauge",
+            "How long the store took to answer this scrape's query.",
+            format!("{:.6}", took.as_secs_f64()),
         );
         metric(
             "claudemesh_commit_failures_total",

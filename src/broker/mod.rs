@@ -15,6 +15,7 @@ mod schedule;
 mod state;
 pub mod store;
 mod tasks;
+pub mod tls;
 mod topics;
 
 use std::io::Write;
@@ -48,6 +49,8 @@ pub struct Options {
     pub max_file_bytes: u64,
     /// How long a task's claim outlives the last live session of the member holding it.
     pub task_lease: Duration,
+    /// Serve TLS with this PEM certificate chain and key (`--tls-cert`, `--tls-key`); read again on SIGHUP.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Serve `POST /debug/clock`, which moves the scheduler's clock (`CM_BROKER_TEST_CLOCK=1`; tests only).
     pub test_clock: bool,
 }
@@ -66,6 +69,7 @@ impl Default for Options {
             lease: Duration::from_secs(30),
             max_file_bytes: 50_000_000,
             task_lease: Duration::from_secs(600),
+            tls: None,
             test_clock: false,
         }
     }
@@ -81,7 +85,8 @@ pub fn default_data_dir(xdg_data_home: Option<PathBuf>, home: Option<PathBuf>) -
     base.join("claudemesh-broker")
 }
 
-/// Runs the broker until SIGINT or SIGTERM. Prints `listening on ws://HOST:PORT/ws` on stdout once it accepts.
+/// Runs the broker until SIGINT or SIGTERM; SIGHUP reloads the TLS certificate. Prints
+/// `listening on ws[s]://HOST:PORT/ws` on stdout once it accepts.
 pub fn run(opts: &Options) -> Result<()> {
     log::set_format(opts.log_format);
     // A file-size limit (`ulimit -f`) must fail a write, which the store reports and survives, rather than
@@ -94,12 +99,31 @@ pub fn run(opts: &Options) -> Result<()> {
             .map_err(|e| Error::internal(io_message(&e)).context("making the shutdown pipe"))?,
     );
     let stopped_by = std::sync::Arc::new(std::sync::OnceLock::new());
+    // Read before anything else so that a bad certificate fails the start, not the first client.
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(std::sync::Arc::new(tls::Tls::load(cert, key)?)),
+        None => None,
+    };
     {
-        let (shutdown, stopped_by) = (shutdown.clone(), stopped_by.clone());
-        signal::watch(&[Signal::Interrupt, Signal::Terminate], move |s| {
-            let _ = stopped_by.set(s);
-            shutdown.trigger();
-        })?;
+        let (shutdown, stopped_by, tls) = (shutdown.clone(), stopped_by.clone(), tls.clone());
+        signal::watch_each(
+            &[Signal::Interrupt, Signal::Terminate, Signal::Hangup],
+            move |s| match (s, &tls) {
+                (Signal::Hangup, Some(tls)) => {
+                    tls.reload();
+                    signal::Flow::Continue
+                }
+                (Signal::Hangup, None) => {
+                    log::info("SIGHUP: nothing to reload (no --tls-cert)", &[]);
+                    signal::Flow::Continue
+                }
+                _ => {
+                    let _ = stopped_by.set(s);
+                    shutdown.trigger();
+                    signal::Flow::Stop
+                }
+            },
+        )?;
     }
     create_private_dir(&opts.data)?;
     // The store first: `listening` promises a broker that serves, and one whose store cannot open would not.
@@ -109,16 +133,28 @@ pub fn run(opts: &Options) -> Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on ws://{addr}/ws")
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    writeln!(stdout, "listening on {scheme}://{addr}/ws")
         .and_then(|()| stdout.flush())
         .map_err(|e| Error::from(e).context("writing to stdout"))?;
     drop(stdout);
-    log::info(
-        "listening",
-        &[("addr", &addr), ("data", &opts.data.display())],
-    );
+    match &tls {
+        Some(t) => log::info(
+            "listening",
+            &[
+                ("addr", &addr),
+                ("data", &opts.data.display()),
+                ("tls_sha256", &t.fingerprint()),
+            ],
+        ),
+        None => log::info(
+            "listening",
+            &[("addr", &addr), ("data", &opts.data.display())],
+        ),
+    }
     let cfg = NetConfig {
         max_conns_per_addr: opts.max_conns_per_addr,
+        tls: tls.as_ref().map(|t| t.config()),
         ..NetConfig::default()
     };
     net::serve(listener, &cfg, &mut hub, &shutdown).map_err(|e| Error::network(io_message(&e)))?;

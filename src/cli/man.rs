@@ -198,14 +198,33 @@ pub fn man(tool: &Tool, toolkit: &[&Tool]) -> String {
         .filter(|t| t.name != tool.name)
         .collect();
     see.sort_by_key(|t| t.name);
-    if !see.is_empty() {
+    let (pages, files) = see_also_outside(tool);
+    if !see.is_empty() || !pages.is_empty() {
         s += ".SH SEE ALSO\n";
         let refs: Vec<String> = see
             .iter()
-            .map(|t| format!(".BR {} ({})", roff(t.name), t.section))
+            .map(|t| (t.name, t.section))
+            .chain(pages.iter().copied())
+            .map(|(name, section)| format!(".BR {} ({})", roff(name), section))
             .collect();
         s += &refs.join(",\n");
         s += "\n";
+        if !files.is_empty() {
+            s += &format!(".PP\n{}\n", roff(files));
+        }
     }
     s
+}
+
+/// Pages beyond the toolkit that a tool's SEE ALSO names, and the files of the source tree it points to.
+fn see_also_outside(tool: &Tool) -> (&'static [(&'static str, u8)], &'static str) {
+    match tool.name {
+        "cm-broker" => (
+            &[("systemd.service", 5), ("systemd.exec", 5)],
+            "contrib/systemd/cm-broker.service in the source tree: a hardened unit (DynamicUser, StateDirectory, \
+             ProtectSystem=strict, NoNewPrivileges) whose reload sends SIGHUP. docs/deploy.md: TLS, the clients' CA \
+             file, reverse proxies, the unit, /health and /metrics.",
+        ),
+        _ => (&[], ""),
+    }
 }

@@ -284,11 +284,22 @@ pub fn common_flags(tool: &Tool) -> &'static [Flag] {
         &COMMON[..3]
     }
 }
-/// The config directory's variable, described once for every tool that reads it.
-static CONFIG_DIR_ENV: [(&str, &str); 1] = [(
-    "CLAUDEMESH_CONFIG_DIR",
-    "The configuration directory (default: ~/.claudemesh).",
-)];
+/// The config directory's variable and the TLS trust ones, described once for every tool that reads them.
+static CONFIG_DIR_ENV: [(&str, &str); 3] = [
+    (
+        "CLAUDEMESH_CONFIG_DIR",
+        "The configuration directory (default: ~/.claudemesh).",
+    ),
+    (
+        "CLAUDEMESH_CA_FILE",
+        "A PEM file of CA certificates trusted for wss:// brokers besides the web's roots: a broker on a \
+         private CA or a self-signed certificate (per broker: cm login URL --ca-file FILE).",
+    ),
+    (
+        "SSL_CERT_FILE",
+        "Read as CLAUDEMESH_CA_FILE is, as other TLS clients read it.",
+    ),
+];
 
 /// The environment variables every tool like `tool` reads, before its own `env`: the config directory's when it
 /// reads one.

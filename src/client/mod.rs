@@ -3,7 +3,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | what both socket kinds share: [`ConnOpts`], [`SessionAuth`], the hello frames, broker error codes → [`Code`] |
-//! | `transport.rs` | broker URLs, TCP with timeouts, TLS (webpki roots, or a private CA from `$CLAUDEMESH_CA_FILE`/`$SSL_CERT_FILE`), the WebSocket upgrade |
+//! | `transport.rs` | broker URLs, TCP with timeouts, TLS (webpki roots, plus a private CA from `$CLAUDEMESH_CA_FILE`/`$SSL_CERT_FILE` or the broker's `cm login --ca-file`), certificate refusals, the WebSocket upgrade |
 //! | [`ctx`] | [`Ctx`]: the config, the chosen mesh and who to speak as, for one-shot tools |
 //! | [`features`] | [`Features`]: what the broker offers beyond the original's protocol, from `hello_ack`; the one place that decides per feature |
 //! | [`conn`] | [`Conn`]: one blocking socket for one-shot tools — hello, request/reply by `_reqId`, close |

@@ -2,7 +2,7 @@
 //! invite, health. Each call takes the broker's URL in either form (`ws[s]://host/ws` or `http[s]://host`) and
 //! gives up after 10 s.
 
-use super::transport::{parse_url, tls_config};
+use super::transport::{BrokerUrl, parse_url, tls_config};
 use crate::crypto::{Keypair, sha256_hex};
 use crate::error::{Code, Error, Result, io_message};
 use serde_json::{Value, json};
@@ -125,32 +125,35 @@ pub fn health(broker_url: &str) -> Result<(Value, Duration)> {
 /// `GET /health` as [`health`], with the broker's clock from its `Date` header when it sent one (ms since the
 /// epoch, to the second).
 pub fn health_dated(broker_url: &str) -> Result<(Value, Duration, Option<i64>)> {
-    let base = parse_url(broker_url)?.http;
+    let url = parse_url(broker_url)?;
+    let base = &url.http;
     let start = Instant::now();
-    let r = agent()?.get(&format!("{base}/health")).call();
+    let r = agent(&url)?.get(&format!("{base}/health")).call();
     let elapsed = start.elapsed();
     let date = match &r {
         Ok(resp) => resp.header("date").and_then(crate::time::parse_http_date),
         Err(_) => None,
     };
-    let v = answer(&base, r)?;
+    let v = answer(base, r)?;
     Ok((v, elapsed, date))
 }
 
-fn agent() -> Result<ureq::Agent> {
-    Ok(ureq::AgentBuilder::new()
-        .timeout(TIMEOUT)
-        .tls_config(tls_config()?)
-        .build())
+fn agent(url: &BrokerUrl) -> Result<ureq::Agent> {
+    let mut b = ureq::AgentBuilder::new().timeout(TIMEOUT);
+    if url.tls {
+        b = b.tls_config(tls_config(url)?);
+    }
+    Ok(b.build())
 }
 
 fn post(broker_url: &str, path: &str, body: &Value, token: Option<&str>) -> Result<Value> {
-    let base = parse_url(broker_url)?.http;
-    let mut req = agent()?.post(&format!("{base}{path}"));
+    let url = parse_url(broker_url)?;
+    let base = url.http.as_str();
+    let mut req = agent(&url)?.post(&format!("{base}{path}"));
     if let Some(t) = token.filter(|t| !t.is_empty()) {
         req = req.set("Authorization", &format!("Bearer {t}"));
     }
-    answer(&base, req.send_json(body))
+    answer(base, req.send_json(body))
 }
 
 /// The JSON body of a 2xx answer, or the error its status and `error` field call for.
@@ -170,6 +173,7 @@ fn answer(base: &str, r: std::result::Result<ureq::Response, ureq::Error>) -> Re
                 .unwrap_or_else(|| body.trim().chars().take(200).collect());
             Err(status_error(status, &detail))
         }
+        Err(ureq::Error::Transport(t)) if let Some(e) = refused_certificate(base, &t) => Err(e),
         Err(ureq::Error::Transport(t)) => Err(Error::network(format!(
             "cannot reach broker at {base}: {}",
             transport_message(&t)
@@ -196,6 +200,18 @@ fn status_error(status: u16, detail: &str) -> Error {
         detail.to_string()
     };
     Error::new(code, format!("broker refused: {detail}"))
+}
+
+/// The certificate refusal inside a ureq transport error, said as the WebSocket path says it.
+fn refused_certificate(base: &str, t: &ureq::Transport) -> Option<Error> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(e) = src {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return super::transport::certificate_refused(base, io);
+        }
+        src = e.source();
+    }
+    None
 }
 
 /// `connection refused`, `timed out`, ... from the innermost I/O error, else ureq's own words.

@@ -6,7 +6,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tungstenite::protocol::WebSocketConfig;
 
@@ -81,28 +82,72 @@ pub(crate) fn parse_url(url: &str) -> Result<BrokerUrl> {
     })
 }
 
-/// The client's TLS settings: the webpki roots, plus the PEM certificates of a private CA named by
-/// `$CLAUDEMESH_CA_FILE` or `$SSL_CERT_FILE` (for a self-hosted broker behind its own CA). Built once.
-pub(crate) fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    CONFIG.get_or_init(build_tls_config).clone()
+/// The client's TLS settings for `url`: the webpki roots, plus the PEM certificates of a private CA named by
+/// `$CLAUDEMESH_CA_FILE` or `$SSL_CERT_FILE`, plus the CA file recorded for this broker by
+/// `cm login URL --ca-file FILE` (for a self-hosted broker behind its own CA or a self-signed certificate).
+/// Built once per CA file.
+pub(crate) fn tls_config(url: &BrokerUrl) -> Result<Arc<rustls::ClientConfig>> {
+    type Built = Vec<(Option<PathBuf>, Arc<rustls::ClientConfig>)>;
+    static CONFIGS: Mutex<Built> = Mutex::new(Vec::new());
+    let login_ca = login_ca_file(url)?;
+    let mut built = CONFIGS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = built.iter().find(|(ca, _)| *ca == login_ca) {
+        return Ok(c.clone());
+    }
+    let config = build_tls_config(login_ca.as_deref())?;
+    built.push((login_ca, config.clone()));
+    Ok(config)
 }
 
-fn build_tls_config() -> Result<Arc<rustls::ClientConfig>> {
+/// The CA file `cm login` recorded for the broker at `url`'s host and port, if any.
+fn login_ca_file(url: &BrokerUrl) -> Result<Option<PathBuf>> {
+    let paths = crate::config::Paths {
+        dir: crate::config::Paths::locate()?,
+    };
+    let brokers = crate::config::Brokers::load(&paths)?;
+    Ok(brokers.brokers.into_iter().find_map(|b| {
+        let login = parse_url(&b.url).ok()?;
+        (login.host.eq_ignore_ascii_case(&url.host) && login.port == url.port)
+            .then_some(b.ca_file)
+            .flatten()
+    }))
+}
+
+/// The certificates of a PEM file of CAs; `what` says where its name came from (`$CLAUDEMESH_CA_FILE`,
+/// `--ca-file`), for the error. A file without a certificate is refused: trusting nothing new is surely not
+/// what was meant.
+pub(crate) fn read_ca_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::io(format!("reading {what} {shown}: {}", io_message(&e))))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::usage(format!("{what} {shown}: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::usage(format!(
+            "{what} {shown}: no PEM certificate in it"
+        )));
+    }
+    Ok(certs)
+}
+
+fn build_tls_config(login_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut files = Vec::new();
     for var in ["CLAUDEMESH_CA_FILE", "SSL_CERT_FILE"] {
-        let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
-            continue;
-        };
-        let shown = std::path::Path::new(&path).display().to_string();
-        let pem = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("reading ${var} {shown}: {}", io_message(&e))))?;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| Error::usage(format!("${var} {shown}: {e}")))?;
+        if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+            files.push((PathBuf::from(path), format!("${var}")));
+        }
+    }
+    if let Some(path) = login_ca {
+        files.push((path.to_path_buf(), "the CA file of cm login".to_string()));
+    }
+    for (path, what) in &files {
+        for cert in read_ca_file(path, what)? {
             roots
                 .add(cert)
-                .map_err(|e| Error::usage(format!("${var} {shown}: {e}")))?;
+                .map_err(|e| Error::usage(format!("{what} {}: {e}", path.display())))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -191,7 +236,7 @@ pub(crate) fn open(url: &BrokerUrl) -> Result<Ws> {
     let stream = if url.tls {
         let name = ServerName::try_from(url.host.clone())
             .map_err(|_| Error::usage(format!("bad broker host \"{}\"", url.host)))?;
-        let conn = rustls::ClientConnection::new(tls_config()?, name)
+        let conn = rustls::ClientConnection::new(tls_config(url)?, name)
             .map_err(|e| unreachable(&url.ws, format!("TLS: {e}")))?;
         Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
     } else {
@@ -204,8 +249,43 @@ pub(crate) fn open(url: &BrokerUrl) -> Result<Ws> {
         Err(tungstenite::HandshakeError::Interrupted(_)) => {
             Err(unreachable(&url.ws, "no WebSocket handshake within 5 s"))
         }
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Io(e)))
+            if let Some(refused) = certificate_refused(&url.ws, &e) =>
+        {
+            Err(refused)
+        }
         Err(tungstenite::HandshakeError::Failure(e)) => Err(unreachable(&url.ws, ws_error(&e))),
     }
+}
+
+/// The error for a broker whose certificate this machine does not accept, if `e` is that: [`Error::auth`],
+/// not a network error, because trying again reaches the same broker with the same certificate, and the fix is
+/// the CA file or the URL.
+pub(crate) fn certificate_refused(url: &str, e: &io::Error) -> Option<Error> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    let why = match c {
+        C::UnknownIssuer => "is not signed by a CA this machine trusts".to_string(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "is for another host name".to_string()
+        }
+        C::Expired | C::ExpiredContext { .. } => "has expired".to_string(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "is not valid yet".to_string(),
+        C::Revoked => "has been revoked".to_string(),
+        // What `openssl req -x509` makes unless told CA:FALSE: webpki will not take a CA's certificate as a
+        // server's, even when it is the very one trusted.
+        C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+            "is a CA's certificate, not a server's (make it with basicConstraints CA:FALSE, or sign one with that CA)"
+                .to_string()
+        }
+        other => format!("was refused ({other})"),
+    };
+    Some(Error::auth(format!(
+        "refusing broker at {url}: its TLS certificate {why}; for a private CA or a self-signed \
+         certificate, name its PEM file with cm login URL --ca-file FILE or CLAUDEMESH_CA_FILE"
+    )))
 }
 
 /// A short description of a connect error: `connection refused`, `timed out`.

@@ -64,6 +64,19 @@ const MAX_FILE_SIZE: Flag = flag(
 )
 .value("BYTES");
 
+const TLS_CERT: Flag = flag(
+    "tls-cert",
+    "serve wss:// and https:// with this PEM certificate chain (leaf first); needs --tls-key",
+)
+.value("FILE")
+.complete(Complete::File);
+const TLS_KEY: Flag = flag(
+    "tls-key",
+    "the PEM private key of --tls-cert; both files are read again on SIGHUP",
+)
+.value("FILE")
+.complete(Complete::File);
+
 /// `cm-broker`'s flag table.
 pub static TOOL: Tool = Tool {
     name: "cm-broker",
@@ -74,7 +87,15 @@ Once it accepts connections it prints one line on stdout, listening on ws://HOST
 asked for port 0 can read the port it got. It logs one line per event on stderr. SIGTERM closes \
 every connection with code 1001 and exits 0; Ctrl-C (SIGINT) does the same and exits 130.\n\n\
 Meshes can be created by anyone on loopback; from other addresses creating a mesh needs the admin token. \
-The broker terminates no TLS: put a TLS proxy in front of it to serve wss://.\n\n\
+With --tls-cert and --tls-key it serves TLS on its port: clients connect to wss://HOST:PORT/ws and REST, \
+server-sent events, /health and /metrics are https://. SIGHUP reads both files again: new connections get the \
+new certificate, open ones keep theirs, and a pair that does not load leaves the old one in place (the log says \
+why). Clients verify the certificate against the web's roots (webpki) and the CA in $CLAUDEMESH_CA_FILE, for a \
+private CA or a self-signed certificate. Behind a reverse proxy that terminates TLS (nginx, Caddy, HAProxy) run \
+it without them on 127.0.0.1 and have the proxy pass /ws with the Upgrade and Connection headers, buffering \
+off for the event streams under /api/v1, and read timeouts above a minute (the broker pings every 30 s); \
+docs/deploy.md has a configuration. A plain broker reachable from other machines sends API keys and \
+signed hellos in the clear.\n\n\
 The same port serves a REST surface under /api/v1 for programs that speak only HTTP, with an API key from \
 cm-apikey in Authorization: Bearer cm_...: POST /api/v1/messages {topic, text} (a topic made with --plaintext) or \
 {topic, ciphertext, nonce, bodyVersion, replyToId, mentions}; GET /api/v1/topics; \
@@ -96,6 +117,8 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
         LEASE,
         TASK_LEASE,
         MAX_FILE_SIZE,
+        TLS_CERT,
+        TLS_KEY,
     ],
     subs: &[],
     mesh_flag: false,
@@ -109,6 +132,10 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
         Example {
             cmd: "cm-broker --listen 0.0.0.0:7900 --admin-token \"$(cat /etc/claudemesh/token)\"",
             what: "serve every interface; remote mesh creation needs the token",
+        },
+        Example {
+            cmd: "cm-broker --listen 0.0.0.0:443 --tls-cert /etc/claudemesh/fullchain.pem --tls-key /etc/claudemesh/key.pem",
+            what: "serve wss:// itself; kill -HUP after renewing the certificate",
         },
         Example {
             cmd: "cm-broker --listen 127.0.0.1:0 --data /tmp/cmb --log-format json",
@@ -178,6 +205,12 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     }
     if let Some(v) = args.value(&MAX_FILE_SIZE) {
         o.max_file_bytes = positive(&MAX_FILE_SIZE, v)? as u64;
+    }
+    match (args.value(&TLS_CERT), args.value(&TLS_KEY)) {
+        (Some(c), Some(k)) => o.tls = Some((PathBuf::from(c), PathBuf::from(k))),
+        (None, None) => {}
+        (Some(_), None) => return Err(Error::usage("--tls-cert needs --tls-key")),
+        (None, Some(_)) => return Err(Error::usage("--tls-key needs --tls-cert")),
     }
     // Left out of the man page on purpose: it lets any local client move the scheduler's clock.
     o.test_clock = env("CM_BROKER_TEST_CLOCK").as_deref() == Some("1");
@@ -309,6 +342,8 @@ mod tests {
             ("lease", "0"),
             ("max-conns-per-addr", "-3"),
             ("admin-token", ""),
+            ("tls-cert", "c.pem"),
+            ("tls-key", "k.pem"),
         ] {
             let e = options(&args(&[(k, v)]), no_env).unwrap_err();
             assert_eq!(e.code, crate::error::Code::Usage, "{k}");

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::cli::{Args, Example, Flag, Sub, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::config::Paths;
 use crate::error::{Error, Result};
 use crate::id::{self, Whoami};
@@ -12,6 +12,12 @@ use crate::out::{self, Out};
 const NAME: Flag = flag("name", "the display name peers see").value("NAME");
 const FORCE: Flag = flag("force", "replace an existing identity with a new key");
 const TOKEN: Flag = flag("token", "the broker's admin or creation token").value("TOKEN");
+const CA_FILE: Flag = flag(
+    "ca-file",
+    "trust the CAs in this PEM file for the broker's TLS certificate (a private CA, or the certificate itself)",
+)
+.value("FILE")
+.complete(Complete::File);
 
 /// `cm-id`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -49,9 +55,9 @@ either way. cm-id logout forgets one login, or all of them.",
         Sub {
             name: "login",
             aliases: &[],
-            about: "record a broker, and its token, as the default",
+            about: "record a broker, its token and its CA file, as the default",
             args: &[pos("URL")],
-            flags: &[TOKEN],
+            flags: &[TOKEN, CA_FILE],
         },
         Sub {
             name: "logout",
@@ -119,6 +125,8 @@ struct LoginEvent<'a> {
     default: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<bool>,
 }
 
 /// Rows of `key value`, the keys padded to one width.
@@ -190,9 +198,11 @@ fn whoami(paths: &Paths, out: &mut Out) -> Result<()> {
         ));
     }
     for b in &who.logins {
+        let ca = b.ca_file.as_ref().map(|f| format!("CA file {f}"));
         let notes: Vec<&str> = [(b.default, "default"), (b.token, "token")]
             .into_iter()
             .filter_map(|(on, s)| on.then_some(s))
+            .chain(ca.as_deref())
             .collect();
         let notes = if notes.is_empty() {
             String::new()
@@ -209,16 +219,20 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
         .pos(0)
         .ok_or_else(|| Error::usage("login needs the broker's URL"))?;
     let token = args.value(&TOKEN);
-    let url = id::login(paths, given, token)?;
+    let ca_file = args.value(&CA_FILE).map(std::path::Path::new);
+    let url = id::login(paths, given, token, ca_file)?;
     // Recorded either way (the broker may start later), but a typo should not wait for the first cm new to show.
-    if let Err(e) = crate::client::rest::health(&url) {
-        out::warn(
+    match crate::client::rest::health(&url) {
+        Ok(_) => {}
+        // A certificate this machine refuses is not a broker that is not up yet.
+        Err(e) if e.code == crate::error::Code::Auth => out::warn(TOOL.name, e.msg),
+        Err(e) => out::warn(
             TOOL.name,
             format!(
                 "no broker answers at {url} yet ({}); cm new there fails until one does",
                 e.msg
             ),
-        );
+        ),
     }
     if out.json {
         return out.json(&LoginEvent {
@@ -226,9 +240,15 @@ fn login(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
             url: &url,
             default: Some(true),
             token: Some(token.is_some()),
+            ca_file: ca_file.is_some().then_some(true),
         });
     }
-    let with = if token.is_some() { " with a token" } else { "" };
+    let with = match (token.is_some(), ca_file.is_some()) {
+        (true, true) => " with a token and a CA file",
+        (true, false) => " with a token",
+        (false, true) => " with a CA file",
+        (false, false) => "",
+    };
     out.line(format!("logged in to {url}{with} (default broker)"))
 }
 
@@ -239,6 +259,7 @@ fn logout(paths: &Paths, args: &Args, out: &mut Out) -> Result<()> {
                 r#type: "logout",
                 url: u,
                 default: None,
+                ca_file: None,
                 token: None,
             })?;
         } else {

@@ -604,3 +604,141 @@ fn sigterm_stops_the_broker_with_0_and_ctrl_c_with_130() {
     assert_eq!(b.signal(libc::SIGINT), Some(130));
     assert!(std::fs::read_to_string(&log).unwrap().contains("SIGINT"));
 }
+
+/// What an operator's load balancer and Prometheus see when the database stops answering the store's probe
+/// query: here a hand-made change under the running broker (`sqlite3 broker.db` renaming the table the probe
+/// reads) makes that query fail; once it is undone, both say healthy again with no restart.
+#[test]
+fn health_and_metrics_report_a_store_that_stops_answering() {
+    let dir = TempDir::new("store-health");
+    let b = Broker::start(&dir, &[]);
+    let scrape = |b: &Broker| {
+        let (status, text) = b.get("/metrics");
+        assert_eq!(status, 200);
+        let up = text
+            .lines()
+            .find_map(|l| l.strip_prefix("claudemesh_store_up "))
+            .map(str::to_string);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("claudemesh_store_probe_seconds ")),
+            "{text}"
+        );
+        up
+    };
+    let (status, body) = b.get("/health");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &health["store"]), (200, &json!("ok")), "{health}");
+    assert!(health["store_ms"].as_f64().is_some(), "{health}");
+    assert_eq!(scrape(&b).as_deref(), Some("1"));
+
+    let db = rusqlite::Connection::open(b.data.join("broker.db")).unwrap();
+    let alter = |sql: &str| {
+        db.execute_batch(&format!(
+            "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON; {sql}"
+        ))
+        .unwrap()
+    };
+    alter("ALTER TABLE meshes RENAME TO meshes_away;");
+    let (status, body) = b.get("/health");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(
+        (&health["status"], &health["store"]),
+        (&json!("error"), &json!("error"))
+    );
+    assert!(
+        health["store_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("meshes")),
+        "{health}"
+    );
+    assert_eq!(scrape(&b).as_deref(), Some("0"));
+
+    alter("ALTER TABLE meshes_away RENAME TO meshes;");
+    let (status, body) = b.get("/health");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(scrape(&b).as_deref(), Some("1"));
+}
+
+/// The unit an operator installs: its ExecStart is a command line cm-broker takes (run here with a free port and a
+/// temporary data directory in place of its own), its reload is SIGHUP, and it keeps the hardening it promises.
+#[test]
+fn the_systemd_unit_runs_a_broker_that_reloads_on_sighup() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/cm-broker.service"),
+    )
+    .unwrap();
+    let value = |key: &str| -> Vec<&str> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .collect()
+    };
+    for (key, want) in [
+        ("DynamicUser", "yes"),
+        ("StateDirectory", "claudemesh-broker"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("KillSignal", "SIGTERM"),
+    ] {
+        assert_eq!(value(key), [want], "{key}");
+    }
+    let exec = value("ExecStart");
+    let mut args: Vec<String> = exec[0].split_whitespace().map(str::to_string).collect();
+    assert_eq!(args.remove(0), "/usr/local/bin/cm-broker");
+    let dir = TempDir::new("systemd-unit");
+    for (flag, with) in [
+        ("--listen", "127.0.0.1:0".to_string()),
+        ("--data", dir.0.join("state").display().to_string()),
+    ] {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        assert_eq!(
+            (flag, args[i + 1].as_str()),
+            (
+                flag,
+                if flag == "--data" {
+                    "/var/lib/claudemesh-broker"
+                } else {
+                    "127.0.0.1:7900"
+                }
+            )
+        );
+        args[i + 1] = with;
+    }
+    let mut child = std::process::Command::new(crate::harness::bin("cm-broker"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on ws://127.0.0.1:"), "{line}");
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signals to this test's own running child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let addr = line.trim().trim_start_matches("listening on ws://");
+    let addr = addr.trim_end_matches("/ws");
+    let health = ureq::get(&format!("http://{addr}/health")).call().unwrap();
+    assert_eq!(health.status(), 200, "a reload does not stop the broker");
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let man = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/cm-broker.8"),
+    )
+    .unwrap();
+    let see_also = &man[man.find(".SH SEE ALSO").unwrap()..];
+    assert!(
+        see_also.contains("contrib/systemd/cm\\-broker.service"),
+        "{see_also}"
+    );
+}

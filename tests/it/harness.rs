@@ -44,6 +44,8 @@ impl Drop for TempDir {
 /// A running broker; killed (SIGKILL) when dropped.
 pub struct Broker {
     child: Child,
+    /// It serves TLS (started with `--tls-cert`): its URLs are `wss://` and `https://`.
+    pub tls: bool,
     pub addr: SocketAddr,
     pub data: PathBuf,
     /// Where its stderr (the log) goes.
@@ -91,9 +93,11 @@ impl Broker {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
+        let line = line.trim();
+        let tls = line.starts_with("listening on wss://");
         let Some(addr) = line
-            .trim()
             .strip_prefix("listening on ws://")
+            .or_else(|| line.strip_prefix("listening on wss://"))
             .and_then(|s| s.strip_suffix("/ws"))
         else {
             let _ = child.kill();
@@ -102,6 +106,7 @@ impl Broker {
         };
         Broker {
             child,
+            tls,
             addr: addr.parse().unwrap(),
             data: data.to_path_buf(),
             log: log_path.to_path_buf(),
@@ -667,7 +672,8 @@ pub fn lines(s: &str) -> Vec<Value> {
 impl Broker {
     /// The URL clients use: `ws://127.0.0.1:PORT/ws`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
     }
 }
 

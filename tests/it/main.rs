@@ -23,5 +23,6 @@ mod peer;
 mod reliability;
 mod state;
 mod tasks;
+mod tls;
 mod topics;
 mod up;

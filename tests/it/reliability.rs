@@ -802,6 +802,11 @@ fn reliability_full_store_refuses_clearly_and_recovers() {
         "{health}"
     );
     assert!(b.log_text().contains("commit failed"), "{}", b.log_text());
+    let (_, metrics) = b.get("/metrics");
+    assert!(
+        metrics.lines().any(|l| l == "claudemesh_store_up 0"),
+        "a scrape sees it too: {metrics}"
+    );
 
     // Space returns: new sends and the refused ones (sent again, same ids) are stored; half the refused ones are
     // never sent again, and must not exist.

@@ -2,6 +2,7 @@
 
 use super::http::{error_response, write_event, write_response};
 use super::signal::Shutdown;
+use super::tls::Stream;
 use super::ws::{close_frame, push_frame, text_frame};
 use super::{
     ACCEPT_PAUSE, Conn, FLUSH_TIMEOUT, Handler, KEEP_WBUF, Kind, LINGER, LISTENER, Output,
@@ -141,7 +142,7 @@ impl Server<'_> {
             let Some(listener) = &self.listener else {
                 return;
             };
-            let (mut tcp, peer) = match listener.accept() {
+            let (tcp, peer) = match listener.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -164,6 +165,19 @@ impl Server<'_> {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            let mut tcp = match &self.cfg.tls {
+                None => Stream::plain(tcp),
+                Some(config) => match Stream::tls(tcp, config) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn(
+                            "could not start TLS on a connection",
+                            &[("error", &crate::error::io_message(&e))],
+                        );
+                        continue;
+                    }
+                },
+            };
             let idx = self.conns.next_key();
             if let Err(e) = self
                 .poll
@@ -238,6 +252,12 @@ impl Server<'_> {
             State::Closing { shut: true, .. } => self.discard(idx, false),
             // Input waits until the last output is written; then it is read and discarded.
             State::Closing { shut: false, .. } => {}
+        }
+        // A TLS read may have produced handshake records or alerts, which only a flush sends.
+        if let Some(c) = self.conns.get(idx)
+            && c.tcp.wants_write()
+        {
+            self.mark(idx);
         }
     }
 
@@ -418,12 +438,22 @@ impl Server<'_> {
             }
         }
         self.io.metrics.bytes_out += written as u64;
+        c.wbuf.drain(..written);
+        if !failed && c.wbuf.is_empty() && matches!(c.state, State::Closing { shut: false, .. }) {
+            c.tcp.close_notify();
+        }
+        let tls_pending = match c.tcp.flush_tls() {
+            Ok(p) => p,
+            Err(_) => {
+                failed = true;
+                false
+            }
+        };
         if failed {
             self.drop_conn(idx);
             return;
         }
-        c.wbuf.drain(..written);
-        let pending = !c.wbuf.is_empty();
+        let pending = !c.wbuf.is_empty() || tls_pending;
         if !pending && c.wbuf.capacity() > KEEP_WBUF {
             c.wbuf = Vec::new();
         }

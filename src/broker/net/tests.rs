@@ -158,7 +158,7 @@ impl Drop for TestServer {
     }
 }
 
-fn text(ws: &mut tungstenite::WebSocket<StdStream>) -> String {
+fn text<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>) -> String {
     loop {
         match ws.read().unwrap() {
             Message::Text(t) => return t.to_string(),
@@ -168,7 +168,7 @@ fn text(ws: &mut tungstenite::WebSocket<StdStream>) -> String {
     }
 }
 
-fn close_code(ws: &mut tungstenite::WebSocket<StdStream>) -> u16 {
+fn close_code<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>) -> u16 {
     loop {
         match ws.read() {
             Ok(Message::Close(Some(f))) => return f.code.into(),
@@ -583,4 +583,98 @@ fn big_batches_reach_a_reader_and_drop_a_non_reader() {
         s.expect(|e| matches!(e, Ev::Close(..))),
         Ev::Close(id, false)
     );
+}
+
+/// A self-signed certificate for 127.0.0.1: the server's configuration and a client's that trusts it alone.
+fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = made.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, StdStream>;
+
+fn tls_connect(addr: SocketAddr, client: &Arc<rustls::ClientConfig>) -> TlsStream {
+    let tcp = StdStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(client.clone(), name).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+fn wss(addr: SocketAddr, client: &Arc<rustls::ClientConfig>) -> tungstenite::WebSocket<TlsStream> {
+    tungstenite::client(format!("wss://{addr}/ws"), tls_connect(addr, client))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn tls_carries_websocket_http_and_event_streams() {
+    let (server, client) = tls_pair();
+    let s = start(NetConfig {
+        max_write_buffer: 256 * 1024,
+        tls: Some(server),
+        ..quick()
+    });
+    let mut ws = wss(s.addr, &client);
+    ws.send(Message::text("hello")).unwrap();
+    assert_eq!(text(&mut ws), "hello");
+    // Far more than rustls holds and than the loop's limit, to a client that reads: the socket's pace, no drop.
+    ws.send(Message::text("flood 30")).unwrap();
+    for _ in 0..30 {
+        assert_eq!(text(&mut ws).len(), 60 * 1024);
+    }
+    ws.send(Message::text("close-me")).unwrap();
+    assert_eq!(close_code(&mut ws), 4000);
+
+    // A client that never reads is dropped, as on plain TCP.
+    let mut ws = wss(s.addr, &client);
+    ws.send(Message::text("id")).unwrap();
+    let id: ConnId = text(&mut ws).parse().unwrap();
+    ws.send(Message::text("flood 200")).unwrap();
+    assert_eq!(
+        s.expect(|e| matches!(e, Ev::Close(c, _) if *c == id)),
+        Ev::Close(id, false)
+    );
+
+    // HTTP ends with close_notify: reading to the end is not an error ("unexpected EOF") for the client.
+    let mut t = tls_connect(s.addr, &client);
+    t.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let mut out = String::new();
+    t.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200 ") && out.ends_with("\r\n\r\nhello"),
+        "{out}"
+    );
+
+    let mut t = tls_connect(s.addr, &client);
+    t.write_all(b"GET /sse HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = BufReader::new(t);
+    let mut head = String::new();
+    while !head.ends_with("data: b\n") {
+        assert!(r.read_line(&mut head).unwrap() > 0, "{head}");
+    }
+    assert!(head.contains("event: hello\nid: 1\ndata: a\n"), "{head}");
+
+    // Plain HTTP on the TLS port is not answered in plain text, and the server goes on.
+    assert!(!s.http(b"GET /health HTTP/1.1\r\n\r\n").starts_with("HTTP/"));
+    let mut ws = wss(s.addr, &client);
+    ws.send(Message::text("still")).unwrap();
+    assert_eq!(text(&mut ws), "still");
 }

@@ -1,7 +1,7 @@
 //! WebSocket framing: tungstenite decodes, the loop's own buffer holds what is encoded, frames read into events.
 
+use super::tls::Stream;
 use super::{Handler, MAX_FRAME, READ_BUDGET, READ_CHUNK, Server, State};
-use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::time::Instant;
 use tungstenite::error::{Error as WsError, ProtocolError};
@@ -25,7 +25,7 @@ enum WsEvent {
 /// Lets tungstenite read frames but never write: the loop writes every byte itself, after the batch, so nothing
 /// leaves before [`Handler::end_of_batch`] and output memory stays in one buffer it can shrink.
 struct ReadOnly<'a> {
-    tcp: &'a mut TcpStream,
+    tcp: &'a mut Stream,
     n: usize,
 }
 
