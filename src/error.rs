@@ -30,6 +30,9 @@ pub enum Code {
     Io = 10,
     /// A compare-and-set found the thing changed since it was read (`cm-state set --if-version`): read it again.
     Conflict = 11,
+    /// A path is reserved by another member (`cm-reserve`, its pre-commit hook): the holder and the reason are
+    /// in the message. Reported, never waited on.
+    Reserved = 12,
     /// Stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports a process the signal ended, so a loop around the
     /// tool stops too.
     Interrupted = 130,

@@ -35,6 +35,7 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::pipe::TOOL, tools::pipe::run),
     (&tools::profile::TOOL, tools::profile::run),
     (&tools::remind::TOOL, tools::remind::run),
+    (&tools::reserve::TOOL, tools::reserve::run),
     (&tools::send::TOOL, tools::send::run),
     (&tools::state::TOOL, tools::state::run),
     (&tools::task::TOOL, tools::task::run),

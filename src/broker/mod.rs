@@ -9,6 +9,7 @@ pub mod log;
 mod memory;
 pub mod net;
 mod profile;
+mod reserve;
 mod rest;
 mod routing;
 mod schedule;

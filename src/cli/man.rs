@@ -57,7 +57,7 @@ fn man_flags(s: &mut String, flags: &[Flag]) {
 }
 
 /// The exit codes every tool shares, as documented in the man pages.
-fn exit_codes() -> [(i32, &'static str); 13] {
+fn exit_codes() -> [(i32, &'static str); 14] {
     [
         (0, "Success."),
         (
@@ -101,6 +101,10 @@ fn exit_codes() -> [(i32, &'static str); 13] {
         (
             Code::Conflict.exit_status(),
             "A compare-and-set lost: the key changed since it was read (cm-state --if-version). Read it again.",
+        ),
+        (
+            Code::Reserved.exit_status(),
+            "A path is reserved by another member (cm-reserve); the holder and the reason are on stderr.",
         ),
         (
             Code::Interrupted.exit_status(),

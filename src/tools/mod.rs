@@ -22,6 +22,7 @@ pub mod peers;
 pub mod pipe;
 pub mod profile;
 pub mod remind;
+pub mod reserve;
 pub mod send;
 pub mod state;
 pub mod task;
@@ -50,6 +51,7 @@ pub static ALL: &[&Tool] = &[
     &pipe::TOOL,
     &profile::TOOL,
     &remind::TOOL,
+    &reserve::TOOL,
     &send::TOOL,
     &state::TOOL,
     &task::TOOL,

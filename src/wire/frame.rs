@@ -22,6 +22,7 @@ use super::presence::{
     SetProfile, SetStatus, SetSummary, SetVisible,
 };
 use super::profile::{GetProfile, ProfileResult};
+use super::reserve::{ListReservations, ReleasePaths, ReservationList, ReservePaths};
 use super::schedule::{
     CancelScheduled, CancelScheduledAck, ListScheduled, Schedule, ScheduledAck, ScheduledList,
 };
@@ -173,6 +174,14 @@ frames! {
     "list_tasks" => ListTasks(ListTasks) req,
     /// Broker → client: the answer to `list_tasks`, `claim_task`, `complete_task` and `release_task`.
     "task_list" => TaskList(TaskList) req,
+    /// Client → broker: reserve path patterns of a repository (addition).
+    "reserve_paths" => ReservePaths(ReservePaths) req,
+    /// Client → broker: release one's own reservations (addition).
+    "release_paths" => ReleasePaths(ReleasePaths) req,
+    /// Client → broker: the live reservations (addition).
+    "list_reservations" => ListReservations(ListReservations) req,
+    /// Broker → client: the answer to `reserve_paths`, `release_paths` and `list_reservations`.
+    "reservation_list" => ReservationList(ReservationList) req,
     /// Client → broker: deliver a message later, or on a cron schedule.
     "schedule" => Schedule(Schedule) req,
     /// Broker → client: the answer to `schedule`.

@@ -33,6 +33,7 @@
 //! | `moderation.rs` | moderation (reference §6.11) |
 //! | `files.rs` | files (docs/protocol.md §6) |
 //! | `tasks.rs` | tasks (reference §6.9) |
+//! | `reserve.rs` | file reservations (docs/protocol.md §6.10) |
 
 use serde_json::Value;
 
@@ -61,6 +62,7 @@ mod moderation;
 mod notifications;
 mod presence;
 mod profile;
+mod reserve;
 mod schedule;
 mod shared;
 mod signed;
@@ -81,6 +83,7 @@ pub use moderation::*;
 pub use notifications::*;
 pub use presence::*;
 pub use profile::*;
+pub use reserve::*;
 pub use schedule::*;
 pub use shared::*;
 pub use signed::*;

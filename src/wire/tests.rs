@@ -179,6 +179,14 @@ fn samples() -> Vec<Value> {
             "status":"done","priority":"high","createdBy":"alice","tags":["ci"],
             "createdAt":"2026-01-01T00:00:00.000Z","claimedAt":"2026-01-01T00:01:00.000Z",
             "completedAt":"2026-01-01T00:02:00.000Z","result":"done"}],"_reqId":"t5"}),
+        json!({"type":"reserve_paths","scope":"github.com/a/b","paths":["src/**"],"exclusive":true,
+            "ttlSecs":3600,"reason":"parser","_reqId":"r1"}),
+        json!({"type":"release_paths","scope":"github.com/a/b","paths":["src/**"],"_reqId":"r2"}),
+        json!({"type":"list_reservations","scope":"github.com/a/b","_reqId":"r3"}),
+        json!({"type":"reservation_list","reservations":[],"conflicts":[{"path":"src/lib.rs","held":{
+            "id":"R1","scope":"github.com/a/b","path":"src/**","exclusive":true,"reason":"parser","memberId":"M1",
+            "memberName":"bob","createdAt":"2026-01-01T00:00:00.000Z","expiresAt":"2026-01-01T01:00:00.000Z"}}],
+            "_reqId":"r1"}),
     ]
 }
 

@@ -19,6 +19,7 @@ mod mesh;
 mod messaging;
 mod peer;
 mod reliability;
+mod reserve;
 mod state;
 mod tasks;
 mod topics;

@@ -21,6 +21,7 @@
 //! | `files.rs` | files and their sealed keys |
 //! | `apikeys.rs` | API keys |
 //! | `tasks.rs` | tasks and their claims |
+//! | `reservations.rs` | file reservations |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -39,6 +40,7 @@ mod fixtures;
 mod memory;
 mod meshes;
 mod messages;
+mod reservations;
 mod schedules;
 mod schema;
 mod state;
@@ -51,6 +53,7 @@ pub use files::FileRow;
 pub use memory::{MemoryHit, MemoryRow};
 pub use meshes::{Invite, Member, MemberPresence, Mesh, Session};
 pub use messages::{DeliveryState, Message, NewDelivery, Pending};
+pub use reservations::ReservationRow;
 pub use schedules::ScheduleRow;
 pub use state::{StatePut, StateRow};
 pub use tasks::TaskRow;
@@ -266,6 +269,21 @@ pub trait Store {
     fn task_renew(&mut self, id: &str, lease_until: i64) -> Result<()>;
     /// Claimed tasks of every mesh whose lease ends at or before `now`, at most `limit`.
     fn task_leases_due(&self, now: i64, limit: usize) -> Result<Vec<TaskRow>>;
+
+    /// Stores a reservation, or renews the member's own of the same pattern in the same scope.
+    fn reservation_put(&mut self, r: &ReservationRow) -> Result<()>;
+    /// The mesh's reservations alive at `now`, of one scope or every one, at most `limit`.
+    fn reservations_live(
+        &self,
+        mesh_id: &str,
+        scope: Option<&str>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ReservationRow>>;
+    /// Deletes a reservation.
+    fn reservation_delete(&mut self, id: &str) -> Result<()>;
+    /// Deletes every reservation that ended at or before `now`; how many.
+    fn reservations_expire(&mut self, now: i64) -> Result<usize>;
 
     /// Stores a scheduled message.
     fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()>;
@@ -700,6 +718,28 @@ impl Store for SqliteStore {
 
     fn task_leases_due(&self, now: i64, limit: usize) -> Result<Vec<TaskRow>> {
         SqliteStore::task_leases_due(self, now, limit)
+    }
+
+    fn reservation_put(&mut self, r: &ReservationRow) -> Result<()> {
+        SqliteStore::reservation_put(self, r)
+    }
+
+    fn reservations_live(
+        &self,
+        mesh_id: &str,
+        scope: Option<&str>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ReservationRow>> {
+        SqliteStore::reservations_live(self, mesh_id, scope, now, limit)
+    }
+
+    fn reservation_delete(&mut self, id: &str) -> Result<()> {
+        SqliteStore::reservation_delete(self, id)
+    }
+
+    fn reservations_expire(&mut self, now: i64) -> Result<usize> {
+        SqliteStore::reservations_expire(self, now)
     }
 
     fn schedule_insert(&mut self, r: &ScheduleRow) -> Result<()> {

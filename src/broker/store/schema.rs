@@ -292,6 +292,24 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_mesh ON tasks (mesh_id, created_at);
 CREATE INDEX tasks_lease ON tasks (lease_until) WHERE status = 'claimed';
 "#,
+    // 9: file reservations. One row per member, repository and pattern; a row past `expires_at` is dead to every
+    // read and deleted by the broker's sweep.
+    r#"
+CREATE TABLE reservations (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    scope TEXT NOT NULL,
+    path TEXT NOT NULL,
+    exclusive INTEGER NOT NULL,
+    reason TEXT,
+    member_id TEXT NOT NULL REFERENCES members(id),
+    member_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    UNIQUE (mesh_id, scope, member_id, path)
+);
+CREATE INDEX reservations_expiry ON reservations (expires_at);
+"#,
 ];
 
 impl SqliteStore {
