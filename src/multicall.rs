@@ -42,6 +42,7 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::topic::TOOL, tools::topic::run),
     (&tools::uninstall::TOOL, tools::uninstall::run),
     (&tools::up::TOOL, tools::up::run),
+    (&tools::vault::TOOL, tools::vault::run),
 ];
 
 /// The built-in tool called `name` (`cm-send`).

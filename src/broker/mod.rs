@@ -17,6 +17,7 @@ mod state;
 pub mod store;
 mod tasks;
 mod topics;
+mod vault;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};

@@ -29,6 +29,7 @@ pub mod task;
 pub mod topic;
 pub mod uninstall;
 pub mod up;
+pub mod vault;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
@@ -58,4 +59,5 @@ pub static ALL: &[&Tool] = &[
     &topic::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
+    &vault::TOOL,
 ];

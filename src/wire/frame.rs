@@ -35,6 +35,9 @@ use super::topics::{
     TopicKeyResponse, TopicLeave, TopicList, TopicListResponse, TopicMarkRead, TopicMembers,
     TopicMembersResponse, TopicPendingSeals, TopicPendingSealsResponse, TopicSeal,
 };
+use super::vault::{
+    VaultAck, VaultDelete, VaultGet, VaultGetResult, VaultList, VaultListResult, VaultSet,
+};
 
 // One list declares each frame once: the enum, `type_name`, `req_id` and the `From` impls are generated from it,
 // so they cannot drift apart. A trailing `req` marks frames that carry `_reqId`.
@@ -182,6 +185,20 @@ frames! {
     "list_reservations" => ListReservations(ListReservations) req,
     /// Broker → client: the answer to `reserve_paths`, `release_paths` and `list_reservations`.
     "reservation_list" => ReservationList(ReservationList) req,
+    /// Client → broker: store a sealed secret.
+    "vault_set" => VaultSet(VaultSet) req,
+    /// Broker → client: the answer to `vault_set` and `vault_delete`.
+    "vault_ack" => VaultAck(VaultAck) req,
+    /// Client → broker: sealed secrets by key.
+    "vault_get" => VaultGet(VaultGet) req,
+    /// Broker → client: the answer to `vault_get`.
+    "vault_get_result" => VaultGetResult(VaultGetResult) req,
+    /// Client → broker: the secrets one may read, without their values.
+    "vault_list" => VaultList(VaultList) req,
+    /// Broker → client: the answer to `vault_list`.
+    "vault_list_result" => VaultListResult(VaultListResult) req,
+    /// Client → broker: delete one's own secret.
+    "vault_delete" => VaultDelete(VaultDelete) req,
     /// Client → broker: deliver a message later, or on a cron schedule.
     "schedule" => Schedule(Schedule) req,
     /// Broker → client: the answer to `schedule`.

@@ -34,6 +34,7 @@
 //! | `files.rs` | files (docs/protocol.md §6) |
 //! | `tasks.rs` | tasks (reference §6.9) |
 //! | `reserve.rs` | file reservations (docs/protocol.md §6.10) |
+//! | `vault.rs` | the vault (reference §6.10) |
 
 use serde_json::Value;
 
@@ -71,6 +72,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 mod topics;
+mod vault;
 
 pub use apikeys::*;
 pub use auth::*;
@@ -90,6 +92,7 @@ pub use signed::*;
 pub use state::*;
 pub use tasks::*;
 pub use topics::*;
+pub use vault::*;
 
 /// Parses one WebSocket text message. An unknown `type` is `Ok(Frame::Unknown)`; a missing `type`, or a known
 /// one whose fields do not fit, is an error.

@@ -187,6 +187,18 @@ fn samples() -> Vec<Value> {
             "id":"R1","scope":"github.com/a/b","path":"src/**","exclusive":true,"reason":"parser","memberId":"M1",
             "memberName":"bob","createdAt":"2026-01-01T00:00:00.000Z","expiresAt":"2026-01-01T01:00:00.000Z"}}],
             "_reqId":"r1"}),
+        json!({"type":"vault_set","key":"DB_URL","ciphertext":"AAAA","nonce":"BBBB","sealed_key":"CCCC",
+            "entry_type":"env","mount_path":"/etc/x","description":"db","readers":[{"pubkey":ALICE,
+            "sealed_key":"DDDD"}],"_reqId":"v1"}),
+        json!({"type":"vault_ack","key":"DB_URL","action":"stored","_reqId":"v1"}),
+        json!({"type":"vault_get","keys":["DB_URL"],"_reqId":"v2"}),
+        json!({"type":"vault_get_result","entries":[{"key":"DB_URL","ciphertext":"AAAA","nonce":"BBBB",
+            "sealed_key":"DDDD","entry_type":"env","mount_path":"/etc/x","owner":"alice","mine":false}],
+            "_reqId":"v2"}),
+        json!({"type":"vault_list","_reqId":"v3"}),
+        json!({"type":"vault_list_result","entries":[{"key":"DB_URL","entry_type":"env","description":"db",
+            "updated_at":"2026-01-01T00:00:00.000Z","owner":"alice","readers":["bob"]}],"_reqId":"v3"}),
+        json!({"type":"vault_delete","key":"DB_URL","_reqId":"v4"}),
     ]
 }
 

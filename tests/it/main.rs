@@ -24,3 +24,4 @@ mod state;
 mod tasks;
 mod topics;
 mod up;
+mod vault;

@@ -22,6 +22,7 @@
 //! | `apikeys.rs` | API keys |
 //! | `tasks.rs` | tasks and their claims |
 //! | `reservations.rs` | file reservations |
+//! | `vault.rs` | the vault's sealed entries and their readers |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -46,6 +47,7 @@ mod schema;
 mod state;
 mod tasks;
 mod topics;
+mod vault;
 mod wal;
 
 pub use apikeys::ApiKey;
@@ -61,6 +63,7 @@ pub use topics::{
     NotificationRow, SealedKey, Topic, TopicListing, TopicMembership, TopicMessage,
     TopicMessageRow, TopicPage,
 };
+pub use vault::VaultRow;
 
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
@@ -284,6 +287,16 @@ pub trait Store {
     fn reservation_delete(&mut self, id: &str) -> Result<()>;
     /// Deletes every reservation that ended at or before `now`; how many.
     fn reservations_expire(&mut self, now: i64) -> Result<usize>;
+
+    /// Stores a vault entry and its readers (pubkey, sealed key), replacing the member's entry of that key.
+    fn vault_put(&mut self, e: &VaultRow, readers: &[(String, String)]) -> Result<()>;
+    /// The vault entries a member may read, each with the key sealed to it.
+    fn vault_readable(&self, mesh_id: &str, member_id: &str, pubkey: &str)
+    -> Result<Vec<VaultRow>>;
+    /// The display names of a vault entry's readers.
+    fn vault_reader_names(&self, entry_id: &str) -> Result<Vec<String>>;
+    /// Deletes a member's vault entry; false when there was none.
+    fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool>;
 
     /// Stores a scheduled message.
     fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()>;
@@ -740,6 +753,27 @@ impl Store for SqliteStore {
 
     fn reservations_expire(&mut self, now: i64) -> Result<usize> {
         SqliteStore::reservations_expire(self, now)
+    }
+
+    fn vault_put(&mut self, e: &VaultRow, readers: &[(String, String)]) -> Result<()> {
+        SqliteStore::vault_put(self, e, readers)
+    }
+
+    fn vault_readable(
+        &self,
+        mesh_id: &str,
+        member_id: &str,
+        pubkey: &str,
+    ) -> Result<Vec<VaultRow>> {
+        SqliteStore::vault_readable(self, mesh_id, member_id, pubkey)
+    }
+
+    fn vault_reader_names(&self, entry_id: &str) -> Result<Vec<String>> {
+        SqliteStore::vault_reader_names(self, entry_id)
+    }
+
+    fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool> {
+        SqliteStore::vault_delete(self, mesh_id, member_id, key)
     }
 
     fn schedule_insert(&mut self, r: &ScheduleRow) -> Result<()> {

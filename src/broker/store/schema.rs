@@ -310,6 +310,32 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_expiry ON reservations (expires_at);
 "#,
+    // 10: the vault. Values arrive sealed: ciphertext under a key only the client had, that key sealed to the
+    // setter's member key and to each reader's. Nothing here opens without a member's secret key.
+    r#"
+CREATE TABLE vault_entries (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    key TEXT NOT NULL,
+    ciphertext TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    entry_type TEXT NOT NULL,
+    mount_path TEXT,
+    description TEXT,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (mesh_id, member_id, key)
+);
+CREATE TABLE vault_readers (
+    entry_id TEXT NOT NULL REFERENCES vault_entries(id) ON DELETE CASCADE,
+    mesh_id TEXT NOT NULL,
+    pubkey TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    PRIMARY KEY (entry_id, pubkey)
+);
+CREATE INDEX vault_readers_pubkey ON vault_readers (mesh_id, pubkey);
+"#,
 ];
 
 impl SqliteStore {
