@@ -197,6 +197,13 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             if entries.is_empty() {
                 return out.line(format!("no secrets for you in mesh {}", ctx.mesh.slug));
             }
+            let readers = |e: &vault::Entry| {
+                if e.readers.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.readers.join(",")
+                }
+            };
             let kw = entries
                 .iter()
                 .map(|e| e.key.len())
@@ -209,21 +216,23 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
                 .max()
                 .unwrap_or(0)
                 .max(5);
+            let rw = entries
+                .iter()
+                .map(|e| readers(e).len())
+                .max()
+                .unwrap_or(0)
+                .max(7);
             out.line(format!(
-                "{:kw$}  {:4}  {:ow$}  READERS  DESCRIPTION",
-                "KEY", "TYPE", "OWNER"
+                "{:kw$}  {:4}  {:ow$}  {:rw$}  DESCRIPTION",
+                "KEY", "TYPE", "OWNER", "READERS"
             ))?;
             for e in &entries {
-                let readers = if e.readers.is_empty() {
-                    "-".to_string()
-                } else {
-                    e.readers.join(",")
-                };
                 out.line(format!(
-                    "{:kw$}  {:4}  {:ow$}  {readers}  {}",
+                    "{:kw$}  {:4}  {:ow$}  {:rw$}  {}",
                     e.key,
                     e.entry_type,
                     e.owner,
+                    readers(e),
                     e.description.as_deref().unwrap_or("-")
                 ))?;
             }
