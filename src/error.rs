@@ -33,6 +33,9 @@ pub enum Code {
     /// The broker does not have what was asked (an original claudemesh broker lacks cm-broker's additions):
     /// nothing was sent; the request cannot work there.
     Unsupported = 12,
+    /// A path is reserved by another member (`cm-reserve`, its pre-commit hook): the holder and the reason are
+    /// in the message. Reported, never waited on.
+    Reserved = 13,
     /// Stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports a process the signal ended, so a loop around the
     /// tool stops too.
     Interrupted = 130,

@@ -11,6 +11,7 @@
 //! | [`time`] | RFC 3339 times and durations without a calendar crate |
 //! | [`cron`] | cron expressions (Vixie cron's dialect) in UTC or at a fixed offset |
 //! | [`mention`] | the `@name`s of a topic message, one rule for the tools and the broker |
+//! | [`glob`] | path patterns of file reservations with git's `:(glob)` semantics, one rule for the tools and the broker |
 //! | [`signal`] | SIGINT, SIGTERM and SIGHUP waited for by one thread, for the tools that run until stopped; Ctrl-C exits 130 |
 //! | [`out`] | human or JSON Lines output, one error line on stderr; short ids, keys and times as people read them |
 //! | [`cli`] | flag tables: parsing with lexopt, `--help`, man pages and completions from one table |
@@ -21,7 +22,8 @@
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), `Requester`, REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
 //! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
-//! | [`services`] | shared state, memory and the profile, for `cm-state`, `cm-memory`, `cm-profile` |
+//! | [`services`] | shared state, memory, tasks, the vault and the profile, for `cm-state`, `cm-memory`, `cm-task`, `cm-vault`, `cm-profile` |
+//! | [`reserve`] | `cm-reserve`: advisory file reservations of a repository, their conflicts, the pre-commit hook |
 //! | [`remind`] | `cm-remind`: reminders and cron jobs sealed like a send, or sent now from a crontab |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`up`] | `cm up` / `cm down`: the broker on this machine started, found and stopped; a first identity and mesh |
@@ -29,7 +31,7 @@
 //! | [`notify`] | `cm-notify`: the mentions of me, opened with each topic's key |
 //! | [`apikey`] | `cm-apikey`: REST keys, created, listed, revoked |
 //! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
-//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`], [`signal`]), never the client's (a test checks) |
+//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`], [`glob`], [`signal`]), never the client's (a test checks) |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`bench`](mod@bench) | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`install`] | `cm-install` / `cm-uninstall`: `mcpServers`, hooks and the skill in Claude Code's files, given back exactly |
@@ -49,6 +51,7 @@ pub mod crypto;
 pub mod doctor;
 pub mod error;
 pub mod files;
+pub mod glob;
 pub mod id;
 pub mod install;
 pub mod invite;
@@ -61,6 +64,7 @@ pub mod multicall;
 pub mod notify;
 pub mod out;
 pub mod remind;
+pub mod reserve;
 pub mod services;
 pub mod signal;
 pub mod target;

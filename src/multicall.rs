@@ -35,12 +35,14 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::pipe::TOOL, tools::pipe::run),
     (&tools::profile::TOOL, tools::profile::run),
     (&tools::remind::TOOL, tools::remind::run),
+    (&tools::reserve::TOOL, tools::reserve::run),
     (&tools::send::TOOL, tools::send::run),
     (&tools::state::TOOL, tools::state::run),
     (&tools::task::TOOL, tools::task::run),
     (&tools::topic::TOOL, tools::topic::run),
     (&tools::uninstall::TOOL, tools::uninstall::run),
     (&tools::up::TOOL, tools::up::run),
+    (&tools::vault::TOOL, tools::vault::run),
 ];
 
 /// The built-in tool called `name` (`cm-send`).

@@ -62,6 +62,25 @@ impl Out {
         }
     }
 
+    /// Writes bytes as they are (a secret's value to a pipe), flushed.
+    pub fn bytes(&mut self, b: &[u8]) -> Result<()> {
+        match &mut self.sink {
+            Sink::Buffer(v) => {
+                v.extend_from_slice(b);
+                Ok(())
+            }
+            Sink::Stdout => {
+                let mut o = io::stdout().lock();
+                check(o.write_all(b).and_then(|()| o.flush()))
+            }
+        }
+    }
+
+    /// Whether what is written reaches a terminal, where a secret is shown only when asked for.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.sink, Sink::Stdout) && stdout_is_tty()
+    }
+
     /// Writes `v` as one compact JSON line.
     pub fn json(&mut self, v: &impl serde::Serialize) -> Result<()> {
         let s =

@@ -744,6 +744,13 @@ impl Hub {
             Frame::CompleteTask(c) => self.on_complete_task(conn, pk, c),
             Frame::ReleaseTask(r) => self.on_release_task(conn, pk, r),
             Frame::ListTasks(l) => self.on_list_tasks(conn, pk, l),
+            Frame::ReservePaths(r) => self.on_reserve_paths(conn, pk, r),
+            Frame::ReleasePaths(r) => self.on_release_paths(conn, pk, r),
+            Frame::ListReservations(l) => self.on_list_reservations(conn, pk, l),
+            Frame::VaultSet(v) => self.on_vault_set(conn, pk, v),
+            Frame::VaultGet(g) => self.on_vault_get(conn, pk, g),
+            Frame::VaultList(l) => self.on_vault_list(conn, pk, l),
+            Frame::VaultDelete(d) => self.on_vault_delete(conn, pk, d),
             Frame::Schedule(s) => self.on_schedule(conn, pk, s, now),
             Frame::ListScheduled(l) => self.on_list_scheduled(conn, pk, l.req_id.as_deref()),
             Frame::CancelScheduled(c) => self.on_cancel_scheduled(conn, pk, c, now),
@@ -1004,6 +1011,7 @@ impl Hub {
         }
         self.redeliver(now);
         self.sweep_task_leases();
+        self.sweep_reservations();
     }
 }
 

@@ -9,6 +9,7 @@ pub mod log;
 mod memory;
 pub mod net;
 mod profile;
+mod reserve;
 mod rest;
 mod routing;
 mod schedule;
@@ -17,6 +18,7 @@ pub mod store;
 mod tasks;
 pub mod tls;
 mod topics;
+mod vault;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};

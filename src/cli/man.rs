@@ -57,7 +57,7 @@ fn man_flags(s: &mut String, flags: &[Flag]) {
 }
 
 /// The exit codes every tool shares, as documented in the man pages.
-fn exit_codes() -> [(i32, &'static str); 14] {
+fn exit_codes() -> [(i32, &'static str); 15] {
     [
         (0, "Success."),
         (
@@ -106,6 +106,10 @@ fn exit_codes() -> [(i32, &'static str); 14] {
             Code::Unsupported.exit_status(),
             "The broker does not have what was asked (an original claudemesh broker lacks some of cm-broker's \
              additions); nothing was done.",
+        ),
+        (
+            Code::Reserved.exit_status(),
+            "A path is reserved by another member (cm-reserve); the holder and the reason are on stderr.",
         ),
         (
             Code::Interrupted.exit_status(),

@@ -32,11 +32,13 @@ pub enum Feature {
     DelState,
     /// `release_task`.
     ReleaseTask,
+    /// `reserve_paths`, `release_paths`, `list_reservations`: file reservations.
+    Reservations,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 10] = [
+    pub const ALL: [Feature; 11] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -47,6 +49,7 @@ impl Feature {
         Feature::TopicKeys,
         Feature::DelState,
         Feature::ReleaseTask,
+        Feature::Reservations,
     ];
 
     /// The name in `hello_ack.features`.
@@ -62,6 +65,7 @@ impl Feature {
             Feature::TopicKeys => "topic_keys",
             Feature::DelState => "del_state",
             Feature::ReleaseTask => "release_task",
+            Feature::Reservations => "reservations",
         }
     }
 
@@ -80,6 +84,7 @@ impl Feature {
             }
             Feature::DelState => "way to delete a state key",
             Feature::ReleaseTask => "way to release a claimed task",
+            Feature::Reservations => "file reservations",
         }
     }
 
@@ -102,6 +107,9 @@ impl Feature {
             }
             Frame::DelState(_) => Feature::DelState,
             Frame::ReleaseTask(_) => Feature::ReleaseTask,
+            Frame::ReservePaths(_) | Frame::ReleasePaths(_) | Frame::ListReservations(_) => {
+                Feature::Reservations
+            }
             f if unanswered_there(f) => Feature::Replies,
             _ => return None,
         })

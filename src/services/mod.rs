@@ -1,10 +1,11 @@
-//! The mesh services one-shot tools use: shared state, memory, tasks and the profile peers see.
+//! The mesh services one-shot tools use: shared state, memory, tasks, the vault and the profile peers see.
 //!
 //! | file | owns |
 //! |---|---|
 //! | [`state`] | `cm-state`: get, set with compare-and-set, list, delete and watch shared keys |
 //! | [`memory`] | `cm-memory`: remember, recall (ranked full-text search) and forget |
 //! | [`tasks`] | `cm-task`: create, claim, complete, release and list the mesh's tasks |
+//! | [`vault`] | `cm-vault`: secrets sealed here for you and the members you name |
 //! | [`profile`] | `cm-profile`: the name, summary, status, visibility, role tag and groups peers see |
 //!
 //! Each call opens one connection with [`Ctx::connect`](crate::client::Ctx::connect), so inside a launched session it speaks as that session
@@ -14,3 +15,4 @@ pub mod memory;
 pub mod profile;
 pub mod state;
 pub mod tasks;
+pub mod vault;

@@ -22,12 +22,14 @@ pub mod peers;
 pub mod pipe;
 pub mod profile;
 pub mod remind;
+pub mod reserve;
 pub mod send;
 pub mod state;
 pub mod task;
 pub mod topic;
 pub mod uninstall;
 pub mod up;
+pub mod vault;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
@@ -50,10 +52,12 @@ pub static ALL: &[&Tool] = &[
     &pipe::TOOL,
     &profile::TOOL,
     &remind::TOOL,
+    &reserve::TOOL,
     &send::TOOL,
     &state::TOOL,
     &task::TOOL,
     &topic::TOOL,
     &uninstall::TOOL,
     &up::TOOL,
+    &vault::TOOL,
 ];

@@ -202,6 +202,8 @@ pub const FEATURES: &[&str] = &[
     "del_state",
     // `release_task`.
     "release_task",
+    // `reserve_paths`, `release_paths`, `list_reservations`: advisory file reservations.
+    "reservations",
 ];
 
 /// The member's stored profile, in `hello_ack`.

@@ -103,4 +103,6 @@ pub mod codes {
     pub const TASK_NOT_CLAIMABLE: &str = "task_not_claimable";
     /// No task by that id.
     pub const TASK_NOT_FOUND: &str = "task_not_found";
+    /// `release_paths` named patterns the member holds no reservation of.
+    pub const RESERVATION_NOT_FOUND: &str = "reservation_not_found";
 }

@@ -22,6 +22,7 @@ use super::presence::{
     SetProfile, SetStatus, SetSummary, SetVisible,
 };
 use super::profile::{GetProfile, ProfileResult};
+use super::reserve::{ListReservations, ReleasePaths, ReservationList, ReservePaths};
 use super::schedule::{
     CancelScheduled, CancelScheduledAck, ListScheduled, Schedule, ScheduledAck, ScheduledList,
 };
@@ -33,6 +34,9 @@ use super::topics::{
     TopicCreate, TopicCreated, TopicHistory, TopicHistoryResponse, TopicJoin, TopicKey,
     TopicKeyResponse, TopicLeave, TopicList, TopicListResponse, TopicMarkRead, TopicMembers,
     TopicMembersResponse, TopicPendingSeals, TopicPendingSealsResponse, TopicSeal,
+};
+use super::vault::{
+    VaultAck, VaultDelete, VaultGet, VaultGetResult, VaultList, VaultListResult, VaultSet,
 };
 
 // One list declares each frame once: the enum, `type_name`, `req_id` and the `From` impls are generated from it,
@@ -173,6 +177,28 @@ frames! {
     "list_tasks" => ListTasks(ListTasks) req,
     /// Broker → client: the answer to `list_tasks`, `claim_task`, `complete_task` and `release_task`.
     "task_list" => TaskList(TaskList) req,
+    /// Client → broker: reserve path patterns of a repository (addition).
+    "reserve_paths" => ReservePaths(ReservePaths) req,
+    /// Client → broker: release one's own reservations (addition).
+    "release_paths" => ReleasePaths(ReleasePaths) req,
+    /// Client → broker: the live reservations (addition).
+    "list_reservations" => ListReservations(ListReservations) req,
+    /// Broker → client: the answer to `reserve_paths`, `release_paths` and `list_reservations`.
+    "reservation_list" => ReservationList(ReservationList) req,
+    /// Client → broker: store a sealed secret.
+    "vault_set" => VaultSet(VaultSet) req,
+    /// Broker → client: the answer to `vault_set` and `vault_delete`.
+    "vault_ack" => VaultAck(VaultAck) req,
+    /// Client → broker: sealed secrets by key.
+    "vault_get" => VaultGet(VaultGet) req,
+    /// Broker → client: the answer to `vault_get`.
+    "vault_get_result" => VaultGetResult(VaultGetResult) req,
+    /// Client → broker: the secrets one may read, without their values.
+    "vault_list" => VaultList(VaultList) req,
+    /// Broker → client: the answer to `vault_list`.
+    "vault_list_result" => VaultListResult(VaultListResult) req,
+    /// Client → broker: delete one's own secret.
+    "vault_delete" => VaultDelete(VaultDelete) req,
     /// Client → broker: deliver a message later, or on a cron schedule.
     "schedule" => Schedule(Schedule) req,
     /// Broker → client: the answer to `schedule`.

@@ -33,6 +33,8 @@
 //! | `moderation.rs` | moderation (reference §6.11) |
 //! | `files.rs` | files (docs/protocol.md §6) |
 //! | `tasks.rs` | tasks (reference §6.9) |
+//! | `reserve.rs` | file reservations (docs/protocol.md §6.10) |
+//! | `vault.rs` | the vault (reference §6.10) |
 
 use serde_json::Value;
 
@@ -61,6 +63,7 @@ mod moderation;
 mod notifications;
 mod presence;
 mod profile;
+mod reserve;
 mod schedule;
 mod shared;
 mod signed;
@@ -69,6 +72,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 mod topics;
+mod vault;
 
 pub use apikeys::*;
 pub use auth::*;
@@ -81,12 +85,14 @@ pub use moderation::*;
 pub use notifications::*;
 pub use presence::*;
 pub use profile::*;
+pub use reserve::*;
 pub use schedule::*;
 pub use shared::*;
 pub use signed::*;
 pub use state::*;
 pub use tasks::*;
 pub use topics::*;
+pub use vault::*;
 
 /// Parses one WebSocket text message. An unknown `type` is `Ok(Frame::Unknown)`; a missing `type`, or a known
 /// one whose fields do not fit, is an error.

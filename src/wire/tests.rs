@@ -179,6 +179,26 @@ fn samples() -> Vec<Value> {
             "status":"done","priority":"high","createdBy":"alice","tags":["ci"],
             "createdAt":"2026-01-01T00:00:00.000Z","claimedAt":"2026-01-01T00:01:00.000Z",
             "completedAt":"2026-01-01T00:02:00.000Z","result":"done"}],"_reqId":"t5"}),
+        json!({"type":"reserve_paths","scope":"github.com/a/b","paths":["src/**"],"exclusive":true,
+            "ttlSecs":3600,"reason":"parser","_reqId":"r1"}),
+        json!({"type":"release_paths","scope":"github.com/a/b","paths":["src/**"],"_reqId":"r2"}),
+        json!({"type":"list_reservations","scope":"github.com/a/b","_reqId":"r3"}),
+        json!({"type":"reservation_list","reservations":[],"conflicts":[{"path":"src/lib.rs","held":{
+            "id":"R1","scope":"github.com/a/b","path":"src/**","exclusive":true,"reason":"parser","memberId":"M1",
+            "memberName":"bob","createdAt":"2026-01-01T00:00:00.000Z","expiresAt":"2026-01-01T01:00:00.000Z"}}],
+            "_reqId":"r1"}),
+        json!({"type":"vault_set","key":"DB_URL","ciphertext":"AAAA","nonce":"BBBB","sealed_key":"CCCC",
+            "entry_type":"env","mount_path":"/etc/x","description":"db","readers":[{"pubkey":ALICE,
+            "sealed_key":"DDDD"}],"_reqId":"v1"}),
+        json!({"type":"vault_ack","key":"DB_URL","action":"stored","_reqId":"v1"}),
+        json!({"type":"vault_get","keys":["DB_URL"],"_reqId":"v2"}),
+        json!({"type":"vault_get_result","entries":[{"key":"DB_URL","ciphertext":"AAAA","nonce":"BBBB",
+            "sealed_key":"DDDD","entry_type":"env","mount_path":"/etc/x","owner":"alice","mine":false}],
+            "_reqId":"v2"}),
+        json!({"type":"vault_list","_reqId":"v3"}),
+        json!({"type":"vault_list_result","entries":[{"key":"DB_URL","entry_type":"env","description":"db",
+            "updated_at":"2026-01-01T00:00:00.000Z","owner":"alice","readers":["bob"]}],"_reqId":"v3"}),
+        json!({"type":"vault_delete","key":"DB_URL","_reqId":"v4"}),
     ]
 }
 

@@ -45,6 +45,9 @@ pub const UNKNOWN_THERE: &[&str] = &[
     "topic_seal",
     "del_state",
     "release_task",
+    "reserve_paths",
+    "release_paths",
+    "list_reservations",
 ];
 
 /// Frames the original broker takes and answers nothing to.

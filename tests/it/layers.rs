@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The modules both sides may use. They themselves use only each other.
 const SHARED: &[&str] = &[
-    "error", "crypto", "wire", "time", "cron", "mention", "signal",
+    "error", "crypto", "wire", "time", "cron", "mention", "glob", "signal",
 ];
 
 /// The client files that may reach into the broker, and the one item each may reach for (`None`: any).

@@ -21,6 +21,8 @@
 //! | `files.rs` | files and their sealed keys |
 //! | `apikeys.rs` | API keys |
 //! | `tasks.rs` | tasks and their claims |
+//! | `reservations.rs` | file reservations |
+//! | `vault.rs` | the vault's sealed entries and their readers |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -39,11 +41,13 @@ mod fixtures;
 mod memory;
 mod meshes;
 mod messages;
+mod reservations;
 mod schedules;
 mod schema;
 mod state;
 mod tasks;
 mod topics;
+mod vault;
 mod wal;
 
 pub use apikeys::ApiKey;
@@ -51,6 +55,7 @@ pub use files::FileRow;
 pub use memory::{MemoryHit, MemoryRow};
 pub use meshes::{Invite, Member, MemberPresence, Mesh, Session};
 pub use messages::{DeliveryState, Message, NewDelivery, Pending};
+pub use reservations::ReservationRow;
 pub use schedules::ScheduleRow;
 pub use state::{StatePut, StateRow};
 pub use tasks::TaskRow;
@@ -58,6 +63,7 @@ pub use topics::{
     NotificationRow, SealedKey, Topic, TopicListing, TopicMembership, TopicMessage,
     TopicMessageRow, TopicPage,
 };
+pub use vault::VaultRow;
 
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
@@ -266,6 +272,31 @@ pub trait Store {
     fn task_renew(&mut self, id: &str, lease_until: i64) -> Result<()>;
     /// Claimed tasks of every mesh whose lease ends at or before `now`, at most `limit`.
     fn task_leases_due(&self, now: i64, limit: usize) -> Result<Vec<TaskRow>>;
+
+    /// Stores a reservation, or renews the member's own of the same pattern in the same scope.
+    fn reservation_put(&mut self, r: &ReservationRow) -> Result<()>;
+    /// The mesh's reservations alive at `now`, of one scope or every one, at most `limit`.
+    fn reservations_live(
+        &self,
+        mesh_id: &str,
+        scope: Option<&str>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ReservationRow>>;
+    /// Deletes a reservation.
+    fn reservation_delete(&mut self, id: &str) -> Result<()>;
+    /// Deletes every reservation that ended at or before `now`; how many.
+    fn reservations_expire(&mut self, now: i64) -> Result<usize>;
+
+    /// Stores a vault entry and its readers (pubkey, sealed key), replacing the member's entry of that key.
+    fn vault_put(&mut self, e: &VaultRow, readers: &[(String, String)]) -> Result<()>;
+    /// The vault entries a member may read, each with the key sealed to it.
+    fn vault_readable(&self, mesh_id: &str, member_id: &str, pubkey: &str)
+    -> Result<Vec<VaultRow>>;
+    /// The display names of a vault entry's readers.
+    fn vault_reader_names(&self, entry_id: &str) -> Result<Vec<String>>;
+    /// Deletes a member's vault entry; false when there was none.
+    fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool>;
 
     /// Stores a scheduled message.
     fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()>;
@@ -700,6 +731,49 @@ impl Store for SqliteStore {
 
     fn task_leases_due(&self, now: i64, limit: usize) -> Result<Vec<TaskRow>> {
         SqliteStore::task_leases_due(self, now, limit)
+    }
+
+    fn reservation_put(&mut self, r: &ReservationRow) -> Result<()> {
+        SqliteStore::reservation_put(self, r)
+    }
+
+    fn reservations_live(
+        &self,
+        mesh_id: &str,
+        scope: Option<&str>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ReservationRow>> {
+        SqliteStore::reservations_live(self, mesh_id, scope, now, limit)
+    }
+
+    fn reservation_delete(&mut self, id: &str) -> Result<()> {
+        SqliteStore::reservation_delete(self, id)
+    }
+
+    fn reservations_expire(&mut self, now: i64) -> Result<usize> {
+        SqliteStore::reservations_expire(self, now)
+    }
+
+    fn vault_put(&mut self, e: &VaultRow, readers: &[(String, String)]) -> Result<()> {
+        SqliteStore::vault_put(self, e, readers)
+    }
+
+    fn vault_readable(
+        &self,
+        mesh_id: &str,
+        member_id: &str,
+        pubkey: &str,
+    ) -> Result<Vec<VaultRow>> {
+        SqliteStore::vault_readable(self, mesh_id, member_id, pubkey)
+    }
+
+    fn vault_reader_names(&self, entry_id: &str) -> Result<Vec<String>> {
+        SqliteStore::vault_reader_names(self, entry_id)
+    }
+
+    fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool> {
+        SqliteStore::vault_delete(self, mesh_id, member_id, key)
     }
 
     fn schedule_insert(&mut self, r: &ScheduleRow) -> Result<()> {

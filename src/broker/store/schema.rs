@@ -292,6 +292,50 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_mesh ON tasks (mesh_id, created_at);
 CREATE INDEX tasks_lease ON tasks (lease_until) WHERE status = 'claimed';
 "#,
+    // 9: file reservations. One row per member, repository and pattern; a row past `expires_at` is dead to every
+    // read and deleted by the broker's sweep.
+    r#"
+CREATE TABLE reservations (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    scope TEXT NOT NULL,
+    path TEXT NOT NULL,
+    exclusive INTEGER NOT NULL,
+    reason TEXT,
+    member_id TEXT NOT NULL REFERENCES members(id),
+    member_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    UNIQUE (mesh_id, scope, member_id, path)
+);
+CREATE INDEX reservations_expiry ON reservations (expires_at);
+"#,
+    // 10: the vault. Values arrive sealed: ciphertext under a key only the client had, that key sealed to the
+    // setter's member key and to each reader's. Nothing here opens without a member's secret key.
+    r#"
+CREATE TABLE vault_entries (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    key TEXT NOT NULL,
+    ciphertext TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    entry_type TEXT NOT NULL,
+    mount_path TEXT,
+    description TEXT,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (mesh_id, member_id, key)
+);
+CREATE TABLE vault_readers (
+    entry_id TEXT NOT NULL REFERENCES vault_entries(id) ON DELETE CASCADE,
+    mesh_id TEXT NOT NULL,
+    pubkey TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    PRIMARY KEY (entry_id, pubkey)
+);
+CREATE INDEX vault_readers_pubkey ON vault_readers (mesh_id, pubkey);
+"#,
 ];
 
 impl SqliteStore {
