@@ -245,13 +245,19 @@ impl Hub {
     }
 
     fn mesh_create(&mut self, io: &mut Io, req: &Request) -> Response {
-        if !req.peer.ip().is_loopback() {
-            let Some(token) = self.cfg.admin_token.as_deref() else {
+        // A set token binds loopback too: behind a reverse proxy on the same host every request comes from
+        // loopback, so exempting it would let anyone past the proxy create meshes.
+        let token = match (self.cfg.admin_token.as_deref(), req.peer.ip().is_loopback()) {
+            (Some(token), _) => Some(token),
+            (None, true) => None,
+            (None, false) => {
                 return fail(
                     403,
                     "mesh creation from another host needs the broker's --admin-token",
                 );
-            };
+            }
+        };
+        if let Some(token) = token {
             let bearer = req
                 .header("authorization")
                 .and_then(|h| h.strip_prefix("Bearer "))

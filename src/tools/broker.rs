@@ -86,7 +86,9 @@ SQLite under its data directory. Clients connect to ws://HOST:PORT/ws.\n\n\
 Once it accepts connections it prints one line on stdout, listening on ws://HOST:PORT/ws, so a script that \
 asked for port 0 can read the port it got. It logs one line per event on stderr. SIGTERM closes \
 every connection with code 1001 and exits 0; Ctrl-C (SIGINT) does the same and exits 130.\n\n\
-Meshes can be created by anyone on loopback; from other addresses creating a mesh needs the admin token. \
+Without --admin-token, meshes can be created from loopback only; with it, every request to create a mesh \
+must carry it as a bearer token, loopback too, since behind a reverse proxy on the same host every request \
+comes from loopback. \
 With --tls-cert and --tls-key it serves TLS on its port: clients connect to wss://HOST:PORT/ws and REST, \
 server-sent events, /health and /metrics are https://. SIGHUP reads both files again: new connections get the \
 new certificate, open ones keep theirs, and a pair that does not load leaves the old one in place (the log says \

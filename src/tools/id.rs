@@ -30,8 +30,8 @@ key. The secret key never leaves the machine and is never printed.
 cm-id whoami shows your public key, the meshes you have joined (the default one, which tools use without --mesh, \
 marked so) and the brokers you are logged in to. Without an identity it exits with status 2.
 
-cm-id login URL records a broker as the default one to create meshes on, with the token it asks for when you are \
-not on its machine (--token). http and https URLs are turned into the broker's WebSocket URL (ws://HOST:PORT/ws). \
+cm-id login URL records a broker as the default one to create meshes on, with its admin token when it was started \
+with one (--token). http and https URLs are turned into the broker's WebSocket URL (ws://HOST:PORT/ws). \
 Logging in asks the broker for its health and warns on stderr when nothing answers; the login is recorded \
 either way. cm-id logout forgets one login, or all of them.",
     section: 1,

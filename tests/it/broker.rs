@@ -481,6 +481,33 @@ fn broker_database_holds_no_dm_plaintext() {
 fn broker_http_health_metrics_and_mesh_creation_rules() {
     let dir = TempDir::new("http");
     let b = Broker::start(&dir, &["--admin-token", "t0ken"]);
+    // A set admin token binds loopback too (a reverse proxy on this host makes every request loopback).
+    let body = |n: &str| crate::harness::create_body(n, &Keypair::generate(), &Keypair::generate());
+    let code = |v: &Value| v["error"].as_str().map(str::to_owned);
+    let (s, v) = b.post("/cli/mesh/create", &body("tok"), &[]);
+    assert_eq!(
+        (s, code(&v).as_deref()),
+        (401, Some("missing_bearer_token")),
+        "{v}"
+    );
+    let (s, v) = b.post(
+        "/cli/mesh/create",
+        &body("tok"),
+        &[("Authorization", "Bearer nope")],
+    );
+    assert_eq!(
+        (s, code(&v).as_deref()),
+        (403, Some("invalid_admin_token")),
+        "{v}"
+    );
+    let (s, v) = b.post(
+        "/cli/mesh/create",
+        &body("tok"),
+        &[("Authorization", "Bearer t0ken")],
+    );
+    assert_eq!(s, 200, "{v}");
+    let dir = TempDir::new("http-open");
+    let b = Broker::start(&dir, &[]);
     let (status, body) = b.get("/health");
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
