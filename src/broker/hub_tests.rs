@@ -145,10 +145,13 @@ impl Fx {
             },
             _dir: dir,
         };
-        let (status, v) = fx.http(
+        // The config's admin token binds loopback too.
+        let (status, v) = fx.http_from(
             "POST",
             "/cli/mesh/create",
             &create_body("Dev Team", &creator, &fx.owner.clone()),
+            loopback(),
+            &[("authorization", "Bearer s3cret")],
         );
         assert_eq!(status, 200, "{v}");
         fx.mesh_id = v["id"].as_str().unwrap().into();
@@ -1097,8 +1100,19 @@ fn http_routes_check_auth_and_answer_json() {
     let mut forged = create_body("x", &c, &o);
     forged["name"] = "y".into();
     assert_eq!(
-        fx.http("POST", "/cli/mesh/create", &forged),
+        fx.http_from(
+            "POST",
+            "/cli/mesh/create",
+            &forged,
+            loopback(),
+            &[("authorization", "Bearer s3cret")]
+        ),
         (401, json!({"ok": false, "error": "bad_signature"}))
+    );
+    assert_eq!(
+        fx.http("POST", "/cli/mesh/create", &body).0,
+        401,
+        "a set admin token binds loopback too"
     );
 
     // /join: idempotent for a member, and every use counted.
