@@ -519,6 +519,7 @@ impl Pipe<'_> {
                 own_key,
                 peers: Vec::new(),
                 members: Vec::new(),
+                online_only: false,
             },
             None => {
                 return Err(Error::network(format!(

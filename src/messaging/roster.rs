@@ -24,6 +24,8 @@ pub struct Roster {
     pub peers: Vec<Peer>,
     /// Every member that is not revoked.
     pub members: Vec<Member>,
+    /// The broker has no member list (an original broker): `members` holds the online ones only.
+    pub online_only: bool,
 }
 
 /// One line of `cm-peers --json` (and of a `cm-pipe` `peers` event).
@@ -129,13 +131,14 @@ impl Roster {
             Frame::PeersList(p) => p.peers,
             f => return Err(unexpected("list_peers", &f)),
         };
-        let members = if conn.features().has(Feature::Members) {
+        let online_only = !conn.features().has(Feature::Members);
+        let members = if online_only {
+            members_online(&peers)
+        } else {
             match conn.ask(Members::default().into())? {
                 Frame::MembersList(m) => m.members,
                 f => return Err(unexpected("members", &f)),
             }
-        } else {
-            members_online(&peers)
         };
         Ok(Roster {
             mesh: mesh.to_string(),
@@ -143,6 +146,7 @@ impl Roster {
             own_key: own_key.to_string(),
             peers,
             members,
+            online_only,
         })
     }
 
@@ -371,6 +375,7 @@ mod tests {
                 peer("bob", 'b', '1', "session", &["eng/backend"]),
                 peer("bob", 'c', '1', CONTROL_PLANE, &[]),
             ],
+            online_only: false,
             members: vec![
                 member("alice", 'a', &["eng"], true),
                 member("bob", '1', &[], true),

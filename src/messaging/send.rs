@@ -78,7 +78,16 @@ pub fn destination(target: &Target, rosters: &[Roster]) -> Result<(usize, Dest)>
         ));
     }
     let candidates: Vec<Candidate> = rosters.iter().flat_map(Roster::candidates).collect();
-    let Resolved::Peer { key, peer } = target::resolve(target, &candidates)? else {
+    let resolved = target::resolve(target, &candidates).map_err(|mut e| {
+        // An original broker lists the online members only: say so, or "no peer named" reads as no such member.
+        if e.code == Code::NotFound && rosters.iter().any(|r| r.online_only) {
+            e.msg.push_str(
+                "; this broker lists online members only, so an offline one is reached by its full key",
+            );
+        }
+        e
+    })?;
+    let Resolved::Peer { key, peer } = resolved else {
         return Err(Error::internal("a peer target resolved to a group"));
     };
     let Some(peer) = peer else {
@@ -629,6 +638,7 @@ mod tests {
             own_key: me.public_hex(),
             peers: Vec::new(),
             members,
+            online_only: false,
         }
     }
 

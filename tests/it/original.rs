@@ -81,7 +81,11 @@ fn peers_and_sends_take_the_roster_from_list_peers() {
     // Carol has no session: the original lists only who is online, and has no member list to find her by name.
     let r = timed(alice, "cm-send", &["carol", "hello?"]);
     assert_eq!(r.code, Some(5), "{}{}", r.out, r.err);
-    assert!(r.err.contains("carol"), "{}", r.err);
+    assert!(
+        r.err.contains("carol") && r.err.contains("lists online members only"),
+        "{}",
+        r.err
+    );
     // Her full key needs no roster: it is sealed to her and queued.
     let queued = ok(alice, "cm-send", &["--json", &carol.pubkey(), "for later"]);
     assert_eq!(queued[0]["status"], "queued", "{queued:?}");
