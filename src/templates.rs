@@ -166,7 +166,37 @@ pub fn show(name: Option<&str>, out: &mut crate::out::Out) -> Result<()> {
     Ok(())
 }
 
+/// The state key that records which template a mesh was set up from.
+pub const STATE_KEY: &str = "mesh.template";
+
+/// Sets a new mesh up from `t`: each state key written with its initial value (read as `cm-state set` reads a
+/// value), the template recorded under [`STATE_KEY`], and the creator joined to each of its groups with the
+/// group's first role (groups belong to members here, so the creator's joining is what makes them exist).
+pub fn set_up(ctx: &crate::client::Ctx, t: &Template) -> Result<()> {
+    use crate::services::{profile, state};
+    for (k, v) in t.state_keys {
+        state::set(ctx, k, state::parse_value(v), None)?;
+    }
+    state::set(ctx, STATE_KEY, t.record(), None)?;
+    for gr in t.groups {
+        let edit =
+            profile::Edit::Join(gr.name.to_string(), gr.roles.first().map(|r| r.to_string()));
+        profile::edit(ctx, &edit)?;
+    }
+    Ok(())
+}
+
 impl Template {
+    /// What `mesh.template` holds: the template's name, groups, roles and hint, for members and `cm-mcp` to read.
+    pub fn record(&self) -> serde_json::Value {
+        let mut v = self.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("type");
+            o.remove("state_keys");
+        }
+        v
+    }
+
     /// The template as one JSON object: state keys as an object, as in the original's files.
     pub fn to_json(&self) -> serde_json::Value {
         let keys: serde_json::Map<String, serde_json::Value> = self
