@@ -27,6 +27,7 @@
 //! | [`remind`] | `cm-remind`: reminders and cron jobs sealed like a send, or sent now from a crontab |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |
 //! | [`up`] | `cm up` / `cm down`: the broker on this machine started, found and stopped; a first identity and mesh |
+//! | [`templates`] | the original CLI's five mesh templates as data, shown by `cm templates` |
 //! | [`topics`] | `cm-topic`: topic keys sealed per member and re-sealed, posts, history, `cm-topic tail` |
 //! | [`notify`] | `cm-notify`: the mentions of me, opened with each topic's key |
 //! | [`apikey`] | `cm-apikey`: REST keys, created, listed, revoked |
@@ -68,6 +69,7 @@ pub mod reserve;
 pub mod services;
 pub mod signal;
 pub mod target;
+pub mod templates;
 pub mod time;
 pub mod tools;
 pub mod topics;

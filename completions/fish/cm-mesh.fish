@@ -24,6 +24,7 @@ complete -c cm-mesh -n __fish_use_subcommand -a members -d 'list the mesh\'s mem
 complete -c cm-mesh -n __fish_use_subcommand -a member -d 'list the mesh\'s members and who is online'
 complete -c cm-mesh -n '__fish_seen_subcommand_from new create' -l broker -x -d 'the broker to create it on'
 complete -c cm-mesh -n '__fish_seen_subcommand_from new create' -l name -x -d 'your display name in the mesh'
+complete -c cm-mesh -n '__fish_seen_subcommand_from new create' -l template -x -a 'dev-team research ops-incident simulation personal' -d 'set the new mesh up from a template (see cm templates)'
 complete -c cm-mesh -n '__fish_seen_subcommand_from use' -a '(__claudemesh_meshes)'
 complete -c cm-mesh -n '__fish_seen_subcommand_from rename' -a '(__claudemesh_meshes)'
 complete -c cm-mesh -n '__fish_seen_subcommand_from leave' -l forget-owner-key -d 'also delete the mesh\'s owner key (nobody can invite to it after that)'

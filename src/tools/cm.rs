@@ -89,9 +89,9 @@ const fn count_names() -> usize {
     n
 }
 
-const N_NAMES: usize = count_names() + 3;
+const N_NAMES: usize = count_names() + 4;
 
-/// Every verb name and alias, `help`, `links` and `docs`: what a shell offers after `cm`.
+/// Every verb name and alias, `help`, `links`, `docs` and `templates`: what a shell offers after `cm`.
 static VERB_NAMES: [&str; N_NAMES] = {
     let mut out = [""; N_NAMES];
     let mut k = 0;
@@ -108,6 +108,7 @@ static VERB_NAMES: [&str; N_NAMES] = {
     out[k] = "help";
     out[k + 1] = "links";
     out[k + 2] = "docs";
+    out[k + 3] = "templates";
     out
 };
 
@@ -155,6 +156,11 @@ cm with no verb starts Claude Code as a session on the mesh, as cm launch does, 
 An invite URL in place of the verb (ic://join/..., or an https URL whose path holds /join/ or /i/) joins that mesh, \
 as cm-mesh join URL does.
 
+cm templates lists the mesh templates of the original CLI (dev-team, research, ops-incident, simulation and \
+personal), each with its description; cm templates NAME shows one: its groups and their roles, its state keys and \
+their initial values, its suggested roles and its system prompt hint. With --json each template is one line. An \
+unknown NAME is a usage error (exit status 3) that lists the five.
+
 --json and --mesh SLUG given before the verb are passed on to the tool.",
     section: 1,
     args: &[
@@ -173,6 +179,7 @@ as cm-mesh join URL does.
         Example { cmd: "cm new dev", what: "Create a mesh named dev (runs cm-mesh new dev)." },
         Example { cmd: "cm send bob 'the build is green'", what: "Send bob a message (runs cm-send)." },
         Example { cmd: "cm ic://join/...", what: "Join the mesh an invite is for (runs cm-mesh join)." },
+        Example { cmd: "cm templates dev-team", what: "Show the dev-team template's groups, state keys and roles." },
         Example { cmd: "cm help send", what: "Show cm-send's options." },
         Example { cmd: "cm docs install", what: "Install the man pages and completions under ~/.local/share." },
     ],
@@ -219,6 +226,9 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
     if verb == "docs" {
         return docs(rest, out);
+    }
+    if verb == "templates" {
+        return templates(rest, out);
     }
     if verb == "help" {
         return match rest.first() {
@@ -342,6 +352,25 @@ fn exec(verb: &str, tool: &str, argv: &[String]) -> Result<()> {
             .map_err(|e| Error::from(e).context(format!("running {}", path.display())))?;
         std::process::exit(status.code().unwrap_or(1))
     }
+}
+
+/// `cm templates [NAME] [--json]`: the mesh templates, all or one.
+fn templates(rest: &[String], out: &mut Out) -> Result<()> {
+    let (mut json, mut name) = (out.json, None);
+    for a in rest {
+        match a.as_str() {
+            "--json" => json = true,
+            f if f.starts_with('-') => {
+                return Err(Error::usage(format!("cm templates: unknown flag {f}")));
+            }
+            n if name.is_none() => name = Some(n),
+            _ => return Err(Error::usage("cm templates takes one NAME")),
+        }
+    }
+    if json == out.json {
+        return crate::templates::show(name, out);
+    }
+    crate::templates::show(name, &mut Out::new(json))
 }
 
 /// `cm docs ...`: man pages and completions, installed or printed.
@@ -562,7 +591,8 @@ fn list(out: &mut Out) -> Result<()> {
     out.line(format!("cm - {}\n", TOOL.about))?;
     out.line(
         "Usage: cm VERB [ARGS...]\n       cm INVITE-URL\n       cm help [VERB]\n       cm links [DIR]        \
-         (make the cm-* links)\n       cm docs install [DIR] (man pages and completions)\n       cm --list\n       cm                    (with a mesh joined: cm launch)\n\n\
+         (make the cm-* links)\n       cm docs install [DIR] (man pages and completions)\n       cm templates [NAME]   \
+         (the mesh templates)\n       cm --list\n       cm                    (with a mesh joined: cm launch)\n\n\
          Verbs:",
     )?;
     // The widest names set the column, so no row is pushed out of line.

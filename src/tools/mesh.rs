@@ -14,6 +14,12 @@ use crate::time::{fmt_rfc3339, parse_duration};
 
 const BROKER: Flag = flag("broker", "the broker to create it on").value("URL");
 const NAME: Flag = flag("name", "your display name in the mesh").value("DISPLAY");
+const TEMPLATE: Flag = flag(
+    "template",
+    "set the new mesh up from a template (see cm templates)",
+)
+.value("NAME")
+.complete(Complete::Values(crate::templates::NAMES));
 const FORGET_OWNER_KEY: Flag = flag(
     "forget-owner-key",
     "also delete the mesh's owner key (nobody can invite to it after that)",
@@ -33,6 +39,14 @@ pub static TOOL: Tool = Tool {
 (--broker URL, else the default from cm login, else ws://127.0.0.1:7900/ws, where cm up runs one) and joins it \
 with your identity, making the identity first if there is none. It also makes the mesh's owner key, which signs \
 invites; it stays in owners.json on this machine and the broker never sees its secret half.
+
+cm-mesh new NAME --template T sets the new mesh up from one of cm templates (dev-team, research, ops-incident, \
+simulation, personal): it writes the template's state keys with their initial values (read as cm-state set reads \
+a value), records the template's name, description, groups, suggested roles and system prompt hint in the state \
+key mesh.template for every member and cm-mcp to read, and joins you to each of its groups with the group's first \
+role (groups belong to members, so your joining is what makes them). It then prints the suggested roles and the \
+hint; with --json the mesh's line carries the template. An unknown template is a usage error (exit status 3) that \
+lists the five, before any mesh or identity is made.
 
 cm-mesh invite prints a link (ic://join/...) that lets others join. Only the machine that created the mesh holds \
 its owner key, so only it can invite (exit status 7 elsewhere). The link expires after --expires (default 7d) and \
@@ -69,7 +83,7 @@ terminal it holds the link alone (the rest goes to stderr), so cm join \"$(cm in
             aliases: &["create"],
             about: "create a mesh and join it",
             args: &[pos("NAME")],
-            flags: &[BROKER, NAME],
+            flags: &[BROKER, NAME, TEMPLATE],
         },
         Sub {
             name: "list",
@@ -228,6 +242,11 @@ fn new(args: &Args, out: &mut Out) -> Result<()> {
     let name = args
         .pos(0)
         .ok_or_else(|| Error::usage("new needs the mesh's NAME"))?;
+    // Checked before anything is made, so a mistyped name leaves no mesh behind.
+    let template = args
+        .value(&TEMPLATE)
+        .map(crate::templates::get)
+        .transpose()?;
     let (url, token) = mesh::broker_for_new(&paths, args.value(&BROKER))?;
     let (m, named) = noting_identity(&paths, || {
         mesh::create(&paths, name, &url, token.as_deref(), args.value(&NAME))
@@ -236,10 +255,34 @@ fn new(args: &Args, out: &mut Out) -> Result<()> {
     if named.source != mesh::NameSource::Flag {
         out::notice(named.words(&m.slug));
     }
+    if let Some(t) = template {
+        let ctx = crate::client::Ctx::load(Some(&m.slug))?;
+        crate::templates::set_up(&ctx, t).map_err(|e| {
+            e.context(format!(
+                "setting mesh {} up from template {}",
+                m.slug, t.name
+            ))
+        })?;
+    }
     if out.json {
-        return out.json(&MeshLine::of(&m, None, &config));
+        let mut line = serde_json::to_value(MeshLine::of(&m, None, &config))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        if let (Some(t), Some(o)) = (template, line.as_object_mut()) {
+            o.insert("template".into(), t.record());
+        }
+        return out.json(&line);
     }
     out.line(format!("created mesh {} on {}", m.slug, m.broker_url))?;
+    if let Some(t) = template {
+        out.line(format!(
+            "set up from template {}: {}",
+            t.name, t.description
+        ))?;
+        if !t.suggested_roles.is_empty() {
+            out.line(format!("suggested roles: {}", t.suggested_roles.join(", ")))?;
+        }
+        out.line(format!("hint: {}", t.system_prompt_hint))?;
+    }
     note_default(&config, &m.slug);
     Ok(())
 }

@@ -346,3 +346,53 @@ fn without_links_claude_code_is_given_cm_and_the_verb() {
         stderr(&o)
     );
 }
+
+#[test]
+fn templates_lists_the_five_and_shows_one() {
+    let o = cm(&["templates", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["type"], "template");
+            v["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "dev-team",
+            "research",
+            "ops-incident",
+            "simulation",
+            "personal"
+        ]
+    );
+
+    let o = cm(&["--json", "templates", "ops-incident"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["state_keys"]["incident-status"], "investigating");
+    assert_eq!(v["groups"][0]["name"], "oncall");
+    assert_eq!(v["suggested_roles"][0], "commander");
+
+    let o = cm(&["templates", "dev-team"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("group @frontend (roles: lead, member)"),
+        "{out}"
+    );
+    assert!(out.contains("state deploy-frozen = \"false\""), "{out}");
+}
+
+#[test]
+fn an_unknown_template_is_a_usage_error_naming_the_five() {
+    let o = cm(&["templates", "dev-teem"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(o.stdout.is_empty());
+    assert_eq!(
+        stderr(&o),
+        "cm: no template named \"dev-teem\"; the templates are dev-team, research, ops-incident, simulation, personal\n"
+    );
+}

@@ -562,3 +562,104 @@ fn a_banned_member_joining_again_is_told_it_was_revoked() {
         User::new(name).json("cm-mesh", &["join", url]);
     }
 }
+
+#[test]
+fn new_from_a_template_sets_up_its_state_groups_and_hint() {
+    let dir = TempDir::new("template");
+    let b = Broker::start(&dir, &[]);
+    let alice = User::new("alice");
+    let out = alice.json(
+        "cm-mesh",
+        &[
+            "new",
+            "dev",
+            "--broker",
+            &b.ws_url(),
+            "--template",
+            "dev-team",
+        ],
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["template"]["name"], "dev-team");
+
+    let get = |key: &str| -> Value {
+        let v = alice.json("cm-state", &["get", key]);
+        v[0]["value"].clone()
+    };
+    assert_eq!(get("sprint"), "current");
+    assert_eq!(get("deploy-frozen"), false);
+    assert_eq!(get("pr-queue"), Value::Array(vec![]));
+    let t = get("mesh.template");
+    assert_eq!(t["name"], "dev-team");
+    assert_eq!(t["suggested_roles"][2], "reviewer");
+    assert!(
+        t["system_prompt_hint"]
+            .as_str()
+            .unwrap()
+            .contains("deploy freezes")
+    );
+
+    let p = alice.json("cm-profile", &[]);
+    let groups: Vec<(&str, &str)> = p[0]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap(), g["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("frontend", "lead"),
+            ("backend", "lead"),
+            ("devops", "lead"),
+            ("qa", "lead")
+        ]
+    );
+
+    // A person reads the roles and the hint straight after creating.
+    let human = alice.ok(
+        "cm-mesh",
+        &[
+            "new",
+            "inc",
+            "--broker",
+            &b.ws_url(),
+            "--template",
+            "ops-incident",
+        ],
+    );
+    assert!(
+        human.contains("suggested roles: commander, primary-oncall, scribe, responder"),
+        "{human}"
+    );
+    assert!(human.contains("hint: INCIDENT MODE."), "{human}");
+}
+
+#[test]
+fn an_unknown_template_creates_nothing() {
+    let dir = TempDir::new("badtemplate");
+    let b = Broker::start(&dir, &[]);
+    let bob = User::new("bob");
+    let e = bob.fails(
+        "cm-mesh",
+        &[
+            "new",
+            "dev",
+            "--broker",
+            &b.ws_url(),
+            "--template",
+            "dev-teem",
+        ],
+        3,
+    );
+    assert_eq!(
+        e,
+        "cm-mesh: no template named \"dev-teem\"; the templates are dev-team, research, ops-incident, simulation, personal\n"
+    );
+    // Neither an identity nor a mesh was made.
+    assert!(!bob.config_dir().join("identity.json").exists());
+    assert!(
+        !bob.config_dir().join("config.json").exists()
+            || bob.file("config.json")["meshes"] == Value::Array(vec![])
+    );
+}
