@@ -283,6 +283,18 @@ impl Hub {
         })
     }
 
+    /// Who speaks on a presence: its mesh, member id and display name, owned, for handlers that then borrow
+    /// the hub mutably.
+    pub(super) fn speaker(&self, pk: PKey) -> Option<(String, String, String)> {
+        self.presences.get(&pk).map(|p| {
+            (
+                p.mesh_id.clone(),
+                p.member_id.clone(),
+                p.display_name.clone(),
+            )
+        })
+    }
+
     /// Presences (live or in grace) of the whole broker.
     pub(super) fn presence_count(&self) -> usize {
         self.presences.len()

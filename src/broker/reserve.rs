@@ -88,13 +88,7 @@ impl Hub {
 
     pub(super) fn on_reserve_paths(&mut self, conn: ConnId, pk: PKey, r: wire::ReservePaths) {
         let req = r.req_id.as_deref();
-        let Some((mesh, member, name)) = self.presences.get(&pk).map(|p| {
-            (
-                p.mesh_id.clone(),
-                p.member_id.clone(),
-                p.display_name.clone(),
-            )
-        }) else {
+        let Some((mesh, member, name)) = self.speaker(pk) else {
             return;
         };
         let Some(scope) = self.scope_of(conn, &r.scope, req) else {

@@ -181,13 +181,7 @@ impl Hub {
 
     pub(super) fn on_claim_task(&mut self, conn: ConnId, pk: PKey, c: wire::ClaimTask) {
         let req = c.req_id.as_deref();
-        let Some((mesh, member, name)) = self.presences.get(&pk).map(|p| {
-            (
-                p.mesh_id.clone(),
-                p.member_id.clone(),
-                p.display_name.clone(),
-            )
-        }) else {
+        let Some((mesh, member, name)) = self.speaker(pk) else {
             return;
         };
         let Some(t) = self.task(conn, &mesh, &c.task_id, req) else {
@@ -216,13 +210,7 @@ impl Hub {
 
     pub(super) fn on_complete_task(&mut self, conn: ConnId, pk: PKey, c: wire::CompleteTask) {
         let req = c.req_id.as_deref();
-        let Some((mesh, member, name)) = self.presences.get(&pk).map(|p| {
-            (
-                p.mesh_id.clone(),
-                p.member_id.clone(),
-                p.display_name.clone(),
-            )
-        }) else {
+        let Some((mesh, member, name)) = self.speaker(pk) else {
             return;
         };
         let result = c.result.as_deref().map(str::trim).filter(|r| !r.is_empty());
