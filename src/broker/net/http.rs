@@ -4,6 +4,7 @@ use super::ws::{close_frame, error_json, push_frame, text_frame, ws_config};
 use super::{
     Handler, HttpAction, Kind, MAX_BODY, MAX_HEAD, READ_CHUNK, Request, Response, Server, State,
 };
+use crate::broker::log;
 use base64::Engine as _;
 use std::io::{self, Read};
 use std::time::Instant;
@@ -39,6 +40,8 @@ enum Parse {
     /// The head, and where the body lies in the buffer.
     Done(Head, std::ops::Range<usize>),
     Fail(u16),
+    /// A body over [`MAX_BODY`] announced for this path: refused with 413 before it is read.
+    TooLarge(String),
 }
 
 /// Looks for a complete request in `buf`; `scanned` remembers how far the search for the head's end got.
@@ -84,7 +87,7 @@ fn parse_request(buf: &[u8], scanned: &mut usize) -> Parse {
         },
     };
     if len > MAX_BODY {
-        return Parse::Fail(413);
+        return Parse::TooLarge(head.path);
     }
     if buf.len() < end + len {
         return Parse::More;
@@ -100,6 +103,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(String, String, usize)>,
         Parse::More => Ok(None),
         Parse::Done(h, body) => Ok(Some((h.method, h.path, body.len()))),
         Parse::Fail(status) => Err(status),
+        Parse::TooLarge(_) => Err(413),
     }
 }
 
@@ -296,6 +300,23 @@ impl Server<'_> {
                         Parse::Fail(status) => {
                             self.io.metrics.http_requests += 1;
                             self.respond(idx, &error_response(status), now);
+                            return;
+                        }
+                        Parse::TooLarge(path) => {
+                            // The one refusal of a whole request the handler never sees: logged as it logs
+                            // its own, since a sender (a webhook's, say) learns of it only from the status.
+                            let peer = c.peer;
+                            self.io.metrics.http_requests += 1;
+                            log::warn(
+                                "http request refused",
+                                &[
+                                    ("peer", &peer),
+                                    ("path", &path),
+                                    ("status", &413),
+                                    ("error", &"payload_too_large"),
+                                ],
+                            );
+                            self.respond(idx, &error_response(413), now);
                             return;
                         }
                         Parse::Done(head, body) => {

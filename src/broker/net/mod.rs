@@ -278,7 +278,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// How long a request head is waited for before it may make room for a newer one from its address.
 const HEAD_GRACE: Duration = Duration::from_secs(1);
 
-const MAX_BODY: usize = 64 * 1024;
+/// The largest request body; a larger one is refused with 413 before it is read.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 const MAX_FRAME: usize = 64 * 1024;
 
