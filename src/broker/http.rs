@@ -1,4 +1,5 @@
-//! The hub's HTTP routes: health, metrics, mesh creation, invite registration and `POST /join`.
+//! The hub's HTTP routes: health, metrics, mesh creation, invite registration, `POST /join` and the webhooks'
+//! `POST /hooks/<id>` (in [`super::webhooks`]).
 //!
 //! A route that writes commits before it answers (an HTTP response cannot be taken back the way a batched
 //! WebSocket reply can), which also settles whatever the iteration had batched so far.
@@ -104,12 +105,18 @@ impl Hub {
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default();
+        // The original's webhook URL carries its secret; a sender still using it must not leave it in the log.
+        let path = if req.path.starts_with("/hook/") {
+            "/hook/(redacted)"
+        } else {
+            req.path.as_str()
+        };
         log::warn(
             "http request refused",
             &[
                 ("peer", &req.peer),
                 ("method", &req.method),
-                ("path", &req.path),
+                ("path", &path),
                 ("status", &resp.status),
                 ("error", &error),
             ],
@@ -125,6 +132,15 @@ impl Hub {
             ("POST", "/cli/mesh/invite") => self.invite_register(io, req),
             ("POST", "/join") => self.join(io, req),
             ("POST", "/debug/clock") if self.cfg.test_clock => self.debug_clock(io, req),
+            ("POST", p) if p.starts_with("/hooks/") => {
+                self.webhook_post(io, req, &p["/hooks/".len()..])
+            }
+            (_, p) if p.starts_with("/hooks/") => fail(405, "method_not_allowed"),
+            // The original's form carries the secret in the URL, where proxies and logs keep it; not served.
+            (_, p) if p.starts_with("/hook/") => fail(
+                404,
+                "no /hook/<mesh>/<secret> here: cm-broker's webhooks are POST /hooks/<id>, signed",
+            ),
             (_, "/health" | "/metrics" | "/cli/mesh/create" | "/cli/mesh/invite" | "/join") => {
                 fail(405, "method_not_allowed")
             }

@@ -19,6 +19,7 @@ mod tasks;
 pub mod tls;
 mod topics;
 mod vault;
+mod webhooks;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};

@@ -97,6 +97,10 @@ fn short(key: &str) -> &str {
 /// A delivery as the `push` a client gets: the one place a stored message becomes a wire frame.
 fn push_of(d: &Pending) -> wire::Push {
     let m = &d.message;
+    // A webhook's message names the webhook (`webhook:<name>`, kept as its sender key) and not its maker.
+    let webhook = (m.subtype.as_deref() == Some("webhook"))
+        .then(|| m.sender_session_pubkey.clone())
+        .flatten();
     wire::Push {
         message_id: m.id.clone(),
         mesh_id: m.mesh_id.clone(),
@@ -106,7 +110,7 @@ fn push_of(d: &Pending) -> wire::Push {
             .unwrap_or_else(|| d.sender_member_pubkey.clone()),
         sender_member_pubkey: Some(d.sender_member_pubkey.clone()),
         sender_member_id: Some(m.sender_member_id.clone()),
-        sender_name: Some(d.sender_name.clone()),
+        sender_name: Some(webhook.clone().unwrap_or_else(|| d.sender_name.clone())),
         target_spec: Some(m.target_spec.clone()),
         priority: m.priority,
         nonce: m.nonce.clone(),
@@ -116,6 +120,7 @@ fn push_of(d: &Pending) -> wire::Push {
         subtype: m.subtype.clone(),
         reply_to_id: m.reply_to_id.clone(),
         body_version: m.body_version,
+        event: webhook.and_then(|w| w.strip_prefix("webhook:").map(str::to_string)),
         ..wire::Push::default()
     }
 }
@@ -273,8 +278,9 @@ impl Hub {
         self.reply(conn, wire::Ack::refused(id, error));
     }
 
-    /// Takes a token from the member's bucket, or says how long until there is one.
-    fn take_token(&mut self, member_id: &str, now: Instant) -> Result<(), Duration> {
+    /// Takes a token from the bucket of `member_id` (a member, or `webhook:<id>`), or says how long until there
+    /// is one.
+    pub(super) fn take_token(&mut self, member_id: &str, now: Instant) -> Result<(), Duration> {
         let Some(rl) = self.cfg.rate_limit else {
             return Ok(());
         };

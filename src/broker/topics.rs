@@ -165,7 +165,11 @@ pub(super) fn history_entry(r: &TopicMessageRow) -> wire::TopicMessage {
             .unwrap_or_else(|| r.sender_member_pubkey.clone()),
         sender_member_id: m.sender_member_id.clone(),
         sender_member_pubkey: Some(r.sender_member_pubkey.clone()),
-        sender_name: r.sender_name.clone(),
+        // A webhook's post names the webhook (`webhook:<name>`, kept as its sender key), not its maker.
+        sender_name: match m.sender_session_pubkey.as_deref() {
+            Some(w) if w.starts_with("webhook:") => w.to_string(),
+            _ => r.sender_name.clone(),
+        },
         nonce: m.nonce.clone(),
         ciphertext: m.ciphertext.clone(),
         body_version: u32::try_from(m.body_version).ok(),

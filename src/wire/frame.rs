@@ -38,6 +38,7 @@ use super::topics::{
 use super::vault::{
     VaultAck, VaultDelete, VaultGet, VaultGetResult, VaultList, VaultListResult, VaultSet,
 };
+use super::webhooks::{CreateWebhook, DeleteWebhook, ListWebhooks, WebhookAck, WebhookList};
 
 // One list declares each frame once: the enum, `type_name`, `req_id` and the `From` impls are generated from it,
 // so they cannot drift apart. A trailing `req` marks frames that carry `_reqId`.
@@ -199,6 +200,16 @@ frames! {
     "vault_list_result" => VaultListResult(VaultListResult) req,
     /// Client → broker: delete one's own secret.
     "vault_delete" => VaultDelete(VaultDelete) req,
+    /// Client → broker: a URL that turns a signed HTTP POST into a message.
+    "create_webhook" => CreateWebhook(CreateWebhook) req,
+    /// Broker → client: the answer to `create_webhook` and `delete_webhook`.
+    "webhook_ack" => WebhookAck(WebhookAck) req,
+    /// Client → broker: the mesh's webhooks.
+    "list_webhooks" => ListWebhooks(ListWebhooks) req,
+    /// Broker → client: the answer to `list_webhooks`.
+    "webhook_list" => WebhookList(WebhookList) req,
+    /// Client → broker: delete a webhook.
+    "delete_webhook" => DeleteWebhook(DeleteWebhook) req,
     /// Client → broker: deliver a message later, or on a cron schedule.
     "schedule" => Schedule(Schedule) req,
     /// Broker → client: the answer to `schedule`.

@@ -35,6 +35,7 @@
 //! | `tasks.rs` | tasks (reference §6.9) |
 //! | `reserve.rs` | file reservations (docs/protocol.md §6.10) |
 //! | `vault.rs` | the vault (reference §6.10) |
+//! | `webhooks.rs` | inbound webhooks (reference §6.12) |
 
 use serde_json::Value;
 
@@ -73,6 +74,7 @@ mod tasks;
 mod tests;
 mod topics;
 mod vault;
+mod webhooks;
 
 pub use apikeys::*;
 pub use auth::*;
@@ -93,6 +95,7 @@ pub use state::*;
 pub use tasks::*;
 pub use topics::*;
 pub use vault::*;
+pub use webhooks::*;
 
 /// Parses one WebSocket text message. An unknown `type` is `Ok(Frame::Unknown)`; a missing `type`, or a known
 /// one whose fields do not fit, is an error.

@@ -199,6 +199,13 @@ fn samples() -> Vec<Value> {
         json!({"type":"vault_list_result","entries":[{"key":"DB_URL","entry_type":"env","description":"db",
             "updated_at":"2026-01-01T00:00:00.000Z","owner":"alice","readers":["bob"]}],"_reqId":"v3"}),
         json!({"type":"vault_delete","key":"DB_URL","_reqId":"v4"}),
+        json!({"type":"create_webhook","name":"ci","to":"@ops","_reqId":"w1"}),
+        json!({"type":"webhook_ack","name":"ci","url":"/hooks/H1","secret":"ab12","id":"H1","to":"@ops",
+            "_reqId":"w1"}),
+        json!({"type":"list_webhooks","_reqId":"w2"}),
+        json!({"type":"webhook_list","webhooks":[{"name":"ci","url":"/hooks/H1","active":true,
+            "createdAt":"2026-01-01T00:00:00.000Z","to":"@ops","createdBy":"alice"}],"_reqId":"w2"}),
+        json!({"type":"delete_webhook","name":"ci","_reqId":"w3"}),
     ]
 }
 

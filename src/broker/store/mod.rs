@@ -23,6 +23,7 @@
 //! | `tasks.rs` | tasks and their claims |
 //! | `reservations.rs` | file reservations |
 //! | `vault.rs` | the vault's sealed entries and their readers |
+//! | `webhooks.rs` | webhooks and the delivery ids they took |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -49,6 +50,7 @@ mod tasks;
 mod topics;
 mod vault;
 mod wal;
+mod webhooks;
 
 pub use apikeys::ApiKey;
 pub use files::FileRow;
@@ -64,6 +66,7 @@ pub use topics::{
     TopicMessageRow, TopicPage,
 };
 pub use vault::VaultRow;
+pub use webhooks::WebhookRow;
 
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
@@ -297,6 +300,22 @@ pub trait Store {
     fn vault_reader_names(&self, entry_id: &str) -> Result<Vec<String>>;
     /// Deletes a member's vault entry; false when there was none.
     fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool>;
+
+    /// Stores a new webhook; false when the mesh has one of that name.
+    fn webhook_insert(&mut self, w: &WebhookRow) -> Result<bool>;
+    /// The webhook with this id.
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRow>>;
+    /// The mesh's webhooks, by name.
+    fn webhooks(&self, mesh_id: &str) -> Result<Vec<WebhookRow>>;
+    /// Deletes a webhook by name with the delivery ids it took; the deleted row, if there was one.
+    fn webhook_delete(&mut self, mesh_id: &str, name: &str) -> Result<Option<WebhookRow>>;
+    /// Records a webhook's delivery id; false when the webhook took that id before (a replay).
+    fn webhook_delivery_take(
+        &mut self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: i64,
+    ) -> Result<bool>;
 
     /// Stores a scheduled message.
     fn schedule_insert(&mut self, schedule: &ScheduleRow) -> Result<()>;
@@ -774,6 +793,31 @@ impl Store for SqliteStore {
 
     fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool> {
         SqliteStore::vault_delete(self, mesh_id, member_id, key)
+    }
+
+    fn webhook_insert(&mut self, w: &WebhookRow) -> Result<bool> {
+        SqliteStore::webhook_insert(self, w)
+    }
+
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRow>> {
+        SqliteStore::webhook(self, id)
+    }
+
+    fn webhooks(&self, mesh_id: &str) -> Result<Vec<WebhookRow>> {
+        SqliteStore::webhooks(self, mesh_id)
+    }
+
+    fn webhook_delete(&mut self, mesh_id: &str, name: &str) -> Result<Option<WebhookRow>> {
+        SqliteStore::webhook_delete(self, mesh_id, name)
+    }
+
+    fn webhook_delivery_take(
+        &mut self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        SqliteStore::webhook_delivery_take(self, webhook_id, delivery_id, now)
     }
 
     fn schedule_insert(&mut self, r: &ScheduleRow) -> Result<()> {

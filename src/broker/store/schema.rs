@@ -336,6 +336,26 @@ CREATE TABLE vault_readers (
 );
 CREATE INDEX vault_readers_pubkey ON vault_readers (mesh_id, pubkey);
 "#,
+    // 11: inbound webhooks. The secret is kept as made, because an HMAC is checked with the key itself; a
+    // delivery id a webhook took is kept as long as the webhook, so a replay of it is refused at any age.
+    r#"
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    name TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    target_spec TEXT NOT NULL,
+    created_by TEXT NOT NULL REFERENCES members(id),
+    created_at INTEGER NOT NULL,
+    UNIQUE (mesh_id, name)
+);
+CREATE TABLE webhook_deliveries (
+    webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    delivery_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (webhook_id, delivery_id)
+);
+"#,
 ];
 
 impl SqliteStore {
