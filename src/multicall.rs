@@ -43,6 +43,7 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::uninstall::TOOL, tools::uninstall::run),
     (&tools::up::TOOL, tools::up::run),
     (&tools::vault::TOOL, tools::vault::run),
+    (&tools::webhook::TOOL, tools::webhook::run),
 ];
 
 /// The built-in tool called `name` (`cm-send`).

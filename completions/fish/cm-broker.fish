@@ -7,7 +7,7 @@ complete -c cm-broker -l admin-token -x -d 'token that lets non-loopback clients
 complete -c cm-broker -l log-format -x -a 'text json' -d 'log lines as text or json (default text; json with --json)'
 complete -c cm-broker -l max-conns-per-addr -x -d 'connections one IP address may hold once their request is in, default 4096 (as many more may be sending theirs; each gets 5 s)'
 complete -c cm-broker -l max-conns-per-mesh -x -d 'live presences one mesh may hold, default 1000'
-complete -c cm-broker -l rate-limit -x -d 'sends per second per member and burst, default 50:100 (0 turns it off)'
+complete -c cm-broker -l rate-limit -x -d 'sends per second per member (and posts per webhook) and burst, default 50:100 (0 turns it off)'
 complete -c cm-broker -l lease -x -d 'seconds a pushed message waits for its ack before it is pushed again, default 30'
 complete -c cm-broker -l task-lease -x -d 'seconds a task\'s claim outlives the claimer\'s last live session, default 600'
 complete -c cm-broker -l max-file-size -x -d 'largest file upload in bytes, default 50000000'

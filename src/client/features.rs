@@ -34,11 +34,13 @@ pub enum Feature {
     ReleaseTask,
     /// `reserve_paths`, `release_paths`, `list_reservations`: file reservations.
     Reservations,
+    /// `create_webhook` with `to`: a webhook's posts sealed for a member, a group or a topic.
+    WebhookTargets,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 11] = [
+    pub const ALL: [Feature; 12] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -50,6 +52,7 @@ impl Feature {
         Feature::DelState,
         Feature::ReleaseTask,
         Feature::Reservations,
+        Feature::WebhookTargets,
     ];
 
     /// The name in `hello_ack.features`.
@@ -66,6 +69,7 @@ impl Feature {
             Feature::DelState => "del_state",
             Feature::ReleaseTask => "release_task",
             Feature::Reservations => "reservations",
+            Feature::WebhookTargets => "webhook_targets",
         }
     }
 
@@ -85,6 +89,9 @@ impl Feature {
             Feature::DelState => "way to delete a state key",
             Feature::ReleaseTask => "way to release a claimed task",
             Feature::Reservations => "file reservations",
+            Feature::WebhookTargets => {
+                "webhooks aimed at one member, group or topic (its webhooks post to every connection)"
+            }
         }
     }
 
@@ -110,6 +117,7 @@ impl Feature {
             Frame::ReservePaths(_) | Frame::ReleasePaths(_) | Frame::ListReservations(_) => {
                 Feature::Reservations
             }
+            Frame::CreateWebhook(c) if c.to.is_some() => Feature::WebhookTargets,
             f if unanswered_there(f) => Feature::Replies,
             _ => return None,
         })
@@ -224,7 +232,19 @@ mod tests {
                 .check(&Frame::SetState(wire::SetState::default()))
                 .is_err()
         );
+        // A webhook the original can make (to everyone); one aimed elsewhere it would silently send to everyone.
+        let hook = |to: Option<&str>| {
+            Frame::CreateWebhook(wire::CreateWebhook {
+                name: "ci".into(),
+                to: to.map(str::to_string),
+                ..wire::CreateWebhook::default()
+            })
+        };
+        assert!(original.check(&hook(None)).is_ok());
+        let e = original.check(&hook(Some("@ops"))).unwrap_err();
+        assert!(e.msg.contains("webhooks aimed at one member"), "{}", e.msg);
         let ours = Features::all();
+        assert!(ours.check(&hook(Some("@ops"))).is_ok());
         assert!(
             ours.check(&Frame::SetState(wire::SetState::default()))
                 .is_ok()

@@ -2,9 +2,12 @@
 //!
 //! How a body is opened, by what the push says about itself:
 //!
-//! - **System and webhook pushes** (`subtype` `system`/`webhook`, or `senderPubkey` `system`) are events, not
-//!   messages; [`Session`](super::Session) reports them as [`Event::System`](super::Event::System). Given one
-//!   anyway, [`decode_push`] returns it without text.
+//! - **System pushes** (`subtype` `system`, or `senderPubkey` `system`) and an original broker's webhook pushes
+//!   (`subtype` `webhook`, the body in clear in `eventData`, no ciphertext) are events, not messages;
+//!   [`Session`](super::Session) reports them as [`Event::System`](super::Event::System). Given one anyway,
+//!   [`decode_push`] returns a system push without text and a webhook's with its `eventData`.
+//! - **cm-broker's webhook messages** (`subtype` `webhook`, `senderPubkey` `webhook:<name>`) carry the posted
+//!   body in a sealed box (`crypto_box_seal`) to the member key, opened with the member secret.
 //! - **An empty `nonce`** marks a compat body: base64 of the UTF-8 plaintext, which only the scheduler's
 //!   reminders and original clients produce (reference §4.11). The text is the decoded base64.
 //! - **A topic message with `bodyVersion` 2** is a secretbox under the topic key, which this module does not
@@ -159,7 +162,16 @@ fn open(
         return Ok(None);
     }
     if push.subtype.as_deref() == Some("webhook") {
-        return Ok(push.event_data.as_ref().map(|d| d.to_string()));
+        if push.ciphertext.is_empty() {
+            return Ok(push.event_data.as_ref().map(|d| d.to_string()));
+        }
+        let sealed = b64::decode(&push.ciphertext).map_err(|e| e.to_string())?;
+        let opened =
+            crypto::seal_open(&sealed, &member.x25519_public(), &member.x25519_secret())
+                .map_err(|_| "webhook message: does not open with this member's key".to_string())?;
+        return String::from_utf8(opened)
+            .map(Some)
+            .map_err(|_| "webhook message is not UTF-8".into());
     }
     if push.nonce.is_empty() {
         return plain(&push.ciphertext).map(Some);
@@ -291,6 +303,28 @@ mod tests {
         let m = decode_push(&p, "dev", &bob, None);
         assert_eq!(m.text, None);
         assert!(m.decrypt_error.is_some());
+    }
+
+    #[test]
+    fn a_webhook_message_opens_with_the_member_key_only() {
+        let (bob, eve) = (Keypair::generate(), Keypair::generate());
+        let body = r#"{"action":"opened","number":7}"#;
+        let p = Push {
+            message_id: "w1".into(),
+            sender_pubkey: "webhook:ci".into(),
+            sender_name: Some("webhook:ci".into()),
+            target_spec: Some(bob.public_hex()),
+            subtype: Some("webhook".into()),
+            event: Some("ci".into()),
+            ciphertext: b64::encode(&crypto::seal(body.as_bytes(), &bob.x25519_public())),
+            ..Push::default()
+        };
+        let m = decode_push(&p, "dev", &bob, Some(&eve));
+        assert_eq!(m.text.as_deref(), Some(body));
+        assert_eq!(m.from.name.as_deref(), Some("webhook:ci"));
+        let m = decode_push(&p, "dev", &eve, None);
+        assert_eq!(m.text, None);
+        assert!(m.decrypt_error.unwrap().contains("does not open"));
     }
 
     #[test]

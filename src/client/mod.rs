@@ -243,7 +243,7 @@ pub fn code_for(broker_code: &str) -> Code {
         c if c.starts_with("invalid") || c == "malformed" || c.ends_with("_too_large") => {
             Code::Usage
         }
-        "exists" | "already_exists" => Code::Exists,
+        "exists" | "already_exists" | "webhook_exists" => Code::Exists,
         crate::wire::codes::VERSION_CONFLICT | crate::wire::codes::TASK_NOT_CLAIMABLE => {
             Code::Conflict
         }

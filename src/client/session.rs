@@ -909,7 +909,9 @@ impl Io {
                 Some(false) => return,
             }
         }
-        if p.is_system() || p.subtype.as_deref() == Some("webhook") {
+        // An original broker's webhook push is an event with its body in the clear; cm-broker's is a message
+        // sealed to this member, which decode_push opens.
+        if p.is_system() || (p.subtype.as_deref() == Some("webhook") && p.ciphertext.is_empty()) {
             self.emit(Event::System {
                 event: p.event.clone().unwrap_or_default(),
                 data: p.event_data.clone().unwrap_or(Value::Null),

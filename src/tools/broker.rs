@@ -45,7 +45,7 @@ const MAX_CONNS_PER_MESH: Flag = flag(
 .value("N");
 const RATE_LIMIT: Flag = flag(
     "rate-limit",
-    "sends per second per member and burst, default 50:100 (0 turns it off)",
+    "sends per second per member (and posts per webhook) and burst, default 50:100 (0 turns it off)",
 )
 .value("PER_SEC[:BURST]");
 const LEASE: Flag = flag(

@@ -30,6 +30,7 @@ pub mod topic;
 pub mod uninstall;
 pub mod up;
 pub mod vault;
+pub mod webhook;
 
 /// Every tool, for `cm help`, the man pages' SEE ALSO and the test that keeps `man/` and `completions/` current.
 pub static ALL: &[&Tool] = &[
@@ -60,4 +61,5 @@ pub static ALL: &[&Tool] = &[
     &uninstall::TOOL,
     &up::TOOL,
     &vault::TOOL,
+    &webhook::TOOL,
 ];

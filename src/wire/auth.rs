@@ -204,6 +204,8 @@ pub const FEATURES: &[&str] = &[
     "release_task",
     // `reserve_paths`, `release_paths`, `list_reservations`: advisory file reservations.
     "reservations",
+    // `create_webhook` with `to`: posts to `POST /hooks/<id>`, signed, sealed for a member, a group or a topic.
+    "webhook_targets",
 ];
 
 /// The member's stored profile, in `hello_ack`.

@@ -28,3 +28,4 @@ mod tls;
 mod topics;
 mod up;
 mod vault;
+mod webhooks;

@@ -177,6 +177,7 @@ fn what_the_original_lacks_fails_at_once_and_sends_nothing() {
     let path = alice.dir.0.join("notes.txt");
     std::fs::write(&path, "x").unwrap();
     unsupported(alice, "cm-file", &["put", path.to_str().unwrap()]);
+    unsupported(alice, "cm-webhook", &["create", "ci", "--to", "@ops"]);
     assert_eq!(original.dropped(), Vec::<String>::new());
 }
 
