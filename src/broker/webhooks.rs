@@ -221,6 +221,10 @@ impl Hub {
             Ok(r) => r,
             Err(e) => return self.store_error(conn, &e, l.req_id.as_deref()),
         };
+        let members = match self.store.members(&mesh) {
+            Ok(m) => m,
+            Err(e) => return self.store_error(conn, &e, l.req_id.as_deref()),
+        };
         let webhooks = rows
             .into_iter()
             .map(|w| wire::WebhookInfo {
@@ -228,6 +232,10 @@ impl Hub {
                 name: w.name,
                 active: !w.creator_revoked,
                 created_at: fmt_rfc3339(w.created_at),
+                to_name: members
+                    .iter()
+                    .find(|m| m.pubkey == w.target_spec)
+                    .map(|m| m.display_name.clone()),
                 to: Some(w.target_spec),
                 created_by: Some(w.creator_name),
             })

@@ -29,6 +29,9 @@ pub struct Hook {
     pub name: String,
     pub url: String,
     pub to: String,
+    /// The member's name when `to` is a member's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     pub created_at: String,
@@ -103,6 +106,7 @@ pub fn list(ctx: &Ctx) -> Result<Vec<Hook>> {
                 url: whole_url(ctx, &w.url),
                 name: w.name,
                 to: w.to.unwrap_or_else(|| "*".into()),
+                to_name: w.to_name,
                 created_by: w.created_by,
                 created_at: w.created_at,
                 active: w.active,

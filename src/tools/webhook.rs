@@ -115,7 +115,11 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             if out.json {
                 return out.json(&c);
             }
-            out.line(format!("created webhook {} (posts go to {})", c.name, c.to))?;
+            let to = match args.value(&TO) {
+                Some(t) if c.to != "*" => t,
+                _ => "every member",
+            };
+            out.line(format!("created webhook {} (posts go to {to})", c.name))?;
             out.line(format!("url:    {}", c.url))?;
             out.line(format!("secret: {}", c.secret))?;
             out.line(
@@ -141,9 +145,12 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             let width = |f: fn(&webhooks::Hook) -> usize, min: usize| {
                 hooks.iter().map(f).max().unwrap_or(0).max(min)
             };
-            let nw = width(|h| h.name.len(), 4);
-            let tw = width(|h| short_target(&h.to).len(), 2);
-            let bw = width(|h| h.created_by.as_deref().unwrap_or("-").len(), 7);
+            let nw = width(|h| h.name.chars().count(), 4);
+            let tw = width(|h| target(h).chars().count(), 2);
+            let bw = width(
+                |h| h.created_by.as_deref().unwrap_or("-").chars().count(),
+                7,
+            );
             out.line(format!(
                 "{:nw$}  {:tw$}  {:bw$}  URL",
                 "NAME", "TO", "MADE BY"
@@ -152,7 +159,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
                 out.line(format!(
                     "{:nw$}  {:tw$}  {:bw$}  {}",
                     h.name,
-                    short_target(&h.to),
+                    target(h),
                     h.created_by.as_deref().unwrap_or("-"),
                     h.url
                 ))?;
@@ -162,11 +169,11 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
 }
 
-/// A member key as its first 16 characters, anything else as it is.
-fn short_target(to: &str) -> String {
-    if to.len() == 64 && to.bytes().all(|b| b.is_ascii_hexdigit()) {
-        format!("{}…", &to[..16])
-    } else {
-        to.to_string()
+/// Where a webhook's posts go, as people read it: a member by name (or the start of its key), else as stored.
+fn target(h: &webhooks::Hook) -> String {
+    match &h.to_name {
+        Some(n) => n.clone(),
+        None if h.to.len() == 64 => format!("{}…", h.to.get(..16).unwrap_or(&h.to)),
+        None => h.to.clone(),
     }
 }

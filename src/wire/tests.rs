@@ -204,7 +204,7 @@ fn samples() -> Vec<Value> {
             "_reqId":"w1"}),
         json!({"type":"list_webhooks","_reqId":"w2"}),
         json!({"type":"webhook_list","webhooks":[{"name":"ci","url":"/hooks/H1","active":true,
-            "createdAt":"2026-01-01T00:00:00.000Z","to":"@ops","createdBy":"alice"}],"_reqId":"w2"}),
+            "createdAt":"2026-01-01T00:00:00.000Z","to":"@ops","toName":"bob","createdBy":"alice"}],"_reqId":"w2"}),
         json!({"type":"delete_webhook","name":"ci","_reqId":"w3"}),
     ]
 }

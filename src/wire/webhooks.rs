@@ -63,6 +63,9 @@ pub struct WebhookInfo {
     /// Where its posts go (addition).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// The display name of the member `to` is the key of (addition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_name: Option<String>,
     /// The display name of the member who made it (addition).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,

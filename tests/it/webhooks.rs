@@ -226,9 +226,13 @@ fn a_signed_post_reaches_its_member_sealed_and_bad_ones_are_refused() {
         ["ci", "feed", "team"]
     );
     assert!(!l.out.contains(&secret), "{}", l.out);
-    assert_eq!(rows[0]["created_by"], "alice");
+    assert_eq!(
+        (&rows[0]["created_by"], &rows[0]["to_name"]),
+        (&json!("alice"), &json!("bob"))
+    );
     let table = bob.run("cm-webhook", &["list"]);
     assert!(table.out.starts_with("NAME "), "{}", table.out);
+    assert!(table.out.contains("\nci    bob   "), "{}", table.out);
     assert!(fails(alice, &["create", "ci"], 6).contains("\"ci\""));
     assert!(fails(alice, &["create", "bad name"], 3).contains("webhook name"));
     assert!(fails(alice, &["create", "x", "--to", "zed"], 5).contains("zed"));
