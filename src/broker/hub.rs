@@ -53,6 +53,8 @@ pub struct HubConfig {
     pub task_lease: Duration,
     /// Serve `POST /debug/clock`, which moves the scheduler's clock (tests only).
     pub test_clock: bool,
+    /// Put in front of the webhook URLs handed out (`https://mesh.example.com`, no trailing slash).
+    pub public_url: Option<String>,
 }
 
 /// A presence's key in the hub: the id of the connection that created it (a reattach keeps it).
@@ -233,6 +235,7 @@ impl From<&super::Options> for HubConfig {
             max_file_bytes: o.max_file_bytes,
             task_lease: o.task_lease,
             test_clock: o.test_clock,
+            public_url: o.public_url.clone(),
         }
     }
 }

@@ -107,6 +107,7 @@ fn config(dir: &TempDir) -> HubConfig {
         max_file_bytes: 1_000_000,
         task_lease: Duration::from_secs(600),
         test_clock: false,
+        public_url: None,
     }
 }
 

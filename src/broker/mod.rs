@@ -56,6 +56,9 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Serve `POST /debug/clock`, which moves the scheduler's clock (`CM_BROKER_TEST_CLOCK=1`; tests only).
     pub test_clock: bool,
+    /// The address clients and webhook senders reach this broker at (`https://mesh.example.com`), for the
+    /// webhook URLs it hands out; `None`: it hands out paths, which clients complete.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -74,6 +77,7 @@ impl Default for Options {
             task_lease: Duration::from_secs(600),
             tls: None,
             test_clock: false,
+            public_url: None,
         }
     }
 }

@@ -105,10 +105,13 @@ fn authenticate(req: &Request, w: &WebhookRow, now_s: i64) -> Result<(), Respons
 }
 
 impl Hub {
-    /// Where a webhook posts to, as `webhook_ack` and `webhook_list` say: the path, which the client puts its
-    /// broker's address in front of.
-    fn hook_url(id: &str) -> String {
-        format!("/hooks/{id}")
+    /// Where a webhook posts to, as `webhook_ack` and `webhook_list` say: under `--public-url`, else the path,
+    /// which the client puts its broker's address in front of.
+    fn hook_url(&self, id: &str) -> String {
+        format!(
+            "{}/hooks/{id}",
+            self.cfg.public_url.as_deref().unwrap_or("")
+        )
     }
 
     /// Checks where a new webhook's posts go and gives it as stored: `*`, `@group`, `#topic` (one without a
@@ -204,7 +207,7 @@ impl Hub {
         );
         let ack = wire::WebhookAck {
             name: row.name,
-            url: Hub::hook_url(&row.id),
+            url: self.hook_url(&row.id),
             secret: row.secret,
             id: Some(row.id),
             to: Some(target),
@@ -228,7 +231,7 @@ impl Hub {
         let webhooks = rows
             .into_iter()
             .map(|w| wire::WebhookInfo {
-                url: Hub::hook_url(&w.id),
+                url: self.hook_url(&w.id),
                 name: w.name,
                 active: !w.creator_revoked,
                 created_at: fmt_rfc3339(w.created_at),

@@ -26,6 +26,11 @@ const ADMIN_TOKEN: Flag = flag(
     "token that lets non-loopback clients create meshes",
 )
 .value("TOKEN");
+const PUBLIC_URL: Flag = flag(
+    "public-url",
+    "the address senders reach this broker at, for webhook URLs (https://mesh.example.com)",
+)
+.value("URL");
 const LOG_FORMAT: Flag = flag(
     "log-format",
     "log lines as text or json (default text; json with --json)",
@@ -105,13 +110,18 @@ GET /api/v1/topics/NAME/messages?limit=N&before=ID; GET /api/v1/topics/NAME/stre
 then a message event per new message with its id as the event id; Last-Event-ID replays what was missed); \
 PATCH /api/v1/topics/NAME/read; GET /api/v1/peers; GET /api/v1/members; GET /api/v1/notifications?all=1; \
 POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, message} with status 400, 401, \
-403, 404, 409 or 429 (each key has the --rate-limit token bucket).",
+403, 404, 409 or 429 (each key has the --rate-limit token bucket).\n\n\
+Webhooks made with cm-webhook are POST /hooks/ID on the same port, signed with the webhook's secret \
+(X-Hub-Signature-256 as GitHub sends it, or Authorization: Bearer); see cm-webhook(1). The broker hands out \
+their URLs under --public-url when it is given (behind a reverse proxy, the proxy's address), else as paths \
+that the clients complete with the address they reach the broker at.",
     section: 8,
     args: &[],
     flags: &[
         LISTEN,
         DATA,
         ADMIN_TOKEN,
+        PUBLIC_URL,
         LOG_FORMAT,
         MAX_CONNS_PER_ADDR,
         MAX_CONNS_PER_MESH,
@@ -150,6 +160,10 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
             "the admin token, when --admin-token is not given",
         ),
         (
+            "CM_BROKER_PUBLIC_URL",
+            "the public address, when --public-url is not given",
+        ),
+        (
             "XDG_DATA_HOME",
             "where the default data directory goes (else ~/.local/share)",
         ),
@@ -176,6 +190,24 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     if o.admin_token.as_deref() == Some("") {
         return Err(Error::usage("--admin-token: empty token"));
     }
+    o.public_url = match args
+        .value(&PUBLIC_URL)
+        .map(str::to_string)
+        .or_else(|| env("CM_BROKER_PUBLIC_URL"))
+    {
+        None => None,
+        Some(u)
+            if (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.contains(['?', '#']) =>
+        {
+            Some(u.trim_end_matches('/').to_string())
+        }
+        Some(u) => {
+            return Err(Error::usage(format!(
+                "--public-url: expected an http:// or https:// address, got {u:?}"
+            )));
+        }
+    };
     if args.json {
         o.log_format = LogFormat::Json;
     }
@@ -315,8 +347,18 @@ mod tests {
         assert_eq!(o.rate_limit, Some((10.0, 20.0)));
         assert_eq!(o.lease, Duration::from_secs(5));
         assert_eq!(o.admin_token.as_deref(), Some("t0k"));
-        let o = options(&args(&[("admin-token", "flag")]), |_| Some("env".into())).unwrap();
+        let o = options(&args(&[("admin-token", "flag")]), |k| {
+            (k == "CM_BROKER_ADMIN_TOKEN").then(|| "env".into())
+        })
+        .unwrap();
         assert_eq!(o.admin_token.as_deref(), Some("flag"));
+        let o = options(
+            &args(&[("public-url", "https://mesh.example.com/")]),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(o.public_url.as_deref(), Some("https://mesh.example.com"));
+        assert!(options(&args(&[("public-url", "mesh.example.com")]), no_env).is_err());
         assert_eq!(
             options(&args(&[("listen", "localhost:7")]), no_env)
                 .unwrap()

@@ -298,6 +298,25 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn behind_a_proxy_the_urls_are_the_public_address() {
+    let dir = TempDir::new("webhook-public");
+    let b = Broker::start(&dir, &["--public-url", "https://mesh.example.com/"]);
+    let peers = Mesh::new(&b, &["alice"]);
+    let c = create(&peers[0], &["ci"]);
+    assert!(
+        s(&c, "url").starts_with("https://mesh.example.com/hooks/"),
+        "{c}"
+    );
+    assert_eq!(s(&c, "to"), "*");
+    let l = peers[0].run("cm-webhook", &["list", "--json"]).ok();
+    assert_eq!(l[0]["url"], c["url"]);
+    // The broker serves the path the proxy forwards.
+    let path = s(&c, "url").trim_start_matches("https://mesh.example.com");
+    let (st, r) = signed(&b.http_url(path), s(&c, "secret"), "{}", "p-1");
+    assert_eq!((st, &r["delivered"]), (200, &json!(1)), "{r}");
+}
+
+#[test]
 fn posts_beyond_the_rate_limit_are_told_when_to_come_back() {
     let dir = TempDir::new("webhook-rate");
     let b = Broker::start(&dir, &["--rate-limit", "1:2"]);
