@@ -4,6 +4,7 @@ mod attacks;
 mod bench;
 mod bridge;
 mod broker;
+mod brokers;
 mod claude;
 mod client;
 mod cm;
