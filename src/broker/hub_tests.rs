@@ -129,7 +129,7 @@ impl Fx {
         let fail = Rc::new(Cell::new(false));
         let mut store = SqliteStore::open(&dir.0).unwrap();
         store.fail_commits = Some(fail.clone());
-        let hub = Hub::with_store(Box::new(store), cfg);
+        let hub = Hub::with_store(Box::new(store), cfg).unwrap();
         let (owner, creator) = (Keypair::generate(), Keypair::generate());
         let mut fx = Fx {
             hub,
