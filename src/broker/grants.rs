@@ -15,7 +15,9 @@
 //!
 //! Every decision lives in memory ([`Grants`]), read from the store once when the hub opens, so the path of a
 //! message pays a hash lookup per recipient and no query. A change is written to the store and applied here in
-//! the same batch; a batch whose commit fails reads them back from the store.
+//! the same batch; a batch whose commit fails reads them back from the store. Several brokers over one database
+//! each hold their own copy, read when they start: a change made on one reaches the others' memory only when
+//! something tells them (a notification of the shared store's), which is for that store to carry.
 
 use std::collections::{HashMap, HashSet};
 

@@ -165,10 +165,10 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     ))
 }
 
-/// `may dm, broadcast, files`, `blocked: nothing reaches you`.
+/// `may dm, broadcast, files`, `nothing from bob reaches you (blocked)`.
 fn may(g: &Grant) -> String {
     if g.blocked {
-        return "blocked: nothing from them reaches you".into();
+        return format!("nothing from {} reaches you (blocked)", g.name);
     }
     if g.caps.is_empty() {
         return "may do nothing".into();
