@@ -34,11 +34,13 @@ pub enum Feature {
     ReleaseTask,
     /// `reserve_paths`, `release_paths`, `list_reservations`: file reservations.
     Reservations,
+    /// `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
+    Grants,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 11] = [
+    pub const ALL: [Feature; 12] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -50,6 +52,7 @@ impl Feature {
         Feature::DelState,
         Feature::ReleaseTask,
         Feature::Reservations,
+        Feature::Grants,
     ];
 
     /// The name in `hello_ack.features`.
@@ -66,6 +69,7 @@ impl Feature {
             Feature::DelState => "del_state",
             Feature::ReleaseTask => "release_task",
             Feature::Reservations => "reservations",
+            Feature::Grants => "grants",
         }
     }
 
@@ -85,6 +89,9 @@ impl Feature {
             Feature::DelState => "way to delete a state key",
             Feature::ReleaseTask => "way to release a claimed task",
             Feature::Reservations => "file reservations",
+            Feature::Grants => {
+                "grants or blocks of its own (the original keeps them in a file of the client's)"
+            }
         }
     }
 
@@ -110,6 +117,7 @@ impl Feature {
             Frame::ReservePaths(_) | Frame::ReleasePaths(_) | Frame::ListReservations(_) => {
                 Feature::Reservations
             }
+            Frame::GrantSet(_) | Frame::GrantBlock(_) | Frame::GrantList(_) => Feature::Grants,
             f if unanswered_there(f) => Feature::Replies,
             _ => return None,
         })

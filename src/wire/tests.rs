@@ -199,6 +199,12 @@ fn samples() -> Vec<Value> {
         json!({"type":"vault_list_result","entries":[{"key":"DB_URL","entry_type":"env","description":"db",
             "updated_at":"2026-01-01T00:00:00.000Z","owner":"alice","readers":["bob"]}],"_reqId":"v3"}),
         json!({"type":"vault_delete","key":"DB_URL","_reqId":"v4"}),
+        json!({"type":"grant_set","peer":ALICE,"caps":["dm","now"],"allow":false,"_reqId":"g1"}),
+        json!({"type":"grant_block","peer":ALICE,"blocked":true,"_reqId":"g2"}),
+        json!({"type":"grant_list","_reqId":"g3"}),
+        json!({"type":"grant_state","everyone":["dm","broadcast","files"],"peers":[{"pubkey":ALICE,
+            "name":"alice","blocked":false,"caps":["dm","broadcast","now","files"],"granted":["now"],
+            "revoked":[]}],"_reqId":"g3"}),
     ]
 }
 

@@ -12,6 +12,7 @@ mod docs;
 mod everyday;
 mod files;
 mod fuzz;
+mod grants;
 mod harness;
 mod id;
 mod imitation;
