@@ -375,6 +375,10 @@ pub struct MeshEntry {
     pub secret_key: String,
     /// The broker's WebSocket URL, `wss://host/ws`.
     pub broker_url: String,
+    /// More brokers serving the same mesh (on one database), tried in order when `broker_url` cannot be reached.
+    /// A key of ours: the original client ignores it and keeps using `broker_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_urls: Vec<String>,
     /// When we joined, RFC 3339.
     pub joined_at: String,
     /// The mesh root key from the invite, base64url.
@@ -398,6 +402,7 @@ impl fmt::Debug for MeshEntry {
             .field("pubkey", &self.pubkey)
             .field("secret_key", &Redacted)
             .field("broker_url", &self.broker_url)
+            .field("broker_urls", &self.broker_urls)
             .field("joined_at", &self.joined_at)
             .field("root_key", &self.root_key.as_ref().map(|_| Redacted))
             .field("invite_version", &self.invite_version)
@@ -407,6 +412,17 @@ impl fmt::Debug for MeshEntry {
 }
 
 impl MeshEntry {
+    /// Every broker of the mesh in the order they are tried: `broker_url`, then `broker_urls` (repeats dropped).
+    pub fn brokers(&self) -> Vec<&str> {
+        let mut all = vec![self.broker_url.as_str()];
+        for u in &self.broker_urls {
+            if !all.contains(&u.as_str()) {
+                all.push(u);
+            }
+        }
+        all
+    }
+
     /// The member key pair, checked against `pubkey`.
     pub fn keypair(&self) -> Result<Keypair> {
         keypair_of(
@@ -1016,6 +1032,7 @@ mod tests {
             pubkey: "00".repeat(32),
             secret_key: "11".repeat(64),
             broker_url: "ws://127.0.0.1:1/ws".into(),
+            broker_urls: Vec::new(),
             joined_at: time::fmt_rfc3339(0),
             root_key: None,
             invite_version: None,

@@ -243,28 +243,48 @@ fn check_mesh(m: &MeshEntry) -> Vec<Check> {
             return out;
         }
     }
-    let url = &m.broker_url;
-    let date = match rest::health_dated(url) {
-        Ok((v, took, date)) => {
-            let version = v["version"].as_str().unwrap_or("?");
-            out.push(pass(
-                format!("mesh {slug} broker"),
-                format!(
-                    "{url} answered in {} ms (version {version})",
-                    took.as_millis()
-                ),
-            ));
-            date
+    // Every broker of the mesh is asked: a dead one of several is worth a warning even while the others serve.
+    let brokers = m.brokers();
+    let mut date = None;
+    let mut answered = false;
+    let mut down = Vec::new();
+    for url in &brokers {
+        match rest::health_dated(url) {
+            Ok((v, took, d)) => {
+                let version = v["version"].as_str().unwrap_or("?");
+                out.push(pass(
+                    format!("mesh {slug} broker"),
+                    format!(
+                        "{url} answered in {} ms (version {version})",
+                        took.as_millis()
+                    ),
+                ));
+                if !answered {
+                    date = d;
+                }
+                answered = true;
+            }
+            Err(e) => down.push(e.msg),
         }
-        Err(e) => {
+    }
+    for msg in down {
+        if answered {
+            out.push(warn(
+                format!("mesh {slug} broker"),
+                msg,
+                "the tools use the mesh's other brokers meanwhile; start this one or drop it with cm-mesh brokers",
+            ));
+        } else {
             out.push(fail(
                 format!("mesh {slug} broker"),
-                e.msg,
+                msg,
                 "start the broker (cm up for one on this machine) or check the mesh's broker URL",
             ));
-            return out;
         }
-    };
+    }
+    if !answered {
+        return out;
+    }
     let t0 = now_ms();
     let server_time = match Conn::open(m, &ConnOpts::default()) {
         Ok(conn) => {

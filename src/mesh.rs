@@ -309,6 +309,7 @@ pub fn create(
         pubkey: identity.pubkey.clone(),
         secret_key: identity.secret_key.clone(),
         broker_url: broker_url.to_string(),
+        broker_urls: Vec::new(),
         joined_at: fmt_rfc3339(now_ms()),
         root_key: Some(b64::encode_url(&random_bytes::<32>())),
         invite_version: Some(1),
@@ -510,6 +511,7 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
         pubkey: identity.pubkey.clone(),
         secret_key: identity.secret_key.clone(),
         broker_url: p.broker_url.clone(),
+        broker_urls: Vec::new(),
         joined_at: fmt_rfc3339(now_ms()),
         root_key: Some(p.mesh_root_key.clone()),
         invite_version: Some(1),
@@ -530,6 +532,14 @@ pub fn join(paths: &Paths, input: &str, display: Option<&str>) -> Result<Joined>
         .insert(ENTRY_NAME.into(), named.name.clone().into());
     // Re-read: the config may have changed while the broker answered.
     let mut config = Config::load(paths)?;
+    // Joining again keeps the brokers this machine was told of since.
+    if let Some(old) = config
+        .meshes
+        .iter()
+        .find(|m| m.slug == entry.slug && m.mesh_id == entry.mesh_id)
+    {
+        entry.broker_urls = old.broker_urls.clone();
+    }
     config.upsert_mesh(entry.clone());
     config.save(paths)?;
     Ok(Joined {
@@ -560,6 +570,67 @@ fn unique_name(mesh: &MeshEntry, name: &str) -> Result<Option<String>> {
     })();
     conn.close();
     r
+}
+
+/// What [`set_brokers`] found of one broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerCheck {
+    /// It took this member's hello.
+    Serves,
+    /// It could not be reached now (kept all the same: a broker may be down for maintenance).
+    Unreachable(String),
+}
+
+/// Sets the brokers of mesh `slug` (a slug or name; the default mesh with `None`): the first becomes `brokerUrl`,
+/// what every client tries first and the original client uses alone, the rest `brokerUrls`. Each is checked with
+/// a hello as this member first: one that answers and refuses it serves another mesh or another database, and
+/// nothing is changed. Returns the entry and what was found of each broker, in order.
+pub fn set_brokers(
+    paths: &Paths,
+    slug: Option<&str>,
+    urls: &[&str],
+) -> Result<(MeshEntry, Vec<(String, BrokerCheck)>)> {
+    let mut normalised: Vec<String> = Vec::new();
+    for u in urls {
+        let n = broker_ws_url(u)?;
+        if !normalised.contains(&n) {
+            normalised.push(n);
+        }
+    }
+    let Some((first, rest)) = normalised.split_first() else {
+        return Err(Error::usage("brokers needs at least one URL to set"));
+    };
+    let config = Config::load(paths)?;
+    let mut entry = config.mesh(slug)?.clone();
+    let mut checks = Vec::new();
+    for url in &normalised {
+        let mut one = entry.clone();
+        one.broker_url = url.clone();
+        one.broker_urls.clear();
+        match crate::client::Conn::open(&one, &crate::client::ConnOpts::default()) {
+            Ok(conn) => {
+                conn.close();
+                checks.push((url.clone(), BrokerCheck::Serves));
+            }
+            Err(e) if e.code == Code::Network => {
+                checks.push((url.clone(), BrokerCheck::Unreachable(e.msg)));
+            }
+            Err(mut e) => {
+                e.msg = format!(
+                    "{url} does not take mesh {}'s member ({}); nothing changed",
+                    entry.slug, e.msg
+                );
+                return Err(e);
+            }
+        }
+    }
+    entry.broker_url = first.clone();
+    entry.broker_urls = rest.to_vec();
+    // Re-read: the config may have changed while the brokers answered.
+    let mut config = Config::load(paths)?;
+    config.upsert_mesh(entry.clone());
+    config.save(paths)?;
+    Ok((entry, checks))
 }
 
 /// Renames the local slug `old` (a slug or name) to `new`; returns the old slug and the renamed entry. The mesh's
@@ -690,6 +761,7 @@ mod tests {
                 pubkey: String::new(),
                 secret_key: String::new(),
                 broker_url: String::new(),
+                broker_urls: Vec::new(),
                 joined_at: String::new(),
                 root_key: None,
                 invite_version: None,

@@ -23,6 +23,7 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::bridge::TOOL, tools::bridge::run),
     (&tools::doctor::TOOL, tools::doctor::run),
     (&tools::file::TOOL, tools::file::run),
+    (&tools::grant::TOOL, tools::grant::run),
     (&tools::id::TOOL, tools::id::run),
     (&tools::inbox::TOOL, tools::inbox::run),
     (&tools::install::TOOL, tools::install::run),

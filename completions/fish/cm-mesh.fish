@@ -20,6 +20,7 @@ complete -c cm-mesh -n __fish_use_subcommand -a invite -d 'make an invite link (
 complete -c cm-mesh -n __fish_use_subcommand -a share -d 'make an invite link (owner only)'
 complete -c cm-mesh -n __fish_use_subcommand -a join -d 'join the mesh an invite is for'
 complete -c cm-mesh -n __fish_use_subcommand -a add -d 'join the mesh an invite is for'
+complete -c cm-mesh -n __fish_use_subcommand -a brokers -d 'list the mesh\'s brokers, or set them (the first is tried first)'
 complete -c cm-mesh -n __fish_use_subcommand -a members -d 'list the mesh\'s members and who is online'
 complete -c cm-mesh -n __fish_use_subcommand -a member -d 'list the mesh\'s members and who is online'
 complete -c cm-mesh -n '__fish_seen_subcommand_from new create' -l broker -x -d 'the broker to create it on'

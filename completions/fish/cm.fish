@@ -77,6 +77,21 @@ function __claudemesh_delegate
             set tool cm-reserve
         case 'vault'
             set tool cm-vault
+        case 'grant'
+            set tool cm-grant
+            set sub grant
+        case 'revoke'
+            set tool cm-grant
+            set sub revoke
+        case 'block'
+            set tool cm-grant
+            set sub block
+        case 'unblock'
+            set tool cm-grant
+            set sub unblock
+        case 'grants'
+            set tool cm-grant
+            set sub list
         case 'webhook' 'webhooks'
             set tool cm-webhook
         case 'remind' 'schedule'
@@ -145,5 +160,6 @@ complete -c cm -n __fish_use_subcommand -s h -l help -d 'print this help'
 complete -c cm -n __fish_use_subcommand -l version -d 'print the version'
 complete -c cm -n __fish_use_subcommand -l json -d 'write JSON Lines: one object per line'
 complete -c cm -n __fish_use_subcommand -l mesh -x -a '(__claudemesh_meshes)' -d 'use this mesh instead of the default one'
+complete -c cm -n '__fish_use_subcommand' -a 'new create invite share join add list ls use rename leave members member mesh peers peer send inbox state remember recall forget memory task tasks reserve reservations vault grant revoke block unblock grants remind schedule profile topic notifications notification notify apikey api-key bridge file doctor status whoami register login logout id install uninstall launch connect pipe mcp up down broker help links docs templates'
 complete -c cm -n '__fish_use_subcommand' -a 'new create invite share join add list ls use rename leave members member mesh peers peer send inbox state remember recall forget memory task tasks reserve reservations vault webhook webhooks remind schedule profile topic notifications notification notify apikey api-key bridge file doctor status whoami register login logout id install uninstall launch connect pipe mcp up down broker help links docs templates'
 complete -c cm -n 'not __fish_use_subcommand' -a '(__claudemesh_delegate)'

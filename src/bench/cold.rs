@@ -39,6 +39,7 @@ fn config_dir(sender: &Member, broker_ws: &str) -> Result<ConfigDir> {
         pubkey: sender.pubkey(),
         secret_key: sender.key.secret_hex(),
         broker_url: broker_ws.to_string(),
+        broker_urls: Vec::new(),
         joined_at: crate::time::fmt_rfc3339(crate::time::now_ms()),
         root_key: None,
         invite_version: Some(1),

@@ -201,6 +201,7 @@ pub(super) fn connect(
             slug: "bench".into(),
             member: m.key.clone(),
             url: url.clone(),
+            also: Vec::new(),
         };
         // A session id of its own per socket: the original broker replaces a presence whose session id it has
         // already, which would end every socket but the last.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::grants::Cap;
 use super::hub::{Hub, PKey};
 use super::log;
 use super::net::ConnId;
@@ -335,6 +336,14 @@ impl Hub {
 
     /// The file `id` of the caller's mesh if the caller may read it, with the caller's sealed key (empty for an
     /// uploader that sealed none to itself).
+    /// Whether `member_id` sees the file of `row`: its uploader lets it list and fetch its files (`cm-grant`'s
+    /// `files`), and it has not blocked the uploader (nothing from a blocked member reaches it).
+    fn shares_files(&self, row: &FileRow, member_id: &str) -> bool {
+        let uploader = &row.uploader_member_id;
+        self.grants.allows(uploader, member_id, Cap::Files)
+            && !self.grants.blocked(member_id, uploader)
+    }
+
     fn readable(&self, pk: PKey, id: &str) -> Result<(FileRow, String), Refusal> {
         let Some((mesh_id, member_id, member_pubkey, session)) = self.caller(pk) else {
             return Err(refuse("internal", "no presence for this connection"));
@@ -347,6 +356,12 @@ impl Hub {
             .map_err(storage)?
             .filter(|r| r.mesh_id == mesh_id)
             .ok_or_else(|| refuse(codes::NOT_FOUND, format!("no file {id} in this mesh")))?;
+        if !self.shares_files(&row, &member_id) {
+            let msg = format!(
+                "file {id}: its uploader does not share files with you, or you blocked its uploader"
+            );
+            return Err(refuse(codes::FORBIDDEN, msg));
+        }
         let mut sealed = None;
         for key in session.iter().chain([&member_pubkey]) {
             if let Some(s) = self.store.file_key(id, key).map_err(storage)? {
@@ -467,6 +482,7 @@ impl Hub {
         };
         let files = rows
             .into_iter()
+            .filter(|r| self.shares_files(r, &member_id))
             .map(|r| wire::FileInfo {
                 id: r.id,
                 name: r.name,

@@ -175,6 +175,8 @@ pub struct Hub {
     /// File uploads and downloads under way, per connection.
     pub(super) transfers: super::files::Transfers,
     pub(super) sched: super::schedule::Scheduler,
+    /// Every member's grants and blocks, so a message's path asks no query of them.
+    pub(super) grants: super::grants::Grants,
     seen_hellos: auth::SeenHellos,
     /// When the last commit that had writes failed, and why; `None` once one succeeds again.
     pub(super) write_failure: Option<(i64, String)>,
@@ -250,12 +252,14 @@ impl Hub {
     pub fn with_config(cfg: HubConfig) -> Result<Hub> {
         let store = SqliteStore::open(&cfg.data_dir)?;
         super::files::sweep(&store, &cfg.data_dir);
-        Ok(Hub::with_store(Box::new(store), cfg))
+        Hub::with_store(Box::new(store), cfg)
     }
 
     /// A hub over any store.
-    pub fn with_store(store: Box<dyn Store>, cfg: HubConfig) -> Hub {
-        Hub {
+    pub fn with_store(store: Box<dyn Store>, cfg: HubConfig) -> Result<Hub> {
+        let grants = super::grants::Grants::load(&*store)?;
+        Ok(Hub {
+            grants,
             store,
             cfg,
             started: Instant::now(),
@@ -274,7 +278,7 @@ impl Hub {
             seen_hellos: auth::SeenHellos::default(),
             write_failure: None,
             topic_state: Default::default(),
-        }
+        })
     }
 
     /// Presences with a live connection in the mesh (the capacity count).
@@ -437,6 +441,7 @@ impl Hub {
                         p.inflight.remove(&id);
                     }
                 }
+                self.reload_grants();
                 false
             }
         };
@@ -766,6 +771,9 @@ impl Hub {
             Frame::VaultGet(g) => self.on_vault_get(conn, pk, g),
             Frame::VaultList(l) => self.on_vault_list(conn, pk, l),
             Frame::VaultDelete(d) => self.on_vault_delete(conn, pk, d),
+            Frame::GrantSet(g) => self.on_grant_set(conn, pk, g),
+            Frame::GrantBlock(b) => self.on_grant_block(conn, pk, b),
+            Frame::GrantList(l) => self.on_grant_list(conn, pk, l),
             Frame::CreateWebhook(c) => self.on_create_webhook(conn, pk, c),
             Frame::ListWebhooks(l) => self.on_list_webhooks(conn, pk, l),
             Frame::DeleteWebhook(d) => self.on_delete_webhook(conn, pk, d),

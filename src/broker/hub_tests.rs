@@ -130,7 +130,7 @@ impl Fx {
         let fail = Rc::new(Cell::new(false));
         let mut store = SqliteStore::open(&dir.0).unwrap();
         store.fail_commits = Some(fail.clone());
-        let hub = Hub::with_store(Box::new(store), cfg);
+        let hub = Hub::with_store(Box::new(store), cfg).unwrap();
         let (owner, creator) = (Keypair::generate(), Keypair::generate());
         let mut fx = Fx {
             hub,
@@ -1433,4 +1433,33 @@ pub fn hello_ts() -> i64 {
         })
         .unwrap_or(now);
     now.max(prev + 1)
+}
+
+#[test]
+fn a_block_whose_commit_fails_is_forgotten_with_it() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let block = json!({"type": "grant_block", "peer": bob.key.public_hex(), "blocked": true, "_reqId": "g"});
+    fx.fail.set(true);
+    let out = fx.text(a, &block);
+    assert_eq!(frames(&out, a)[0]["type"], "error", "{:?}", frames(&out, a));
+    fx.fail.set(false);
+    // Not stored, so not held in memory either: bob's DM goes through.
+    let out = fx.text(b, &dm(&admin.key.public_hex(), "1", "next"));
+    assert!(
+        frames(&out, b)[0]["error"].is_null(),
+        "{:?}",
+        frames(&out, b)
+    );
+    // Stored: refused.
+    let out = fx.text(a, &block);
+    assert_eq!(frames(&out, a)[0]["type"], "grant_state");
+    let out = fx.text(b, &dm(&admin.key.public_hex(), "2", "next"));
+    assert_eq!(
+        frames(&out, b)[0]["error"],
+        "blocked by recipient grants (sender lacks dm capability)"
+    );
 }

@@ -3,6 +3,7 @@
 mod apikeys;
 pub mod auth;
 mod files;
+mod grants;
 mod http;
 pub mod hub;
 pub mod log;

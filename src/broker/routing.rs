@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::grants::Cap;
 use super::hub::{Hub, IfLost, PKey, Presence, RateLimit, groups_of, in_group};
 use super::log;
 use super::net::ConnId;
@@ -17,6 +18,9 @@ use crate::error::Result;
 use crate::time::{fmt_rfc3339, now_ms};
 use crate::wire::{self, Frame, Priority, SealedCopy, Status, codes};
 
+/// The refusal of a direct message its recipient does not take from the sender, in the original broker's words
+/// (its clients match them): the same for a block and a missing `dm` grant, so it does not say which.
+pub(super) const BLOCKED: &str = "blocked by recipient grants (sender lacks dm capability)";
 /// The longest wait between redeliveries of an unacknowledged push.
 pub const MAX_LEASE: Duration = Duration::from_secs(600);
 /// The largest `send` payload (ciphertexts, nonces and target), as the original counts it.
@@ -94,8 +98,9 @@ fn short(key: &str) -> &str {
     key.get(..16).unwrap_or(key)
 }
 
-/// A delivery as the `push` a client gets: the one place a stored message becomes a wire frame.
-fn push_of(d: &Pending) -> wire::Push {
+/// A delivery as the `push` a client gets, with the priority it is delivered with ([`Hub::priority_of`]): the
+/// one place a stored message becomes a wire frame.
+fn push_of(d: &Pending, priority: Priority) -> wire::Push {
     let m = &d.message;
     // A webhook's message names the webhook (`webhook:<name>`, kept as its sender key) and not its maker.
     let webhook = (m.subtype.as_deref() == Some("webhook"))
@@ -112,7 +117,7 @@ fn push_of(d: &Pending) -> wire::Push {
         sender_member_id: Some(m.sender_member_id.clone()),
         sender_name: Some(webhook.clone().unwrap_or_else(|| d.sender_name.clone())),
         target_spec: Some(m.target_spec.clone()),
-        priority: m.priority,
+        priority,
         nonce: m.nonce.clone(),
         ciphertext: m.ciphertext.clone(),
         created_at: fmt_rfc3339(m.created_at),
@@ -163,7 +168,8 @@ impl Hub {
             self.batch_leases.push((pk, d.delivery_id));
         }
         self.metrics.messages_out += 1;
-        self.emit(conn, Frame::Push(push_of(d)), if_lost);
+        let push = push_of(d, self.priority_of(d));
+        self.emit(conn, Frame::Push(push), if_lost);
     }
 
     /// Pushes the pending deliveries the presence may get now and does not hold yet, oldest first, up to a
@@ -191,7 +197,7 @@ impl Hub {
         if pending.len() == limit
             && pending
                 .iter()
-                .all(|d| held(self, d) || !deliverable(status, d.message.priority))
+                .all(|d| held(self, d) || !deliverable(status, self.priority_of(d)))
         {
             pending = match read(self, usize::MAX) {
                 Ok(x) => x,
@@ -200,7 +206,7 @@ impl Hub {
         }
         let mut more = pending.len() == limit;
         for d in pending {
-            if held(self, &d) || !deliverable(status, d.message.priority) {
+            if held(self, &d) || !deliverable(status, self.priority_of(&d)) {
                 continue;
             }
             if room == 0 || bytes >= DRAIN_BYTES {
@@ -249,7 +255,7 @@ impl Hub {
             .store
             .pending(&p.member_id, w.session.as_deref(), w.limit)
         {
-            Ok(x) => x.iter().map(push_of).collect(),
+            Ok(x) => x.iter().map(|d| push_of(d, self.priority_of(d))).collect(),
             Err(e) => return self.store_error(conn, &e, w.req_id.as_deref()),
         };
         let if_lost = if durable {
@@ -329,6 +335,9 @@ impl Hub {
         missing: Missing,
     ) -> std::result::Result<Vec<NewDelivery>, String> {
         let internal = |e: crate::error::Error| format!("internal: {e}");
+        // A key is a direct message; `*` and `@group` are broadcasts, whose copies skip whoever refuses them.
+        let direct = crate::crypto::parse_pubkey_hex(target).is_ok();
+        let refuses = |member: &str, cap| !self.grants.allows(member, sender_member_id, cap);
         if let Some(copies) = copies {
             // A member with a presence is a member in good standing (a revocation ends its presences), so the
             // mesh's presences answer for most copies of a broadcast without a query each.
@@ -356,6 +365,15 @@ impl Hub {
                         short(&c.to)
                     ));
                 };
+                if direct && refuses(&member, Cap::Dm) {
+                    if missing == Missing::Skip {
+                        continue;
+                    }
+                    return Err(BLOCKED.to_string());
+                }
+                if !direct && refuses(&member, Cap::Broadcast) {
+                    continue;
+                }
                 out.push(NewDelivery {
                     recipient_member_id: member,
                     recipient_session_pubkey: session,
@@ -370,6 +388,10 @@ impl Hub {
             t if t.len() > 1 && t.starts_with('@') => Some(&t[1..]),
             t if crate::crypto::parse_pubkey_hex(t).is_ok() => {
                 return match self.recipient_of(mesh_id, t).map_err(internal)? {
+                    Some((member, _)) if refuses(&member, Cap::Dm) => match missing {
+                        Missing::Skip => Ok(Vec::new()),
+                        Missing::Refuse => Err(BLOCKED.to_string()),
+                    },
                     Some((member, session)) => Ok(vec![NewDelivery {
                         recipient_member_id: member,
                         recipient_session_pubkey: session,
@@ -395,6 +417,7 @@ impl Hub {
         for m in members
             .into_iter()
             .filter(|m| m.revoked_at.is_none() && m.id != sender_member_id)
+            .filter(|m| !refuses(&m.id, Cap::Broadcast))
         {
             let live: Vec<&Presence> = self
                 .by_member
@@ -468,7 +491,7 @@ impl Hub {
                 {
                     self.answer_waiter(c, true);
                     reached.pushed = true;
-                } else if !pull && deliverable(status, pending.message.priority) {
+                } else if !pull && deliverable(status, self.priority_of(&pending)) {
                     self.push_to(target, &pending, now, IfLost::Drop);
                     reached.pushed = true;
                 }
@@ -677,7 +700,10 @@ impl Hub {
             );
             return;
         }
-        let messages = pending.iter().map(push_of).collect();
+        let messages = pending
+            .iter()
+            .map(|d| push_of(d, self.priority_of(d)))
+            .collect();
         self.reply(
             conn,
             wire::Inbox {
@@ -785,6 +811,7 @@ impl Hub {
                     continue;
                 }
             };
+            let priority = d.as_ref().map(|d| self.priority_of(d));
             let Some(p) = self.presences.get_mut(&pk) else {
                 continue;
             };
@@ -794,8 +821,8 @@ impl Hub {
                     && (d.recipient_session_pubkey.is_none()
                         || d.recipient_session_pubkey == p.session_pubkey)
             };
-            match d {
-                Some(d) if ours(&d) && deliverable(p.status, d.message.priority) => {
+            match (d, priority) {
+                (Some(d), Some(priority)) if ours(&d) && deliverable(p.status, priority) => {
                     let attempts = attempts + 1;
                     let lease = self
                         .cfg
@@ -812,7 +839,7 @@ impl Hub {
                     );
                     if let Some(conn) = p.conn {
                         self.metrics.messages_out += 1;
-                        self.emit(conn, Frame::Push(push_of(&d)), IfLost::Send);
+                        self.emit(conn, Frame::Push(push_of(&d, priority)), IfLost::Send);
                     }
                 }
                 // Acknowledged meanwhile, or held back by status until the presence is idle again.

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::grants::Cap;
 use super::hub::{Hub, PKey};
 use super::log;
 use super::net::{ConnId, Io, Request, Response};
-use super::routing::{MAX_MESSAGE_BYTES, Missing};
+use super::routing::{BLOCKED, MAX_MESSAGE_BYTES, Missing};
 use super::store::{Message, ScheduleRow, new_id};
 use super::topics::Poster;
 use crate::cron::{Cron, fmt_offset, parse_offset};
@@ -263,6 +264,12 @@ impl Hub {
             .chain((!is_fanout(to)).then_some(to));
         for key in keys {
             match self.recipient_of(&mesh, key) {
+                // Refused now like the DM it would become, rather than accepted and dropped when it fires.
+                Ok(Some((to_member, _)))
+                    if !is_fanout(to) && !self.grants.allows(&to_member, &member, Cap::Dm) =>
+                {
+                    return self.error(conn, codes::FORBIDDEN, BLOCKED, req);
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     let short = key.get(..16).unwrap_or(key);

@@ -52,8 +52,12 @@ pub fn help(tool: &Tool) -> String {
     if tool.subs.is_empty() {
         s += &format!("Usage: {} [OPTIONS]{}\n", tool.name, pos_usage(tool.args));
     } else {
+        let bare = !tool.args.is_empty();
+        if bare {
+            s += &format!("Usage: {} [OPTIONS]{}\n", tool.name, pos_usage(tool.args));
+        }
         for (i, sub) in tool.subs.iter().enumerate() {
-            let lead = if i == 0 { "Usage:" } else { "      " };
+            let lead = if i == 0 && !bare { "Usage:" } else { "      " };
             s += &format!(
                 "{lead} {} {} [OPTIONS]{}\n",
                 tool.name,

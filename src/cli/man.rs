@@ -133,16 +133,17 @@ pub fn man(tool: &Tool, toolkit: &[&Tool]) -> String {
     if tool.subs.is_empty() {
         s += &format!("\\fB{name}\\fR [\\fIOPTIONS\\fR]{}\n", man_pos(tool.args));
     } else {
-        let lines: Vec<String> = tool
-            .subs
-            .iter()
-            .map(|sub| {
+        let bare = (!tool.args.is_empty())
+            .then(|| format!("\\fB{name}\\fR [\\fIOPTIONS\\fR]{}\n", man_pos(tool.args)));
+        let lines: Vec<String> = bare
+            .into_iter()
+            .chain(tool.subs.iter().map(|sub| {
                 format!(
                     "\\fB{name} {}\\fR [\\fIOPTIONS\\fR]{}\n",
                     roff(sub.name),
                     man_pos(sub.args)
                 )
-            })
+            }))
             .collect();
         s += &lines.join(".br\n");
     }

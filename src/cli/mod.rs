@@ -42,7 +42,9 @@ pub struct Tool {
     pub description: &'static str,
     /// Man section: 1 for tools, 8 for `cm-broker`.
     pub section: u8,
-    /// Positionals of the tool itself (when it has no subcommands).
+    /// Positionals of the tool itself: all it takes when it has no subcommands; beside subcommands, what a first
+    /// word that names none of them starts (`cm-reserve PATH...` and `cm-reserve list`), with the tool's own flags
+    /// alone.
     pub args: &'static [Pos],
     /// The tool's own flags (the common ones are added by the parser).
     pub flags: &'static [Flag],

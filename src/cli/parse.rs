@@ -14,6 +14,7 @@ pub fn parse(tool: &'static Tool, args: impl IntoIterator<Item = OsString>) -> R
     let mut p = lexopt::Parser::from_args(args);
     let mut out = Args::default();
     let mut sub: Option<&'static Sub> = None;
+    let mut bare = false;
     loop {
         let arg = match p.next() {
             Ok(Some(arg)) => arg,
@@ -23,11 +24,18 @@ pub fn parse(tool: &'static Tool, args: impl IntoIterator<Item = OsString>) -> R
         let (given, found) = match arg {
             Value(v) => {
                 let v = utf8(v)?;
-                if sub.is_none() && !tool.subs.is_empty() {
-                    let s = find_sub(tool, &v)?;
-                    sub = Some(s);
-                    out.sub = Some(s.name);
-                    continue;
+                if sub.is_none() && !bare && !tool.subs.is_empty() {
+                    match find_sub(tool, &v) {
+                        Ok(s) => {
+                            sub = Some(s);
+                            out.sub = Some(s.name);
+                            continue;
+                        }
+                        // A tool with positionals of its own takes a first word that names no subcommand as the
+                        // first of them (`cm-reserve src/**` beside `cm-reserve list`).
+                        Err(_) if !tool.args.is_empty() => bare = true,
+                        Err(e) => return Err(e),
+                    }
                 }
                 out.positionals.push(v);
                 if tool.trailing {
@@ -75,6 +83,25 @@ pub fn parse(tool: &'static Tool, args: impl IntoIterator<Item = OsString>) -> R
             return Err(usage(
                 tool,
                 format!("--{l} does not apply to '{} {}'", tool.name, s.name),
+            ));
+        }
+    } else if !tool.subs.is_empty() && !tool.args.is_empty() {
+        // Without a subcommand only the tool's own flags apply.
+        let own = |l: &str| tool.flags.iter().any(|f| f.long == l);
+        if let Some((l, _)) = out.flags.iter().find(|(l, _)| !own(l)) {
+            let with: Vec<&str> = tool
+                .subs
+                .iter()
+                .filter(|s| s.flags.iter().any(|f| f.long == *l))
+                .map(|s| s.name)
+                .collect();
+            return Err(usage(
+                tool,
+                format!(
+                    "--{l} applies to '{} {}' only",
+                    tool.name,
+                    with.join("' and '")
+                ),
             ));
         }
     } else if !tool.subs.is_empty() {

@@ -74,6 +74,27 @@ static MESH: Tool = Tool {
     env: &[("CM_X", "an example variable")],
 };
 
+static BARE: Tool = Tool {
+    name: "cm-reserve",
+    about: "reserve paths",
+    description: "Reserves paths.",
+    section: 1,
+    args: &[pos("PATH").optional().many()],
+    flags: &[YES],
+    subs: &[Sub {
+        name: "list",
+        aliases: &["ls"],
+        about: "list them",
+        args: &[],
+        flags: &[REMOTE],
+    }],
+    mesh_flag: false,
+    config_dir: true,
+    trailing: false,
+    examples: &[],
+    env: &[],
+};
+
 static TRAIL: Tool = Tool {
     name: "cm",
     about: "front door",
@@ -280,6 +301,29 @@ fn subcommand_errors() {
     assert_eq!(
         err(&MESH, &["--public", "list"]),
         "--public does not apply to 'cm-mesh list'; see 'cm-mesh --help'"
+    );
+}
+
+#[test]
+fn a_first_word_that_names_no_subcommand_starts_the_tools_own_positionals() {
+    let a = run(&BARE, &["src/**", "list", "-y"]);
+    assert_eq!(
+        (a.sub, a.positionals.as_slice()),
+        (None, &["src/**".to_string(), "list".into()][..])
+    );
+    assert!(a.has(&YES));
+    let a = run(&BARE, &["ls", "--remote"]);
+    assert_eq!((a.sub, a.positionals.len()), (Some("list"), 0));
+    assert!(a.has(&REMOTE));
+    assert_eq!(run(&BARE, &[]).sub, None);
+    assert_eq!(
+        err(&BARE, &["src", "--remote"]),
+        "--remote applies to 'cm-reserve list' only; see 'cm-reserve --help'"
+    );
+    let h = crate::cli::help::help(&BARE);
+    assert!(
+        h.contains("Usage: cm-reserve [OPTIONS] [PATH...]\n       cm-reserve list [OPTIONS]\n"),
+        "{h}"
     );
 }
 

@@ -49,9 +49,15 @@ pub(crate) struct Connected {
     pub ws: Ws,
     pub hello_ack: HelloAck,
     pub early: Vec<Frame>,
+    /// Which of [`Who::urls`] answered.
+    pub url_index: usize,
 }
 
-/// Opens a socket and says hello; the socket stays blocking.
+/// Opens a socket to the first of the mesh's brokers that answers and says hello; the socket stays blocking.
+///
+/// A broker that cannot be reached (or closes before it answers) passes the turn to the next; one that refuses the
+/// hello does not, since the others share its members and would refuse it too. When none can be reached the error
+/// names each of them.
 ///
 /// Another process of the same key may have signed the very same hello (same key, same millisecond), which the
 /// broker refuses as `replayed`; a new hello a millisecond later is a different one.
@@ -61,23 +67,43 @@ pub(crate) fn connect(
     session_id: &str,
     attestation_ttl: Duration,
 ) -> std::result::Result<Connected, ConnectError> {
-    let mut tries = 0;
-    loop {
-        match connect_once(who, opts, session_id, attestation_ttl) {
-            Err(e) if e.replayed && tries < 3 => tries += 1,
-            r => return r,
+    let mut unreachable = Vec::new();
+    for (i, url) in who.urls().enumerate() {
+        let mut tries = 0;
+        let r = loop {
+            match connect_once(who, url, opts, session_id, attestation_ttl) {
+                Err(e) if e.replayed && tries < 3 => tries += 1,
+                r => break r,
+            }
+        };
+        match r {
+            Ok(mut c) => {
+                c.url_index = i;
+                return Ok(c);
+            }
+            Err(e) if !e.refused && e.error.code == Code::Network && !who.also.is_empty() => {
+                unreachable.push(e.error.msg);
+            }
+            Err(e) => return Err(e),
         }
     }
+    Err(Error::network(format!(
+        "no broker of mesh {} answers: {}",
+        who.slug,
+        unreachable.join("; ")
+    ))
+    .into())
 }
 
 fn connect_once(
     who: &Who,
+    broker: &transport::BrokerUrl,
     opts: &ConnOpts,
     session_id: &str,
     attestation_ttl: Duration,
 ) -> std::result::Result<Connected, ConnectError> {
-    let url = who.url.ws.clone();
-    let mut ws = transport::open(&who.url)?;
+    let url = broker.ws.clone();
+    let mut ws = transport::open(broker)?;
     let hello = hello_frame(who, opts, session_id, attestation_ttl);
     ws.send(Message::text(hello.to_json()))
         .map_err(|e| unreachable(&url, ws_error(&e)))?;
@@ -100,6 +126,7 @@ fn connect_once(
                         ws,
                         hello_ack,
                         early,
+                        url_index: 0,
                     });
                 }
                 Ok(Frame::Error(e)) => {
@@ -211,6 +238,7 @@ impl Conn {
     pub(crate) fn open_as(who: &Who, opts: &ConnOpts) -> Result<Conn> {
         let c = connect(who, opts, &super::session_id(), super::ATTESTATION_TTL)
             .map_err(|e| e.error)?;
+        let url = who.urls().nth(c.url_index).unwrap_or(&who.url).ws.clone();
         let sender = match &opts.session {
             Some(s) => s.session.clone(),
             None => who.member.clone(),
@@ -225,7 +253,7 @@ impl Conn {
             .collect();
         Ok(Conn {
             ws: c.ws,
-            url: who.url.ws.clone(),
+            url,
             features: super::Features::of(&c.hello_ack),
             hello_ack: c.hello_ack,
             pushes,

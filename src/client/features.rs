@@ -34,13 +34,15 @@ pub enum Feature {
     ReleaseTask,
     /// `reserve_paths`, `release_paths`, `list_reservations`: file reservations.
     Reservations,
+    /// `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
+    Grants,
     /// `create_webhook` with `to`: a webhook's posts sealed for a member, a group or a topic.
     WebhookTargets,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 12] = [
+    pub const ALL: [Feature; 13] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -52,6 +54,7 @@ impl Feature {
         Feature::DelState,
         Feature::ReleaseTask,
         Feature::Reservations,
+        Feature::Grants,
         Feature::WebhookTargets,
     ];
 
@@ -69,6 +72,7 @@ impl Feature {
             Feature::DelState => "del_state",
             Feature::ReleaseTask => "release_task",
             Feature::Reservations => "reservations",
+            Feature::Grants => "grants",
             Feature::WebhookTargets => "webhook_targets",
         }
     }
@@ -89,6 +93,9 @@ impl Feature {
             Feature::DelState => "way to delete a state key",
             Feature::ReleaseTask => "way to release a claimed task",
             Feature::Reservations => "file reservations",
+            Feature::Grants => {
+                "grants or blocks of its own (the original keeps them in a file of the client's)"
+            }
             Feature::WebhookTargets => {
                 "webhooks aimed at one member, group or topic (its webhooks post to every connection)"
             }
@@ -117,6 +124,7 @@ impl Feature {
             Frame::ReservePaths(_) | Frame::ReleasePaths(_) | Frame::ListReservations(_) => {
                 Feature::Reservations
             }
+            Frame::GrantSet(_) | Frame::GrantBlock(_) | Frame::GrantList(_) => Feature::Grants,
             Frame::CreateWebhook(c) if c.to.is_some() => Feature::WebhookTargets,
             f if unanswered_there(f) => Feature::Replies,
             _ => return None,

@@ -90,18 +90,28 @@ pub(crate) struct Who {
     pub member_id: String,
     pub slug: String,
     pub member: Keypair,
+    /// The broker tried first: the mesh's `brokerUrl`, or the one that answered last.
     pub url: BrokerUrl,
+    /// The mesh's other brokers, tried in order when `url` cannot be reached.
+    pub also: Vec<BrokerUrl>,
 }
 
 impl Who {
     pub(crate) fn from_mesh(mesh: &MeshEntry) -> Result<Who> {
-        Who::new(
+        let mut who = Who::new(
             &mesh.mesh_id,
             &mesh.member_id,
             &mesh.slug,
             &mesh.secret_key,
             &mesh.broker_url,
-        )
+        )?;
+        for u in mesh.brokers().into_iter().skip(1) {
+            who.also.push(
+                transport::parse_url(u)
+                    .map_err(|e| e.context(format_args!("mesh {}'s brokerUrls", mesh.slug)))?,
+            );
+        }
+        Ok(who)
     }
 
     pub(crate) fn new(
@@ -119,7 +129,21 @@ impl Who {
             slug: slug.into(),
             member,
             url: transport::parse_url(broker_url)?,
+            also: Vec::new(),
         })
+    }
+
+    /// Every broker, in the order a connect tries them.
+    pub(crate) fn urls(&self) -> impl Iterator<Item = &BrokerUrl> {
+        std::iter::once(&self.url).chain(&self.also)
+    }
+
+    /// Makes the `i`th of [`Who::urls`] the one tried first, so a session that moved to another broker stays
+    /// there rather than waiting on a dead one at every reconnect.
+    pub(crate) fn prefer(&mut self, i: usize) {
+        if let Some(other) = i.checked_sub(1).and_then(|j| self.also.get_mut(j)) {
+            std::mem::swap(&mut self.url, other);
+        }
     }
 }
 

@@ -525,7 +525,9 @@ impl Io {
                     ws,
                     hello_ack,
                     early,
+                    url_index,
                 }) => {
+                    self.who.prefer(url_index);
                     if let Some(f) = first.take() {
                         let _ = f.send(Ok(()));
                     }

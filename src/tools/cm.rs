@@ -51,6 +51,11 @@ pub const VERBS: &[Verb] = &[
     v(&["task", "tasks"], "cm-task", None),
     v(&["reserve", "reservations"], "cm-reserve", None),
     v(&["vault"], "cm-vault", None),
+    v(&["grant"], "cm-grant", Some("grant")),
+    v(&["revoke"], "cm-grant", Some("revoke")),
+    v(&["block"], "cm-grant", Some("block")),
+    v(&["unblock"], "cm-grant", Some("unblock")),
+    v(&["grants"], "cm-grant", Some("list")),
     v(&["webhook", "webhooks"], "cm-webhook", None),
     v(&["remind", "schedule"], "cm-remind", None),
     v(&["profile"], "cm-profile", None),
@@ -146,7 +151,7 @@ A verb whose tool is not installed is an error (exit status 1) that names the mi
 
 The verbs: new (create), invite (share), join (add), list (ls), use, rename, leave, members (member) and mesh run \
 cm-mesh; peers (peer) runs cm-peers; send, inbox, state, profile, topic, bridge, file, pipe, mcp and broker run \
-cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; task (tasks) runs cm-task; reserve (reservations) runs cm-reserve; vault runs cm-vault; webhook (webhooks) runs cm-webhook; \
+cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; task (tasks) runs cm-task; reserve (reservations) runs cm-reserve; vault runs cm-vault; webhook (webhooks) runs cm-webhook; webhook (webhooks) runs cm-webhook; \
 notifications (notification, notify) runs cm-notify; apikey (api-key) runs cm-apikey; doctor (status) runs \
 cm-doctor; whoami, register, login, logout and id run cm-id; install and uninstall run cm-install and \
 cm-uninstall; launch (connect) runs cm-launch; up and down run cm-up up and cm-up down.

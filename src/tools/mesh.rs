@@ -71,6 +71,13 @@ to it) unless --forget-owner-key is given. Leaving the default makes the first m
 members (members list) asks the broker for the mesh's members and shows who is online (your own entry is online \
 while the command runs).
 
+A mesh served by several brokers on one database lists them all: cm-mesh brokers URL... sets them, the first \
+being the mesh's brokerUrl (the one every client tries first, and the only one the original client uses) and the \
+rest its brokerUrls, tried in order when the ones before cannot be reached; each is asked to take this member's \
+hello first, and one that answers and refuses it (another mesh's broker, another database) changes nothing \
+(exit status 2). A broker that cannot be reached at the time is kept, with a warning. cm-mesh brokers with no URL \
+lists them. A session that moved to another broker stays on it until that one goes away.
+
 cm-mesh invite [FOR] takes an optional label, such as the email address of the person the link is for, and says \
 who it is for; nothing is mailed. On a terminal the link is printed with when it expires; when stdout is not a \
 terminal it holds the link alone (the rest goes to stderr), so cm join \"$(cm invite)\" works.",
@@ -128,6 +135,13 @@ terminal it holds the link alone (the rest goes to stderr), so cm join \"$(cm in
             flags: &[NAME],
         },
         Sub {
+            name: "brokers",
+            aliases: &[],
+            about: "list the mesh's brokers, or set them (the first is tried first)",
+            args: &[pos("URL").optional().many()],
+            flags: &[],
+        },
+        Sub {
             name: "members",
             aliases: &["member"],
             about: "list the mesh's members and who is online",
@@ -160,6 +174,10 @@ terminal it holds the link alone (the rest goes to stderr), so cm join \"$(cm in
             what: "Invite a second person on this machine and join as them.",
         },
         Example {
+            cmd: "cm-mesh brokers --mesh dev wss://b1.example/ws wss://b2.example/ws",
+            what: "Two brokers on one database serve dev; tools move to b2 while b1 is down.",
+        },
+        Example {
             cmd: "cm-mesh members --json | jq -r 'select(.online) | .name'",
             what: "The names of the members online now.",
         },
@@ -186,6 +204,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
         Some("invite") => invite(args, out),
         Some("join") => join(args, out),
         Some("members") => members(args, out),
+        Some("brokers") => brokers(args, out),
         _ => list(out),
     }
 }
@@ -375,6 +394,70 @@ fn list(out: &mut Out) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// A `brokers --json` line.
+#[derive(Serialize)]
+struct BrokerLine<'a> {
+    r#type: &'static str,
+    url: &'a str,
+    /// Tried first (the mesh's `brokerUrl`).
+    primary: bool,
+    /// After a set: whether it took the member's hello then (`None` when only listing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reachable: Option<bool>,
+}
+
+fn brokers(args: &Args, out: &mut Out) -> Result<()> {
+    let paths = Paths::resolve()?;
+    let mesh = args
+        .mesh
+        .as_deref()
+        .or(env_mesh().as_deref())
+        .map(str::to_owned);
+    if args.positionals.is_empty() {
+        let config = Config::load(&paths)?;
+        let m = config.mesh(mesh.as_deref())?;
+        for (i, url) in m.brokers().into_iter().enumerate() {
+            if out.json {
+                out.json(&BrokerLine {
+                    r#type: "broker",
+                    url,
+                    primary: i == 0,
+                    reachable: None,
+                })?;
+            } else {
+                out.line(url)?;
+            }
+        }
+        return Ok(());
+    }
+    let urls: Vec<&str> = args.positionals.iter().map(String::as_str).collect();
+    let (m, checks) = mesh::set_brokers(&paths, mesh.as_deref(), &urls)?;
+    for (i, (url, check)) in checks.iter().enumerate() {
+        let reachable = *check == mesh::BrokerCheck::Serves;
+        if let mesh::BrokerCheck::Unreachable(why) = check {
+            out::notice(format!("kept {url}, which cannot be reached now: {why}"));
+        }
+        if out.json {
+            out.json(&BrokerLine {
+                r#type: "broker",
+                url,
+                primary: i == 0,
+                reachable: Some(reachable),
+            })?;
+        }
+    }
+    if out.json {
+        return Ok(());
+    }
+    out.line(format!(
+        "mesh {} uses {} broker{}: {}",
+        m.slug,
+        checks.len(),
+        if checks.len() == 1 { "" } else { "s" },
+        m.brokers().join(", ")
+    ))
 }
 
 /// `rename --json`.

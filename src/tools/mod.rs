@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cm;
 pub mod doctor;
 pub mod file;
+pub mod grant;
 pub mod id;
 pub mod inbox;
 pub mod install;
@@ -41,6 +42,7 @@ pub static ALL: &[&Tool] = &[
     &cm::TOOL,
     &doctor::TOOL,
     &file::TOOL,
+    &grant::TOOL,
     &id::TOOL,
     &inbox::TOOL,
     &install::TOOL,

@@ -1,7 +1,7 @@
 //! `cm-reserve`: advisory reservations of paths in a repository, their conflicts, and the pre-commit hook that
 //! keeps a commit off what another member holds exclusively.
 
-use crate::cli::{Args, Complete, Example, Flag, Tool, flag, pos};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::{Code, Error, Result};
 use crate::glob::Glob;
@@ -76,8 +76,37 @@ reservation is advice, not a lock.
 The words list, release, check and hook are the verbs; a path of that name is written ./list.",
     section: 1,
     args: &[pos("PATH-GLOB").optional().many().complete(Complete::File)],
-    flags: &[EXCLUSIVE, TTL, REASON, REPO, ALL, HOOK],
-    subs: &[],
+    flags: &[EXCLUSIVE, TTL, REASON, REPO],
+    subs: &[
+        Sub {
+            name: "list",
+            aliases: &["ls"],
+            about: "the live reservations of this repository (--all: of the mesh)",
+            args: &[],
+            flags: &[ALL],
+        },
+        Sub {
+            name: "release",
+            aliases: &[],
+            about: "release your reservations of these patterns, or all of yours here",
+            args: &[pos("PATH-GLOB").optional().many().complete(Complete::File)],
+            flags: &[],
+        },
+        Sub {
+            name: "check",
+            aliases: &[],
+            about: "exit 13 if another member holds one of the paths (or the staged ones) exclusively",
+            args: &[pos("PATH").optional().many().complete(Complete::File)],
+            flags: &[HOOK],
+        },
+        Sub {
+            name: "hook",
+            aliases: &[],
+            about: "install or uninstall the pre-commit hook",
+            args: &[pos("ACTION").complete(Complete::Values(&["install", "uninstall"]))],
+            flags: &[],
+        },
+    ],
     mesh_flag: true,
     config_dir: true,
     trailing: false,
@@ -116,11 +145,20 @@ The words list, release, check and hook are the verbs; a path of that name is wr
 };
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let verb = args.pos(0).unwrap_or_default();
-    let rest = args.positionals.get(1..).unwrap_or_default();
-    match verb {
-        "list" | "ls" => list(args, out),
-        "release" => {
+    if let Some(sub) = args.sub
+        && let Some(f) = [&EXCLUSIVE, &TTL, &REASON]
+            .into_iter()
+            .find(|f| args.has(f))
+    {
+        return Err(Error::usage(format!(
+            "--{} applies to reserving, not to 'cm-reserve {sub}'",
+            f.long
+        )));
+    }
+    let rest = &args.positionals;
+    match args.sub {
+        Some("list") => list(args, out),
+        Some("release") => {
             let ctx = Ctx::load(args.mesh.as_deref())?;
             let place = Place::find(&reserve::cwd()?, args.value(&REPO))?;
             let globs = globs(&place, rest)?;
@@ -136,8 +174,8 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             }
             Ok(())
         }
-        "check" => check(args, out, rest),
-        "hook" => hook_verb(args, out, rest),
+        Some("check") => check(args, out, rest),
+        Some("hook") => hook_verb(args, out, rest),
         _ => add(args, out),
     }
 }

@@ -204,6 +204,8 @@ pub const FEATURES: &[&str] = &[
     "release_task",
     // `reserve_paths`, `release_paths`, `list_reservations`: advisory file reservations.
     "reservations",
+    // `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
+    "grants",
     // `create_webhook` with `to`: posts to `POST /hooks/<id>`, signed, sealed for a member, a group or a topic.
     "webhook_targets",
 ];

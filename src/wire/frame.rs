@@ -11,6 +11,7 @@ use super::files::{
     FileChunk, FileChunkAck, FileGet, FileList, FileListResponse, FileMeta, FilePut, FilePutDone,
     FilePutReady, FileRm, FileStored,
 };
+use super::grants::{GrantBlock, GrantList, GrantSet, GrantState};
 use super::memory::{Forget, MemoryResults, MemoryStored, Recall, Remember};
 use super::messaging::{Ack, ClientAck, MessageStatus, MessageStatusResult, Push, SendMessage};
 use super::moderation::{Ban, BanAck, Unban, UnbanAck};
@@ -200,6 +201,14 @@ frames! {
     "vault_list_result" => VaultListResult(VaultListResult) req,
     /// Client → broker: delete one's own secret.
     "vault_delete" => VaultDelete(VaultDelete) req,
+    /// Client → broker: allow or refuse capabilities to a member, or to everyone.
+    "grant_set" => GrantSet(GrantSet) req,
+    /// Client → broker: block or unblock a member.
+    "grant_block" => GrantBlock(GrantBlock) req,
+    /// Client → broker: one's own grants and blocks.
+    "grant_list" => GrantList(GrantList) req,
+    /// Broker → client: the answer to `grant_set`, `grant_block` and `grant_list`.
+    "grant_state" => GrantState(GrantState) req,
     /// Client → broker: a URL that turns a signed HTTP POST into a message.
     "create_webhook" => CreateWebhook(CreateWebhook) req,
     /// Broker → client: the answer to `create_webhook` and `delete_webhook`.

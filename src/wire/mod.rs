@@ -35,6 +35,7 @@
 //! | `tasks.rs` | tasks (reference §6.9) |
 //! | `reserve.rs` | file reservations (docs/protocol.md §6.10) |
 //! | `vault.rs` | the vault (reference §6.10) |
+//! | `grants.rs` | grants and blocks (docs/protocol.md §6.12) |
 //! | `webhooks.rs` | inbound webhooks (reference §6.12) |
 
 use serde_json::Value;
@@ -58,6 +59,7 @@ mod auth;
 mod errors;
 mod files;
 mod frame;
+mod grants;
 mod memory;
 mod messaging;
 mod moderation;
@@ -81,6 +83,7 @@ pub use auth::*;
 pub use errors::*;
 pub use files::*;
 pub use frame::Frame;
+pub use grants::*;
 pub use memory::*;
 pub use messaging::*;
 pub use moderation::*;

@@ -25,6 +25,7 @@ fn entry(b: &Broker, mesh: &Mesh, key: &Keypair, member_id: &str, name: &str) ->
         pubkey: key.public_hex(),
         secret_key: key.secret_hex(),
         broker_url: url(b),
+        broker_urls: Vec::new(),
         joined_at: String::new(),
         root_key: None,
         invite_version: Some(1),

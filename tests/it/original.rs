@@ -177,6 +177,9 @@ fn what_the_original_lacks_fails_at_once_and_sends_nothing() {
     let path = alice.dir.0.join("notes.txt");
     std::fs::write(&path, "x").unwrap();
     unsupported(alice, "cm-file", &["put", path.to_str().unwrap()]);
+    // It keeps grants in a file of its own client's: refused before a name is looked up or anything is sent.
+    unsupported(alice, "cm-grant", &["block", "bob"]);
+    unsupported(alice, "cm-grant", &["list"]);
     unsupported(alice, "cm-webhook", &["create", "ci", "--to", "@ops"]);
     assert_eq!(original.dropped(), Vec::<String>::new());
 }

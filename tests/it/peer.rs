@@ -344,6 +344,7 @@ impl Mesh {
                 pubkey: key.public_hex(),
                 secret_key: key.secret_hex(),
                 broker_url: url.clone(),
+                broker_urls: Vec::new(),
                 joined_at: fmt_rfc3339(now_ms()),
                 root_key: None,
                 invite_version: Some(1),

@@ -36,6 +36,7 @@ fn entry(mesh: &Mesh, member: &Member, url: &str) -> MeshEntry {
         pubkey: member.pubkey(),
         secret_key: member.key.secret_hex(),
         broker_url: url.to_string(),
+        broker_urls: Vec::new(),
         joined_at: fmt_rfc3339(now_ms()),
         root_key: None,
         invite_version: Some(1),

@@ -23,6 +23,7 @@
 //! | `tasks.rs` | tasks and their claims |
 //! | `reservations.rs` | file reservations |
 //! | `vault.rs` | the vault's sealed entries and their readers |
+//! | `grants.rs` | grants and blocks |
 //! | `webhooks.rs` | webhooks and the delivery ids they took |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
@@ -39,6 +40,7 @@ mod apikeys;
 mod files;
 #[cfg(test)]
 mod fixtures;
+mod grants;
 mod memory;
 mod meshes;
 mod messages;
@@ -54,6 +56,7 @@ mod webhooks;
 
 pub use apikeys::ApiKey;
 pub use files::FileRow;
+pub use grants::{BlockRow, GrantRow};
 pub use memory::{MemoryHit, MemoryRow};
 pub use meshes::{Invite, Member, MemberPresence, Mesh, Session};
 pub use messages::{DeliveryState, Message, NewDelivery, Pending};
@@ -301,6 +304,16 @@ pub trait Store {
     /// Deletes a member's vault entry; false when there was none.
     fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool>;
 
+    /// Every grant of every mesh, for the hub's memory.
+    fn grants_all(&self) -> Result<Vec<GrantRow>>;
+    /// Every block of every mesh, for the hub's memory.
+    fn blocks_all(&self) -> Result<Vec<BlockRow>>;
+    /// Stores a grant, replacing the member's earlier one of that peer and capability.
+    fn grant_put(&mut self, g: &GrantRow) -> Result<()>;
+    /// Stores a block (a second one of the same peer changes nothing).
+    fn block_put(&mut self, b: &BlockRow) -> Result<()>;
+    /// Deletes a block; false when there was none.
+    fn block_delete(&mut self, member_id: &str, peer: &str) -> Result<bool>;
     /// Stores a new webhook; false when the mesh has one of that name.
     fn webhook_insert(&mut self, w: &WebhookRow) -> Result<bool>;
     /// The webhook with this id.
@@ -793,6 +806,26 @@ impl Store for SqliteStore {
 
     fn vault_delete(&mut self, mesh_id: &str, member_id: &str, key: &str) -> Result<bool> {
         SqliteStore::vault_delete(self, mesh_id, member_id, key)
+    }
+
+    fn grants_all(&self) -> Result<Vec<GrantRow>> {
+        SqliteStore::grants_all(self)
+    }
+
+    fn blocks_all(&self) -> Result<Vec<BlockRow>> {
+        SqliteStore::blocks_all(self)
+    }
+
+    fn grant_put(&mut self, g: &GrantRow) -> Result<()> {
+        SqliteStore::grant_put(self, g)
+    }
+
+    fn block_put(&mut self, b: &BlockRow) -> Result<()> {
+        SqliteStore::block_put(self, b)
+    }
+
+    fn block_delete(&mut self, member_id: &str, peer: &str) -> Result<bool> {
+        SqliteStore::block_delete(self, member_id, peer)
     }
 
     fn webhook_insert(&mut self, w: &WebhookRow) -> Result<bool> {

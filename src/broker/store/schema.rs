@@ -336,7 +336,28 @@ CREATE TABLE vault_readers (
 );
 CREATE INDEX vault_readers_pubkey ON vault_readers (mesh_id, pubkey);
 "#,
-    // 11: inbound webhooks. The secret is kept as made, because an HMAC is checked with the key itself; a
+    // 11: grants and blocks, each decided by a member (`member_id`) about another (`peer`, a member id) or, for
+    // a grant, about everyone without one of their own (`peer` '*'). No row: allowed, as before grants existed.
+    // The hub holds them all in memory; these rows are what a restart reads back.
+    r#"
+CREATE TABLE grants (
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    peer TEXT NOT NULL,
+    cap TEXT NOT NULL,
+    allow INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (member_id, peer, cap)
+);
+CREATE TABLE blocks (
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    peer TEXT NOT NULL REFERENCES members(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (member_id, peer)
+);
+"#,
+    // 12: inbound webhooks. The secret is kept as made, because an HMAC is checked with the key itself; a
     // delivery id a webhook took is kept as long as the webhook, so a replay of it is refused at any age.
     r#"
 CREATE TABLE webhooks (

@@ -98,8 +98,15 @@ pub fn bash(tool: &Tool) -> String {
             .flat_map(|s| std::iter::once(&s.name).chain(s.aliases))
             .copied()
             .collect();
+        // Beside subcommands, the tool's own first positional is offered too.
+        let own = tool
+            .args
+            .first()
+            .and_then(|a| bash_action(a.complete))
+            .map_or(String::new(), |a| format!("    {a}\n"));
+        let op = if own.is_empty() { "=" } else { "+=" };
         mid += &format!(
-            "if [[ -z $sub ]]; then\n    COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n    return\nfi\n",
+            "if [[ -z $sub ]]; then\n{own}    COMPREPLY{op}($(compgen -W \"{}\" -- \"$cur\"))\n    return\nfi\n",
             names.join(" ")
         );
     }
@@ -113,7 +120,10 @@ pub fn bash(tool: &Tool) -> String {
     let sets: Vec<(&str, &[Pos])> = if tool.subs.is_empty() {
         vec![("", tool.args)]
     } else {
-        tool.subs.iter().map(|s| (s.name, s.args)).collect()
+        // `-`: the first word named no subcommand, so it began the tool's own positionals.
+        std::iter::once(("-", tool.args))
+            .chain(tool.subs.iter().map(|s| (s.name, s.args)))
+            .collect()
     };
     for (sub, args) in sets {
         for (i, a) in args.iter().enumerate() {

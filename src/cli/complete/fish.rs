@@ -85,6 +85,21 @@ pub fn fish(tool: &Tool) -> String {
                 );
             }
         }
+        // Beside subcommands, the tool's own positionals: before any word, and after a first word that named no
+        // subcommand.
+        let names: Vec<&str> = tool
+            .subs
+            .iter()
+            .flat_map(|s| std::iter::once(&s.name).chain(s.aliases))
+            .copied()
+            .collect();
+        let bare = format!("not __fish_seen_subcommand_from {}", names.join(" "));
+        for a in tool.args {
+            let action = fish_action(a.complete);
+            if !action.is_empty() {
+                s += &format!("complete -c {name} -n {}{action}\n", fq(&bare));
+            }
+        }
         for sub in tool.subs {
             let cond = format!(
                 "__fish_seen_subcommand_from {}",

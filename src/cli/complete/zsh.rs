@@ -106,9 +106,20 @@ pub fn zsh(tool: &Tool) -> String {
             }
         }
         s += &format!(
-            "            )\n            _describe -t commands {} subs && ret=0\n            ;;\n",
+            "            )\n            _describe -t commands {} subs && ret=0\n",
             sq(&format!("{} subcommand", tool.name))
         );
+        // Beside subcommands, the tool's own first positional is offered too.
+        if let Some(a) = tool.args.first() {
+            match a.complete {
+                Complete::Nothing => {}
+                Complete::Values(v) => {
+                    s += &format!("            compadd -- {} && ret=0\n", v.join(" "))
+                }
+                c => s += &format!("            {} && ret=0\n", zsh_action(c)),
+            }
+        }
+        s += "            ;;\n";
         s += "        args)\n            case $line[1] in\n";
         for sub in tool.subs {
             let names = [&[sub.name][..], sub.aliases].concat().join("|");
@@ -116,6 +127,15 @@ pub fn zsh(tool: &Tool) -> String {
             specs.extend(zsh_pos(sub.args));
             s += &format!(
                 "                {names})\n                    _arguments -s -S $opts {} && ret=0\n                    ;;\n",
+                specs.join(" ")
+            );
+        }
+        if !tool.args.is_empty() {
+            // The first word named no subcommand: it and what follows are the tool's own positionals.
+            let mut specs: Vec<String> = tool.flags.iter().map(zsh_flag).collect();
+            specs.extend(zsh_pos(tool.args));
+            s += &format!(
+                "                *)\n                    _arguments -s -S $opts {} && ret=0\n                    ;;\n",
                 specs.join(" ")
             );
         }
