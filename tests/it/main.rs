@@ -7,6 +7,7 @@ mod broker;
 mod claude;
 mod client;
 mod cm;
+mod context;
 mod docs;
 mod everyday;
 mod files;
