@@ -124,7 +124,7 @@ impl Hub {
             "id": id, "peerName": name, "summary": row.summary, "filesRead": files,
             "keyFindings": findings, "tags": tags, "updatedAt": fmt_rfc3339(row.updated_at),
         });
-        self.announce_change(&mesh, conn, "context_shared", data);
+        self.announce_change(&mesh, Some(conn), "context_shared", data);
     }
 
     pub(super) fn on_get_context(&mut self, conn: ConnId, pk: PKey, g: wire::GetContext) {

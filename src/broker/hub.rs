@@ -482,11 +482,11 @@ impl Hub {
     }
 
     /// A system event about a change made in this batch, to every live, push-capable connection of the mesh but
-    /// the one that made it; dropped if the change is not committed.
+    /// the one that made it (`except`); dropped if the change is not committed.
     pub(super) fn announce_change(
         &mut self,
         mesh_id: &str,
-        except: ConnId,
+        except: Option<ConnId>,
         event: &str,
         data: Value,
     ) {
@@ -498,7 +498,7 @@ impl Hub {
             .filter_map(|pk| self.presences.get(pk))
             .filter(|p| p.pushable())
             .filter_map(|p| p.conn)
-            .filter(|c| *c != except)
+            .filter(|c| Some(*c) != except)
             .collect();
         for c in conns {
             self.emit(c, frame.clone(), IfLost::Drop);

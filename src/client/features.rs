@@ -34,11 +34,13 @@ pub enum Feature {
     ReleaseTask,
     /// `reserve_paths`, `release_paths`, `list_reservations`: file reservations.
     Reservations,
+    /// System pushes of every change to a task to the mesh's live sessions.
+    TaskEvents,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 11] = [
+    pub const ALL: [Feature; 12] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -50,6 +52,7 @@ impl Feature {
         Feature::DelState,
         Feature::ReleaseTask,
         Feature::Reservations,
+        Feature::TaskEvents,
     ];
 
     /// The name in `hello_ack.features`.
@@ -66,6 +69,7 @@ impl Feature {
             Feature::DelState => "del_state",
             Feature::ReleaseTask => "release_task",
             Feature::Reservations => "reservations",
+            Feature::TaskEvents => "task_events",
         }
     }
 
@@ -85,6 +89,7 @@ impl Feature {
             Feature::DelState => "way to delete a state key",
             Feature::ReleaseTask => "way to release a claimed task",
             Feature::Reservations => "file reservations",
+            Feature::TaskEvents => "task events",
         }
     }
 

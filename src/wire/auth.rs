@@ -204,6 +204,9 @@ pub const FEATURES: &[&str] = &[
     "release_task",
     // `reserve_paths`, `release_paths`, `list_reservations`: advisory file reservations.
     "reservations",
+    // System pushes of every change to a task (`task_created`, `task_claimed`, `task_completed`, `task_released`)
+    // to the mesh's live sessions.
+    "task_events",
 ];
 
 /// The member's stored profile, in `hello_ack`.
