@@ -60,6 +60,9 @@ pub const CHANNEL: &str = "notifications/claude/channel";
 /// How long the client must stay connected after `initialized` before the session starts: health checks are gone
 /// by then (they close about a second after starting the server).
 pub const SETTLE: Duration = Duration::from_secs(2);
+/// How long `initialize` waits, counted from the start, for the mesh's template to be read, so that a broker that
+/// is slow or away delays Claude Code's start by this much at most.
+const HINT_WAIT: Duration = Duration::from_secs(2);
 /// How long to wait before trying again to start a session that could not start.
 const RETRY: Duration = Duration::from_secs(30);
 /// The longest line read; a longer one is answered with an error and skipped.
@@ -185,6 +188,36 @@ pub struct Server {
     /// Set by `notifications/initialized` (or by any request after `initialize`): notifications may flow.
     pub ready: bool,
     initialized: bool,
+    /// The mesh's template, added to the instructions ([`instructions`]).
+    pub template: Option<&'static crate::templates::Template>,
+}
+
+/// What Claude is told: [`INSTRUCTIONS`], and the working hint of the template the mesh was made from. The hint is
+/// this build's text for the template the mesh names, never text read from the mesh, so no member can write into
+/// Claude's instructions.
+pub fn instructions(template: Option<&crate::templates::Template>) -> String {
+    match template {
+        Some(t) => format!(
+            "{INSTRUCTIONS}\n\nThis mesh was set up from the {} template (cm templates {} shows it). Its working \
+             hint: {}",
+            t.name, t.name, t.system_prompt_hint
+        ),
+        None => INSTRUCTIONS.to_string(),
+    }
+}
+
+/// The template the mesh was made from, as its `mesh.template` state key names it; `None` when it names none this
+/// build knows, or the broker does not answer. Read as the member on a connection of its own, hidden from peers.
+pub fn mesh_template(mesh: Option<&str>) -> Option<&'static crate::templates::Template> {
+    let ctx = Ctx::load_member(mesh).ok()?;
+    let get = crate::wire::GetState {
+        key: crate::templates::STATE_KEY.to_string(),
+        ..crate::wire::GetState::default()
+    };
+    match crate::client::ask_once(&ctx, get).ok()? {
+        crate::wire::Frame::StateResult(r) => crate::templates::get(r.value["name"].as_str()?).ok(),
+        _ => None,
+    }
 }
 
 /// The error code for a second `initialize` (JSON-RPC's invalid request: the session is already initialized).
@@ -197,6 +230,7 @@ impl Server {
             version: version.to_string(),
             ready: false,
             initialized: false,
+            template: None,
         }
     }
 
@@ -237,7 +271,7 @@ impl Server {
                         "protocolVersion": version,
                         "capabilities": {"experimental": {"claude/channel": {}}, "tools": {}},
                         "serverInfo": {"name": crate::install::SERVER, "version": self.version},
-                        "instructions": INSTRUCTIONS,
+                        "instructions": instructions(self.template),
                     }),
                 )
             }
@@ -527,11 +561,27 @@ pub fn run(
         broken: AtomicBool::new(false),
     });
     let ready = Arc::new(AtomicBool::new(false));
+    let probe = opts.signals && started_by_a_health_check();
+    // Read while the client starts up; a health check wants only the handshake and is not kept waiting.
+    let (template_tx, template) = mpsc::channel();
+    if !probe {
+        let mesh = opts.mesh.clone();
+        std::thread::Builder::new()
+            .name("cm-mcp-template".into())
+            .spawn(move || {
+                let _ = template_tx.send(mesh_template(mesh.as_deref()));
+            })
+            .map_err(|e| Error::internal(format!("starting the template reader: {e}")))?;
+    }
+    let template = Template {
+        rx: template,
+        until: Instant::now() + HINT_WAIT,
+    };
     {
         let (out, ready, log, tx) = (out.clone(), ready.clone(), log.clone(), tx.clone());
         std::thread::Builder::new()
             .name("cm-mcp-stdin".into())
-            .spawn(move || serve_requests(input, &out, &ready, &log, &tx))
+            .spawn(move || serve_requests(input, &out, &ready, &log, &tx, template))
             .map_err(|e| Error::internal(format!("starting the stdin reader: {e}")))?;
     }
     let mut pusher = Pusher {
@@ -549,7 +599,6 @@ pub fn run(
         me: Me::default(),
         events: tx,
     };
-    let probe = opts.signals && started_by_a_health_check();
     if probe {
         log.line("started by claude mcp or claude doctor: answering without joining the mesh");
     }
@@ -599,6 +648,12 @@ pub fn run(
     }
 }
 
+/// The mesh's template as the reader thread finds it, waited for until `until` at most.
+struct Template {
+    rx: mpsc::Receiver<Option<&'static crate::templates::Template>>,
+    until: Instant,
+}
+
 /// The stdin side: reads each line, answers it, and says when stdin ends.
 fn serve_requests<W: Write>(
     mut input: impl BufRead,
@@ -606,6 +661,7 @@ fn serve_requests<W: Write>(
     ready: &AtomicBool,
     log: &Log,
     stop: &Sender<Input>,
+    template: Template,
 ) {
     let mut server = Server::new(env!("CARGO_PKG_VERSION"));
     let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
@@ -646,6 +702,12 @@ fn serve_requests<W: Write>(
                         params["clientInfo"]["name"].as_str().unwrap_or("a client"),
                         params["protocolVersion"].as_str().unwrap_or("?")
                     ));
+                    let left = template.until.saturating_duration_since(Instant::now());
+                    if server.template.is_none()
+                        && let Ok(Some(t)) = template.rx.recv_timeout(left)
+                    {
+                        server.template = Some(t);
+                    }
                 }
                 server.handle(msg)
             }

@@ -41,7 +41,10 @@ session; with --peer-events they come as [system] notifications with kind system
 Claude, as [system] notifications, when a task this member created is completed and when one is created for it \
 (its assignee is this session's name); with --task-events, of every other change too (claimed, completed, \
 released, a claim lapsed), except those this session's name made. Its initialize answer gives Claude instructions on reading and answering mesh messages with the cm-* commands; it has \
-no MCP tools.
+no MCP tools. When the mesh was made from a template (cm new --template, which records it in the mesh.template \
+state key), the instructions end with that template's working hint, as cm templates NAME shows it: the text \
+comes from cm-mcp itself, never from the mesh, so no member can write into Claude's instructions. The key is \
+read as the member when cm-mcp starts; initialize waits for it 2 seconds at most.
 
 A push never marks a message read: Claude Code does not acknowledge channel notifications and drops them when \
 channels are off, so each message stays unread until cm-inbox or the prompt hook (cm-inbox --hook) reads it. The \
