@@ -36,11 +36,13 @@ pub enum Feature {
     Reservations,
     /// `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
     Grants,
+    /// System pushes of every change to a task to the mesh's live sessions.
+    TaskEvents,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 12] = [
+    pub const ALL: [Feature; 13] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -53,6 +55,7 @@ impl Feature {
         Feature::ReleaseTask,
         Feature::Reservations,
         Feature::Grants,
+        Feature::TaskEvents,
     ];
 
     /// The name in `hello_ack.features`.
@@ -70,6 +73,7 @@ impl Feature {
             Feature::ReleaseTask => "release_task",
             Feature::Reservations => "reservations",
             Feature::Grants => "grants",
+            Feature::TaskEvents => "task_events",
         }
     }
 
@@ -92,6 +96,7 @@ impl Feature {
             Feature::Grants => {
                 "grants or blocks of its own (the original keeps them in a file of the client's)"
             }
+            Feature::TaskEvents => "task events",
         }
     }
 

@@ -206,6 +206,9 @@ pub const FEATURES: &[&str] = &[
     "reservations",
     // `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
     "grants",
+    // System pushes of every change to a task (`task_created`, `task_claimed`, `task_completed`, `task_released`)
+    // to the mesh's live sessions.
+    "task_events",
 ];
 
 /// The member's stored profile, in `hello_ack`.

@@ -136,7 +136,7 @@ fn every_tool_but_the_broker_is_in_cm_itself() {
     assert!(stdout(&o).starts_with("cm-topic - "), "{}", stdout(&o));
     let o = lone_cm(&["--list"]);
     let names: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
-    assert_eq!(names.len(), 26, "{names:?}");
+    assert_eq!(names.len(), 27, "{names:?}");
     assert!(
         names
             .iter()
@@ -164,7 +164,7 @@ fn links_make_each_tool_callable_by_its_name_once() {
     let out = stdout(&o);
     assert_eq!(
         out.lines().filter(|l| l.starts_with("made ")).count(),
-        24,
+        25,
         "{out}"
     );
     assert!(
@@ -173,7 +173,7 @@ fn links_make_each_tool_callable_by_its_name_once() {
     );
     assert!(
         out.ends_with(&format!(
-            "25 of 26 tools linked in {} (25 new)\n",
+            "26 of 27 tools linked in {} (26 new)\n",
             dir.0.display()
         )),
         "{out}"
