@@ -222,7 +222,7 @@ fn links_make_each_tool_callable_by_its_name_once() {
         .collect();
     assert_eq!(
         states.iter().filter(|s| *s == "kept").count(),
-        25,
+        26,
         "{states:?}"
     );
     assert_eq!(
