@@ -22,7 +22,7 @@
 //! | [`client`] | `Conn` (one request, then close), `Session` (long-lived, reconnecting), `Requester`, REST calls |
 //! | [`mesh`] | mesh management: create, invite, join, rename, leave, members |
 //! | [`messaging`] | rosters, send targets sealed per recipient with honest status, the inbox and its hook, `cm-pipe` |
-//! | [`services`] | shared state, memory, tasks, the vault, webhooks and the profile, for `cm-state`, `cm-memory`, `cm-task`, `cm-vault`, `cm-webhook`, `cm-profile` |
+//! | [`services`] | shared state, memory, tasks, context, the vault, webhooks and the profile, for `cm-state`, `cm-memory`, `cm-task`, `cm-context`, `cm-vault`, `cm-webhook`, `cm-profile` |
 //! | [`reserve`] | `cm-reserve`: advisory file reservations of a repository, their conflicts, the pre-commit hook |
 //! | [`remind`] | `cm-remind`: reminders and cron jobs sealed like a send, or sent now from a crontab |
 //! | [`doctor`] | health checks of the config, keys, brokers and Claude Code registration |

@@ -21,6 +21,7 @@ pub static TOOLS: &[(&Tool, Run)] = &[
     (&tools::apikey::TOOL, tools::apikey::run),
     (&tools::bench::TOOL, tools::bench::run),
     (&tools::bridge::TOOL, tools::bridge::run),
+    (&tools::context::TOOL, tools::context::run),
     (&tools::doctor::TOOL, tools::doctor::run),
     (&tools::file::TOOL, tools::file::run),
     (&tools::grant::TOOL, tools::grant::run),

@@ -7,6 +7,7 @@ end
 complete -c cm-mcp -f
 complete -c cm-mcp -l log -r -F -d 'append routine log lines to FILE (else they go nowhere)'
 complete -c cm-mcp -l peer-events -d 'push peers joining and leaving as [system] notifications'
+complete -c cm-mcp -l task-events -d 'push every change to the mesh\'s tasks as [system] notifications'
 complete -c cm-mcp -s h -l help -d 'print this help'
 complete -c cm-mcp -l version -d 'print the version'
 complete -c cm-mcp -l json -d 'write JSON Lines: one object per line'

@@ -24,6 +24,8 @@ complete -c cm-task -n __fish_use_subcommand -a complete -d 'mark a task complet
 complete -c cm-task -n __fish_use_subcommand -a done -d 'mark a task completed and tell its creator'
 complete -c cm-task -n __fish_use_subcommand -a release -d 'give a claimed task back to open'
 complete -c cm-task -n __fish_use_subcommand -a unclaim -d 'give a claimed task back to open'
+complete -c cm-task -n __fish_use_subcommand -a watch -d 'print every change to the mesh\'s tasks as it happens'
+complete -c cm-task -n __fish_use_subcommand -a follow -d 'print every change to the mesh\'s tasks as it happens'
 complete -c cm-task -n '__fish_seen_subcommand_from create add new' -s a -l assignee -x -a '(__claudemesh_peers)' -d 'for this member (create), or tasks of this member (list)'
 complete -c cm-task -n '__fish_seen_subcommand_from create add new' -s p -l priority -x -a 'low normal high urgent' -d 'low, normal (the default), high or urgent'
 complete -c cm-task -n '__fish_seen_subcommand_from create add new' -s t -l tag -x -d 'a tag for the task (repeat for more)'

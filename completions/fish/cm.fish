@@ -73,6 +73,8 @@ function __claudemesh_delegate
             set tool cm-memory
         case 'task' 'tasks'
             set tool cm-task
+        case 'context'
+            set tool cm-context
         case 'reserve' 'reservations'
             set tool cm-reserve
         case 'vault'
@@ -160,6 +162,5 @@ complete -c cm -n __fish_use_subcommand -s h -l help -d 'print this help'
 complete -c cm -n __fish_use_subcommand -l version -d 'print the version'
 complete -c cm -n __fish_use_subcommand -l json -d 'write JSON Lines: one object per line'
 complete -c cm -n __fish_use_subcommand -l mesh -x -a '(__claudemesh_meshes)' -d 'use this mesh instead of the default one'
-complete -c cm -n '__fish_use_subcommand' -a 'new create invite share join add list ls use rename leave members member mesh peers peer send inbox state remember recall forget memory task tasks reserve reservations vault grant revoke block unblock grants remind schedule profile topic notifications notification notify apikey api-key bridge file doctor status whoami register login logout id install uninstall launch connect pipe mcp up down broker help links docs templates'
-complete -c cm -n '__fish_use_subcommand' -a 'new create invite share join add list ls use rename leave members member mesh peers peer send inbox state remember recall forget memory task tasks reserve reservations vault webhook webhooks remind schedule profile topic notifications notification notify apikey api-key bridge file doctor status whoami register login logout id install uninstall launch connect pipe mcp up down broker help links docs templates'
+complete -c cm -n '__fish_use_subcommand' -a 'new create invite share join add list ls use rename leave members member mesh peers peer send inbox state remember recall forget memory task tasks context reserve reservations vault grant revoke block unblock grants webhook webhooks remind schedule profile topic notifications notification notify apikey api-key bridge file doctor status whoami register login logout id install uninstall launch connect pipe mcp up down broker help links docs templates'
 complete -c cm -n 'not __fish_use_subcommand' -a '(__claudemesh_delegate)'

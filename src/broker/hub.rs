@@ -489,6 +489,30 @@ impl Hub {
         }
     }
 
+    /// A system event about a change made in this batch, to every live, push-capable connection of the mesh but
+    /// the one that made it (`except`); dropped if the change is not committed.
+    pub(super) fn announce_change(
+        &mut self,
+        mesh_id: &str,
+        except: Option<ConnId>,
+        event: &str,
+        data: Value,
+    ) {
+        let push = wire::Push::system(mesh_id, &new_id(), &fmt_rfc3339(now_ms()), event, data);
+        let frame = Frame::Push(push);
+        let conns: Vec<ConnId> = self
+            .mesh_keys(mesh_id)
+            .iter()
+            .filter_map(|pk| self.presences.get(pk))
+            .filter(|p| p.pushable())
+            .filter_map(|p| p.conn)
+            .filter(|c| Some(*c) != except)
+            .collect();
+        for c in conns {
+            self.emit(c, frame.clone(), IfLost::Drop);
+        }
+    }
+
     // ---- presences ----
 
     fn authenticate(&mut self, conn: ConnId, v: &Value, session: bool, io: &Io) {
@@ -764,6 +788,9 @@ impl Hub {
             Frame::CompleteTask(c) => self.on_complete_task(conn, pk, c),
             Frame::ReleaseTask(r) => self.on_release_task(conn, pk, r),
             Frame::ListTasks(l) => self.on_list_tasks(conn, pk, l),
+            Frame::ShareContext(c) => self.on_share_context(conn, pk, c),
+            Frame::GetContext(g) => self.on_get_context(conn, pk, g),
+            Frame::ListContexts(l) => self.on_list_contexts(conn, pk, l),
             Frame::ReservePaths(r) => self.on_reserve_paths(conn, pk, r),
             Frame::ReleasePaths(r) => self.on_release_paths(conn, pk, r),
             Frame::ListReservations(l) => self.on_list_reservations(conn, pk, l),

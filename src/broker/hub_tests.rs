@@ -1282,6 +1282,61 @@ fn an_upload_dropped_with_its_connection_leaves_nothing() {
 }
 
 #[test]
+fn task_and_context_events_reach_the_others_once_committed_and_never_when_lost() {
+    let first_push = |out: &[Output], c: ConnId| of_type(&frames(out, c), "push")[0].clone();
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let out = fx.text(
+        a,
+        &json!({"type": "create_task", "title": "fix it", "_reqId": "c"}),
+    );
+    let id = frames(&out, a)[0]["id"].as_str().unwrap().to_string();
+    let ev = first_push(&out, b);
+    assert_eq!(
+        (&ev["event"], &ev["eventData"]["id"], &ev["eventData"]["by"]),
+        (&json!("task_created"), &json!(id), &json!("Dev Team-owner"))
+    );
+    assert_eq!(ev["eventData"]["creatorMemberId"], fx.admin.id.as_str());
+    assert!(
+        of_type(&frames(&out, a), "push").is_empty(),
+        "the maker is answered, not told"
+    );
+    // A lost batch: the claimer gets an error, and nobody hears of a claim that did not happen.
+    fx.fail.set(true);
+    let out = fx.text(
+        b,
+        &json!({"type": "claim_task", "taskId": id, "_reqId": "k"}),
+    );
+    assert_eq!(frames(&out, b)[0]["code"], "internal");
+    assert!(frames(&out, a).is_empty());
+    let share = json!({"type": "share_context", "summary": "notes", "_reqId": "s"});
+    let out = fx.text(b, &share);
+    assert_eq!(frames(&out, b)[0]["code"], "internal");
+    assert!(frames(&out, a).is_empty());
+    fx.fail.set(false);
+    let out = fx.text(
+        b,
+        &json!({"type": "claim_task", "taskId": id, "_reqId": "k"}),
+    );
+    assert_eq!(frames(&out, b)[0]["type"], "task_list");
+    let ev = first_push(&out, a);
+    assert_eq!(
+        (&ev["event"], &ev["eventData"]["claimedBy"]),
+        (&json!("task_claimed"), &json!("bob"))
+    );
+    let out = fx.text(b, &share);
+    assert_eq!(frames(&out, b)[0]["replaced"], false);
+    let ev = first_push(&out, a);
+    assert_eq!(
+        (&ev["event"], &ev["eventData"]["summary"]),
+        (&json!("context_shared"), &json!("notes"))
+    );
+}
+
+#[test]
 fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
     let mut fx = Fx::new();
     let admin = fx.admin_who();

@@ -2,6 +2,7 @@
 
 mod apikeys;
 pub mod auth;
+mod context;
 mod files;
 mod grants;
 mod http;

@@ -5,18 +5,22 @@
 //!
 //! A claim carries a lease. While any session of the claiming member is connected, the sweep moves the lease on;
 //! once none has been for `task_lease` (a `cm-broker --task-lease`), the task goes back to `open`, so work held
-//! by a session that went away is not held forever. Completing a task pushes a `task_completed` system event to
-//! the creator's live sessions.
+//! by a session that went away is not held forever.
+//!
+//! Every change (created, claimed, completed, released, a claim lapsed) is pushed as a system event, `task_created`,
+//! `task_claimed`, `task_completed` or `task_released`, to the mesh's live sessions but the connection that made
+//! it: the task as `task_list` shows it, who did it (`by`), and the creator's member id, so a session tells its
+//! own tasks from the others'. `cm-task watch`, `cm-pipe` and `cm-mcp` read them.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::hub::{Hub, IfLost, PKey};
+use super::hub::{Hub, PKey};
 use super::log;
 use super::memory::tags_of;
 use super::net::ConnId;
 use super::store::{TaskRow, new_id};
 use crate::time::{fmt_rfc3339, now_ms};
-use crate::wire::{self, Frame, codes};
+use crate::wire::{self, codes};
 
 const MAX_TITLE: usize = 512;
 const MAX_RESULT: usize = 8 * 1024;
@@ -172,11 +176,13 @@ impl Hub {
             return self.store_error(conn, &e, req);
         }
         let created = wire::TaskCreated {
-            id: row.id,
-            title: Some(row.title),
+            id: row.id.clone(),
+            title: Some(row.title.clone()),
             req_id: c.req_id.clone(),
         };
         self.reply_durable(conn, created, Hub::durable_failure(req));
+        let by = row.created_by_name.clone();
+        self.task_event(Some(conn), "task_created", &row, Some(&by), json!({}));
     }
 
     pub(super) fn on_claim_task(&mut self, conn: ConnId, pk: PKey, c: wire::ClaimTask) {
@@ -200,11 +206,12 @@ impl Hub {
         let claimed = TaskRow {
             status: "claimed".into(),
             claimed_by: Some(member),
-            claimed_by_name: Some(name),
+            claimed_by_name: Some(name.clone()),
             claimed_at: Some(at),
             lease_until: Some(until),
             ..t
         };
+        self.task_event(Some(conn), "task_claimed", &claimed, Some(&name), json!({}));
         self.task_changed(conn, claimed, c.req_id);
     }
 
@@ -245,26 +252,15 @@ impl Hub {
             claimed_by_name: t.claimed_by_name.clone().or(Some(name.clone())),
             ..t
         };
-        let data = json!({
-            "id": done.id, "title": done.title, "result": done.result, "completedBy": name,
-        });
-        self.notify_member(
-            &done.mesh_id,
-            &done.created_by,
-            conn,
-            "task_completed",
-            data,
-        );
+        // `completedBy`: the name the creator's notification had before every session heard of every change.
+        let extra = json!({"completedBy": name});
+        self.task_event(Some(conn), "task_completed", &done, Some(&name), extra);
         self.task_changed(conn, done, c.req_id);
     }
 
     pub(super) fn on_release_task(&mut self, conn: ConnId, pk: PKey, r: wire::ReleaseTask) {
         let req = r.req_id.as_deref();
-        let Some((mesh, member)) = self
-            .presences
-            .get(&pk)
-            .map(|p| (p.mesh_id.clone(), p.member_id.clone()))
-        else {
+        let Some((mesh, member, name)) = self.speaker(pk) else {
             return;
         };
         let Some(t) = self.task(conn, &mesh, &r.task_id, req) else {
@@ -294,14 +290,9 @@ impl Hub {
             Ok(_) => {}
             Err(e) => return self.store_error(conn, &e, req),
         }
-        let open = TaskRow {
-            status: "open".into(),
-            claimed_by: None,
-            claimed_by_name: None,
-            claimed_at: None,
-            lease_until: None,
-            ..t
-        };
+        let extra = json!({"reason": "released", "from": t.claimed_by_name});
+        let open = reopened(t);
+        self.task_event(Some(conn), "task_released", &open, Some(&name), extra);
         self.task_changed(conn, open, r.req_id);
     }
 
@@ -341,30 +332,23 @@ impl Hub {
         self.reply(conn, list);
     }
 
-    /// A system event to the live sessions of one member, except the connection that caused it.
-    fn notify_member(
+    /// Tells the mesh's live sessions, but the connection that made it, of a change to task `t`: the task as
+    /// `task_list` has it, who made the change (`by`), the creator's member id, and `extra`'s fields.
+    fn task_event(
         &mut self,
-        mesh: &str,
-        member: &str,
-        except: ConnId,
+        except: Option<ConnId>,
         event: &str,
-        data: serde_json::Value,
+        t: &TaskRow,
+        by: Option<&str>,
+        extra: Value,
     ) {
-        let push = wire::Push::system(mesh, &new_id(), &fmt_rfc3339(now_ms()), event, data);
-        let frame = Frame::Push(push);
-        let conns: Vec<ConnId> = self
-            .by_member
-            .get(member)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.presences.get(k))
-            .filter(|p| p.pushable())
-            .filter_map(|p| p.conn)
-            .filter(|c| *c != except)
-            .collect();
-        for c in conns {
-            self.emit(c, frame.clone(), IfLost::Drop);
+        let mut data = serde_json::to_value(to_wire(t.clone())).unwrap_or_else(|_| json!({}));
+        if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            d.insert("by".into(), by.into());
+            d.insert("creatorMemberId".into(), t.created_by.clone().into());
+            d.extend(extra);
         }
+        self.announce_change(&t.mesh_id, except, event, data);
     }
 
     /// Moves on the leases of claims whose member has a live session, and opens the others again.
@@ -396,7 +380,12 @@ impl Hub {
                         ("claimed_by", &t.claimed_by_name.as_deref().unwrap_or("")),
                     ],
                 );
-                self.store.task_release(&t.id).map(|_| ())
+                let released = self.store.task_release(&t.id).map(|_| ());
+                if released.is_ok() {
+                    let extra = json!({"reason": "lease_expired", "from": t.claimed_by_name});
+                    self.task_event(None, "task_released", &reopened(t.clone()), None, extra);
+                }
+                released
             };
             if let Err(e) = done {
                 log::error(
@@ -410,6 +399,18 @@ impl Hub {
     /// The clock leases are measured on: the scheduler's, so the test clock moves it too.
     fn task_now(&self) -> i64 {
         self.sched_now()
+    }
+}
+
+/// `t` given back: open, with no claim.
+fn reopened(t: TaskRow) -> TaskRow {
+    TaskRow {
+        status: "open".into(),
+        claimed_by: None,
+        claimed_by_name: None,
+        claimed_at: None,
+        lease_until: None,
+        ..t
     }
 }
 

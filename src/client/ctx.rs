@@ -25,6 +25,21 @@ impl Ctx {
         Ctx::for_mesh(paths, config, mesh, env_mesh.as_deref())
     }
 
+    /// Like [`Ctx::load`], but as the member even inside a Claude Code session, and without making a session key:
+    /// for a read before the session exists that must leave nothing behind (cm-mcp's template hint).
+    pub fn load_member(mesh: Option<&str>) -> Result<Ctx> {
+        let paths = Paths::resolve()?;
+        let config = Config::load(&paths)?;
+        let env_mesh = env_mesh();
+        let mesh = config.mesh(mesh.or(env_mesh.as_deref()))?.clone();
+        Ok(Ctx {
+            paths,
+            config,
+            mesh,
+            session: None,
+        })
+    }
+
     /// Like [`Ctx::load`], but with neither `--mesh` nor `$CLAUDEMESH_MESH` every joined mesh, in config order,
     /// for tools that look across meshes (peer lists, the inbox, resolving a name). No mesh joined is an error.
     pub fn load_all(mesh: Option<&str>) -> Result<Vec<Ctx>> {

@@ -36,13 +36,15 @@ pub enum Feature {
     Reservations,
     /// `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
     Grants,
+    /// System pushes of every change to a task to the mesh's live sessions.
+    TaskEvents,
     /// `create_webhook` with `to`: a webhook's posts sealed for a member, a group or a topic.
     WebhookTargets,
 }
 
 impl Feature {
     /// Every feature, for tests and docs.
-    pub const ALL: [Feature; 13] = [
+    pub const ALL: [Feature; 14] = [
         Feature::Members,
         Feature::InboxFetch,
         Feature::Profile,
@@ -55,6 +57,7 @@ impl Feature {
         Feature::ReleaseTask,
         Feature::Reservations,
         Feature::Grants,
+        Feature::TaskEvents,
         Feature::WebhookTargets,
     ];
 
@@ -73,6 +76,7 @@ impl Feature {
             Feature::ReleaseTask => "release_task",
             Feature::Reservations => "reservations",
             Feature::Grants => "grants",
+            Feature::TaskEvents => "task_events",
             Feature::WebhookTargets => "webhook_targets",
         }
     }
@@ -96,6 +100,7 @@ impl Feature {
             Feature::Grants => {
                 "grants or blocks of its own (the original keeps them in a file of the client's)"
             }
+            Feature::TaskEvents => "task events",
             Feature::WebhookTargets => {
                 "webhooks aimed at one member, group or topic (its webhooks post to every connection)"
             }

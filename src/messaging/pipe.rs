@@ -14,7 +14,8 @@
 //! | `ping` | | `pong` |
 //!
 //! Unprompted events: `message` (acknowledged to the broker once its line is written), `peer_joined`,
-//! `peer_left`, other broker events as `system`, `connection` (`connected`, or `disconnected` with
+//! `peer_left`, other broker events as `system` (`task_created`, `task_claimed`, `task_completed`,
+//! `task_released`, `context_shared`, ...), `connection` (`connected`, or `disconnected` with
 //! `retry_in_ms`), and `error`. A bad line gets an `error` and the pipe carries on.
 //!
 //! Across a broker restart the session reconnects by itself; sends made meanwhile are kept and sent after the

@@ -3,11 +3,16 @@
 //!
 //! The broker speaks the original's `done`; people and `--status` say `completed`, so this module shows a done
 //! task as `completed` and accepts either word.
+//!
+//! [`watch`] follows the broker's task events (the `task_events` feature): every task created, claimed,
+//! completed or released, and every claim that lapsed, as it happens.
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::client::Ctx;
+use crate::client::{ConnOpts, Ctx, Event, Feature, Features, Session, SessionAuth, SessionOpts};
 use crate::client::{ask_once as ask, unexpected};
+use crate::crypto::Keypair;
 use crate::error::{Error, Result};
 use crate::wire::{self, Frame};
 
@@ -34,6 +39,52 @@ pub struct Task {
     pub completed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+}
+
+/// A change to a task as a tool prints it (JSON Lines: `{"type":"task_event",...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskEvent {
+    pub r#type: &'static str,
+    /// `created`, `claimed`, `completed` or `released`.
+    pub event: String,
+    /// Who made the change; `None` for a claim that lapsed.
+    pub by: Option<String>,
+    /// Why a task was released: `released` (by its holder or creator) or `lease_expired`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who held the claim a release ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The task as it now is.
+    pub task: Task,
+}
+
+impl TaskEvent {
+    /// The task event a broker's system event is, if it is one (`task_claimed` and its kin).
+    pub fn of(event: &str, data: &Value) -> Option<TaskEvent> {
+        let what = event.strip_prefix("task_")?;
+        if !matches!(what, "created" | "claimed" | "completed" | "released") {
+            return None;
+        }
+        let t: wire::Task = serde_json::from_value(data.clone()).ok()?;
+        if t.id.is_empty() {
+            return None;
+        }
+        let text = |k: &str| {
+            data[k]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(TaskEvent {
+            r#type: "task_event",
+            event: what.to_string(),
+            by: text("by"),
+            reason: text("reason"),
+            from: text("from"),
+            task: task(t),
+        })
+    }
 }
 
 /// What a new task needs besides its title.
@@ -145,9 +196,88 @@ pub fn list(ctx: &Ctx, status: Option<&str>, assignee: Option<&str>) -> Result<V
     }
 }
 
+/// Calls `each` with every task event of the mesh from the time it is connected, until `each` fails or the
+/// session ends for good. A lost connection is made again; events meanwhile are not replayed. A broker without
+/// task events (an original one) is refused at once, with exit status 12.
+pub fn watch(
+    ctx: &Ctx,
+    mut each: impl FnMut(&TaskEvent) -> Result<()>,
+    mut note: impl FnMut(&str),
+) -> Result<()> {
+    // A session of its own, pushed to, as cm-topic tail's: the broker sends task events to live sessions. It
+    // never acknowledges a message, so whatever reaches it stays for the inbox.
+    let opts = SessionOpts {
+        conn: ConnOpts {
+            session: Some(SessionAuth {
+                session: Keypair::generate(),
+            }),
+            pull: false,
+            channel: "cm-task-watch".into(),
+            ..ctx.conn_opts()
+        },
+        first_connect_required: true,
+        ..SessionOpts::default()
+    };
+    let session = Session::start(&ctx.mesh, opts)?;
+    let result = follow(&session, &mut each, &mut note);
+    session.close();
+    result
+}
+
+fn follow(
+    session: &Session,
+    each: &mut impl FnMut(&TaskEvent) -> Result<()>,
+    note: &mut impl FnMut(&str),
+) -> Result<()> {
+    let features = session.features();
+    if !features.has(Feature::TaskEvents) {
+        return Err(features.lacks(Feature::TaskEvents, "cm-task watch"));
+    }
+    for ev in session.events().iter() {
+        match ev {
+            Event::System { event, data } => {
+                if let Some(e) = TaskEvent::of(&event, &data) {
+                    each(&e)?;
+                }
+            }
+            Event::Connected { hello_ack }
+                if !Features::of(&hello_ack).has(Feature::TaskEvents) =>
+            {
+                return Err(Features::of(&hello_ack).lacks(Feature::TaskEvents, "cm-task watch"));
+            }
+            Event::Disconnected { reason, retry_in } => match retry_in {
+                Some(d) => note(&format!(
+                    "connection lost ({reason}); trying again in {} s",
+                    d.as_secs()
+                )),
+                None => note(&format!("connection lost ({reason})")),
+            },
+            Event::Closed => break,
+            _ => {}
+        }
+    }
+    Err(Error::network("the connection to the broker ended"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_event_is_read_from_its_system_event() {
+        let data = serde_json::json!({"id": "T1", "title": "fix it", "status": "done", "priority": "high",
+            "createdBy": "alice", "tags": [], "createdAt": "2026-01-01T00:00:00.000Z", "by": "bob",
+            "completedBy": "bob", "creatorMemberId": "M1"});
+        let e = TaskEvent::of("task_completed", &data).unwrap();
+        assert_eq!(
+            (e.event.as_str(), e.by.as_deref()),
+            ("completed", Some("bob"))
+        );
+        assert_eq!((e.task.status.as_str(), e.reason), ("completed", None));
+        assert!(TaskEvent::of("peer_joined", &data).is_none());
+        assert!(TaskEvent::of("task_exploded", &data).is_none());
+        assert!(TaskEvent::of("task_claimed", &serde_json::json!({})).is_none());
+    }
 
     #[test]
     fn statuses_are_the_wire_s_or_completed() {

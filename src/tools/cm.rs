@@ -49,6 +49,7 @@ pub const VERBS: &[Verb] = &[
     v(&["forget"], "cm-memory", Some("forget")),
     v(&["memory"], "cm-memory", None),
     v(&["task", "tasks"], "cm-task", None),
+    v(&["context"], "cm-context", None),
     v(&["reserve", "reservations"], "cm-reserve", None),
     v(&["vault"], "cm-vault", None),
     v(&["grant"], "cm-grant", Some("grant")),
@@ -151,7 +152,9 @@ A verb whose tool is not installed is an error (exit status 1) that names the mi
 
 The verbs: new (create), invite (share), join (add), list (ls), use, rename, leave, members (member) and mesh run \
 cm-mesh; peers (peer) runs cm-peers; send, inbox, state, profile, topic, bridge, file, pipe, mcp and broker run \
-cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; task (tasks) runs cm-task; reserve (reservations) runs cm-reserve; vault runs cm-vault; webhook (webhooks) runs cm-webhook; webhook (webhooks) runs cm-webhook; \
+cm-VERB; remember, recall, forget and memory run cm-memory; remind (schedule) runs cm-remind; task (tasks) runs \
+cm-task; context runs cm-context; reserve (reservations) runs cm-reserve; vault runs cm-vault; webhook (webhooks) runs cm-webhook; grant, revoke, \
+block, unblock and grants run cm-grant grant, revoke, block, unblock and list; \
 notifications (notification, notify) runs cm-notify; apikey (api-key) runs cm-apikey; doctor (status) runs \
 cm-doctor; whoami, register, login, logout and id run cm-id; install and uninstall run cm-install and \
 cm-uninstall; launch (connect) runs cm-launch; up and down run cm-up up and cm-up down.

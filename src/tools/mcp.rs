@@ -17,6 +17,10 @@ const PEER_EVENTS: Flag = flag(
     "peer-events",
     "push peers joining and leaving as [system] notifications",
 );
+const TASK_EVENTS: Flag = flag(
+    "task-events",
+    "push every change to the mesh's tasks as [system] notifications",
+);
 
 /// `cm-mcp`'s flag table.
 pub static TOOL: Tool = Tool {
@@ -33,8 +37,14 @@ message that arrives into a notifications/claude/channel notification, which Cla
 <channel source=\"claudemesh\"> tag. The notification's meta carries kind, from_name, from_pubkey (the key to \
 reply to), from_member_pubkey, from_session_pubkey, mesh_slug, message_id, priority, and topic, reply_to_id and \
 subtype when set, all strings. Peers joining and leaving are not pushed, as each push starts a turn in a live \
-session; with --peer-events they come as [system] notifications with kind system. Its initialize answer gives Claude instructions on reading and answering mesh messages with the cm-* commands; it has \
-no MCP tools.
+session; with --peer-events they come as [system] notifications with kind system. Of the mesh's tasks it tells \
+Claude, as [system] notifications, when a task this member created is completed and when one is created for it \
+(its assignee is this session's name); with --task-events, of every other change too (claimed, completed, \
+released, a claim lapsed), except those this session's name made. Its initialize answer gives Claude instructions on reading and answering mesh messages with the cm-* commands; it has \
+no MCP tools. When the mesh was made from a template (cm new --template, which records it in the mesh.template \
+state key), the instructions end with that template's working hint, as cm templates NAME shows it: the text \
+comes from cm-mcp itself, never from the mesh, so no member can write into Claude's instructions. The key is \
+read as the member when cm-mcp starts; initialize waits for it 2 seconds at most.
 
 A push never marks a message read: Claude Code does not acknowledge channel notifications and drops them when \
 channels are off, so each message stays unread until cm-inbox or the prompt hook (cm-inbox --hook) reads it. The \
@@ -56,7 +66,7 @@ It exits with status 0 when stdin ends, when stdout is closed, when its parent g
 SIGHUP, closing its session first; on Ctrl-C (SIGINT) it closes it too and exits 130.",
     section: 1,
     args: &[],
-    flags: &[LOG, PEER_EVENTS],
+    flags: &[LOG, PEER_EVENTS, TASK_EVENTS],
     subs: &[],
     mesh_flag: true,
     config_dir: true,
@@ -98,6 +108,7 @@ pub fn run(args: &Args, _out: &mut Out) -> Result<()> {
         log,
         signals: true,
         peer_events: args.has(&PEER_EVENTS),
+        task_events: args.has(&TASK_EVENTS),
     };
     mcp::run(opts, BufReader::new(std::io::stdin()), std::io::stdout())
 }

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bridge;
 pub mod broker;
 pub mod cm;
+pub mod context;
 pub mod doctor;
 pub mod file;
 pub mod grant;
@@ -40,6 +41,7 @@ pub static ALL: &[&Tool] = &[
     &bridge::TOOL,
     &broker::TOOL,
     &cm::TOOL,
+    &context::TOOL,
     &doctor::TOOL,
     &file::TOOL,
     &grant::TOOL,

@@ -26,8 +26,10 @@ Events: {\"type\":\"message\", ...} as cm-inbox --json prints them (marked read 
 \"id\"}; {\"type\":\"peers\", \"peers\":[...]}; {\"type\":\"members\", \"members\":[...]}; \
 {\"type\":\"peer_joined\"|\"peer_left\", \"name\", \"pubkey\"}; {\"type\":\"connection\", \
 \"state\":\"connected|disconnected\", \"retry_in_ms\"}; {\"type\":\"ok\", \"cmd\"}; {\"type\":\"pong\"}; \
-{\"type\":\"system\", \"event\", \"data\"}; {\"type\":\"error\", \"message\", \"code\", \"id\"}. A bad line gets \
-an error event and the pipe carries on.
+{\"type\":\"system\", \"event\", \"data\"} for other broker events: every change to the mesh's tasks \
+(task_created, task_claimed, task_completed, task_released, with the task in data; see cm-task(1)) and each \
+context shared (context_shared; see cm-context(1)); {\"type\":\"error\", \"message\", \"code\", \"id\"}. A bad \
+line gets an error event and the pipe carries on.
 
 When the broker goes away, cm-pipe reconnects (after about 1, 2, 4, 8, 16, then every 30 seconds at most, \
 each step spread at random so sessions do not all come back at once); sends made meanwhile \

@@ -1,10 +1,11 @@
-//! `cm-task`: the mesh's tasks: create one, claim it (one member wins), complete or release it, list them.
+//! `cm-task`: the mesh's tasks: create one, claim it (one member wins), complete or release it, list them, and
+//! watch them change.
 
 use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag, pos};
 use crate::client::Ctx;
 use crate::error::Result;
-use crate::out::{Out, short_id};
-use crate::services::tasks::{self, NewTask, Task};
+use crate::out::{self, Out, short_id};
+use crate::services::tasks::{self, NewTask, Task, TaskEvent};
 use crate::time::{fmt_ago, now_ms, parse_rfc3339};
 
 const ASSIGNEE: Flag = flag(
@@ -30,7 +31,7 @@ const STATUS: Flag = flag("status", "only tasks that are open, claimed or comple
 /// `cm-task`'s flag table.
 pub static TOOL: Tool = Tool {
     name: "cm-task",
-    about: "create, claim, complete, release and list the mesh's tasks",
+    about: "create, claim, complete, release, list and watch the mesh's tasks",
     description: "cm-task hands out work in a mesh. cm-task create TITLE makes an open task (with --assignee for \
 whom it is meant, --priority and --tag) and prints its id. cm-task claim ID takes it: of any number of members \
 claiming one task at once, exactly one gets it; the others exit with status 11 (a conflict) and are told who \
@@ -49,7 +50,16 @@ work held by a session that went away is picked up by another.
 cm-task list prints the newest 100 tasks, with --status open, claimed or completed, and --assignee NAME for the \
 tasks meant for or claimed by NAME. With --json every line is one JSON object: {\"type\":\"task\", \"id\", \
 \"title\", \"status\", \"priority\", \"assignee\", \"claimed_by\", \"created_by\", \"tags\", \"created_at\", \
-\"claimed_at\", \"completed_at\", \"result\"}; create prints {\"type\":\"task_created\", \"id\", \"title\"}.",
+\"claimed_at\", \"completed_at\", \"result\"}; create prints {\"type\":\"task_created\", \"id\", \"title\"}.
+
+cm-task watch prints every change to the mesh's tasks as it happens, until it is stopped: a task created, \
+claimed, completed or released, by whom, and a claim that lapsed. With --json each is one line: \
+{\"type\":\"task_event\", \"event\": \"created\"|\"claimed\"|\"completed\"|\"released\", \"by\", \
+\"reason\": \"released\"|\"lease_expired\" (for released), \"from\" (the claimer a release ended), \"task\": \
+{the task as list prints it}}. The watch is a session of the mesh while it runs; a lost connection is made \
+again, and changes made meanwhile are not replayed (cm-task list has them). cm-pipe prints the same events as \
+{\"type\":\"system\", \"event\":\"task_claimed\", \"data\":{...}}. An original claudemesh broker sends no task \
+events: watch exits with status 12.",
     section: 1,
     args: &[],
     flags: &[],
@@ -89,6 +99,13 @@ tasks meant for or claimed by NAME. With --json every line is one JSON object: {
             args: &[pos("ID")],
             flags: &[],
         },
+        Sub {
+            name: "watch",
+            aliases: &["follow"],
+            about: "print every change to the mesh's tasks as it happens",
+            args: &[],
+            flags: &[],
+        },
     ],
     mesh_flag: true,
     config_dir: true,
@@ -113,6 +130,10 @@ tasks meant for or claimed by NAME. With --json every line is one JSON object: {
         Example {
             cmd: "cm-task list --assignee alice --json | jq -r .title",
             what: "Alice's tasks, titles only.",
+        },
+        Example {
+            cmd: "cm-task watch --json | jq -r 'select(.event == \"completed\") | .task.title'",
+            what: "The title of each task as it is completed.",
         },
     ],
     env: &[
@@ -160,6 +181,7 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             let t = tasks::release(&ctx, id())?;
             changed(out, &t, "released")
         }
+        Some("watch") => tasks::watch(&ctx, |e| event(out, e), |note| out::warn(TOOL.name, note)),
         _ => {
             let found = tasks::list(&ctx, args.value(&STATUS), args.value(&ASSIGNEE))?;
             list(&ctx, out, &found)
@@ -172,6 +194,29 @@ fn changed(out: &mut Out, t: &Task, what: &str) -> Result<()> {
         return out.json(t);
     }
     out.line(format!("{what} task {}  {}", short_id(&t.id), t.title))
+}
+
+/// One event: a JSON line, or `claimed    3f2a9c1e  fix the login test  by bob`.
+fn event(out: &mut Out, e: &TaskEvent) -> Result<()> {
+    if out.json {
+        out.json(e)?;
+        return out.flush();
+    }
+    let who = match (&e.by, e.reason.as_deref()) {
+        (_, Some("lease_expired")) => format!(
+            "  (the claim of {} lapsed)",
+            e.from.as_deref().unwrap_or("a member")
+        ),
+        (Some(by), _) => format!("  by {by}"),
+        (None, _) => String::new(),
+    };
+    out.line(format!(
+        "{:9}  {}  {}{who}",
+        e.event,
+        short_id(&e.task.id),
+        e.task.title
+    ))?;
+    out.flush()
 }
 
 fn list(ctx: &Ctx, out: &mut Out, found: &[Task]) -> Result<()> {

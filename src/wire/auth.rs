@@ -206,6 +206,9 @@ pub const FEATURES: &[&str] = &[
     "reservations",
     // `grant_set`, `grant_block`, `grant_list`: grants and blocks the broker enforces.
     "grants",
+    // System pushes of every change to a task (`task_created`, `task_claimed`, `task_completed`, `task_released`)
+    // to the mesh's live sessions.
+    "task_events",
     // `create_webhook` with `to`: posts to `POST /hooks/<id>`, signed, sealed for a member, a group or a topic.
     "webhook_targets",
 ];

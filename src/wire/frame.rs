@@ -6,6 +6,9 @@ use super::apikeys::{
     ApikeyCreate, ApikeyCreated, ApikeyList, ApikeyListResponse, ApikeyRevoke, ApikeyRevokeResponse,
 };
 use super::auth::{Hello, HelloAck, SessionHello};
+use super::context::{
+    ContextList, ContextResults, ContextShared, GetContext, ListContexts, ShareContext,
+};
 use super::errors::ErrorFrame;
 use super::files::{
     FileChunk, FileChunkAck, FileGet, FileList, FileListResponse, FileMeta, FilePut, FilePutDone,
@@ -179,6 +182,18 @@ frames! {
     "list_tasks" => ListTasks(ListTasks) req,
     /// Broker → client: the answer to `list_tasks`, `claim_task`, `complete_task` and `release_task`.
     "task_list" => TaskList(TaskList) req,
+    /// Client → broker: share what this session learned, replacing its earlier context.
+    "share_context" => ShareContext(ShareContext) req,
+    /// Broker → client: the answer to `share_context` (the original's carries no `_reqId`).
+    "context_shared" => ContextShared(ContextShared) req,
+    /// Client → broker: search the mesh's contexts.
+    "get_context" => GetContext(GetContext) req,
+    /// Broker → client: the answer to `get_context`.
+    "context_results" => ContextResults(ContextResults) req,
+    /// Client → broker: every context of the mesh.
+    "list_contexts" => ListContexts(ListContexts) req,
+    /// Broker → client: the answer to `list_contexts`.
+    "context_list" => ContextList(ContextList) req,
     /// Client → broker: reserve path patterns of a repository (addition).
     "reserve_paths" => ReservePaths(ReservePaths) req,
     /// Client → broker: release one's own reservations (addition).

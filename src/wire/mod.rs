@@ -33,6 +33,7 @@
 //! | `moderation.rs` | moderation (reference §6.11) |
 //! | `files.rs` | files (docs/protocol.md §6) |
 //! | `tasks.rs` | tasks (reference §6.9) |
+//! | `context.rs` | shared context (reference §6.9) |
 //! | `reserve.rs` | file reservations (docs/protocol.md §6.10) |
 //! | `vault.rs` | the vault (reference §6.10) |
 //! | `grants.rs` | grants and blocks (docs/protocol.md §6.12) |
@@ -56,6 +57,7 @@ macro_rules! with_req_id {
 
 mod apikeys;
 mod auth;
+mod context;
 mod errors;
 mod files;
 mod frame;
@@ -80,6 +82,7 @@ mod webhooks;
 
 pub use apikeys::*;
 pub use auth::*;
+pub use context::*;
 pub use errors::*;
 pub use files::*;
 pub use frame::Frame;

@@ -136,7 +136,7 @@ fn every_tool_but_the_broker_is_in_cm_itself() {
     assert!(stdout(&o).starts_with("cm-topic - "), "{}", stdout(&o));
     let o = lone_cm(&["--list"]);
     let names: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
-    assert_eq!(names.len(), 27, "{names:?}");
+    assert_eq!(names.len(), 28, "{names:?}");
     assert!(
         names
             .iter()
@@ -164,7 +164,7 @@ fn links_make_each_tool_callable_by_its_name_once() {
     let out = stdout(&o);
     assert_eq!(
         out.lines().filter(|l| l.starts_with("made ")).count(),
-        25,
+        26,
         "{out}"
     );
     assert!(
@@ -173,7 +173,7 @@ fn links_make_each_tool_callable_by_its_name_once() {
     );
     assert!(
         out.ends_with(&format!(
-            "26 of 27 tools linked in {} (26 new)\n",
+            "27 of 28 tools linked in {} (27 new)\n",
             dir.0.display()
         )),
         "{out}"
@@ -222,7 +222,7 @@ fn links_make_each_tool_callable_by_its_name_once() {
         .collect();
     assert_eq!(
         states.iter().filter(|s| *s == "kept").count(),
-        26,
+        27,
         "{states:?}"
     );
     assert_eq!(

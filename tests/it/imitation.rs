@@ -8,6 +8,7 @@
 //!   `topic_mark_read` are done and answered with nothing (the proxy takes their `_reqId` off, and cm-broker
 //!   answers none without one);
 //! - `topic_history_response` has no `topicId`;
+//! - `context_shared` echoes no `_reqId` (and says nothing of `replaced`, our addition);
 //! - the `"pull"` capability means nothing: queued messages are pushed to every connection at its hello.
 //!
 //! Plain HTTP (the REST routes, `/health`, `/join`) passes through unchanged. The frames the proxy dropped are
@@ -219,13 +220,16 @@ fn to_broker(mut v: Value, dropped: &Mutex<Vec<String>>) -> Option<Value> {
 }
 
 fn from_broker(mut v: Value) -> Option<Value> {
-    let strip = match v["type"].as_str() {
-        Some("hello_ack") => "features",
-        Some("topic_history_response") => "topicId",
+    let strip: &[&str] = match v["type"].as_str() {
+        Some("hello_ack") => &["features"],
+        Some("topic_history_response") => &["topicId"],
+        Some("context_shared") => &["_reqId", "replaced"],
         _ => return Some(v),
     };
     if let Some(o) = v.as_object_mut() {
-        o.remove(strip);
+        for k in strip {
+            o.remove(*k);
+        }
     }
     Some(v)
 }

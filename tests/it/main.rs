@@ -8,6 +8,7 @@ mod brokers;
 mod claude;
 mod client;
 mod cm;
+mod context;
 mod docs;
 mod everyday;
 mod files;

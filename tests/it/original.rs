@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{Broker, TempDir};
 use crate::imitation::Original;
@@ -180,6 +180,7 @@ fn what_the_original_lacks_fails_at_once_and_sends_nothing() {
     // It keeps grants in a file of its own client's: refused before a name is looked up or anything is sent.
     unsupported(alice, "cm-grant", &["block", "bob"]);
     unsupported(alice, "cm-grant", &["list"]);
+    unsupported(alice, "cm-task", &["watch"]);
     unsupported(alice, "cm-webhook", &["create", "ci", "--to", "@ops"]);
     assert_eq!(original.dropped(), Vec::<String>::new());
 }
@@ -249,4 +250,25 @@ fn the_doctor_says_which_broker_it_is() {
         r.out,
         r.err
     );
+}
+
+#[test]
+fn context_is_shared_though_the_answer_names_no_request() {
+    let (_d, _b, _o, peers) = setup(&["alice"]);
+    let alice = &peers[0];
+    let s = ok(
+        alice,
+        "cm-context",
+        &["share", "auth is in src/auth", "--tags", "auth", "--json"],
+    );
+    assert_eq!(
+        (&s[0]["type"], &s[0]["shared"]),
+        (&json!("context_shared"), &json!(true))
+    );
+    assert!(s[0].get("replaced").is_none(), "{s:?}");
+    let human = timed(alice, "cm-context", &["share", "auth is done"]);
+    assert!(human.out.starts_with("shared context "), "{}", human.out);
+    let got = ok(alice, "cm-context", &["get", "auth", "--json"]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["summary"], "auth is done");
 }

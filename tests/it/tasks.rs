@@ -300,3 +300,161 @@ fn a_claim_lapses_after_the_lease_once_its_holder_has_no_session() {
         (status(alice, &kept)["status"] == "open").then_some(())
     });
 }
+
+/// `cm-task watch --json` as `p`, its lines on a channel; killed when dropped.
+struct Watch {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Watch {
+    fn start(p: &Peer, viewer: &Peer) -> Watch {
+        use std::io::{BufRead, BufReader};
+        let mut child = p
+            .cmd("cm-task")
+            .args(["watch", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str::<Value>(&l).unwrap());
+            }
+        });
+        // It listens once its session is a peer of the mesh.
+        eventually(10, || {
+            let peers = viewer.run("cm-peers", &["--json"]).ok();
+            peers
+                .iter()
+                .any(|v| v["name"] == p.name.as_str() && v["channel"] == "cm-task-watch")
+                .then_some(())
+        });
+        Watch { child, rx }
+    }
+
+    fn next(&self) -> Value {
+        self.rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a task event within 10 s")
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn every_change_to_a_task_reaches_the_watchers_and_the_pipes_of_the_mesh() {
+    let dir = TempDir::new("task-events");
+    let b = Broker::start_with_env(
+        &dir.0.join("data"),
+        &["--task-lease", "60"],
+        &[("CM_BROKER_TEST_CLOCK", "1")],
+    );
+    let peers = Mesh::new(&b, &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (by(&peers, "alice"), by(&peers, "bob"), by(&peers, "carol"));
+    let watch = Watch::start(alice, bob);
+    let mut pipe = bob.pipe();
+    let shape = |e: &Value| {
+        (
+            e["event"].as_str().unwrap_or_default().to_string(),
+            e["by"].as_str().map(str::to_string),
+            e["task"]["status"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let s = |x: &str| Some(x.to_string());
+
+    let id = create(carol, "fix the login test");
+    let e = watch.next();
+    assert_eq!(e["type"], "task_event");
+    assert_eq!(
+        shape(&e),
+        ("created".into(), s("carol"), "open".into()),
+        "{e}"
+    );
+    assert_eq!(
+        (
+            &e["task"]["id"],
+            &e["task"]["title"],
+            &e["task"]["created_by"]
+        ),
+        (&json!(id), &json!("fix the login test"), &json!("carol"))
+    );
+    // Bob's cm-pipe prints the broker's event as it came.
+    let p = pipe.wait_for(Duration::from_secs(10), |v| v["event"] == "task_created");
+    assert_eq!(
+        (
+            &p["type"],
+            &p["data"]["id"],
+            &p["data"]["by"],
+            &p["data"]["status"]
+        ),
+        (
+            &json!("system"),
+            &json!(id),
+            &json!("carol"),
+            &json!("open")
+        ),
+        "{p}"
+    );
+
+    task(bob, &["claim", &id]);
+    let e = watch.next();
+    assert_eq!(
+        shape(&e),
+        ("claimed".into(), s("bob"), "claimed".into()),
+        "{e}"
+    );
+    assert_eq!(e["task"]["claimed_by"], "bob");
+    let p = pipe.wait_for(Duration::from_secs(10), |v| v["event"] == "task_claimed");
+    assert_eq!(p["data"]["claimedBy"], "bob", "{p}");
+
+    task(bob, &["release", &id]);
+    let e = watch.next();
+    assert_eq!(
+        shape(&e),
+        ("released".into(), s("bob"), "open".into()),
+        "{e}"
+    );
+    assert_eq!(
+        (&e["reason"], &e["from"]),
+        (&json!("released"), &json!("bob"))
+    );
+
+    // A claim from a shell, with no session to keep it, lapses after the lease: by nobody.
+    task(carol, &["claim", &id]);
+    assert_eq!(shape(&watch.next()).0, "claimed");
+    clock_ahead(&b, 61);
+    let e = watch.next();
+    assert_eq!(shape(&e), ("released".into(), None, "open".into()), "{e}");
+    assert_eq!(
+        (&e["reason"], &e["from"]),
+        (&json!("lease_expired"), &json!("carol"))
+    );
+
+    task(bob, &["claim", &id]);
+    assert_eq!(shape(&watch.next()).0, "claimed");
+    task(bob, &["complete", &id, "fixed"]);
+    let e = watch.next();
+    assert_eq!(
+        shape(&e),
+        ("completed".into(), s("bob"), "completed".into()),
+        "{e}"
+    );
+    assert_eq!(e["task"]["result"], "fixed");
+    let p = pipe.wait_for(Duration::from_secs(10), |v| v["event"] == "task_completed");
+    assert_eq!(
+        (&p["data"]["completedBy"], &p["data"]["result"]),
+        (&json!("bob"), &json!("fixed"))
+    );
+    // Nothing else: one event per change.
+    assert!(watch.rx.recv_timeout(Duration::from_millis(500)).is_err());
+    drop(pipe.close());
+}

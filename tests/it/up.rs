@@ -236,7 +236,7 @@ fn up_where_cargo_install_left_only_cm_and_the_broker_makes_the_links() {
     let out = text(&o.stdout);
     assert_eq!(
         out.lines().next(),
-        Some(format!("made 27 cm-* links in {}", dir.0.display()).as_str()),
+        Some(format!("made 28 cm-* links in {}", dir.0.display()).as_str()),
         "{out}"
     );
     let o = std::process::Command::new(dir.0.join("cm-peers"))

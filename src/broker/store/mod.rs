@@ -21,6 +21,7 @@
 //! | `files.rs` | files and their sealed keys |
 //! | `apikeys.rs` | API keys |
 //! | `tasks.rs` | tasks and their claims |
+//! | `context.rs` | shared context and its search |
 //! | `reservations.rs` | file reservations |
 //! | `vault.rs` | the vault's sealed entries and their readers |
 //! | `grants.rs` | grants and blocks |
@@ -37,6 +38,7 @@ use crate::error::{Error, Result};
 use wal::{CHECKPOINT_EVERY, Checkpointer, WAL_LIMIT};
 
 mod apikeys;
+mod context;
 mod files;
 #[cfg(test)]
 mod fixtures;
@@ -55,6 +57,7 @@ mod wal;
 mod webhooks;
 
 pub use apikeys::ApiKey;
+pub use context::ContextRow;
 pub use files::FileRow;
 pub use grants::{BlockRow, GrantRow};
 pub use memory::{MemoryHit, MemoryRow};
@@ -293,6 +296,15 @@ pub trait Store {
     fn reservation_delete(&mut self, id: &str) -> Result<()>;
     /// Deletes every reservation that ended at or before `now`; how many.
     fn reservations_expire(&mut self, now: i64) -> Result<usize>;
+
+    /// Stores a context, replacing the one of the same member and display name; the stored row's id (the earlier
+    /// one's when it replaced one).
+    fn context_put(&mut self, c: &ContextRow) -> Result<String>;
+    /// The mesh's contexts, newest first, whose summary, one of whose findings or one of whose files holds
+    /// `query` (one line; any case), or that carry `query` as a whole tag (any case, a leading `#` dropped).
+    fn contexts_search(&self, mesh_id: &str, query: &str, limit: usize) -> Result<Vec<ContextRow>>;
+    /// The mesh's contexts, newest first.
+    fn contexts_list(&self, mesh_id: &str, limit: usize) -> Result<Vec<ContextRow>>;
 
     /// Stores a vault entry and its readers (pubkey, sealed key), replacing the member's entry of that key.
     fn vault_put(&mut self, e: &VaultRow, readers: &[(String, String)]) -> Result<()>;
@@ -785,6 +797,18 @@ impl Store for SqliteStore {
 
     fn reservations_expire(&mut self, now: i64) -> Result<usize> {
         SqliteStore::reservations_expire(self, now)
+    }
+
+    fn context_put(&mut self, c: &ContextRow) -> Result<String> {
+        SqliteStore::context_put(self, c)
+    }
+
+    fn contexts_search(&self, mesh_id: &str, query: &str, limit: usize) -> Result<Vec<ContextRow>> {
+        SqliteStore::contexts_search(self, mesh_id, query, limit)
+    }
+
+    fn contexts_list(&self, mesh_id: &str, limit: usize) -> Result<Vec<ContextRow>> {
+        SqliteStore::contexts_list(self, mesh_id, limit)
     }
 
     fn vault_put(&mut self, e: &VaultRow, readers: &[(String, String)]) -> Result<()> {

@@ -357,7 +357,27 @@ CREATE TABLE blocks (
     PRIMARY KEY (member_id, peer)
 );
 "#,
-    // 12: inbound webhooks. The secret is kept as made, because an HMAC is checked with the key itself; a
+    // 12: shared context, one per member and display name, replaced on each share. `search` and `tag_keys` are
+    // what a search matches, lowercased and joined by newlines (see store/context.rs), so a plain LIKE finds a
+    // word in the summary, a finding or a file, or a whole tag, in any SQL database.
+    r#"
+CREATE TABLE contexts (
+    id TEXT PRIMARY KEY,
+    mesh_id TEXT NOT NULL REFERENCES meshes(id),
+    member_id TEXT NOT NULL REFERENCES members(id),
+    peer_name TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    files_read TEXT NOT NULL,
+    key_findings TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    search TEXT NOT NULL,
+    tag_keys TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (mesh_id, member_id, peer_name)
+);
+CREATE INDEX contexts_recent ON contexts (mesh_id, updated_at);
+"#,
+    // 13: inbound webhooks. The secret is kept as made, because an HMAC is checked with the key itself; a
     // delivery id a webhook took is kept as long as the webhook, so a replay of it is refused at any age.
     r#"
 CREATE TABLE webhooks (
