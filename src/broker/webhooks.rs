@@ -397,9 +397,16 @@ impl Hub {
             }
             return Ok(Plan::Topic(poster, Box::new(topic)));
         }
-        // No sender to leave out: the webhook's maker gets what it sent to everyone too.
+        // Sent on its maker's behalf, so it reaches whom the maker's own send would: not the maker itself for `*`
+        // and groups, and nobody whose grants refuse the maker (skipped, as a schedule's recipients are).
         let mut deliveries = self
-            .recipients(&w.mesh_id, "", &w.target_spec, None, Missing::Skip)
+            .recipients(
+                &w.mesh_id,
+                &w.created_by,
+                &w.target_spec,
+                None,
+                Missing::Skip,
+            )
             .map_err(|e| {
                 super::log::error("webhook recipients failed", &[("error", &e)]);
                 fail(500, "storage error")

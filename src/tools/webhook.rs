@@ -25,7 +25,8 @@ cm-webhook create NAME prints the URL and the webhook's secret, once: keep the s
 needs it (GitHub's webhook \"Secret\" field, or the vault), because no later command shows it again. \
 --to NAME sends the bodies to that member (every session of it), --to @group to the group's members, --to \
 '#topic' to a topic made with cm-topic create --plaintext, and without --to to every member, as the \
-original claudemesh did. An encrypted topic is refused: the broker holds no topic key to seal with.
+original claudemesh did. Posts are sent on your behalf: for everyone and groups you are left out as from your \
+own sends, and a member whose grants (cm-grant) refuse you does not get them. An encrypted topic is refused: the broker holds no topic key to seal with.
 
 A post proves it knows the secret in one of two ways. Signed, as GitHub does: X-Hub-Signature-256: \
 sha256=HEX, the HMAC-SHA256 of the body under the secret, with an X-GitHub-Delivery id that the webhook takes \

@@ -301,7 +301,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn behind_a_proxy_the_urls_are_the_public_address() {
     let dir = TempDir::new("webhook-public");
     let b = Broker::start(&dir, &["--public-url", "https://mesh.example.com/"]);
-    let peers = Mesh::new(&b, &["alice"]);
+    let peers = Mesh::new(&b, &["alice", "bob"]);
     let c = create(&peers[0], &["ci"]);
     assert!(
         s(&c, "url").starts_with("https://mesh.example.com/hooks/"),
@@ -313,7 +313,18 @@ fn behind_a_proxy_the_urls_are_the_public_address() {
     // The broker serves the path the proxy forwards.
     let path = s(&c, "url").trim_start_matches("https://mesh.example.com");
     let (st, r) = signed(&b.http_url(path), s(&c, "secret"), "{}", "p-1");
-    assert_eq!((st, &r["delivered"]), (200, &json!(1)), "{r}");
+    assert_eq!(
+        (st, &r["delivered"]),
+        (200, &json!(1)),
+        "everyone but its maker: {r}"
+    );
+    assert_eq!(peers[1].inbox().len(), 1);
+    assert!(peers[0].inbox().is_empty());
+    // A member who blocked the maker gets none of its webhooks' posts.
+    assert_eq!(peers[1].run("cm-grant", &["block", "alice"]).code, Some(0));
+    let (st, r) = signed(&b.http_url(path), s(&c, "secret"), "{}", "p-2");
+    assert_eq!((st, &r["delivered"]), (200, &json!(0)), "{r}");
+    assert!(peers[1].inbox().is_empty());
 }
 
 #[test]
