@@ -290,11 +290,12 @@ fn bad_invites_and_flags_are_refused_with_their_codes() {
     let e = bob.fails("cm-mesh", &["join", &forged], 2);
     assert!(e.contains("signature does not verify"), "{e}");
     // An expired one is refused before the broker is asked.
-    let short = invite(&alice, "dev", &["--expires", "1s"])["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    std::thread::sleep(Duration::from_millis(2100));
+    // Long enough to be registered on a loaded machine; then waited out to the second it names.
+    let made = invite(&alice, "dev", &["--expires", "4s"]);
+    let short = made["url"].as_str().unwrap().to_string();
+    let until = claudemesh::time::parse_rfc3339(made["expires_at"].as_str().unwrap()).unwrap();
+    let left = until + 1100 - claudemesh::time::now_ms();
+    std::thread::sleep(Duration::from_millis(left.max(0) as u64));
     let e = bob.fails("cm-mesh", &["join", &short], 2);
     assert!(e.contains("invite expired on "), "{e}");
     assert!(
