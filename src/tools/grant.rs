@@ -209,9 +209,10 @@ fn list(ctx: &Ctx, out: &mut Out, found: &[Grant]) -> Result<()> {
         }
         out.line(line)?;
     }
+    // The `*` line is always there: what everyone without a decision of their own may do.
     if found.len() == 1 {
         out.line(format!(
-            "no grants or blocks of your own in mesh {}",
+            "no member has grants or a block of their own in mesh {}",
             ctx.mesh.slug
         ))?;
     }

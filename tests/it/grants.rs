@@ -143,6 +143,15 @@ fn now_without_the_grant_arrives_as_next_and_a_grant_restores_it() {
     // now becomes an allow list: bob's arrive as next, held while she works; carol, granted, still interrupts.
     let g = grant(alice, &["revoke", "*", "now"]);
     assert_eq!(g[0]["caps"], json!(["dm", "broadcast", "files"]), "{g:?}");
+    let shown = alice.run("cm-grant", &["list"]);
+    assert_eq!(
+        shown.out,
+        format!(
+            "MEMBER  MAY\n*       dm, broadcast, files  (everyone else)\n\
+             no member has grants or a block of their own in mesh {}\n",
+            alice.slug
+        )
+    );
     grant(alice, &["grant", "carol", "now"]);
     assert_eq!(now(bob, "second")["status"], "queued");
     assert_eq!(now(carol, "from carol")["status"], "sent");
