@@ -100,6 +100,7 @@ fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
 fn config(dir: &TempDir) -> HubConfig {
     HubConfig {
         data_dir: dir.0.clone(),
+        database_url: None,
         admin_token: Some("s3cret".into()),
         max_conns_per_mesh: 100,
         rate_limit: None,

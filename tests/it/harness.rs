@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-const BROKER: &str = env!("CARGO_BIN_EXE_cm-broker");
+pub const BROKER: &str = env!("CARGO_BIN_EXE_cm-broker");
 
 /// A directory under cargo's scratch space, removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -80,10 +80,12 @@ impl Broker {
             .append(true)
             .open(log_path)
             .unwrap();
+        // A DATABASE_URL of the developer's would move every test broker to it: tests name it by flag.
         let mut child = Command::new(BROKER)
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(args)
+            .env_remove("DATABASE_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)

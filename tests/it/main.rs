@@ -20,6 +20,8 @@ mod mesh;
 mod messaging;
 mod original;
 mod peer;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod reliability;
 mod reserve;
 mod state;

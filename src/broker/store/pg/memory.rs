@@ -4,7 +4,8 @@
 //! Here those words are read back and each becomes `plainto_tsquery('english', word)`, ORed: the same words
 //! match (stemmed, so "deploys" finds "deploy"), and no text a person typed is query syntax. Ranking is
 //! `ts_rank` with tags at weight A and content at B, so tags weigh double as with SQLite's bm25 weights.
-//! Unlike FTS5, English stop words ("the", "is") match nothing.
+//! Unlike FTS5, English stop words ("the", "is") match nothing. A snippet is the whole text up to 16 words (as
+//! FTS5's `snippet` of 16 tokens gives it), else a fragment around the matches.
 
 use postgres::Row;
 use postgres::types::ToSql;
@@ -89,7 +90,9 @@ impl PgStore {
             "WITH q AS (SELECT tsquery_any(plainto_tsquery('english', w)) AS q FROM unnest($1::text[]) AS w) \
              SELECT m.id, m.mesh_id, m.content, m.tags, m.remembered_by, m.remembered_by_name, m.remembered_at, \
              ts_rank('{0.1, 0.2, 0.5, 1.0}', m.search, q.q)::float8 AS score, \
-             ts_headline('english', m.content, q.q, 'StartSel=[, StopSel=], MaxWords=16, MinWords=4') \
+             CASE WHEN array_length(regexp_split_to_array(m.content, '\\s+'), 1) <= 16 \
+                 THEN ts_headline('english', m.content, q.q, 'HighlightAll=true, StartSel=[, StopSel=]') \
+                 ELSE ts_headline('english', m.content, q.q, 'StartSel=[, StopSel=], MaxWords=16, MinWords=4') END \
              FROM memories m, q WHERE m.search @@ q.q AND m.mesh_id = $2 AND m.forgotten_at IS NULL \
              ORDER BY score DESC, m.remembered_at DESC LIMIT $3",
             &params,

@@ -59,11 +59,24 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A database error as the store reports it.
 fn db(e: postgres::Error) -> Error {
-    let msg = match e.as_db_error() {
-        Some(d) => d.message().to_string(),
-        None => e.to_string(),
-    };
-    Error::io(format!("database: {msg}"))
+    Error::io(format!("database: {}", describe(&e)))
+}
+
+/// The server's message, else the client's with its cause ("error connecting to server: Connection refused").
+fn describe(e: &postgres::Error) -> String {
+    if let Some(d) = e.as_db_error() {
+        return d.message().to_string();
+    }
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let c_msg = c.to_string();
+        if !msg.contains(&c_msg) {
+            msg = format!("{msg}: {c_msg}");
+        }
+        cause = c.source();
+    }
+    msg
 }
 
 /// The connection and the statements prepared on it.
@@ -138,11 +151,11 @@ pub fn parse_url(url: &str) -> Result<Config> {
         ));
     }
     url.parse::<Config>()
-        .map_err(|e| Error::usage(format!("not a usable PostgreSQL URL: {e}")))
+        .map_err(|e| Error::usage(format!("not a usable PostgreSQL URL: {}", describe(&e))))
 }
 
 /// `host:port/dbname` of a config, for logs and errors.
-fn label(c: &Config) -> String {
+pub fn label(c: &Config) -> String {
     let host = c
         .get_hosts()
         .first()
@@ -158,11 +171,7 @@ fn label(c: &Config) -> String {
 /// Connects, mapping the failures an operator meets at start to their exit codes.
 fn connect(c: &Config, label: &str) -> Result<Client> {
     c.connect(NoTls).map_err(|e| {
-        let what = match e.as_db_error() {
-            Some(d) => d.message().to_string(),
-            None => e.to_string(),
-        };
-        let msg = format!("database {label}: {what}");
+        let msg = format!("database {label}: {}", describe(&e));
         match e.as_db_error().map(|d| d.code().code()) {
             // invalid_authorization_specification, invalid_password
             Some("28000" | "28P01") => Error::auth(msg),
