@@ -329,3 +329,74 @@ impl PgStore {
         tx.commit().map_err(db)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdb::fresh_schema;
+    use super::*;
+    use crate::broker::store::Store;
+
+    fn version(s: &mut PgStore) -> i64 {
+        s.conn
+            .get_mut()
+            .client
+            .query_one("SELECT version FROM schema_version", &[])
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn open_migrates_once_and_a_second_open_finds_it_current() {
+        let Some(config) = fresh_schema("m") else {
+            return;
+        };
+        let mut s = PgStore::open_config(config.clone()).unwrap();
+        assert_eq!(version(&mut s), MIGRATIONS.len() as i64);
+        drop(s);
+        // Migration 1 would fail on CREATE TABLE if it ran again.
+        let mut s = PgStore::open_config(config).unwrap();
+        assert_eq!(version(&mut s), MIGRATIONS.len() as i64);
+        s.ping().unwrap();
+    }
+
+    #[test]
+    fn brokers_opening_an_empty_schema_at_once_migrate_it_once() {
+        let Some(config) = fresh_schema("r") else {
+            return;
+        };
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let c = config.clone();
+                std::thread::spawn(move || PgStore::open_config(c).map(drop))
+            })
+            .collect();
+        for o in opens {
+            o.join().unwrap().unwrap();
+        }
+        let mut s = PgStore::open_config(config).unwrap();
+        let rows: i64 = s
+            .conn
+            .get_mut()
+            .client
+            .query_one("SELECT count(*) FROM schema_version", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let Some(config) = fresh_schema("n") else {
+            return;
+        };
+        let mut s = PgStore::open_config(config.clone()).unwrap();
+        s.conn
+            .get_mut()
+            .client
+            .batch_execute("UPDATE schema_version SET version = 999")
+            .unwrap();
+        drop(s);
+        let err = PgStore::open_config(config).err().unwrap();
+        assert!(err.msg.contains("newer"), "{}", err.msg);
+    }
+}
