@@ -24,10 +24,20 @@ pub struct Server {
 
 static SERVER: OnceLock<Option<Server>> = OnceLock::new();
 
+/// What this process made on a server it did not start (`CM_TEST_POSTGRES`): dropped at exit.
+static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The `application_name` of this process's connections, so that exit can end those a test left open.
+fn app_name() -> String {
+    format!("cm_test_{}", std::process::id())
+}
+
 /// The server, or `None` (after saying so on stderr) when there is none and CI is not set.
 pub fn server() -> Option<&'static Server> {
     let s = SERVER.get_or_init(|| {
         if let Some(url) = std::env::var("CM_TEST_POSTGRES").ok().filter(|u| !u.is_empty()) {
+            // SAFETY: registers a plain function with no arguments, run once at exit.
+            unsafe { libc::atexit(drop_made) };
             return Some(Server { url, private: None });
         }
         match start_private() {
@@ -73,8 +83,10 @@ pub fn fresh_schema(tag: &str) -> Option<postgres::Config> {
         postgres::Client::connect(&s.url, postgres::NoTls).expect("connecting to the test server");
     c.batch_execute(&format!("CREATE SCHEMA {name}"))
         .expect("creating a schema");
+    made(format!("SCHEMA {name} CASCADE"));
     let mut config: postgres::Config = s.url.parse().expect("the test server's URL");
     config.options(&format!("-c search_path={name}"));
+    config.application_name(&app_name());
     Some(config)
 }
 
@@ -86,7 +98,35 @@ pub fn fresh_database(tag: &str) -> Option<String> {
         postgres::Client::connect(&s.url, postgres::NoTls).expect("connecting to the test server");
     c.batch_execute(&format!("CREATE DATABASE {name}"))
         .expect("creating a database");
+    made(format!("DATABASE {name} WITH (FORCE)"));
     Some(with_dbname(&s.url, &name))
+}
+
+fn made(what: String) {
+    if let Some(Some(Server { private: None, .. })) = SERVER.get()
+        && let Ok(mut m) = MADE.lock()
+    {
+        m.push(what);
+    }
+}
+
+/// Drops what this process made on `CM_TEST_POSTGRES`'s server, after ending the connections a test left open
+/// (one test leaks a store on purpose, as a crash would).
+extern "C" fn drop_made() {
+    let (Some(Some(s)), Ok(made)) = (SERVER.get(), MADE.lock()) else {
+        return;
+    };
+    let Ok(mut c) = postgres::Client::connect(&s.url, postgres::NoTls) else {
+        return;
+    };
+    let _ = c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app_name()],
+    );
+    let _ = c.batch_execute("SET lock_timeout = '5s'");
+    for what in made.iter() {
+        let _ = c.batch_execute(&format!("DROP {what}"));
+    }
 }
 
 /// `url` with its database name replaced.
