@@ -208,11 +208,6 @@ impl PgStore {
         Ok(store)
     }
 
-    /// `host:port/dbname`.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// The connection, connected again first if it was lost between batches (a restarted server). Inside a
     /// transaction a lost connection is not replaced: the batch's writes went with it, and the commit says so.
     fn conn(&self) -> Result<RefMut<'_, Conn>> {
