@@ -26,6 +26,9 @@ mod reliability;
 mod reserve;
 mod state;
 mod tasks;
+#[cfg(feature = "postgres")]
+#[path = "../../src/broker/store/pg/testdb.rs"]
+mod testdb;
 mod tls;
 mod topics;
 mod up;

@@ -2,16 +2,15 @@
 //! a topic post, shared state, memory, a reminder, and a restart that keeps all of it.
 //!
 //! The server is `$CM_TEST_POSTGRES`, else a private cluster started for this process (see `testdb`); without
-//! either the tests skip, and fail when CI is set.
-
-#[path = "../../src/broker/store/pg/testdb.rs"]
-mod testdb;
+//! either the tests skip, and fail when CI is set. `CM_IT_STORE=postgres cargo test --test it` runs every other
+//! integration test's broker on PostgreSQL too (see the harness).
 
 use std::process::Command;
 
 use serde_json::Value;
 
 use crate::harness::{BROKER, Broker, TempDir, User, text};
+use crate::testdb;
 
 /// alice makes mesh dev on `b`; bob joins it.
 fn pair(b: &Broker) -> (User, User) {

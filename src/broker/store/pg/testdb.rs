@@ -129,6 +129,21 @@ extern "C" fn drop_made() {
     }
 }
 
+/// The rows of the database at `url` as `pg_dump --data-only` writes them, to look for what must not be there.
+pub fn dump(url: &str) -> Vec<u8> {
+    let pg_dump = bin_dir().map_or_else(|| PathBuf::from("pg_dump"), |d| d.join("pg_dump"));
+    let out = Command::new(pg_dump)
+        .args(["--data-only", "--dbname", url])
+        .output()
+        .expect("running pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// `url` with its database name replaced.
 pub fn with_dbname(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -152,7 +167,12 @@ fn bin_dir() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for d in std::env::split_paths(&path) {
             if has(&d) {
-                return Some(d);
+                // Where a link on PATH points: pg_dump and the server sit beside the real initdb.
+                return std::fs::canonicalize(d.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .filter(|p| has(p))
+                    .or(Some(d));
             }
         }
     }
