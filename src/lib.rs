@@ -32,7 +32,7 @@
 //! | [`notify`] | `cm-notify`: the mentions of me, opened with each topic's key |
 //! | [`apikey`] | `cm-apikey`: REST keys, created, listed, revoked |
 //! | [`bridge`] | `cm-bridge`: a topic's messages forwarded into a topic of another mesh, without loops |
-//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite store, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`], [`glob`], [`signal`]), never the client's (a test checks) |
+//! | [`broker`] | `cm-broker`: HTTP and WebSocket on one port, the SQLite and PostgreSQL stores, auth, routing; it uses only the shared modules ([`error`], [`crypto`], [`wire`], [`time`], [`cron`], [`mention`], [`glob`], [`signal`]), never the client's (a test checks) |
 //! | [`mcp`] | `cm-mcp`: MCP over stdio lines, mesh messages as Claude Code channel notifications, never marked read |
 //! | [`bench`](mod@bench) | `cm-bench`: load for a broker over its protocol, from many sockets on one loop; latency, throughput, memory |
 //! | [`install`] | `cm-install` / `cm-uninstall`: `mcpServers`, hooks and the skill in Claude Code's files, given back exactly |

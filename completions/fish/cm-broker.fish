@@ -3,6 +3,7 @@
 complete -c cm-broker -f
 complete -c cm-broker -l listen -x -d 'address to listen on, default 127.0.0.1:7900 (port 0 picks a free port)'
 complete -c cm-broker -l data -x -a '(__fish_complete_directories)' -d 'data directory, default $XDG_DATA_HOME/claudemesh-broker'
+complete -c cm-broker -l database-url -x -d 'keep everything in this PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME) instead of SQLite under --data; default $DATABASE_URL'
 complete -c cm-broker -l admin-token -x -d 'token that lets non-loopback clients create meshes'
 complete -c cm-broker -l public-url -x -d 'the address senders reach this broker at, for webhook URLs (https://mesh.example.com)'
 complete -c cm-broker -l log-format -x -a 'text json' -d 'log lines as text or json (default text; json with --json)'

@@ -164,6 +164,7 @@ impl Hub {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime": self.started.elapsed().as_secs(),
             "store": "ok",
+            "store_backend": self.store.backend(),
             "store_ms": took.as_secs_f64() * 1000.0,
         });
         let mut status = 200;
@@ -239,6 +240,12 @@ impl Hub {
             "counter",
             "Batches whose commit failed.",
             self.metrics.commit_failures.to_string(),
+        );
+        let _ = write!(
+            out,
+            "# HELP claudemesh_store_info The store's backend, as a label.\n# TYPE claudemesh_store_info gauge\n\
+             claudemesh_store_info{{backend=\"{}\"}} 1\n",
+            self.store.backend()
         );
         let _ = write!(
             out,

@@ -37,8 +37,10 @@ pub struct RateLimit {
 /// What the hub needs from the broker's options.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// Holds `broker.db`.
+    /// Holds `broker.db` (without `database_url`), files' ciphertext and the like.
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the store is that database instead of `<data_dir>/broker.db`.
+    pub database_url: Option<String>,
     /// Needed for `POST /cli/mesh/create` from an address that is not loopback.
     pub admin_token: Option<String>,
     /// Live presences a mesh may have.
@@ -228,6 +230,7 @@ impl From<&super::Options> for HubConfig {
     fn from(o: &super::Options) -> HubConfig {
         HubConfig {
             data_dir: o.data.clone(),
+            database_url: o.database_url.clone(),
             admin_token: o.admin_token.clone(),
             max_conns_per_mesh: o.max_conns_per_mesh,
             rate_limit: o
@@ -242,17 +245,42 @@ impl From<&super::Options> for HubConfig {
     }
 }
 
+/// The store `cfg` names.
+fn open_store(cfg: &HubConfig) -> Result<Box<dyn Store>> {
+    match &cfg.database_url {
+        None => Ok(Box::new(SqliteStore::open(&cfg.data_dir)?)),
+        #[cfg(feature = "postgres")]
+        Some(url) => Ok(Box::new(super::store::PgStore::open(url)?)),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err(crate::error::Error::usage(
+            "--database-url: this cm-broker was built without PostgreSQL (cargo feature postgres)",
+        )),
+    }
+}
+
 impl Hub {
     /// Opens the store under `opts.data`, with no connections yet.
     pub fn open(opts: &super::Options) -> Result<Hub> {
         Hub::with_config(HubConfig::from(opts))
     }
 
-    /// Opens the store under `cfg.data_dir`.
+    /// Opens the store: the database at `cfg.database_url`, else SQLite under `cfg.data_dir`.
     pub fn with_config(cfg: HubConfig) -> Result<Hub> {
-        let store = SqliteStore::open(&cfg.data_dir)?;
-        super::files::sweep(&store, &cfg.data_dir);
-        Hub::with_store(Box::new(store), cfg)
+        let store = open_store(&cfg)?;
+        super::files::sweep(store.as_ref(), &cfg.data_dir);
+        Hub::with_store(store, cfg)
+    }
+
+    /// The store as the start's log line names it: `sqlite`, or `postgres HOST:PORT/DBNAME` (no password).
+    pub fn store_label(&self) -> String {
+        match &self.cfg.database_url {
+            #[cfg(feature = "postgres")]
+            Some(url) => match super::store::pg::parse_url(url) {
+                Ok(c) => format!("postgres {}", super::store::pg::label(&c)),
+                Err(_) => "postgres".into(),
+            },
+            _ => self.store.backend().into(),
+        }
     }
 
     /// A hub over any store.

@@ -1,5 +1,8 @@
 //! The hub driven through a detached `Io`: no sockets, every reply read back in order.
 //!
+//! Every test runs on SQLite, and again on PostgreSQL from the `postgres` module at the end (a fresh schema
+//! each, skipped without a server outside CI): one suite, two backends.
+//!
 //! Compiled only for `cargo test` (declared `#[cfg(test)]` by its parent), so its `unwrap`s fail a test, never a user.
 #![cfg(test)]
 
@@ -13,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::broker::net::{Output, Request};
-use crate::broker::store::SqliteStore;
+use crate::broker::store::{SqliteStore, Store};
 use crate::crypto::{Keypair, b64};
 
 struct TempDir(PathBuf);
@@ -30,6 +33,16 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+#[cfg(feature = "postgres")]
+type PgConfig = Box<::postgres::Config>;
+#[cfg(not(feature = "postgres"))]
+type PgConfig = Box<()>;
+
+thread_local! {
+    /// The schema the next [`Fx`] of this thread (one test) opens its store in, instead of SQLite.
+    static ON_POSTGRES: Cell<Option<PgConfig>> = const { Cell::new(None) };
 }
 
 /// A member's key pair and id.
@@ -100,6 +113,7 @@ fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
 fn config(dir: &TempDir) -> HubConfig {
     HubConfig {
         data_dir: dir.0.clone(),
+        database_url: None,
         admin_token: Some("s3cret".into()),
         max_conns_per_mesh: 100,
         rate_limit: None,
@@ -128,9 +142,20 @@ impl Fx {
         let mut cfg = config(&dir);
         tweak(&mut cfg);
         let fail = Rc::new(Cell::new(false));
-        let mut store = SqliteStore::open(&dir.0).unwrap();
-        store.fail_commits = Some(fail.clone());
-        let hub = Hub::with_store(Box::new(store), cfg).unwrap();
+        let store: Box<dyn Store> = match ON_POSTGRES.with(Cell::take) {
+            #[cfg(feature = "postgres")]
+            Some(config) => {
+                let mut store = crate::broker::store::PgStore::open_config(*config).unwrap();
+                store.fail_commits = Some(fail.clone());
+                Box::new(store)
+            }
+            _ => {
+                let mut store = SqliteStore::open(&dir.0).unwrap();
+                store.fail_commits = Some(fail.clone());
+                Box::new(store)
+            }
+        };
+        let hub = Hub::with_store(store, cfg).unwrap();
         let (owner, creator) = (Keypair::generate(), Keypair::generate());
         let mut fx = Fx {
             hub,
@@ -1517,4 +1542,142 @@ fn a_block_whose_commit_fails_is_forgotten_with_it() {
         frames(&out, b)[0]["error"],
         "blocked by recipient grants (sender lacks dm capability)"
     );
+}
+
+/// The same tests on PostgreSQL.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+
+    /// Runs `test` with its fixture's store in a fresh PostgreSQL schema; skips without a server (outside CI).
+    fn on_postgres(test: fn()) {
+        let Some(config) = crate::broker::store::pg::testdb::fresh_schema("h") else {
+            return;
+        };
+        ON_POSTGRES.with(|c| c.set(Some(Box::new(config))));
+        test();
+        assert!(
+            ON_POSTGRES.with(Cell::take).is_none(),
+            "the fixture opened SQLite"
+        );
+    }
+
+    #[test]
+    fn hello_ack_and_session_state_errors() {
+        on_postgres(super::hello_ack_and_session_state_errors);
+    }
+
+    #[test]
+    fn hello_refusals_close_with_the_right_codes() {
+        on_postgres(super::hello_refusals_close_with_the_right_codes);
+    }
+
+    #[test]
+    fn capacity_counts_live_presences_and_frees_them() {
+        on_postgres(super::capacity_counts_live_presences_and_frees_them);
+    }
+
+    #[test]
+    fn session_presence_lifecycle_joined_grace_reattach_replace_left() {
+        on_postgres(super::session_presence_lifecycle_joined_grace_reattach_replace_left);
+    }
+
+    #[test]
+    fn dm_to_an_offline_member_is_queued_then_pushed_acked_and_not_redelivered() {
+        on_postgres(super::dm_to_an_offline_member_is_queued_then_pushed_acked_and_not_redelivered);
+    }
+
+    #[test]
+    fn live_dm_to_a_member_reaches_every_connection_but_the_senders_socket() {
+        on_postgres(super::live_dm_to_a_member_reaches_every_connection_but_the_senders_socket);
+    }
+
+    #[test]
+    fn dm_to_a_session_key_reaches_that_session_and_waits_for_it_when_offline() {
+        on_postgres(super::dm_to_a_session_key_reaches_that_session_and_waits_for_it_when_offline);
+    }
+
+    #[test]
+    fn priority_gating_holds_next_for_busy_peers_and_never_pushes_low() {
+        on_postgres(super::priority_gating_holds_next_for_busy_peers_and_never_pushes_low);
+    }
+
+    #[test]
+    fn inbox_fetch_waits_for_a_delivery_or_the_deadline() {
+        on_postgres(super::inbox_fetch_waits_for_a_delivery_or_the_deadline);
+    }
+
+    #[test]
+    fn broadcasts_with_copies_store_one_row_per_recipient_and_compat_sends_reach_groups() {
+        on_postgres(
+            super::broadcasts_with_copies_store_one_row_per_recipient_and_compat_sends_reach_groups,
+        );
+    }
+
+    #[test]
+    fn a_repeated_client_message_id_is_stored_once() {
+        on_postgres(super::a_repeated_client_message_id_is_stored_once);
+    }
+
+    #[test]
+    fn the_rate_limit_refuses_sends_over_the_burst() {
+        on_postgres(super::the_rate_limit_refuses_sends_over_the_burst);
+    }
+
+    #[test]
+    fn a_failed_commit_turns_acks_into_errors_and_drops_the_pushes() {
+        on_postgres(super::a_failed_commit_turns_acks_into_errors_and_drops_the_pushes);
+    }
+
+    #[test]
+    fn ban_closes_the_members_connections_and_refuses_its_hellos() {
+        on_postgres(super::ban_closes_the_members_connections_and_refuses_its_hellos);
+    }
+
+    #[test]
+    fn presence_requests_answer_acks_and_events() {
+        on_postgres(super::presence_requests_answer_acks_and_events);
+    }
+
+    #[test]
+    fn http_routes_check_auth_and_answer_json() {
+        on_postgres(super::http_routes_check_auth_and_answer_json);
+    }
+
+    #[test]
+    fn files_are_paced_by_acks_and_kept_to_their_recipients() {
+        on_postgres(super::files_are_paced_by_acks_and_kept_to_their_recipients);
+    }
+
+    #[test]
+    fn an_upload_dropped_with_its_connection_leaves_nothing() {
+        on_postgres(super::an_upload_dropped_with_its_connection_leaves_nothing);
+    }
+
+    #[test]
+    fn state_changes_go_out_after_the_commit_and_conflicts_name_the_version() {
+        on_postgres(super::state_changes_go_out_after_the_commit_and_conflicts_name_the_version);
+    }
+
+    #[test]
+    fn a_scheduled_message_lost_with_its_batch_fires_again_and_then_never() {
+        on_postgres(super::a_scheduled_message_lost_with_its_batch_fires_again_and_then_never);
+    }
+
+    #[test]
+    fn a_scheduled_broadcast_reaches_whom_the_same_send_reaches() {
+        on_postgres(super::a_scheduled_broadcast_reaches_whom_the_same_send_reaches);
+    }
+
+    #[test]
+    fn task_and_context_events_reach_the_others_once_committed_and_never_when_lost() {
+        on_postgres(
+            super::task_and_context_events_reach_the_others_once_committed_and_never_when_lost,
+        );
+    }
+
+    #[test]
+    fn a_block_whose_commit_fails_is_forgotten_with_it() {
+        on_postgres(super::a_block_whose_commit_fails_is_forgotten_with_it);
+    }
 }

@@ -192,7 +192,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::store::{SqliteStore, Store};
+    use crate::broker::store::fixtures::both_stores;
 
     #[test]
     fn queries_are_quoted_words() {
@@ -208,13 +208,12 @@ mod tests {
         assert_eq!(fts_query(""), None);
     }
 
-    /// Every query a person might type runs without an FTS5 syntax error, and ranks the better match first.
-    #[test]
-    fn hostile_queries_run_and_rank() {
-        let dir =
-            std::env::temp_dir().join(format!("cm-memory-{}-{}", std::process::id(), new_id()));
-        let mut s = SqliteStore::open(&dir).unwrap();
-        let mesh = super::super::store::Mesh {
+    both_stores! {
+    /// Every query a person might type runs without a query syntax error, and ranks the better match first, on
+    /// either store.
+    fn hostile_queries_run_and_rank(db) {
+        let mut s = db.open();
+        let mesh = crate::broker::store::Mesh {
             id: "m1".into(),
             name: "Dev".into(),
             slug: "dev".into(),
@@ -222,7 +221,7 @@ mod tests {
             created_at: 1,
             archived_at: None,
         };
-        let member = super::super::store::Member {
+        let member = crate::broker::store::Member {
             id: "a".into(),
             mesh_id: "m1".into(),
             pubkey: "pa".into(),
@@ -306,7 +305,6 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        drop(s);
-        let _ = std::fs::remove_dir_all(&dir);
+    }
     }
 }

@@ -41,6 +41,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// The data directory (created 0700).
     pub data: PathBuf,
+    /// A `postgres://` URL (`--database-url`, `$DATABASE_URL`): the store is that database, not SQLite in `data`.
+    pub database_url: Option<String>,
     /// Lets non-loopback clients create meshes.
     pub admin_token: Option<String>,
     pub log_format: LogFormat,
@@ -69,6 +71,7 @@ impl Default for Options {
         Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
             data: default_data_dir(env("XDG_DATA_HOME"), env("HOME")),
+            database_url: None,
             admin_token: None,
             log_format: LogFormat::Text,
             max_conns_per_addr: 4096,
@@ -153,12 +156,17 @@ pub fn run(opts: &Options) -> Result<()> {
             &[
                 ("addr", &addr),
                 ("data", &opts.data.display()),
+                ("store", &hub.store_label()),
                 ("tls_sha256", &t.fingerprint()),
             ],
         ),
         None => log::info(
             "listening",
-            &[("addr", &addr), ("data", &opts.data.display())],
+            &[
+                ("addr", &addr),
+                ("data", &opts.data.display()),
+                ("store", &hub.store_label()),
+            ],
         ),
     }
     let cfg = NetConfig {

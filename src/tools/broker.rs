@@ -21,6 +21,12 @@ const DATA: Flag = flag(
 )
 .value("DIR")
 .complete(Complete::Dir);
+const DATABASE_URL: Flag = flag(
+    "database-url",
+    "keep everything in this PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME) instead of \
+     SQLite under --data; default $DATABASE_URL",
+)
+.value("URL");
 const ADMIN_TOKEN: Flag = flag(
     "admin-token",
     "token that lets non-loopback clients create meshes",
@@ -87,7 +93,14 @@ pub static TOOL: Tool = Tool {
     name: "cm-broker",
     about: "run a claudemesh broker",
     description: "Serves the claudemesh protocol over HTTP and WebSocket on one port and keeps everything in \
-SQLite under its data directory. Clients connect to ws://HOST:PORT/ws.\n\n\
+SQLite under its data directory, or in a PostgreSQL database with --database-url (or $DATABASE_URL; the flag \
+wins, and an empty variable counts as unset). Clients connect to ws://HOST:PORT/ws.\n\n\
+With PostgreSQL the broker applies its own migrations at start (in one transaction under an advisory lock, so \
+brokers started at once do not race) and the data directory still holds uploaded files. The connection is \
+plain: sslmode=require is refused until TLS to the database is supported, so keep the database on the same \
+host or a private network. A URL that does not parse exits 3, a server that cannot be reached 4, a refused \
+password 2, and a database that refuses otherwise 10, each with one line on stderr. /health and /metrics name \
+the backend (store_backend, claudemesh_store_info).\n\n\
 Once it accepts connections it prints one line on stdout, listening on ws://HOST:PORT/ws, so a script that \
 asked for port 0 can read the port it got. It logs one line per event on stderr. SIGTERM closes \
 every connection with code 1001 and exits 0; Ctrl-C (SIGINT) does the same and exits 130.\n\n\
@@ -120,6 +133,7 @@ that the clients complete with the address they reach the broker at.",
     flags: &[
         LISTEN,
         DATA,
+        DATABASE_URL,
         ADMIN_TOKEN,
         PUBLIC_URL,
         LOG_FORMAT,
@@ -150,6 +164,10 @@ that the clients complete with the address they reach the broker at.",
             what: "serve wss:// itself; kill -HUP after renewing the certificate",
         },
         Example {
+            cmd: "DATABASE_URL=postgres://claudemesh@db.internal/claudemesh cm-broker --listen 0.0.0.0:7900",
+            what: "keep the broker's data in PostgreSQL",
+        },
+        Example {
             cmd: "cm-broker --listen 127.0.0.1:0 --data /tmp/cmb --log-format json",
             what: "a throwaway broker on a free port, logging JSON",
         },
@@ -162,6 +180,10 @@ that the clients complete with the address they reach the broker at.",
         (
             "CM_BROKER_PUBLIC_URL",
             "the public address, when --public-url is not given",
+        ),
+        (
+            "DATABASE_URL",
+            "the PostgreSQL database, when --database-url is not given",
         ),
         (
             "XDG_DATA_HOME",
@@ -182,6 +204,16 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     }
     if let Some(v) = args.value(&DATA) {
         o.data = PathBuf::from(v);
+    }
+    let url = match args.value(&DATABASE_URL) {
+        Some(v) => Some(("--database-url", v.to_string())),
+        None => env("DATABASE_URL")
+            .filter(|v| !v.is_empty())
+            .map(|v| ("DATABASE_URL", v)),
+    };
+    if let Some((from, url)) = url {
+        check_database_url(&url).map_err(|e| Error::usage(format!("{from}: {}", e.msg)))?;
+        o.database_url = Some(url);
     }
     o.admin_token = args
         .value(&ADMIN_TOKEN)
@@ -249,6 +281,25 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     // Left out of the man page on purpose: it lets any local client move the scheduler's clock.
     o.test_clock = env("CM_BROKER_TEST_CLOCK").as_deref() == Some("1");
     Ok(o)
+}
+
+/// A URL the PostgreSQL store can open, checked before anything starts.
+#[cfg(feature = "postgres")]
+fn check_database_url(url: &str) -> Result<()> {
+    let c = broker::store::pg::parse_url(url)?;
+    if c.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(Error::usage(
+            "sslmode=require: TLS to the database is not supported yet",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn check_database_url(_: &str) -> Result<()> {
+    Err(Error::usage(
+        "this cm-broker was built without PostgreSQL (cargo feature postgres)",
+    ))
 }
 
 /// `HOST:PORT`, where HOST may be a name (`localhost:7900`) or a bracketed IPv6 address.
@@ -368,6 +419,35 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_database_url_flag_wins_over_database_url_and_empty_is_unset() {
+        let env = |v: &'static str| move |k: &str| (k == "DATABASE_URL").then(|| v.to_string());
+        assert_eq!(options(&args(&[]), no_env).unwrap().database_url, None);
+        assert_eq!(options(&args(&[]), env("")).unwrap().database_url, None);
+        assert_eq!(
+            options(&args(&[]), env("postgres://e@h/d"))
+                .unwrap()
+                .database_url
+                .as_deref(),
+            Some("postgres://e@h/d")
+        );
+        let flag = args(&[("database-url", "postgresql://f@h/d")]);
+        assert_eq!(
+            options(&flag, env("postgres://e@h/d"))
+                .unwrap()
+                .database_url
+                .as_deref(),
+            Some("postgresql://f@h/d")
+        );
+        let e = options(&args(&[]), env("sqlite:///x.db")).unwrap_err();
+        assert!(
+            e.msg.starts_with("DATABASE_URL: expected a postgres://"),
+            "{}",
+            e.msg
+        );
+    }
+
     #[test]
     fn rate_limits() {
         assert_eq!(rate_limit("0").unwrap(), None);
@@ -386,6 +466,7 @@ mod tests {
             ("lease", "0"),
             ("max-conns-per-addr", "-3"),
             ("admin-token", ""),
+            ("database-url", "https://db"),
             ("tls-cert", "c.pem"),
             ("tls-key", "k.pem"),
         ] {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-const BROKER: &str = env!("CARGO_BIN_EXE_cm-broker");
+pub const BROKER: &str = env!("CARGO_BIN_EXE_cm-broker");
 
 /// A directory under cargo's scratch space, removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -39,6 +39,41 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// `--database-url` for a broker on `data` under `CM_IT_STORE=postgres` (unless the test names a store itself):
+/// one fresh database per data directory, so a broker restarted on the same directory finds its data, as with
+/// SQLite. How the whole suite is run against the PostgreSQL store.
+fn store_args(data: &Path, args: &[&str]) -> Vec<String> {
+    if std::env::var("CM_IT_STORE").as_deref() != Ok("postgres")
+        || args.iter().any(|a| a.starts_with("--database-url"))
+    {
+        return Vec::new();
+    }
+    #[cfg(feature = "postgres")]
+    {
+        static DBS: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+        let mut dbs = DBS.lock().unwrap();
+        let url = match dbs.iter().find(|(d, _)| d == data) {
+            Some((_, u)) => u.clone(),
+            None => {
+                let u = crate::testdb::fresh_database("h")
+                    .expect("CM_IT_STORE=postgres needs a server");
+                dbs.push((data.to_path_buf(), u.clone()));
+                u
+            }
+        };
+        vec!["--database-url".into(), url]
+    }
+    #[cfg(not(feature = "postgres"))]
+    panic!("CM_IT_STORE=postgres needs the postgres feature")
+}
+
+/// The database `store_args` gave the brokers on `data`.
+#[cfg(feature = "postgres")]
+fn pg_database_of(data: &Path) -> Option<String> {
+    let args = store_args(data, &[]);
+    (args.len() == 2).then(|| args[1].clone())
 }
 
 /// A running broker; killed (SIGKILL) when dropped.
@@ -80,10 +115,13 @@ impl Broker {
             .append(true)
             .open(log_path)
             .unwrap();
+        // A DATABASE_URL of the developer's would move every test broker to it: tests name it by flag.
         let mut child = Command::new(BROKER)
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(store_args(data, args))
             .args(args)
+            .env_remove("DATABASE_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -199,8 +237,13 @@ impl Broker {
         Ws { ws, closed: None }
     }
 
-    /// Every byte of the SQLite files (database and WAL), to look for what must not be there.
+    /// Every byte of the SQLite files (database and WAL), or of the PostgreSQL database's rows under
+    /// `CM_IT_STORE=postgres`, to look for what must not be there.
     pub fn db_bytes(&self) -> Vec<u8> {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = pg_database_of(&self.data) {
+            return crate::testdb::dump(&url);
+        }
         let mut all = Vec::new();
         for name in ["broker.db", "broker.db-wal"] {
             if let Ok(b) = std::fs::read(self.data.join(name)) {

@@ -23,10 +23,15 @@ mod mesh;
 mod messaging;
 mod original;
 mod peer;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod reliability;
 mod reserve;
 mod state;
 mod tasks;
+#[cfg(feature = "postgres")]
+#[path = "../../src/broker/store/pg/testdb.rs"]
+mod testdb;
 mod tls;
 mod topics;
 mod up;

@@ -113,39 +113,38 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{TempDir, seeded};
+    use super::super::fixtures::{both_stores, seeded_in};
     use super::*;
-    use crate::broker::store::Store;
 
-    #[test]
-    fn api_keys_are_found_by_prefix_and_revoked_once() {
-        let dir = TempDir::new("apikeys");
-        let mut s = seeded(&dir);
-        let k = ApiKey {
-            id: "k1".into(),
-            mesh_id: "m1".into(),
-            label: "ci".into(),
-            secret_hash: "h1".into(),
-            secret_prefix: "cm_abcdefgh".into(),
-            capabilities: r#"["read"]"#.into(),
-            topic_scopes: None,
-            issued_by_member_id: "a".into(),
-            created_at: 1,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: None,
-        };
-        s.insert_api_key(&k).unwrap();
-        assert_eq!(
-            s.api_keys_by_prefix("cm_abcdefgh").unwrap(),
-            std::slice::from_ref(&k)
-        );
-        assert!(s.api_keys_by_prefix("cm_abcdefgx").unwrap().is_empty());
-        s.touch_api_key("k1", 5).unwrap();
-        s.revoke_api_key("k1", 6).unwrap();
-        s.revoke_api_key("k1", 7).unwrap();
-        let got = &s.api_keys("m1").unwrap()[0];
-        assert_eq!((got.last_used_at, got.revoked_at), (Some(5), Some(6)));
-        s.commit().unwrap();
+    both_stores! {
+        fn api_keys_are_found_by_prefix_and_revoked_once(db) {
+            let mut s = seeded_in(db);
+            let k = ApiKey {
+                id: "k1".into(),
+                mesh_id: "m1".into(),
+                label: "ci".into(),
+                secret_hash: "h1".into(),
+                secret_prefix: "cm_abcdefgh".into(),
+                capabilities: r#"["read"]"#.into(),
+                topic_scopes: None,
+                issued_by_member_id: "a".into(),
+                created_at: 1,
+                last_used_at: None,
+                revoked_at: None,
+                expires_at: None,
+            };
+            s.insert_api_key(&k).unwrap();
+            assert_eq!(
+                s.api_keys_by_prefix("cm_abcdefgh").unwrap(),
+                std::slice::from_ref(&k)
+            );
+            assert!(s.api_keys_by_prefix("cm_abcdefgx").unwrap().is_empty());
+            s.touch_api_key("k1", 5).unwrap();
+            s.revoke_api_key("k1", 6).unwrap();
+            s.revoke_api_key("k1", 7).unwrap();
+            let got = &s.api_keys("m1").unwrap()[0];
+            assert_eq!((got.last_used_at, got.revoked_at), (Some(5), Some(6)));
+            s.commit().unwrap();
+        }
     }
 }

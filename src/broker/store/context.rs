@@ -161,9 +161,8 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{TempDir, seeded};
+    use super::super::fixtures::{both_stores, seeded_in};
     use super::*;
-    use crate::broker::store::Store;
 
     fn ctx(id: &str, member: &str, name: &str, summary: &str, tags: &str, at: i64) -> ContextRow {
         ContextRow {
@@ -179,63 +178,63 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_share_replaces_the_same_name_s_and_a_search_finds_words_and_tags() {
-        let dir = TempDir::new("context");
-        let mut s = seeded(&dir);
-        assert_eq!(
-            s.context_put(&ctx("c1", "a", "alice", "Parser notes", r#"["ci"]"#, 1))
-                .unwrap(),
-            "c1"
-        );
-        assert_eq!(
-            s.context_put(&ctx("c2", "b", "bob", "Lexer notes", "[]", 2))
-                .unwrap(),
-            "c2"
-        );
-        // The same member under another name keeps a context of its own; under the same name, it replaces.
-        assert_eq!(
-            s.context_put(&ctx("c3", "a", "alice-2", "Other", "[]", 3))
-                .unwrap(),
-            "c3"
-        );
-        assert_eq!(
-            s.context_put(&ctx("c4", "a", "alice", "Parser, again", r#"["db"]"#, 4))
-                .unwrap(),
-            "c1"
-        );
-        s.commit().unwrap();
-        let all: Vec<(String, String)> = s
-            .contexts_list("m1", 10)
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.id, c.summary))
-            .collect();
-        assert_eq!(
-            all,
-            [
-                ("c1".into(), "Parser, again".into()),
-                ("c3".into(), "Other".into()),
-                ("c2".into(), "Lexer notes".into())
-            ]
-        );
-        let ids = |q: &str| -> Vec<String> {
-            s.contexts_search("m1", q, 10)
+    both_stores! {
+        fn a_share_replaces_the_same_name_s_and_a_search_finds_words_and_tags(db) {
+            let mut s = seeded_in(db);
+            assert_eq!(
+                s.context_put(&ctx("c1", "a", "alice", "Parser notes", r#"["ci"]"#, 1))
+                    .unwrap(),
+                "c1"
+            );
+            assert_eq!(
+                s.context_put(&ctx("c2", "b", "bob", "Lexer notes", "[]", 2))
+                    .unwrap(),
+                "c2"
+            );
+            // The same member under another name keeps a context of its own; under the same name, it replaces.
+            assert_eq!(
+                s.context_put(&ctx("c3", "a", "alice-2", "Other", "[]", 3))
+                    .unwrap(),
+                "c3"
+            );
+            assert_eq!(
+                s.context_put(&ctx("c4", "a", "alice", "Parser, again", r#"["db"]"#, 4))
+                    .unwrap(),
+                "c1"
+            );
+            s.commit().unwrap();
+            let all: Vec<(String, String)> = s
+                .contexts_list("m1", 10)
                 .unwrap()
                 .into_iter()
-                .map(|c| c.id)
-                .collect()
-        };
-        assert_eq!(ids("PARSER"), ["c1"]);
-        assert_eq!(ids("notes"), ["c2"]);
-        assert_eq!(ids("auth.rs"), ["c1", "c3", "c2"]);
-        assert_eq!(ids("50%"), ["c1", "c3", "c2"]);
-        // A wildcard is a character, and a tag matches whole.
-        assert!(ids("5_%").is_empty());
-        assert_eq!(ids("#db"), ["c1"]);
-        assert!(ids("ci").is_empty());
-        assert!(ids("d").is_empty());
-        assert!(s.contexts_search("m2", "parser", 10).unwrap().is_empty());
+                .map(|c| (c.id, c.summary))
+                .collect();
+            assert_eq!(
+                all,
+                [
+                    ("c1".into(), "Parser, again".into()),
+                    ("c3".into(), "Other".into()),
+                    ("c2".into(), "Lexer notes".into())
+                ]
+            );
+            let ids = |q: &str| -> Vec<String> {
+                s.contexts_search("m1", q, 10)
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect()
+            };
+            assert_eq!(ids("PARSER"), ["c1"]);
+            assert_eq!(ids("notes"), ["c2"]);
+            assert_eq!(ids("auth.rs"), ["c1", "c3", "c2"]);
+            assert_eq!(ids("50%"), ["c1", "c3", "c2"]);
+            // A wildcard is a character, and a tag matches whole.
+            assert!(ids("5_%").is_empty());
+            assert_eq!(ids("#db"), ["c1"]);
+            assert!(ids("ci").is_empty());
+            assert!(ids("d").is_empty());
+            assert!(s.contexts_search("m2", "parser", 10).unwrap().is_empty());
+        }
     }
 
     #[test]

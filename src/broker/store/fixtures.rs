@@ -1,4 +1,5 @@
-//! What the store's tests share: a data directory removed on drop, and a seeded store.
+//! What the store's tests share: a data directory removed on drop, a seeded store, and [`both_stores!`], which
+//! runs one test body against SQLite and against PostgreSQL (a fresh schema per test; see `pg::testdb`).
 //!
 //! Compiled only for `cargo test` (declared `#[cfg(test)]` by its parent), so its `unwrap`s fail a test, never a user.
 #![cfg(test)]
@@ -8,7 +9,64 @@ use std::path::PathBuf;
 use super::meshes::{Member, Mesh};
 use super::messages::{Message, NewDelivery};
 use super::{SqliteStore, Store, new_id};
+
+/// Where one test's store lives: a data directory, or a fresh PostgreSQL schema.
+pub(crate) enum Db {
+    Sqlite(TempDir),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<postgres::Config>),
+}
+
+impl Db {
+    pub(crate) fn sqlite(tag: &str) -> Db {
+        Db::Sqlite(TempDir::new(tag))
+    }
+
+    /// `None` (the test skips) without a PostgreSQL server, outside CI.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres() -> Option<Db> {
+        super::pg::testdb::fresh_schema("t").map(|c| Db::Postgres(Box::new(c)))
+    }
+
+    /// Opens the store, again if it was opened before: what a restarted broker finds.
+    pub(crate) fn open(&self) -> Box<dyn Store> {
+        match self {
+            Db::Sqlite(d) => Box::new(SqliteStore::open(&d.0).unwrap()),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(c) => Box::new(super::PgStore::open_config((**c).clone()).unwrap()),
+        }
+    }
+}
+
+/// `mod NAME { #[test] fn sqlite(); #[test] fn postgres() }`, both running `BODY` with `DB` a fresh [`Db`].
+macro_rules! both_stores {
+    ($(#[$m:meta])* fn $name:ident($db:ident) $body:block) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::broker::store::Store;
+
+            fn run($db: &$crate::broker::store::fixtures::Db) $body
+
+            #[test]
+            fn sqlite() {
+                run(&$crate::broker::store::fixtures::Db::sqlite(stringify!($name)))
+            }
+
+            #[cfg(feature = "postgres")]
+            #[test]
+            fn postgres() {
+                if let Some(db) = $crate::broker::store::fixtures::Db::postgres() {
+                    run(&db)
+                }
+            }
+        }
+    };
+}
 use crate::wire::Priority;
+pub(crate) use both_stores;
 
 /// A fresh data directory, removed on drop.
 pub(crate) struct TempDir(pub PathBuf);
@@ -31,7 +89,7 @@ impl Drop for TempDir {
     }
 }
 
-pub(super) fn mesh(id: &str, slug: &str) -> Mesh {
+pub(crate) fn mesh(id: &str, slug: &str) -> Mesh {
     Mesh {
         id: id.into(),
         name: "Dev".into(),
@@ -42,7 +100,7 @@ pub(super) fn mesh(id: &str, slug: &str) -> Mesh {
     }
 }
 
-pub(super) fn member(id: &str, mesh_id: &str, pubkey: &str) -> Member {
+pub(crate) fn member(id: &str, mesh_id: &str, pubkey: &str) -> Member {
     Member {
         id: id.into(),
         mesh_id: mesh_id.into(),
@@ -83,6 +141,16 @@ pub(super) fn copy(member: &str, session: Option<&str>, ct: &str) -> NewDelivery
         nonce: Some("n".into()),
         ciphertext: Some(ct.into()),
     }
+}
+
+/// A store of either kind with mesh m1 and members a (owner), b.
+pub(crate) fn seeded_in(db: &Db) -> Box<dyn Store> {
+    let mut s = db.open();
+    s.create_mesh(&mesh("m1", "dev"), &member("a", "m1", "pa"))
+        .unwrap();
+    s.insert_member(&member("b", "m1", "pb")).unwrap();
+    s.commit().unwrap();
+    s
 }
 
 /// A store with mesh m1 and members a (owner), b.

@@ -124,49 +124,48 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{TempDir, seeded};
+    use super::super::fixtures::{both_stores, seeded_in};
     use super::*;
-    use crate::broker::store::Store;
 
-    #[test]
-    fn grants_and_blocks_are_replaced_in_place_and_read_back_after_reopening() {
-        let dir = TempDir::new("grants");
-        drop(seeded(&dir));
-        let mut s = SqliteStore::open(&dir.0).unwrap();
-        let (mesh, alice, bob) = ("m1".to_string(), "a".to_string(), "b".to_string());
-        let g = |peer: &str, cap: &str, allow: bool, at: i64| GrantRow {
-            mesh_id: mesh.clone(),
-            member_id: alice.clone(),
-            peer: peer.to_string(),
-            cap: cap.to_string(),
-            allow,
-            updated_at: at,
-        };
-        s.grant_put(&g(&bob, "now", true, 1)).unwrap();
-        s.grant_put(&g(&bob, "now", false, 2)).unwrap();
-        s.grant_put(&g("*", "dm", false, 3)).unwrap();
-        let b = BlockRow {
-            mesh_id: mesh.clone(),
-            member_id: alice.clone(),
-            peer: bob.clone(),
-            created_at: 4,
-        };
-        s.block_put(&b).unwrap();
-        s.block_put(&BlockRow {
-            created_at: 5,
-            ..b.clone()
-        })
-        .unwrap();
-        s.commit().unwrap();
-        drop(s);
-        let mut s = SqliteStore::open(&dir.0).unwrap();
-        assert_eq!(
-            s.grants_all().unwrap(),
-            vec![g("*", "dm", false, 3), g(&bob, "now", false, 2)]
-        );
-        assert_eq!(s.blocks_all().unwrap(), vec![b]);
-        assert!(s.block_delete(&alice, &bob).unwrap());
-        assert!(!s.block_delete(&alice, &bob).unwrap());
-        assert!(s.blocks_all().unwrap().is_empty());
+    both_stores! {
+        fn grants_and_blocks_are_replaced_in_place_and_read_back_after_reopening(db) {
+            drop(seeded_in(db));
+            let mut s = db.open();
+            let (mesh, alice, bob) = ("m1".to_string(), "a".to_string(), "b".to_string());
+            let g = |peer: &str, cap: &str, allow: bool, at: i64| GrantRow {
+                mesh_id: mesh.clone(),
+                member_id: alice.clone(),
+                peer: peer.to_string(),
+                cap: cap.to_string(),
+                allow,
+                updated_at: at,
+            };
+            s.grant_put(&g(&bob, "now", true, 1)).unwrap();
+            s.grant_put(&g(&bob, "now", false, 2)).unwrap();
+            s.grant_put(&g("*", "dm", false, 3)).unwrap();
+            let b = BlockRow {
+                mesh_id: mesh.clone(),
+                member_id: alice.clone(),
+                peer: bob.clone(),
+                created_at: 4,
+            };
+            s.block_put(&b).unwrap();
+            s.block_put(&BlockRow {
+                created_at: 5,
+                ..b.clone()
+            })
+            .unwrap();
+            s.commit().unwrap();
+            drop(s);
+            let mut s = db.open();
+            assert_eq!(
+                s.grants_all().unwrap(),
+                vec![g("*", "dm", false, 3), g(&bob, "now", false, 2)]
+            );
+            assert_eq!(s.blocks_all().unwrap(), vec![b]);
+            assert!(s.block_delete(&alice, &bob).unwrap());
+            assert!(!s.block_delete(&alice, &bob).unwrap());
+            assert!(s.blocks_all().unwrap().is_empty());
+        }
     }
 }

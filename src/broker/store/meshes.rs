@@ -366,55 +366,54 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{TempDir, member, seeded};
+    use super::super::fixtures::{both_stores, member, seeded_in};
     use super::*;
-    use crate::broker::store::Store;
 
-    #[test]
-    fn meshes_members_and_lookups() {
-        let dir = TempDir::new("members");
-        let mut s = seeded(&dir);
-        assert!(s.slug_taken("dev").unwrap());
-        assert!(!s.slug_taken("dev-2").unwrap());
-        assert_eq!(s.mesh("m1").unwrap().unwrap().slug, "dev");
-        assert!(s.mesh("nope").unwrap().is_none());
-        assert_eq!(s.member_by_pubkey("m1", "pb").unwrap().unwrap().id, "b");
-        assert!(s.member_by_pubkey("m1", "PB").unwrap().is_none());
-        // (mesh, pubkey) is unique.
-        assert!(s.insert_member(&member("c", "m1", "pb")).is_err());
-        s.rollback();
-        s.set_member_groups("b", r#"[{"name":"eng"}]"#).unwrap();
-        s.set_member_revoked("b", Some(5)).unwrap();
-        s.commit().unwrap();
-        let b = s.member("b").unwrap().unwrap();
-        assert_eq!(b.groups, r#"[{"name":"eng"}]"#);
-        assert_eq!(b.revoked_at, Some(5));
-        assert_eq!(s.members("m1").unwrap().len(), 2);
+    both_stores! {
+        fn meshes_members_and_lookups(db) {
+            let mut s = seeded_in(db);
+            assert!(s.slug_taken("dev").unwrap());
+            assert!(!s.slug_taken("dev-2").unwrap());
+            assert_eq!(s.mesh("m1").unwrap().unwrap().slug, "dev");
+            assert!(s.mesh("nope").unwrap().is_none());
+            assert_eq!(s.member_by_pubkey("m1", "pb").unwrap().unwrap().id, "b");
+            assert!(s.member_by_pubkey("m1", "PB").unwrap().is_none());
+            // (mesh, pubkey) is unique.
+            assert!(s.insert_member(&member("c", "m1", "pb")).is_err());
+            s.rollback();
+            s.set_member_groups("b", r#"[{"name":"eng"}]"#).unwrap();
+            s.set_member_revoked("b", Some(5)).unwrap();
+            s.commit().unwrap();
+            let b = s.member("b").unwrap().unwrap();
+            assert_eq!(b.groups, r#"[{"name":"eng"}]"#);
+            assert_eq!(b.revoked_at, Some(5));
+            assert_eq!(s.members("m1").unwrap().len(), 2);
+        }
     }
 
-    #[test]
-    fn invites_are_used_at_most_max_uses_times() {
-        let dir = TempDir::new("invites");
-        let mut s = seeded(&dir);
-        let inv = Invite {
-            id: "i1".into(),
-            mesh_id: "m1".into(),
-            token: "tok".into(),
-            token_hash: "h".into(),
-            payload: "{}".into(),
-            max_uses: 2,
-            used_count: 0,
-            role: "member".into(),
-            expires_at: Some(10),
-            created_at: 1,
-            revoked_at: None,
-        };
-        s.insert_invite(&inv).unwrap();
-        assert_eq!(s.invite_by_token("tok").unwrap().unwrap(), inv);
-        assert!(s.use_invite("i1").unwrap());
-        assert!(s.use_invite("i1").unwrap());
-        assert!(!s.use_invite("i1").unwrap());
-        s.commit().unwrap();
-        assert_eq!(s.invite_by_token("tok").unwrap().unwrap().used_count, 2);
+    both_stores! {
+        fn invites_are_used_at_most_max_uses_times(db) {
+            let mut s = seeded_in(db);
+            let inv = Invite {
+                id: "i1".into(),
+                mesh_id: "m1".into(),
+                token: "tok".into(),
+                token_hash: "h".into(),
+                payload: "{}".into(),
+                max_uses: 2,
+                used_count: 0,
+                role: "member".into(),
+                expires_at: Some(10),
+                created_at: 1,
+                revoked_at: None,
+            };
+            s.insert_invite(&inv).unwrap();
+            assert_eq!(s.invite_by_token("tok").unwrap().unwrap(), inv);
+            assert!(s.use_invite("i1").unwrap());
+            assert!(s.use_invite("i1").unwrap());
+            assert!(!s.use_invite("i1").unwrap());
+            s.commit().unwrap();
+            assert_eq!(s.invite_by_token("tok").unwrap().unwrap().used_count, 2);
+        }
     }
 }

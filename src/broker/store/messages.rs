@@ -325,113 +325,113 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{TempDir, copy, message, seeded};
+    use super::super::fixtures::{TempDir, both_stores, copy, message, seeded, seeded_in};
     use super::*;
-    use crate::broker::store::{Session, Store};
+    use crate::broker::store::Session;
     use rusqlite::params;
 
-    #[test]
-    fn deliveries_are_pending_until_marked_and_scoped_to_session() {
-        let dir = TempDir::new("deliveries");
-        let mut s = seeded(&dir);
-        s.upsert_session(&Session {
-            mesh_id: "m1".into(),
-            session_pubkey: "sb".into(),
-            member_id: "b".into(),
-            display_name: Some("b-session".into()),
-            session_id: None,
-            last_seen_at: 1,
-        })
-        .unwrap();
-        s.insert_message(&message("x1", Some("c1"), 10), &[copy("b", None, "to-b")])
+    both_stores! {
+        fn deliveries_are_pending_until_marked_and_scoped_to_session(db) {
+            let mut s = seeded_in(db);
+            s.upsert_session(&Session {
+                mesh_id: "m1".into(),
+                session_pubkey: "sb".into(),
+                member_id: "b".into(),
+                display_name: Some("b-session".into()),
+                session_id: None,
+                last_seen_at: 1,
+            })
             .unwrap();
-        s.insert_message(&message("x2", None, 20), &[copy("b", Some("sb"), "to-sb")])
+            s.insert_message(&message("x1", Some("c1"), 10), &[copy("b", None, "to-b")])
+                .unwrap();
+            s.insert_message(&message("x2", None, 20), &[copy("b", Some("sb"), "to-sb")])
+                .unwrap();
+            s.insert_message(
+                &message("x3", None, 30),
+                &[copy("b", Some("other"), "to-other")],
+            )
             .unwrap();
-        s.insert_message(
-            &message("x3", None, 30),
-            &[copy("b", Some("other"), "to-other")],
-        )
-        .unwrap();
-        s.commit().unwrap();
+            s.commit().unwrap();
 
-        // The member's control plane sees member-addressed copies only; the session sees its own too.
-        let member_only: Vec<_> = s
-            .pending("b", None, 100)
-            .unwrap()
-            .into_iter()
-            .map(|p| p.message.ciphertext)
-            .collect();
-        assert_eq!(member_only, ["to-b"]);
-        let with_session = s.pending("b", Some("sb"), 100).unwrap();
-        assert_eq!(
-            with_session
-                .iter()
-                .map(|p| p.message.ciphertext.as_str())
-                .collect::<Vec<_>>(),
-            ["to-b", "to-sb"]
-        );
-        assert_eq!(with_session[0].sender_member_pubkey, "pa");
-        assert_eq!(with_session[0].sender_name, "name-a");
-        assert_eq!(
-            with_session[0].message.client_message_id.as_deref(),
-            Some("c1")
-        );
-        assert_eq!(s.pending("b", Some("sb"), 1).unwrap().len(), 1);
-        assert_eq!(s.pending_count().unwrap(), 3);
-
-        // Acks by broker id or by client id; a second ack changes nothing; another member's ack changes nothing.
-        assert!(
-            s.mark_delivered("m1", "a", Some("x1"), None, 40)
+            // The member's control plane sees member-addressed copies only; the session sees its own too.
+            let member_only: Vec<_> = s
+                .pending("b", None, 100)
                 .unwrap()
-                .is_empty()
-        );
-        let changed = s.mark_delivered("m1", "b", None, Some("c1"), 40).unwrap();
-        assert_eq!(changed.len(), 1);
-        assert!(
-            s.mark_delivered("m1", "b", Some("x1"), None, 41)
-                .unwrap()
-                .is_empty()
-        );
-        let id2 = with_session[1].delivery_id;
-        assert!(s.pending_delivery(id2).unwrap().is_some());
-        assert_eq!(
-            s.mark_delivered("m1", "b", Some("x2"), None, 42).unwrap(),
-            [id2]
-        );
-        assert!(s.pending_delivery(id2).unwrap().is_none());
-        s.commit().unwrap();
-        assert_eq!(s.pending_count().unwrap(), 1);
+                .into_iter()
+                .map(|p| p.message.ciphertext)
+                .collect();
+            assert_eq!(member_only, ["to-b"]);
+            let with_session = s.pending("b", Some("sb"), 100).unwrap();
+            assert_eq!(
+                with_session
+                    .iter()
+                    .map(|p| p.message.ciphertext.as_str())
+                    .collect::<Vec<_>>(),
+                ["to-b", "to-sb"]
+            );
+            assert_eq!(with_session[0].sender_member_pubkey, "pa");
+            assert_eq!(with_session[0].sender_name, "name-a");
+            assert_eq!(
+                with_session[0].message.client_message_id.as_deref(),
+                Some("c1")
+            );
+            assert_eq!(s.pending("b", Some("sb"), 1).unwrap().len(), 1);
+            assert_eq!(s.pending_count().unwrap(), 3);
 
-        let states = s.deliveries_of("x2").unwrap();
-        assert_eq!(states.len(), 1);
-        assert_eq!(states[0].recipient_name, "b-session");
-        assert_eq!(states[0].delivered_at, Some(42));
+            // Acks by broker id or by client id; a second ack changes nothing; another member's ack changes nothing.
+            assert!(
+                s.mark_delivered("m1", "a", Some("x1"), None, 40)
+                    .unwrap()
+                    .is_empty()
+            );
+            let changed = s.mark_delivered("m1", "b", None, Some("c1"), 40).unwrap();
+            assert_eq!(changed.len(), 1);
+            assert!(
+                s.mark_delivered("m1", "b", Some("x1"), None, 41)
+                    .unwrap()
+                    .is_empty()
+            );
+            let id2 = with_session[1].delivery_id;
+            assert!(s.pending_delivery(id2).unwrap().is_some());
+            assert_eq!(
+                s.mark_delivered("m1", "b", Some("x2"), None, 42).unwrap(),
+                [id2]
+            );
+            assert!(s.pending_delivery(id2).unwrap().is_none());
+            s.commit().unwrap();
+            assert_eq!(s.pending_count().unwrap(), 1);
+
+            let states = s.deliveries_of("x2").unwrap();
+            assert_eq!(states.len(), 1);
+            assert_eq!(states[0].recipient_name, "b-session");
+            assert_eq!(states[0].delivered_at, Some(42));
+        }
     }
 
-    #[test]
-    fn client_message_ids_are_unique_per_sender_and_found_again() {
-        let dir = TempDir::new("dedupe");
-        let mut s = seeded(&dir);
-        s.insert_message(&message("x1", Some("c1"), 10), &[])
-            .unwrap();
-        assert!(
-            s.insert_message(&message("x2", Some("c1"), 11), &[])
-                .is_err()
-        );
-        s.rollback();
-        s.insert_message(&message("x1", Some("c1"), 10), &[])
-            .unwrap();
-        s.insert_message(&message("x3", None, 12), &[]).unwrap();
-        s.insert_message(&message("x4", None, 13), &[]).unwrap();
-        s.commit().unwrap();
-        assert_eq!(
-            s.message_by_client_id("m1", "a", "c1").unwrap().as_deref(),
-            Some("x1")
-        );
-        assert!(s.message_by_client_id("m1", "b", "c1").unwrap().is_none());
-        assert_eq!(s.messages_by_prefix("m1", "x", 10).unwrap().len(), 3);
-        assert_eq!(s.messages_by_prefix("m1", "x3", 10).unwrap()[0].id, "x3");
-        assert!(s.messages_by_prefix("m2", "x", 10).unwrap().is_empty());
+    both_stores! {
+        fn client_message_ids_are_unique_per_sender_and_found_again(db) {
+            let mut s = seeded_in(db);
+            s.insert_message(&message("x1", Some("c1"), 10), &[])
+                .unwrap();
+            assert!(
+                s.insert_message(&message("x2", Some("c1"), 11), &[])
+                    .is_err()
+            );
+            s.rollback();
+            s.insert_message(&message("x1", Some("c1"), 10), &[])
+                .unwrap();
+            s.insert_message(&message("x3", None, 12), &[]).unwrap();
+            s.insert_message(&message("x4", None, 13), &[]).unwrap();
+            s.commit().unwrap();
+            assert_eq!(
+                s.message_by_client_id("m1", "a", "c1").unwrap().as_deref(),
+                Some("x1")
+            );
+            assert!(s.message_by_client_id("m1", "b", "c1").unwrap().is_none());
+            assert_eq!(s.messages_by_prefix("m1", "x", 10).unwrap().len(), 3);
+            assert_eq!(s.messages_by_prefix("m1", "x3", 10).unwrap()[0].id, "x3");
+            assert!(s.messages_by_prefix("m2", "x", 10).unwrap().is_empty());
+        }
     }
 
     #[test]

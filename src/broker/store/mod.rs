@@ -1,7 +1,8 @@
-//! The broker's storage: a [`Store`] trait and its SQLite implementation.
+//! The broker's storage: a [`Store`] trait, its SQLite implementation (the default), and its PostgreSQL one in
+//! [`pg`] (cargo feature `postgres`, `cm-broker --database-url`).
 //!
 //! Why a trait: one broker needs nothing but a file, but several brokers behind one address need a shared
-//! database; a PostgreSQL store can implement the same trait later.
+//! database. The store tests run one body against both (`fixtures::both_stores!`).
 //!
 //! Why writes open a transaction lazily and [`Store::commit`] closes it: the hub handles every event of one poll
 //! iteration and commits once at its end (group commit), before any reply of that iteration is written. One fsync
@@ -26,6 +27,8 @@
 //! | `vault.rs` | the vault's sealed entries and their readers |
 //! | `grants.rs` | grants and blocks |
 //! | `webhooks.rs` | webhooks and the delivery ids they took |
+//! | `fixtures.rs` | what the tests share, and the macro that runs a test on both stores |
+//! | `pg/` | the PostgreSQL store: the same concerns, one file each, and its own migrations |
 
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -38,14 +41,16 @@ use crate::error::{Error, Result};
 use wal::{CHECKPOINT_EVERY, Checkpointer, WAL_LIMIT};
 
 mod apikeys;
-mod context;
+pub(crate) mod context;
 mod files;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod grants;
 mod memory;
 mod meshes;
 mod messages;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod reservations;
 mod schedules;
 mod schema;
@@ -63,6 +68,8 @@ pub use grants::{BlockRow, GrantRow};
 pub use memory::{MemoryHit, MemoryRow};
 pub use meshes::{Invite, Member, MemberPresence, Mesh, Session};
 pub use messages::{DeliveryState, Message, NewDelivery, Pending};
+#[cfg(feature = "postgres")]
+pub use pg::PgStore;
 pub use reservations::ReservationRow;
 pub use schedules::ScheduleRow;
 pub use state::{StatePut, StateRow};
@@ -76,6 +83,8 @@ pub use webhooks::WebhookRow;
 
 /// The broker's storage. Reads see the writes of the open transaction; writes open one if none is open.
 pub trait Store {
+    /// Which database this is, `sqlite` or `postgres`, for `/health` and `/metrics`.
+    fn backend(&self) -> &'static str;
     /// A cheap query, for `/health`.
     fn ping(&self) -> Result<()>;
     /// Commits the open transaction, if any: true when there was one. On failure the transaction is rolled back
@@ -525,6 +534,10 @@ fn prefix_range(prefix: &str) -> (String, String) {
 
 /// Each method is answered by the method of the same name in the file of its concern.
 impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn ping(&self) -> Result<()> {
         self.conn
             .query_row("SELECT count(*) FROM meshes", [], |r| r.get::<_, i64>(0))
@@ -1031,7 +1044,7 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{TempDir, copy, member, mesh, message, seeded};
+    use super::fixtures::{TempDir, both_stores, copy, member, mesh, message, seeded, seeded_in};
     use super::*;
     use std::fs::{self, Permissions};
     use std::os::unix::fs::PermissionsExt;
@@ -1045,28 +1058,65 @@ mod tests {
         assert_ne!(a, new_id());
     }
 
-    #[test]
-    fn rolled_back_writes_are_gone_and_committed_ones_survive_reopen() {
-        let dir = TempDir::new("durable");
-        let mut s = seeded(&dir);
-        s.insert_message(&message("x1", None, 10), &[copy("b", None, "kept")])
-            .unwrap();
-        s.commit().unwrap();
-        s.insert_message(&message("x2", None, 11), &[copy("b", None, "dropped")])
-            .unwrap();
-        s.rollback();
-        // Left open on purpose: a crash before commit must lose it, not corrupt anything.
-        s.insert_message(&message("x3", None, 12), &[copy("b", None, "uncommitted")])
-            .unwrap();
-        std::mem::forget(s);
-        let s = SqliteStore::open(&dir.0).unwrap();
-        let left: Vec<_> = s
-            .pending("b", None, 10)
-            .unwrap()
-            .into_iter()
-            .map(|p| p.message.ciphertext)
-            .collect();
-        assert_eq!(left, ["kept"]);
+    both_stores! {
+        fn rolled_back_writes_are_gone_and_committed_ones_survive_reopen(db) {
+            let mut s = seeded_in(db);
+            s.insert_message(&message("x1", None, 10), &[copy("b", None, "kept")])
+                .unwrap();
+            s.commit().unwrap();
+            s.insert_message(&message("x2", None, 11), &[copy("b", None, "dropped")])
+                .unwrap();
+            s.rollback();
+            // Left open on purpose: a crash before commit must lose it, not corrupt anything.
+            s.insert_message(&message("x3", None, 12), &[copy("b", None, "uncommitted")])
+                .unwrap();
+            std::mem::forget(s);
+            let s = db.open();
+            let left: Vec<_> = s
+                .pending("b", None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.message.ciphertext)
+                .collect();
+            assert_eq!(left, ["kept"]);
+        }
+    }
+
+    both_stores! {
+        /// As SQLite does, a failed write undoes itself only: the batch's other writes commit (PostgreSQL
+        /// would abort the whole transaction without the store's savepoint).
+        fn a_refused_write_keeps_the_rest_of_the_batch(db) {
+            let mut s = seeded_in(db);
+            s.insert_message(&message("x1", Some("c1"), 10), &[copy("b", None, "first")])
+                .unwrap();
+            assert!(s.insert_message(&message("x2", Some("c1"), 11), &[]).is_err());
+            s.insert_message(&message("x3", None, 12), &[copy("b", None, "after")])
+                .unwrap();
+            assert!(s.commit().unwrap());
+            drop(s);
+            let s = db.open();
+            let left: Vec<_> = s
+                .pending("b", None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.message.ciphertext)
+                .collect();
+            assert_eq!(left, ["first", "after"]);
+            assert_eq!(s.messages_by_prefix("m1", "x", 10).unwrap().len(), 2);
+        }
+    }
+
+    both_stores! {
+        fn the_backend_names_itself(db) {
+            let s = db.open();
+            let want = match db {
+                super::super::fixtures::Db::Sqlite(_) => "sqlite",
+                #[cfg(feature = "postgres")]
+                super::super::fixtures::Db::Postgres(_) => "postgres",
+            };
+            assert_eq!(s.backend(), want);
+            s.ping().unwrap();
+        }
     }
 
     #[test]

@@ -507,150 +507,149 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{TempDir, seeded};
+    use super::super::fixtures::{both_stores, seeded_in};
     use super::*;
-    use crate::broker::store::Store;
 
-    #[test]
-    fn topics_members_keys_messages_and_notifications() {
-        let dir = TempDir::new("topics");
-        let mut s = seeded(&dir);
-        let topic = Topic {
-            id: "t1".into(),
-            mesh_id: "m1".into(),
-            name: "dev".into(),
-            description: None,
-            visibility: "public".into(),
-            created_by_member_id: Some("a".into()),
-            encrypted: true,
-            created_at: 1,
-            archived_at: None,
-        };
-        s.insert_topic(&topic).unwrap();
-        assert!(s.insert_topic(&topic).is_err(), "names are unique per mesh");
-        s.rollback();
-        s.insert_topic(&topic).unwrap();
-        assert_eq!(s.topic("m1", "dev").unwrap().unwrap().id, "t1");
-        assert_eq!(s.topic("m1", "t1").unwrap().unwrap().name, "dev");
-        assert!(s.topic("m2", "dev").unwrap().is_none());
-        assert!(s.join_topic("t1", "a", "lead", 1).unwrap());
-        assert!(
-            !s.join_topic("t1", "a", "member", 2).unwrap(),
-            "joining twice keeps the role"
-        );
-        assert!(s.join_topic("t1", "b", "member", 2).unwrap());
-        let key = |m: &str, by: &str| SealedKey {
-            topic_id: "t1".into(),
-            member_id: m.into(),
-            encrypted_key: format!("k-{m}"),
-            nonce: "n".into(),
-            sealed_by_member_id: by.into(),
-            created_at: 3,
-        };
-        assert!(s.put_topic_key(&key("a", "a")).unwrap());
-        assert!(
-            !s.put_topic_key(&key("a", "b")).unwrap(),
-            "a stored copy stays"
-        );
-        assert_eq!(
-            s.topic_key("t1", "a").unwrap().unwrap().sealed_by_member_id,
-            "a"
-        );
-        let m = s.topic_members("t1").unwrap();
-        assert_eq!(
-            m.iter()
-                .map(|m| (m.member_id.as_str(), m.role.as_str(), m.has_key))
-                .collect::<Vec<_>>(),
-            [("a", "lead", true), ("b", "member", false)]
-        );
+    both_stores! {
+        fn topics_members_keys_messages_and_notifications(db) {
+            let mut s = seeded_in(db);
+            let topic = Topic {
+                id: "t1".into(),
+                mesh_id: "m1".into(),
+                name: "dev".into(),
+                description: None,
+                visibility: "public".into(),
+                created_by_member_id: Some("a".into()),
+                encrypted: true,
+                created_at: 1,
+                archived_at: None,
+            };
+            s.insert_topic(&topic).unwrap();
+            assert!(s.insert_topic(&topic).is_err(), "names are unique per mesh");
+            s.rollback();
+            s.insert_topic(&topic).unwrap();
+            assert_eq!(s.topic("m1", "dev").unwrap().unwrap().id, "t1");
+            assert_eq!(s.topic("m1", "t1").unwrap().unwrap().name, "dev");
+            assert!(s.topic("m2", "dev").unwrap().is_none());
+            assert!(s.join_topic("t1", "a", "lead", 1).unwrap());
+            assert!(
+                !s.join_topic("t1", "a", "member", 2).unwrap(),
+                "joining twice keeps the role"
+            );
+            assert!(s.join_topic("t1", "b", "member", 2).unwrap());
+            let key = |m: &str, by: &str| SealedKey {
+                topic_id: "t1".into(),
+                member_id: m.into(),
+                encrypted_key: format!("k-{m}"),
+                nonce: "n".into(),
+                sealed_by_member_id: by.into(),
+                created_at: 3,
+            };
+            assert!(s.put_topic_key(&key("a", "a")).unwrap());
+            assert!(
+                !s.put_topic_key(&key("a", "b")).unwrap(),
+                "a stored copy stays"
+            );
+            assert_eq!(
+                s.topic_key("t1", "a").unwrap().unwrap().sealed_by_member_id,
+                "a"
+            );
+            let m = s.topic_members("t1").unwrap();
+            assert_eq!(
+                m.iter()
+                    .map(|m| (m.member_id.as_str(), m.role.as_str(), m.has_key))
+                    .collect::<Vec<_>>(),
+                [("a", "lead", true), ("b", "member", false)]
+            );
 
-        let msg = |id: &str, from: &str, at: i64| TopicMessage {
-            id: id.into(),
-            topic_id: "t1".into(),
-            sender_member_id: from.into(),
-            sender_session_pubkey: None,
-            nonce: "n".into(),
-            ciphertext: format!("ct-{id}"),
-            body_version: 2,
-            reply_to_id: None,
-            client_message_id: Some(format!("c-{id}")),
-            created_at: at,
-        };
-        // The same millisecond: storage order decides.
-        let s1 = s.insert_topic_message(&msg("zz1", "a", 10)).unwrap();
-        let s2 = s.insert_topic_message(&msg("aa2", "b", 10)).unwrap();
-        let s3 = s.insert_topic_message(&msg("mm3", "a", 11)).unwrap();
-        assert!(s1 < s2 && s2 < s3);
-        let ids =
-            |rows: Vec<TopicMessageRow>| rows.into_iter().map(|r| r.message.id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(s.topic_messages("t1", TopicPage::Before(None, 10)).unwrap()),
-            ["mm3", "aa2", "zz1"]
-        );
-        assert_eq!(
-            ids(s
-                .topic_messages("t1", TopicPage::Before(Some(s3), 1))
-                .unwrap()),
-            ["aa2"]
-        );
-        assert_eq!(
-            ids(s.topic_messages("t1", TopicPage::After(s1, 10)).unwrap()),
-            ["aa2", "mm3"]
-        );
-        let row = &s.topic_messages_by_prefix("t1", "aa", 5).unwrap()[0];
-        assert_eq!(
-            (row.sender_name.as_str(), row.sender_member_pubkey.as_str()),
-            ("name-b", "pb")
-        );
-        assert_eq!(
-            s.topic_message_by_client_id("t1", "b", "c-aa2")
-                .unwrap()
-                .as_deref(),
-            Some("aa2")
-        );
-        assert!(
-            s.topic_message_by_client_id("t1", "a", "c-aa2")
-                .unwrap()
-                .is_none()
-        );
+            let msg = |id: &str, from: &str, at: i64| TopicMessage {
+                id: id.into(),
+                topic_id: "t1".into(),
+                sender_member_id: from.into(),
+                sender_session_pubkey: None,
+                nonce: "n".into(),
+                ciphertext: format!("ct-{id}"),
+                body_version: 2,
+                reply_to_id: None,
+                client_message_id: Some(format!("c-{id}")),
+                created_at: at,
+            };
+            // The same millisecond: storage order decides.
+            let s1 = s.insert_topic_message(&msg("zz1", "a", 10)).unwrap();
+            let s2 = s.insert_topic_message(&msg("aa2", "b", 10)).unwrap();
+            let s3 = s.insert_topic_message(&msg("mm3", "a", 11)).unwrap();
+            assert!(s1 < s2 && s2 < s3);
+            let ids =
+                |rows: Vec<TopicMessageRow>| rows.into_iter().map(|r| r.message.id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(s.topic_messages("t1", TopicPage::Before(None, 10)).unwrap()),
+                ["mm3", "aa2", "zz1"]
+            );
+            assert_eq!(
+                ids(s
+                    .topic_messages("t1", TopicPage::Before(Some(s3), 1))
+                    .unwrap()),
+                ["aa2"]
+            );
+            assert_eq!(
+                ids(s.topic_messages("t1", TopicPage::After(s1, 10)).unwrap()),
+                ["aa2", "mm3"]
+            );
+            let row = &s.topic_messages_by_prefix("t1", "aa", 5).unwrap()[0];
+            assert_eq!(
+                (row.sender_name.as_str(), row.sender_member_pubkey.as_str()),
+                ("name-b", "pb")
+            );
+            assert_eq!(
+                s.topic_message_by_client_id("t1", "b", "c-aa2")
+                    .unwrap()
+                    .as_deref(),
+                Some("aa2")
+            );
+            assert!(
+                s.topic_message_by_client_id("t1", "a", "c-aa2")
+                    .unwrap()
+                    .is_none()
+            );
 
-        // a has read up to 10: only b's message at 10 was before that, so nothing of b's is unread for a.
-        s.mark_topic_read("t1", "a", 10).unwrap();
-        let listing = &s.topics("m1", "a").unwrap()[0];
-        assert_eq!(
-            (listing.member_count, listing.joined, listing.unread),
-            (2, true, 0)
-        );
-        assert_eq!(s.topics("m1", "b").unwrap()[0].unread, 2);
+            // a has read up to 10: only b's message at 10 was before that, so nothing of b's is unread for a.
+            s.mark_topic_read("t1", "a", 10).unwrap();
+            let listing = &s.topics("m1", "a").unwrap()[0];
+            assert_eq!(
+                (listing.member_count, listing.joined, listing.unread),
+                (2, true, 0)
+            );
+            assert_eq!(s.topics("m1", "b").unwrap()[0].unread, 2);
 
-        assert!(
-            s.insert_notification("n1", "zz1", "b", "mention", 10)
-                .unwrap()
-        );
-        assert!(
-            !s.insert_notification("n2", "zz1", "b", "mention", 10)
-                .unwrap()
-        );
-        assert!(
-            s.insert_notification("n3", "mm3", "b", "mention", 11)
-                .unwrap()
-        );
-        let n = s.notifications("b", true, 10).unwrap();
-        assert_eq!(
-            n.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
-            ["n3", "n1"]
-        );
-        assert_eq!(n[0].topic_name, "dev");
-        assert_eq!(
-            s.mark_notifications_read("b", Some(&["n1".to_string()]), 12)
-                .unwrap(),
-            1
-        );
-        assert_eq!(s.notifications("b", true, 10).unwrap().len(), 1);
-        assert_eq!(s.mark_notifications_read("b", None, 13).unwrap(), 1);
-        assert_eq!(s.notifications("b", false, 10).unwrap().len(), 2);
-        assert!(s.leave_topic("t1", "b").unwrap());
-        assert!(!s.mark_topic_read("t1", "b", 14).unwrap());
-        s.commit().unwrap();
+            assert!(
+                s.insert_notification("n1", "zz1", "b", "mention", 10)
+                    .unwrap()
+            );
+            assert!(
+                !s.insert_notification("n2", "zz1", "b", "mention", 10)
+                    .unwrap()
+            );
+            assert!(
+                s.insert_notification("n3", "mm3", "b", "mention", 11)
+                    .unwrap()
+            );
+            let n = s.notifications("b", true, 10).unwrap();
+            assert_eq!(
+                n.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+                ["n3", "n1"]
+            );
+            assert_eq!(n[0].topic_name, "dev");
+            assert_eq!(
+                s.mark_notifications_read("b", Some(&["n1".to_string()]), 12)
+                    .unwrap(),
+                1
+            );
+            assert_eq!(s.notifications("b", true, 10).unwrap().len(), 1);
+            assert_eq!(s.mark_notifications_read("b", None, 13).unwrap(), 1);
+            assert_eq!(s.notifications("b", false, 10).unwrap().len(), 2);
+            assert!(s.leave_topic("t1", "b").unwrap());
+            assert!(!s.mark_topic_read("t1", "b", 14).unwrap());
+            s.commit().unwrap();
+        }
     }
 }

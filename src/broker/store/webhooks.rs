@@ -133,47 +133,46 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Store;
-    use super::super::fixtures::{TempDir, seeded};
+    use super::super::fixtures::{both_stores, seeded_in};
     use super::*;
 
-    #[test]
-    fn names_are_unique_per_mesh_and_delivery_ids_are_taken_once() {
-        let dir = TempDir::new("webhooks");
-        let mut s = seeded(&dir);
-        let (mesh, member) = ("m1".to_string(), "a".to_string());
-        let w = WebhookRow {
-            id: "H1".into(),
-            mesh_id: mesh.clone(),
-            name: "ci".into(),
-            secret: "ab".repeat(32),
-            target_spec: "*".into(),
-            created_by: member.clone(),
-            created_at: 1,
-            ..WebhookRow::default()
-        };
-        assert!(s.webhook_insert(&w).unwrap());
-        let again = WebhookRow {
-            id: "H2".into(),
-            ..w.clone()
-        };
-        assert!(!s.webhook_insert(&again).unwrap());
-        s.commit().unwrap();
-        let got = s.webhook("H1").unwrap().unwrap();
-        assert_eq!((got.name.as_str(), got.creator_revoked), ("ci", false));
-        assert_eq!(s.webhooks(&mesh).unwrap().len(), 1);
-        assert!(s.webhook_delivery_take("H1", "d-1", 5).unwrap());
-        assert!(!s.webhook_delivery_take("H1", "d-1", 6).unwrap());
-        assert!(s.webhook_delivery_take("H1", "d-2", 6).unwrap());
-        assert_eq!(
-            s.webhook_delete(&mesh, "ci").unwrap().map(|w| w.id),
-            Some("H1".into())
-        );
-        assert!(s.webhook("H1").unwrap().is_none());
-        assert!(s.webhook_delete(&mesh, "ci").unwrap().is_none());
-        // The name is free again, and the new webhook has taken no ids.
-        assert!(s.webhook_insert(&again).unwrap());
-        assert!(s.webhook_delivery_take("H2", "d-1", 7).unwrap());
-        s.commit().unwrap();
+    both_stores! {
+        fn names_are_unique_per_mesh_and_delivery_ids_are_taken_once(db) {
+            let mut s = seeded_in(db);
+            let (mesh, member) = ("m1".to_string(), "a".to_string());
+            let w = WebhookRow {
+                id: "H1".into(),
+                mesh_id: mesh.clone(),
+                name: "ci".into(),
+                secret: "ab".repeat(32),
+                target_spec: "*".into(),
+                created_by: member.clone(),
+                created_at: 1,
+                ..WebhookRow::default()
+            };
+            assert!(s.webhook_insert(&w).unwrap());
+            let again = WebhookRow {
+                id: "H2".into(),
+                ..w.clone()
+            };
+            assert!(!s.webhook_insert(&again).unwrap());
+            s.commit().unwrap();
+            let got = s.webhook("H1").unwrap().unwrap();
+            assert_eq!((got.name.as_str(), got.creator_revoked), ("ci", false));
+            assert_eq!(s.webhooks(&mesh).unwrap().len(), 1);
+            assert!(s.webhook_delivery_take("H1", "d-1", 5).unwrap());
+            assert!(!s.webhook_delivery_take("H1", "d-1", 6).unwrap());
+            assert!(s.webhook_delivery_take("H1", "d-2", 6).unwrap());
+            assert_eq!(
+                s.webhook_delete(&mesh, "ci").unwrap().map(|w| w.id),
+                Some("H1".into())
+            );
+            assert!(s.webhook("H1").unwrap().is_none());
+            assert!(s.webhook_delete(&mesh, "ci").unwrap().is_none());
+            // The name is free again, and the new webhook has taken no ids.
+            assert!(s.webhook_insert(&again).unwrap());
+            assert!(s.webhook_delivery_take("H2", "d-1", 7).unwrap());
+            s.commit().unwrap();
+        }
     }
 }
