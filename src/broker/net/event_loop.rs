@@ -1,12 +1,12 @@
 //! The event loop: accept, read, hand to the handler, commit the batch, then write, until shutdown drains it.
 
 use super::http::{error_response, write_event, write_response};
-use super::signal::Shutdown;
+use super::signal::{Shutdown, Wake};
 use super::tls::Stream;
 use super::ws::{close_frame, push_frame, text_frame};
 use super::{
-    ACCEPT_PAUSE, Conn, FLUSH_TIMEOUT, Handler, KEEP_WBUF, Kind, LINGER, LISTENER, Output,
-    READ_BUDGET, READ_CHUNK, Response, SHUTDOWN_GRACE, Server, State, WAKE,
+    ACCEPT_PAUSE, Conn, FLUSH_TIMEOUT, HANDLER_WAKE, Handler, KEEP_WBUF, Kind, LINGER, LISTENER,
+    Output, READ_BUDGET, READ_CHUNK, Response, SHUTDOWN_GRACE, Server, State, WAKE,
 };
 use crate::broker::log;
 use mio::{Events, Interest, Token};
@@ -16,7 +16,12 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::Frame;
 
 impl Server<'_> {
-    pub(super) fn run(&mut self, h: &mut impl Handler, shutdown: &Shutdown) -> io::Result<()> {
+    pub(super) fn run(
+        &mut self,
+        h: &mut impl Handler,
+        shutdown: &Shutdown,
+        wake: Option<&Wake>,
+    ) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + self.cfg.tick;
         let mut stop_at: Option<Instant> = None;
@@ -38,6 +43,12 @@ impl Server<'_> {
                             stop_at = Some(now + SHUTDOWN_GRACE);
                             self.begin_shutdown(now);
                         }
+                    }
+                    HANDLER_WAKE => {
+                        if let Some(w) = wake {
+                            w.drain();
+                        }
+                        h.on_wake(&mut self.io);
                     }
                     Token(idx) => {
                         if ev.is_writable() {

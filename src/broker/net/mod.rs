@@ -47,7 +47,7 @@ mod tls;
 mod ws;
 
 pub use http::parse_request_head;
-pub use signal::Shutdown;
+pub use signal::{Shutdown, Wake};
 
 /// A connection's id, unique for the life of the process.
 pub type ConnId = u64;
@@ -134,6 +134,12 @@ pub trait Handler {
     fn next_deadline(&self) -> Option<Instant>;
     /// Called after every poll iteration's events, before any queued output is written: commit here.
     fn end_of_batch(&mut self, io: &mut Io);
+    /// A pipe another thread of the handler triggers to have [`Handler::on_wake`] called, asked once at start.
+    fn wake(&self) -> Option<std::sync::Arc<Wake>> {
+        None
+    }
+    /// The handler's [`Handler::wake`] was triggered (and is drained already).
+    fn on_wake(&mut self, _io: &mut Io) {}
 }
 
 /// The handler's view of the transport. Output is queued and written after [`Handler::end_of_batch`].
@@ -309,6 +315,8 @@ const LISTENER: Token = Token(usize::MAX);
 
 const WAKE: Token = Token(usize::MAX - 1);
 
+const HANDLER_WAKE: Token = Token(usize::MAX - 2);
+
 /// Serves HTTP and WebSocket on `listener` until `shutdown` is triggered, calling `handler` for what arrives.
 pub fn serve(
     listener: std::net::TcpListener,
@@ -327,6 +335,14 @@ pub fn serve(
         WAKE,
         Interest::READABLE,
     )?;
+    let wake = handler.wake();
+    if let Some(w) = &wake {
+        poll.registry().register(
+            &mut SourceFd(&w.as_raw_fd()),
+            HANDLER_WAKE,
+            Interest::READABLE,
+        )?;
+    }
     let mut server = Server {
         poll,
         cfg,
@@ -342,7 +358,7 @@ pub fn serve(
         dirty: Vec::new(),
         accept_paused: None,
     };
-    server.run(handler, shutdown)
+    server.run(handler, shutdown, wake.as_deref())
 }
 
 /// Lets the process hold as many sockets as its hard limit allows (the soft limit is often 1024).
