@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::cluster::Event;
 use super::hub::{Hub, PKey};
 use super::log;
 use super::net::ConnId;
@@ -252,6 +253,7 @@ impl Hub {
             }
             self.grants.set(&member, &peer, cap, g.allow);
         }
+        self.tell(Event::Grants);
         self.grant_state(conn, &member, g.req_id.clone(), true);
     }
 
@@ -281,6 +283,7 @@ impl Hub {
             return self.store_error(conn, &e, req);
         }
         self.grants.block(&member, &peer, b.blocked);
+        self.tell(Event::Grants);
         self.grant_state(conn, &member, b.req_id.clone(), true);
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::auth::{self, Capacity, Refusal};
+use super::cluster::Event;
 use super::log;
 use super::net::{ConnId, Handler, HttpAction, Io, Request};
 use super::routing::{Bucket, Lease, Waiter};
@@ -182,6 +183,8 @@ pub struct Hub {
     seen_hellos: auth::SeenHellos,
     /// When the last commit that had writes failed, and why; `None` once one succeeds again.
     pub(super) write_failure: Option<(i64, String)>,
+    /// This broker's part in a database other brokers share (PostgreSQL); `None` on SQLite.
+    pub(super) cluster: Option<super::cluster::Cluster>,
 }
 
 impl Capacity for Hub {
@@ -197,7 +200,12 @@ impl Capacity for Hub {
         // Counting the live ones walks the whole mesh; below the limit in all, there is no need (ten thousand
         // hellos in one mesh walked fifty million presences).
         let all = self.by_mesh.get(mesh_id).map_or(0, BTreeSet::len);
-        all >= self.cfg.max_conns_per_mesh
+        let elsewhere = if all < self.cfg.max_conns_per_mesh && self.cluster.is_some() {
+            self.elsewhere(mesh_id).iter().filter(|r| !r.pull).count()
+        } else {
+            0
+        };
+        all + elsewhere >= self.cfg.max_conns_per_mesh
             && self.live_in_mesh(mesh_id) >= self.cfg.max_conns_per_mesh
     }
 }
@@ -286,7 +294,8 @@ impl Hub {
     /// A hub over any store.
     pub fn with_store(store: Box<dyn Store>, cfg: HubConfig) -> Result<Hub> {
         let grants = super::grants::Grants::load(&*store)?;
-        Ok(Hub {
+        let cluster = store.listen()?.map(super::cluster::Cluster::new);
+        let mut hub = Hub {
             grants,
             store,
             cfg,
@@ -306,7 +315,14 @@ impl Hub {
             seen_hellos: auth::SeenHellos::default(),
             write_failure: None,
             topic_state: Default::default(),
-        })
+            cluster,
+        };
+        if hub.cluster.is_some() {
+            // Known to the other brokers before the first connection arrives.
+            hub.beat(Instant::now());
+            hub.store.commit()?;
+        }
+        Ok(hub)
     }
 
     /// Presences with a live connection in the mesh (the capacity count).
@@ -501,6 +517,11 @@ impl Hub {
     pub(super) fn announce(&mut self, mesh_id: &str, except: PKey, event: &str, data: Value) {
         let push = wire::Push::system(mesh_id, &new_id(), &fmt_rfc3339(now_ms()), event, data);
         let text = Frame::Push(push).to_json();
+        self.tell(Event::Mesh {
+            mesh: mesh_id.to_string(),
+            frame: text.clone(),
+            all: false,
+        });
         for pk in self.mesh_keys(mesh_id) {
             if pk == except {
                 continue;
@@ -528,6 +549,11 @@ impl Hub {
     ) {
         let push = wire::Push::system(mesh_id, &new_id(), &fmt_rfc3339(now_ms()), event, data);
         let frame = Frame::Push(push);
+        self.tell(Event::Mesh {
+            mesh: mesh_id.to_string(),
+            frame: frame.to_json(),
+            all: false,
+        });
         let conns: Vec<ConnId> = self
             .mesh_keys(mesh_id)
             .iter()
@@ -637,6 +663,7 @@ impl Hub {
                     self.announce(&mesh.id, pk, "peer_joined", data);
                 }
             }
+            self.touch(pk);
             pk
         } else {
             let defaults = self.member_defaults(&member.id);
@@ -684,6 +711,7 @@ impl Hub {
                 .or_default()
                 .push(pk);
             self.presences.insert(pk, p);
+            self.touch(pk);
             if announce {
                 self.announce(&mesh.id, pk, "peer_joined", data);
             }
@@ -740,6 +768,7 @@ impl Hub {
 
     /// Removes a presence for good, with `peer_left` if it was a peer.
     fn remove_presence(&mut self, pk: PKey) {
+        self.touch(pk);
         let Some(p) = self.presences.remove(&pk) else {
             return;
         };
@@ -872,37 +901,17 @@ impl Hub {
         let Some(me) = self.presences.get(&pk) else {
             return;
         };
-        let peers = self
+        let mut peers: Vec<wire::Peer> = self
             .mesh_keys(&me.mesh_id)
             .iter()
             .filter_map(|k| self.presences.get(k))
             // A presence in its reconnect grace has no socket: to peers it is gone (what `send` says too), and
             // the grace only keeps its queue and lease for a reconnect.
-            .filter(|p| p.conn.is_some())
-            .filter(|p| !(p.pull && p.session_pubkey.is_some()))
+            .filter(|p| super::cluster::listed(p))
             .filter(|p| p.visible || p.member_id == me.member_id)
-            .map(|p| wire::Peer {
-                pubkey: p.pubkey().to_string(),
-                member_pubkey: p.member_pubkey.clone(),
-                member_id: Some(p.member_id.clone()),
-                display_name: p.display_name.clone(),
-                status: p.status,
-                summary: p.summary.clone(),
-                groups: p.groups.clone(),
-                session_id: p.session_id.clone(),
-                connected_at: fmt_rfc3339(p.connected_at),
-                cwd: p.cwd.clone(),
-                peer_role: p.role().to_string(),
-                hostname: p.hostname.clone(),
-                peer_type: p.peer_type.clone(),
-                channel: p.channel.clone(),
-                model: p.model.clone(),
-                visible: Some(p.visible),
-                profile: Some(p.profile.clone()),
-                online: Some(p.conn.is_some()),
-                role_tag: p.role_tag.clone(),
-            })
+            .map(super::cluster::listing)
             .collect();
+        peers.extend(self.peers_elsewhere(&me.mesh_id, &me.member_id));
         self.reply(
             conn,
             wire::PeersList {
@@ -920,13 +929,14 @@ impl Hub {
             Ok(x) => x,
             Err(e) => return self.store_error(conn, &e, req_id),
         };
-        let online: HashSet<String> = self
+        let mut online: HashSet<String> = self
             .mesh_keys(&mesh)
             .iter()
             .filter_map(|k| self.presences.get(k))
             .filter(|p| p.conn.is_some())
             .map(|p| p.member_id.clone())
             .collect();
+        online.extend(self.elsewhere(&mesh).into_iter().map(|r| r.member_id));
         let members = members
             .into_iter()
             .filter(|m| m.revoked_at.is_none())
@@ -1020,23 +1030,29 @@ impl Hub {
         if let Err(e) = self.store.set_member_revoked(&victim.id, Some(now_ms())) {
             return self.store_error(conn, &e, req_id);
         }
-        for k in self.mesh_keys(&mesh) {
-            let Some(p) = self.presences.get(&k).filter(|p| p.member_id == victim.id) else {
-                continue;
-            };
-            if let Some(c) = p.conn {
-                self.close(c, 4002, "banned");
-                self.conns.remove(&c);
-                self.waiters.remove(&c);
-            }
-            self.remove_presence(k);
-        }
+        self.end_member(&victim.id);
+        self.tell(Event::Banned {
+            member: victim.id.clone(),
+        });
         log::info("member banned", &[("mesh", &mesh), ("member", &victim.id)]);
         let ack = wire::BanAck {
             banned: victim.display_name,
             req_id: req_id.map(str::to_string),
         };
         self.reply_durable(conn, ack, Hub::durable_failure(req_id));
+    }
+
+    /// Ends every presence of a banned member here.
+    pub(super) fn end_member(&mut self, member_id: &str) {
+        let keys: Vec<PKey> = self.by_member.get(member_id).cloned().unwrap_or_default();
+        for k in keys {
+            if let Some(c) = self.presences.get(&k).and_then(|p| p.conn) {
+                self.close(c, 4002, "banned");
+                self.conns.remove(&c);
+                self.waiters.remove(&c);
+            }
+            self.remove_presence(k);
+        }
     }
 
     fn on_unban(&mut self, conn: ConnId, pk: PKey, target: &str, req_id: Option<&str>) {
@@ -1186,6 +1202,9 @@ impl Handler for Hub {
         if p.is_peer() && !clean {
             // Gone to everyone at once, as in `list_peers`; the grace only keeps the queue and lease for a
             // silent reattach of the same session key.
+            if let Some(c) = self.cluster.as_mut() {
+                c.touch_id(pk, &p.id);
+            }
             p.conn = None;
             p.grace_until = Some(io.now() + GRACE);
             p.inflight.clear();
@@ -1213,6 +1232,7 @@ impl Handler for Hub {
 
     fn on_tick(&mut self, _io: &mut Io, now: Instant) {
         self.expire(now);
+        self.beat(now);
         self.fire_due(now);
     }
 
@@ -1221,7 +1241,16 @@ impl Handler for Hub {
     }
 
     fn end_of_batch(&mut self, io: &mut Io) {
+        self.send_news();
         self.settle(io);
+    }
+
+    fn wake(&self) -> Option<std::sync::Arc<super::net::Wake>> {
+        self.cluster.as_ref().map(super::cluster::Cluster::wake)
+    }
+
+    fn on_wake(&mut self, io: &mut Io) {
+        self.hear(io.now());
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod apikeys;
 pub mod auth;
+mod cluster;
 mod context;
 mod files;
 mod grants;

@@ -128,6 +128,9 @@ impl Hub {
         let Some((scope, keys)) = self.targets(pk) else {
             return;
         };
+        for &k in &keys {
+            self.touch(k);
+        }
         // A hook reports what Claude is doing; it never ends a `dnd` someone chose.
         let hook = s.source.as_deref() == Some("hook");
         let mut idle = Vec::new();
@@ -172,6 +175,9 @@ impl Hub {
         let Some((scope, keys)) = self.targets(pk) else {
             return;
         };
+        for &k in &keys {
+            self.touch(k);
+        }
         let summary = Some(s.summary.trim().to_string()).filter(|s| !s.is_empty());
         for k in keys {
             if let Some(q) = self.presences.get_mut(&k) {
@@ -194,6 +200,9 @@ impl Hub {
         let Some((scope, keys)) = self.targets(pk) else {
             return;
         };
+        for &k in &keys {
+            self.touch(k);
+        }
         let mut changed = Vec::new();
         for k in keys {
             if let Some(q) = self.presences.get_mut(&k) {
@@ -245,6 +254,9 @@ impl Hub {
         let Some((scope, keys)) = self.targets(pk) else {
             return;
         };
+        for &k in &keys {
+            self.touch(k);
+        }
         let Some(me) = self.presences.get(&pk) else {
             return;
         };
@@ -267,6 +279,7 @@ impl Hub {
             for k in self.mesh_keys(&mesh) {
                 if let Some(q) = self.presences.get_mut(&k).filter(|q| q.member_id == member) {
                     q.role_tag = tag.clone();
+                    self.touch(k);
                 }
             }
             if let Err(e) = self.store.set_member_role_tag(&member, tag.as_deref()) {
@@ -331,6 +344,9 @@ impl Hub {
         let Some((scope, keys)) = self.targets(pk) else {
             return;
         };
+        for &k in &keys {
+            self.touch(k);
+        }
         for k in keys {
             if let Some(q) = self.presences.get_mut(&k) {
                 apply(&mut q.groups);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::grants::Cap;
-use super::hub::{Hub, IfLost, PKey, Presence, RateLimit, groups_of, in_group};
+use super::hub::{Hub, IfLost, PKey, RateLimit, groups_of, in_group};
 use super::log;
 use super::net::ConnId;
 use super::store::{Message, NewDelivery, Pending, new_id};
@@ -413,28 +413,44 @@ impl Hub {
         };
         // Members reached only through hidden presences are skipped, as the original skips hidden peers.
         let members = self.store.members(mesh_id).map_err(internal)?;
+        // The members' presences on other brokers count as theirs here do: (visible, groups) of each.
+        let mut elsewhere: HashMap<String, Vec<(bool, Vec<wire::Group>)>> = HashMap::new();
+        for r in self.elsewhere(mesh_id).into_iter().filter(|r| !r.pull) {
+            elsewhere
+                .entry(r.member_id)
+                .or_default()
+                .push((r.visible, groups_of(&r.groups)));
+        }
         let mut out = Vec::new();
         for m in members
             .into_iter()
             .filter(|m| m.revoked_at.is_none() && m.id != sender_member_id)
             .filter(|m| !refuses(&m.id, Cap::Broadcast))
         {
-            let live: Vec<&Presence> = self
+            let live: Vec<(bool, &[wire::Group])> = self
                 .by_member
                 .get(&m.id)
                 .into_iter()
                 .flatten()
                 .filter_map(|pk| self.presences.get(pk))
                 .filter(|q| !q.pull)
+                .map(|q| (q.visible, q.groups.as_slice()))
+                .chain(
+                    elsewhere
+                        .get(&m.id)
+                        .into_iter()
+                        .flatten()
+                        .map(|(v, g)| (*v, g.as_slice())),
+                )
                 .collect();
-            if !live.is_empty() && live.iter().all(|q| !q.visible) {
+            if !live.is_empty() && live.iter().all(|(visible, _)| !visible) {
                 continue;
             }
             let matches = match group {
                 None => true,
                 Some(g) => {
                     in_group(&groups_of(&m.groups), g)
-                        || live.iter().any(|q| in_group(&q.groups, g))
+                        || live.iter().any(|(_, groups)| in_group(groups, g))
                 }
             };
             if matches {
@@ -462,6 +478,7 @@ impl Hub {
         now: Instant,
     ) -> Result<Reached> {
         let ids = self.store.insert_message(message, &deliveries)?;
+        self.tell_deliveries(&ids);
         let mut reached = Reached::default();
         for (d, delivery_id) in deliveries.into_iter().zip(ids) {
             let mut copy = message.clone();
@@ -479,25 +496,60 @@ impl Hub {
                 sender_name: sender.name.clone(),
                 message: copy,
             };
-            for target in self.reached_by(&pending, from) {
-                let Some(p) = self.presences.get(&target) else {
-                    continue;
-                };
-                let (status, pull, target_conn) = (p.status, p.pull, p.conn);
-                reached.online |= !pull;
-                // A connection waiting in inbox_fetch gets it as the answer; a pull one gets nothing else.
-                if let Some(c) =
-                    target_conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
-                {
-                    self.answer_waiter(c, true);
-                    reached.pushed = true;
-                } else if !pull && deliverable(status, self.priority_of(&pending)) {
-                    self.push_to(target, &pending, now, IfLost::Drop);
-                    reached.pushed = true;
-                }
-            }
+            let r = self.hand_out(&pending, from, now, IfLost::Drop);
+            reached.online |= r.online;
+            reached.pushed |= r.pushed;
         }
         Ok(reached)
+    }
+
+    /// What a message reached, counting the recipients' presences on other brokers when none here took it: those
+    /// brokers push it as soon as this batch commits.
+    fn reached_elsewhere(&self, mesh_id: &str, recipients: &[String], here: Reached) -> Reached {
+        if here.pushed || self.cluster.is_none() || recipients.is_empty() {
+            return here;
+        }
+        let there = self
+            .elsewhere(mesh_id)
+            .iter()
+            .any(|r| !r.pull && recipients.contains(&r.member_id));
+        Reached {
+            pushed: there,
+            online: here.online || there,
+        }
+    }
+
+    /// Hands a stored delivery to the recipient's live connections here but `from`: as the answer to a waiting
+    /// `inbox_fetch`, else as a push if its priority passes the presence's status, unless it holds it already.
+    pub(super) fn hand_out(
+        &mut self,
+        pending: &Pending,
+        from: Option<ConnId>,
+        now: Instant,
+        if_lost: IfLost,
+    ) -> Reached {
+        let mut reached = Reached::default();
+        for target in self.reached_by(pending, from) {
+            let Some(p) = self.presences.get(&target) else {
+                continue;
+            };
+            let (status, pull, target_conn) = (p.status, p.pull, p.conn);
+            reached.online |= !pull;
+            if p.inflight.contains_key(&pending.delivery_id) {
+                continue;
+            }
+            // A connection waiting in inbox_fetch gets it as the answer; a pull one gets nothing else.
+            if let Some(c) =
+                target_conn.filter(|c| self.waiters.get(c).is_some_and(|w| w.pk == target))
+            {
+                self.answer_waiter(c, matches!(if_lost, IfLost::Drop));
+                reached.pushed = true;
+            } else if !pull && deliverable(status, self.priority_of(pending)) {
+                self.push_to(target, pending, now, if_lost.clone());
+                reached.pushed = true;
+            }
+        }
+        reached
     }
 
     pub(super) fn on_send(&mut self, conn: ConnId, pk: PKey, s: wire::SendMessage, now: Instant) {
@@ -573,6 +625,10 @@ impl Hub {
             body_version: s.body_version,
             created_at: now_ms(),
         };
+        let recipients: Vec<String> = deliveries
+            .iter()
+            .map(|d| d.recipient_member_id.clone())
+            .collect();
         let reached = match self.store_and_fan_out(&sender, &message, deliveries, Some(conn), now) {
             Ok(r) => r,
             Err(e) => {
@@ -581,6 +637,7 @@ impl Hub {
                 return self.refuse_send(conn, &s.id, msg);
             }
         };
+        let reached = self.reached_elsewhere(&message.mesh_id, &recipients, reached);
         let ack = wire::Ack {
             id: s.id.clone(),
             message_id: message.id,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::cluster::Event;
 use super::grants::Cap;
 use super::hub::{Hub, PKey};
 use super::log;
@@ -74,7 +75,7 @@ impl Hub {
     }
 
     /// Points the timer at the next due schedule.
-    fn rearm(&mut self, now: Instant) {
+    pub(super) fn rearm_schedules(&mut self, now: Instant) {
         self.sched.deadline = match self.store.schedule_next_due() {
             Ok(Some(at)) => {
                 let wait = u64::try_from(at.saturating_sub(self.sched_now())).unwrap_or(0);
@@ -109,9 +110,14 @@ impl Hub {
                 failed = true;
             }
         }
-        self.rearm(now);
-        if failed {
+        self.rearm_schedules(now);
+        // Nothing due to take but something overdue: another broker holds it and is firing it now; its commit
+        // tells this one (`Event::Schedules`), and the retry covers a broker that dies first.
+        if failed || (due.is_empty() && self.sched.deadline.is_some_and(|d| d <= now)) {
             self.sched.deadline = self.sched.deadline.map(|d| d.max(now + RETRY));
+        }
+        if !due.is_empty() {
+            self.tell(Event::Schedules);
         }
     }
 
@@ -346,6 +352,7 @@ impl Hub {
         if let Err(e) = self.store.schedule_insert(&row) {
             return self.store_error(conn, &e, req);
         }
+        self.tell(Event::Schedules);
         let ack = wire::ScheduledAck {
             scheduled_id: row.id,
             deliver_at: first,
@@ -353,7 +360,7 @@ impl Hub {
             req_id: s.req_id.clone(),
         };
         self.reply_durable(conn, ack, Hub::durable_failure(req));
-        self.rearm(now);
+        self.rearm_schedules(now);
     }
 
     pub(super) fn on_list_scheduled(&mut self, conn: ConnId, pk: PKey, req_id: Option<&str>) {
@@ -449,13 +456,14 @@ impl Hub {
             Ok(ok) => ok,
             Err(e) => return self.store_error(conn, &e, req),
         };
+        self.tell(Event::Schedules);
         let ack = wire::CancelScheduledAck {
             scheduled_id: full,
             ok,
             req_id: c.req_id.clone(),
         };
         self.reply_durable(conn, ack, Hub::durable_failure(req));
-        self.rearm(now);
+        self.rearm_schedules(now);
     }
 
     /// `POST /debug/clock {"nowMs"}` or `{"offsetMs"}`: moves the scheduler's clock (test clock only).
@@ -474,7 +482,7 @@ impl Hub {
         };
         self.sched.offset_ms = offset;
         log::warn("test clock moved", &[("offset_ms", &offset)]);
-        self.rearm(io.now());
+        self.rearm_schedules(io.now());
         Response::json(
             200,
             &json!({"ok": true, "nowMs": self.sched_now(), "offsetMs": offset}),

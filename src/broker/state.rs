@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::cluster::Event;
 use super::hub::{Hub, IfLost, PKey};
 use super::net::ConnId;
 use super::store::{StatePut, StateRow};
@@ -50,6 +51,11 @@ impl Hub {
     /// Pushes a change to every other live connection of the mesh; dropped if the write is not committed.
     fn state_changed(&mut self, mesh_id: &str, from: ConnId, change: wire::StateChange) {
         let text = Frame::StateChange(change);
+        self.tell(Event::Mesh {
+            mesh: mesh_id.to_string(),
+            frame: text.to_json(),
+            all: true,
+        });
         for k in self.mesh_keys(mesh_id) {
             if let Some(c) = self
                 .presences

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
+use super::cluster::Event;
 use super::hub::{Hub, IfLost, PKey, Presence};
 use super::net::ConnId;
 use super::routing::Bucket;
@@ -268,14 +269,9 @@ impl Hub {
             .unwrap_or_default();
         let data = json!({"topic": topic.name, "topicId": topic.id, "memberId": member_id,
             "name": name, "pubkey": pubkey});
-        let members = self.topic_member_set(&topic.id)?;
-        let to: Vec<ConnId> = self
-            .topic_conns(&topic.mesh_id, &members, None)
-            .into_iter()
-            .filter(|(_, m)| m != member_id)
-            .map(|(c, _)| c)
-            .collect();
-        self.system_push(&topic.mesh_id, &to, "topic_member_joined", data);
+        let mut members = self.topic_member_set(&topic.id)?;
+        members.remove(member_id);
+        self.system_push(&topic.mesh_id, &members, "topic_member_joined", data);
         Ok(())
     }
 
@@ -303,14 +299,48 @@ impl Hub {
             .collect()
     }
 
-    /// A system event to these connections, dropped if the batch that caused it is lost.
-    fn system_push(&mut self, mesh_id: &str, to: &[ConnId], event: &str, data: Value) {
-        if to.is_empty() {
+    /// A system event to these members' live connections, here and on the other brokers, dropped if the batch that
+    /// caused it is lost.
+    fn system_push(&mut self, mesh_id: &str, members: &HashSet<String>, event: &str, data: Value) {
+        if members.is_empty() {
             return;
         }
         let push = wire::Push::system(mesh_id, &new_id(), &fmt_rfc3339(now_ms()), event, data);
-        for &c in to {
-            self.emit(c, Frame::Push(push.clone()), IfLost::Drop);
+        self.push_to_members(mesh_id, members, None, &Frame::Push(push));
+    }
+
+    /// A frame to these members' live connections but `except`, here and on the other brokers.
+    fn push_to_members(
+        &mut self,
+        mesh_id: &str,
+        members: &HashSet<String>,
+        except: Option<ConnId>,
+        frame: &Frame,
+    ) -> usize {
+        let text = frame.to_json();
+        self.tell(Event::Members {
+            mesh: mesh_id.to_string(),
+            members: members.iter().cloned().collect(),
+            frame: text.clone(),
+        });
+        let conns = self.topic_conns(mesh_id, members, except);
+        for (c, _) in &conns {
+            self.emit_text(*c, text.clone(), IfLost::Drop);
+        }
+        conns.len()
+    }
+
+    /// An event to the topic's event streams here.
+    pub(super) fn stream_event(&mut self, topic_id: &str, id: &str, data: &str, if_lost: IfLost) {
+        let streams: Vec<ConnId> = self
+            .topic_state
+            .streams
+            .iter()
+            .filter(|(_, s)| s.topic_id == topic_id)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in streams {
+            self.emit_sse(c, "message", Some(id), data.to_string(), if_lost.clone());
         }
     }
 
@@ -454,33 +484,20 @@ impl Hub {
             body_version: u32::try_from(row.message.body_version).ok(),
             ..wire::Push::default()
         });
-        let conns = self.topic_conns(&topic.mesh_id, &members, from);
-        for (c, _) in &conns {
-            self.metrics.messages_out += 1;
-            self.emit(*c, push.clone(), IfLost::Drop);
-        }
+        let pushed = self.push_to_members(&topic.mesh_id, &members, from, &push);
+        self.metrics.messages_out += pushed as u64;
         let event = rest_entry(topic, &row).to_string();
-        let streams: Vec<ConnId> = self
-            .topic_state
-            .streams
-            .iter()
-            .filter(|(_, s)| s.topic_id == topic.id)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in streams {
-            self.emit_sse(
-                c,
-                "message",
-                Some(&row.message.id),
-                event.clone(),
-                IfLost::Drop,
-            );
-        }
+        self.tell(Event::Stream {
+            topic: topic.id.clone(),
+            id: row.message.id.clone(),
+            data: event.clone(),
+        });
+        self.stream_event(&topic.id, &row.message.id, &event, IfLost::Drop);
         Ok(Posted {
             message_id: row.message.id,
             reply_to_id,
             notified,
-            pushed: !conns.is_empty(),
+            pushed: pushed > 0,
             duplicate: false,
         })
     }
@@ -524,12 +541,7 @@ impl Hub {
         }
         let data = json!({"topic": topic.name, "topicId": topic.id, "messageId": row.message.id,
             "senderName": poster.name});
-        let to: Vec<ConnId> = self
-            .topic_conns(&topic.mesh_id, &notified, None)
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
-        self.system_push(&topic.mesh_id, &to, "mention", data);
+        self.system_push(&topic.mesh_id, &notified, "mention", data);
         Ok(notified.len())
     }
 

@@ -7,6 +7,8 @@ mod broker;
 mod brokers;
 mod claude;
 mod client;
+#[cfg(feature = "postgres")]
+mod cluster;
 mod cm;
 mod context;
 mod docs;

@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use wal::{CHECKPOINT_EVERY, Checkpointer, WAL_LIMIT};
 
 mod apikeys;
+mod cluster;
 pub(crate) mod context;
 mod files;
 #[cfg(test)]
@@ -62,6 +63,7 @@ mod wal;
 mod webhooks;
 
 pub use apikeys::ApiKey;
+pub use cluster::{Listener, Notice, PresenceRow};
 pub use context::ContextRow;
 pub use files::FileRow;
 pub use grants::{BlockRow, GrantRow};
@@ -357,8 +359,9 @@ pub trait Store {
     fn schedules_of(&self, mesh_id: &str, member_id: &str) -> Result<Vec<ScheduleRow>>;
     /// Cancels a scheduled message; false when it was not pending.
     fn schedule_cancel(&mut self, id: &str) -> Result<bool>;
-    /// Scheduled messages due at `now`, soonest first.
-    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>>;
+    /// Scheduled messages due at `now`, soonest first, taken for this batch: on a store several brokers share,
+    /// locked until the batch's commit, and those another broker is firing are left out.
+    fn schedules_due(&mut self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>>;
     /// When the next scheduled message is due.
     fn schedule_next_due(&self) -> Result<Option<i64>>;
     /// Records a fire: one more `fired_count`, and the next fire time (`None`: done).
@@ -372,6 +375,59 @@ pub trait Store {
     fn set_member_name(&mut self, member_id: &str, display_name: &str) -> Result<()>;
     /// Sets or clears a member's role tag.
     fn set_member_role_tag(&mut self, member_id: &str, role_tag: Option<&str>) -> Result<()>;
+
+    // Several brokers on one database. The defaults are a store only one broker uses.
+
+    /// Whether other brokers may share this store.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Starts listening for the other brokers' events.
+    fn listen(&self) -> Result<Option<Listener>> {
+        Ok(None)
+    }
+    /// Says this broker is alive now; how many others said so in the last `alive_ms` (by the database's clock,
+    /// so the brokers' clocks need not agree).
+    fn broker_seen(&mut self, _broker_id: &str, _started_at: i64, _alive_ms: i64) -> Result<usize> {
+        Ok(0)
+    }
+    /// Forgets the brokers silent for `alive_ms`, returning the presences they held.
+    fn brokers_gone(&mut self, _alive_ms: i64) -> Result<Vec<PresenceRow>> {
+        Ok(Vec::new())
+    }
+    /// Records (or updates) a presence of this broker.
+    fn presence_put(&mut self, _row: &PresenceRow) -> Result<()> {
+        Ok(())
+    }
+    /// Forgets a presence of this broker.
+    fn presence_drop(&mut self, _id: &str) -> Result<()> {
+        Ok(())
+    }
+    /// The mesh's presences on the other brokers heard from in the last `alive_ms`.
+    fn presences_elsewhere(
+        &self,
+        _mesh_id: &str,
+        _broker_id: &str,
+        _alive_ms: i64,
+    ) -> Result<Vec<PresenceRow>> {
+        Ok(Vec::new())
+    }
+    /// Sends an event to every broker listening, at the batch's commit (never if it is rolled back).
+    fn relay(&mut self, _payload: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Keeps an event too large for [`Store::relay`] in the store; its id, for a relayed reference.
+    fn relay_store(&mut self, _body: &str, _now: i64) -> Result<i64> {
+        Err(Error::internal("this store keeps no relayed events"))
+    }
+    /// An event [`Store::relay_store`] kept.
+    fn relay_stored(&self, _id: i64) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Forgets kept events older than `before`.
+    fn relay_sweep(&mut self, _before: i64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The store in `<data>/broker.db`.
@@ -902,7 +958,7 @@ impl Store for SqliteStore {
         SqliteStore::schedule_cancel(self, id)
     }
 
-    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+    fn schedules_due(&mut self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
         SqliteStore::schedules_due(self, now, limit)
     }
 

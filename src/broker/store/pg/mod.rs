@@ -15,14 +15,15 @@
 //! name, state by key) and id prefix scans rely on that; a database's default collation (`en_US.UTF-8`) would
 //! sort differently.
 //!
-//! Later, for several brokers on one database (not built yet): presences go in a table of their own (one new
-//! file here and its migration), and pushes cross brokers with `NOTIFY` sent in the batch's transaction, so they
-//! leave only with its commit. Nothing here holds state that another broker could not read from the database.
+//! Several brokers may open one database at once: what they share beyond the meshes' data (heartbeats,
+//! presences, `NOTIFY`) is in `cluster.rs`. Nothing here holds state that another broker could not read from the
+//! database.
 //!
 //! | file | holds |
 //! |---|---|
 //! | `mod.rs` | [`PgStore`], connecting, the batch's transaction, the statement cache |
 //! | `schema.rs` | the migrations, applied under an advisory lock |
+//! | `cluster.rs` | brokers, their presences, `NOTIFY` and `LISTEN` |
 //! | one file per concern | the same concerns as the SQLite store's files, by the same names |
 
 use std::cell::{RefCell, RefMut};
@@ -32,14 +33,16 @@ use postgres::types::{FromSql, ToSql};
 use postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::{
-    ApiKey, BlockRow, ContextRow, DeliveryState, FileRow, GrantRow, Invite, Member, MemberPresence,
-    MemoryHit, MemoryRow, Mesh, Message, NewDelivery, NotificationRow, Pending, ReservationRow,
-    ScheduleRow, SealedKey, Session, StatePut, StateRow, Store, TaskRow, Topic, TopicListing,
-    TopicMembership, TopicMessage, TopicMessageRow, TopicPage, VaultRow, WebhookRow,
+    ApiKey, BlockRow, ContextRow, DeliveryState, FileRow, GrantRow, Invite, Listener, Member,
+    MemberPresence, MemoryHit, MemoryRow, Mesh, Message, NewDelivery, NotificationRow, Pending,
+    PresenceRow, ReservationRow, ScheduleRow, SealedKey, Session, StatePut, StateRow, Store,
+    TaskRow, Topic, TopicListing, TopicMembership, TopicMessage, TopicMessageRow, TopicPage,
+    VaultRow, WebhookRow,
 };
 use crate::error::{Error, Result};
 
 mod apikeys;
+mod cluster;
 mod context;
 mod files;
 mod grants;
@@ -296,6 +299,55 @@ fn lim(n: usize) -> i64 {
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn listen(&self) -> Result<Option<Listener>> {
+        PgStore::listen(self)
+    }
+
+    fn broker_seen(&mut self, id: &str, started_at: i64, alive_ms: i64) -> Result<usize> {
+        PgStore::broker_seen(self, id, started_at, alive_ms)
+    }
+
+    fn brokers_gone(&mut self, alive_ms: i64) -> Result<Vec<PresenceRow>> {
+        PgStore::brokers_gone(self, alive_ms)
+    }
+
+    fn presence_put(&mut self, row: &PresenceRow) -> Result<()> {
+        PgStore::presence_put(self, row)
+    }
+
+    fn presence_drop(&mut self, id: &str) -> Result<()> {
+        PgStore::presence_drop(self, id)
+    }
+
+    fn presences_elsewhere(
+        &self,
+        mesh_id: &str,
+        broker_id: &str,
+        alive_ms: i64,
+    ) -> Result<Vec<PresenceRow>> {
+        PgStore::presences_elsewhere(self, mesh_id, broker_id, alive_ms)
+    }
+
+    fn relay(&mut self, payload: &str) -> Result<()> {
+        PgStore::relay(self, payload)
+    }
+
+    fn relay_store(&mut self, body: &str, now: i64) -> Result<i64> {
+        PgStore::relay_store(self, body, now)
+    }
+
+    fn relay_stored(&self, id: i64) -> Result<Option<String>> {
+        PgStore::relay_stored(self, id)
+    }
+
+    fn relay_sweep(&mut self, before: i64) -> Result<()> {
+        PgStore::relay_sweep(self, before)
     }
 
     fn ping(&self) -> Result<()> {
@@ -598,7 +650,7 @@ impl Store for PgStore {
         PgStore::schedule_cancel(self, id)
     }
 
-    fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+    fn schedules_due(&mut self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
         PgStore::schedules_due(self, now, limit)
     }
 

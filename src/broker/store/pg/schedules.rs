@@ -75,15 +75,19 @@ impl PgStore {
         Ok(n == 1)
     }
 
-    pub(crate) fn schedules_due(&self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
-        self.all(
-            &format!(
-                "SELECT {SCHEDULE_COLS} FROM schedules WHERE NOT cancelled AND next_fire_at IS NOT NULL \
-                 AND next_fire_at <= $1 ORDER BY next_fire_at, id LIMIT $2"
-            ),
-            &[&now, &lim(limit)],
-            schedule_row,
-        )
+    /// In the batch's transaction, so the rows stay locked until it commits their next fire time: another broker's
+    /// timer at the same moment skips them and finds them moved on after.
+    pub(crate) fn schedules_due(&mut self, now: i64, limit: usize) -> Result<Vec<ScheduleRow>> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLS} FROM schedules WHERE NOT cancelled AND next_fire_at IS NOT NULL \
+             AND next_fire_at <= $1 ORDER BY next_fire_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        );
+        self.write(|c| {
+            c.query(&sql, &[&now, &lim(limit)])?
+                .iter()
+                .map(schedule_row)
+                .collect()
+        })
     }
 
     pub(crate) fn schedule_next_due(&self) -> Result<Option<i64>> {

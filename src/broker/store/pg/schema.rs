@@ -341,6 +341,32 @@ CREATE TABLE webhook_deliveries (
     PRIMARY KEY (webhook_id, delivery_id)
 );
 "#,
+    // 3: several brokers on one database: the brokers alive (each refreshes its row), the presences each serves,
+    // and the events too large for a NOTIFY payload.
+    r#"
+CREATE TABLE brokers (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL
+);
+CREATE TABLE presences (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    broker_id TEXT COLLATE "C" NOT NULL,
+    mesh_id TEXT COLLATE "C" NOT NULL,
+    member_id TEXT COLLATE "C" NOT NULL,
+    pull BOOLEAN NOT NULL,
+    visible BOOLEAN NOT NULL,
+    groups TEXT COLLATE "C" NOT NULL,
+    listing TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX presences_mesh ON presences (mesh_id);
+CREATE INDEX presences_broker ON presences (broker_id);
+CREATE TABLE relays (
+    id BIGSERIAL PRIMARY KEY,
+    body TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
 ];
 
 impl PgStore {

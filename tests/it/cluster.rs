@@ -1,0 +1,257 @@
+//! Several cm-brokers on one PostgreSQL database serving one mesh: members on different brokers are one mesh to
+//! each other (messages, broadcasts, topics, peers live across brokers), a reminder fires once while both brokers'
+//! timers run, and a broker killed with `kill -9` under load loses nothing acknowledged and doubles nothing.
+//!
+//! The server is `$CM_TEST_POSTGRES`, else a private cluster (see `testdb`); without either the tests skip, and
+//! fail when CI is set.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use claudemesh::time::{fmt_rfc3339, now_ms};
+use serde_json::{Value, json};
+
+use crate::harness::{Broker, Mesh, TempDir};
+use crate::peer::{Peer, Pipe};
+use crate::testdb;
+
+/// Two brokers on one fresh database, each with its own data directory.
+fn two_brokers(dir: &TempDir) -> Option<(String, Broker, Broker)> {
+    let url = testdb::fresh_database("cl")?;
+    let a = Broker::start_in(&dir.0.join("a"), &["--database-url", &url]);
+    let b = Broker::start_in(&dir.0.join("b"), &["--database-url", &url]);
+    Some((url, a, b))
+}
+
+/// Points `p` at these brokers, in order.
+fn use_brokers(p: &Peer, urls: &[String]) {
+    let mut args = vec!["brokers"];
+    args.extend(urls.iter().map(String::as_str));
+    let r = p.run("cm-mesh", &args);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+}
+
+fn message_with(p: &mut Pipe, text: &str) -> Value {
+    p.wait_for(Duration::from_secs(15), |v| {
+        v["type"] == "message" && v["text"] == text
+    })
+}
+
+#[test]
+fn members_on_two_brokers_are_one_mesh() {
+    let dir = TempDir::new("cluster");
+    let Some((_url, a, b)) = two_brokers(&dir) else {
+        return;
+    };
+    let peers = Mesh::new(&a, &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&peers[0], &peers[1], &peers[2]);
+    use_brokers(bob, &[b.ws_url()]);
+    alice
+        .run("cm-topic", &["create", "dev", "--plaintext", "--json"])
+        .ok();
+    bob.run("cm-topic", &["join", "dev", "--json"]).ok();
+
+    let mut bobs = bob.pipe();
+    // alice on A sees bob on B, with what he said of himself.
+    bobs.cmd(json!({"cmd": "summary", "summary": "on the other broker"}));
+    bobs.expect("ok");
+    let peers = alice.run("cm-peers", &["--json"]).ok();
+    let bob_row = peers
+        .iter()
+        .find(|p| p["name"] == "bob" && p["online"] == true)
+        .unwrap_or_else(|| panic!("bob is not among alice's peers: {peers:#?}"));
+    assert_eq!(bob_row["summary"], "on the other broker", "{bob_row}");
+    assert_eq!(bob_row["online"], true, "{bob_row}");
+
+    // A direct message from A reaches bob's session on B live, and the sender hears it was delivered.
+    let sent = alice.send("bob", "across the brokers");
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let m = message_with(&mut bobs, "across the brokers");
+    assert_eq!(m["from"]["name"], "alice", "{m}");
+
+    // A broadcast and a topic post from A too.
+    alice.send("*", "to everyone");
+    message_with(&mut bobs, "to everyone");
+    alice
+        .run("cm-topic", &["create", "dev", "--plaintext", "--json"])
+        .ok();
+    bob.run("cm-topic", &["join", "dev", "--json"]).ok();
+    alice
+        .run("cm-topic", &["post", "dev", "the build is green", "--json"])
+        .ok();
+    let t = message_with(&mut bobs, "the build is green");
+    assert_eq!(t["topic"], "dev", "{t}");
+
+    // The other way: bob on B to carol, who reads it through A.
+    bob.send("carol", "back to A");
+    let got = carol.run("cm-inbox", &["--json", "--wait", "10"]).ok();
+    let texts: Vec<&str> = got.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.contains(&"back to A"), "{got:#?}");
+
+    // bob leaves: alice's broker shows him offline.
+    drop(bobs.close());
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let peers = alice.run("cm-peers", &["--json"]).ok();
+        if peers
+            .iter()
+            .any(|p| p["name"] == "bob" && p["online"] == false)
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "bob is still online: {peers:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_reminder_fires_once_while_two_brokers_run() {
+    let dir = TempDir::new("cluster-remind");
+    let Some((_url, a, b)) = two_brokers(&dir) else {
+        return;
+    };
+    let peers = Mesh::new(&a, &["alice", "bob"]);
+    let (alice, bob) = (&peers[0], &peers[1]);
+    use_brokers(bob, &[b.ws_url()]);
+    let mut alices = alice.pipe();
+    let mut bobs = bob.pipe();
+    // Set on both brokers, all due at one instant, so both brokers' timers go off together and race for them.
+    let n = 20;
+    let due = fmt_rfc3339((now_ms() / 1000 + 8) * 1000);
+    for i in 0..n {
+        let who = if i % 2 == 0 { alice } else { bob };
+        let r = who.run(
+            "cm-remind",
+            &[
+                "--at",
+                &due,
+                "--to",
+                "alice",
+                &format!("reminder {i}"),
+                "--json",
+            ],
+        );
+        assert_eq!(r.code, Some(0), "{}", r.err);
+    }
+    let mut got: HashMap<String, usize> = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(14);
+    while Instant::now() < until && got.values().sum::<usize>() < n {
+        for v in alices.drain(Duration::from_millis(200)) {
+            if v["type"] == "message" {
+                *got.entry(v["text"].as_str().unwrap_or("").to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for v in alices.drain(Duration::from_secs(2)) {
+        if v["type"] == "message" {
+            *got.entry(v["text"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+    }
+    let want: HashMap<String, usize> = (0..n).map(|i| (format!("reminder {i}"), 1)).collect();
+    assert_eq!(got, want, "each reminder exactly once");
+    // Nothing else is waiting for alice either: no broker fired a second copy that her pipe was not pushed.
+    drop(alices.close());
+    let left = alice.run("cm-inbox", &["--json"]).ok();
+    assert!(left.is_empty(), "fired again: {left:#?}");
+    assert!(alice.run("cm-remind", &["list", "--json"]).ok().is_empty());
+    assert!(bob.run("cm-remind", &["list", "--json"]).ok().is_empty());
+    drop(bobs.drain(Duration::from_millis(10)));
+}
+
+/// Sends `n` messages to `to` through a running pipe, each with a client id, and returns what the broker said of
+/// each: client id to status.
+fn send_all(
+    p: &mut Pipe,
+    tag: &str,
+    to: &str,
+    n: usize,
+    kill_after: Option<(usize, &mut Option<Broker>)>,
+) -> HashMap<String, String> {
+    let mut status = HashMap::new();
+    let mut kill_after = kill_after;
+    for i in 0..n {
+        let id = format!("{tag}-{i}");
+        p.cmd(json!({"cmd": "send", "to": to, "text": id, "client_id": id, "id": id}));
+        let r = p.wait_for(Duration::from_secs(30), |v| {
+            v["type"] == "send_result" && v["id"] == id.as_str()
+        });
+        status.insert(id, r["status"].as_str().unwrap_or("").to_string());
+        if let Some((at, broker)) = kill_after.as_mut()
+            && i + 1 == *at
+            && let Some(b) = broker.take()
+        {
+            // SIGKILL: no close frames, nothing flushed beyond what was committed.
+            let _ = b.signal(libc::SIGKILL);
+        }
+    }
+    status
+}
+
+#[test]
+fn a_broker_killed_under_load_loses_nothing_acknowledged_and_doubles_nothing() {
+    let dir = TempDir::new("cluster-kill");
+    let Some((_url, a, b)) = two_brokers(&dir) else {
+        return;
+    };
+    let peers = Mesh::new(&a, &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&peers[0], &peers[1], &peers[2]);
+    // bob reads and carol sends on B, moving to A when it goes; alice sends on A throughout.
+    use_brokers(bob, &[b.ws_url(), a.ws_url()]);
+    use_brokers(carol, &[b.ws_url(), a.ws_url()]);
+    let mut bobs = bob.pipe();
+    let mut alices = alice.pipe();
+    let mut carols = carol.pipe();
+    let mut b = Some(b);
+
+    let n = 60;
+    let from_alice = send_all(&mut alices, "alice", "bob", n, None);
+    let mut from_carol = send_all(&mut carols, "carol", "bob", n, Some((n / 2, &mut b)));
+    assert!(b.is_none(), "B was killed");
+    // What carol could not learn the outcome of, she sends again under the same client id: stored once.
+    for (id, s) in from_carol.iter_mut() {
+        if s != "sent" && s != "queued" {
+            carols.cmd(json!({"cmd": "send", "to": "bob", "text": id, "client_id": id, "id": format!("again-{id}")}));
+            let again = format!("again-{id}");
+            let r = carols.wait_for(Duration::from_secs(30), |v| {
+                v["type"] == "send_result" && v["id"] == again.as_str()
+            });
+            *s = r["status"].as_str().unwrap_or("").to_string();
+        }
+    }
+    let acked: HashSet<String> = from_alice
+        .iter()
+        .chain(from_carol.iter())
+        .filter(|(_, s)| *s == "sent" || *s == "queued")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(acked.len(), 2 * n, "{from_alice:?} {from_carol:?}");
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while seen.len() < acked.len() && Instant::now() < until {
+        for v in bobs.drain(Duration::from_millis(300)) {
+            if v["type"] == "message" {
+                *seen
+                    .entry(v["text"].as_str().unwrap_or("").to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for v in bobs.drain(Duration::from_secs(1)) {
+        if v["type"] == "message" {
+            *seen
+                .entry(v["text"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+    }
+    let missing: Vec<&String> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never arrived: {missing:?}"
+    );
+    let doubled: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "arrived more than once: {doubled:?}");
+    drop(a);
+}
