@@ -72,7 +72,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     let (bin, verb) = cm_send(ctx.opts.cm_send.as_deref())?;
     let members = ctx.members("cold", 2)?;
     let mut fleet = Fleet::new()?;
-    members::connect(&mut fleet, &ctx.url, &members[1..], 1)?;
+    members::connect(&mut fleet, &ctx.urls, &members[1..], 1)?;
     let dir = config_dir(&members[0], &ctx.url.ws)?;
     let target = members[1].pubkey();
 

@@ -190,7 +190,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     }
     let members = ctx.members("dm", peers)?;
     let mut fleet = Fleet::new()?;
-    members::connect(&mut fleet, &ctx.url, &members, peers)?;
+    members::connect(&mut fleet, &ctx.urls, &members, peers)?;
 
     let run = run_id();
     let mut rng = Rng::new();

@@ -26,7 +26,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     // Member 0 broadcasts; members 1..=peers receive.
     let members = ctx.members("fanout", peers + 1)?;
     let mut fleet = Fleet::new()?;
-    members::connect(&mut fleet, &ctx.url, &members, peers + 1)?;
+    members::connect(&mut fleet, &ctx.urls, &members, peers + 1)?;
 
     let run = run_id();
     let mut boxes = Boxes::new(&members);

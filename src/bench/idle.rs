@@ -33,7 +33,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     let mut fleet = Fleet::new()?;
     let meter = ctx.meter();
     let start = Instant::now();
-    let took = members::connect(&mut fleet, &ctx.url, &members, n)?;
+    let took = members::connect(&mut fleet, &ctx.urls, &members, n)?;
     let connected = start.elapsed();
     let settle = Instant::now() + SETTLE;
     while Instant::now() < settle {

@@ -177,11 +177,12 @@ pub(super) fn client_ack(message_id: &str) -> String {
     serde_json::json!({"type": "client_ack", "brokerMessageId": message_id}).to_string()
 }
 
-/// Opens `count` sockets, the `i`th as `members[i % len]` with a plain `hello` (pushed to, never announced), and
-/// waits until every one has its `hello_ack`. Returns, per socket, how long its hello took.
+/// Opens `count` sockets, the `i`th as `members[i % len]` with a plain `hello` (pushed to, never announced), each
+/// fleet socket to the next of `urls` in turn, and waits until every one has its `hello_ack`. Returns, per
+/// socket, how long its hello took.
 pub(super) fn connect(
     fleet: &mut Fleet,
-    url: &BrokerUrl,
+    urls: &[BrokerUrl],
     members: &[Member],
     count: usize,
 ) -> Result<Vec<Duration>> {
@@ -191,6 +192,10 @@ pub(super) fn connect(
         channel: "cm-bench".into(),
         ..ConnOpts::default()
     };
+    if urls.is_empty() {
+        return Err(Error::usage("no broker to connect to"));
+    }
+    let url_of = |socket: usize| &urls[socket % urls.len()];
     let first = fleet.len();
     let mut hellos = Vec::with_capacity(count);
     for i in 0..count {
@@ -200,7 +205,7 @@ pub(super) fn connect(
             member_id: m.member_id.clone(),
             slug: "bench".into(),
             member: m.key.clone(),
-            url: url.clone(),
+            url: url_of(first + i).clone(),
             also: Vec::new(),
         };
         // A session id of its own per socket: the original broker replaces a presence whose session id it has
@@ -209,8 +214,8 @@ pub(super) fn connect(
         hellos
             .push(hello_frame(&who, &opts, &session_id, crate::client::ATTESTATION_TTL).to_json());
     }
-    for _ in 0..count {
-        fleet.open(url)?;
+    for i in 0..count {
+        fleet.open(url_of(first + i))?;
     }
     let start = Instant::now();
     for (i, h) in hellos.iter().enumerate() {

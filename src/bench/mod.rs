@@ -86,8 +86,9 @@ impl Scenario {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub scenarios: Vec<Scenario>,
-    /// The broker's URL (`ws://HOST:PORT/ws` or `http://HOST:PORT`).
-    pub broker: String,
+    /// The brokers' URLs (`ws://HOST:PORT/ws` or `http://HOST:PORT`): brokers of one mesh (on one PostgreSQL
+    /// database), the connections spread over them in turn.
+    pub brokers: Vec<String>,
     /// Peers (dm, fanout, topic) or connections (idle); each scenario has its own default.
     pub peers: Option<usize>,
     /// Messages per peer (dm), broadcasts (fanout), posts (topic) or runs (cold).
@@ -100,8 +101,8 @@ pub struct Options {
     pub window: usize,
     /// Members of an existing mesh to speak as, instead of making a mesh.
     pub members: Option<PathBuf>,
-    /// The broker's process id, for its memory; found by its listening port when local.
-    pub broker_pid: Option<u32>,
+    /// The brokers' process ids, for their CPU and memory; found by their listening ports when local.
+    pub broker_pids: Vec<u32>,
     /// The `cm-send` binary the cold scenario runs.
     pub cm_send: Option<PathBuf>,
 }
@@ -110,14 +111,14 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             scenarios: Vec::new(),
-            broker: String::new(),
+            brokers: Vec::new(),
             peers: None,
             messages: None,
             size: 256,
             rate: None,
             window: 1,
             members: None,
-            broker_pid: None,
+            broker_pids: Vec::new(),
             cm_send: None,
         }
     }
@@ -144,7 +145,7 @@ pub struct Report {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// The broker's resident memory at the end, when the bench can read it.
+    /// The brokers' resident memory at the end, summed, when the bench can read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_rss_mb: Option<f64>,
     /// What only this scenario reports.
@@ -452,7 +453,7 @@ fn ms(d: Duration) -> f64 {
 /// figure a busy machine does not blur (a starved broker takes longer, not more CPU), and the bench's shows it
 /// was not the bottleneck.
 struct Meter {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     broker: Option<u64>,
     client: u64,
 }
@@ -462,8 +463,8 @@ impl Meter {
     /// message) and `client_cpu_s`.
     fn finish(&self, r: &mut Report) {
         let secs = |ns: u64| round(ns as f64 / 1e9);
-        if let (Some(pid), Some(before)) = (self.pid, self.broker)
-            && let Some(now) = proc::cpu_ns(pid)
+        if let Some(before) = self.broker
+            && let Some(now) = cpu_ns(&self.pids)
         {
             let used = now.saturating_sub(before);
             r.set("broker_cpu_s", secs(used));
@@ -481,24 +482,39 @@ impl Meter {
     }
 }
 
-/// What every scenario shares: the broker, the members to speak as, where the broker's memory is read.
+/// The CPU the processes `pids` have used, summed; `None` when there are none or one cannot be read.
+fn cpu_ns(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| proc::cpu_ns(p)).sum()
+}
+
+/// What every scenario shares: the brokers, the members to speak as, where the brokers' CPU and memory are read.
 struct Ctx<'a> {
     opts: &'a Options,
+    /// The first broker: where meshes are made and `cold`'s `cm-send` connects.
     url: BrokerUrl,
+    /// Every broker, the first included: the fleet's connections go to each in turn.
+    urls: Vec<BrokerUrl>,
     members: Option<Vec<Member>>,
-    pid: Option<u32>,
+    /// The brokers' process ids, when every one is known.
+    pids: Vec<u32>,
 }
 
 impl Ctx<'_> {
     fn rss_kib(&self) -> Option<u64> {
-        self.pid.and_then(proc::rss_kib)
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|&p| proc::rss_kib(p)).sum()
     }
 
     /// Starts measuring CPU.
     fn meter(&self) -> Meter {
         Meter {
-            pid: self.pid,
-            broker: self.pid.and_then(proc::cpu_ns),
+            pids: self.pids.clone(),
+            broker: cpu_ns(&self.pids),
             client: proc::own_cpu_ns(),
         }
     }
@@ -515,11 +531,25 @@ impl Ctx<'_> {
 
 /// Runs each scenario in turn and writes its figures as it finishes.
 pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
-    let url = transport::parse_url(&opts.broker)?;
-    if url.tls {
+    let urls = opts
+        .brokers
+        .iter()
+        .map(|b| transport::parse_url(b))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(url) = urls.first().cloned() else {
+        return Err(Error::usage("missing --broker URL; see 'cm-bench --help'"));
+    };
+    if urls.iter().any(|u| u.tls) {
         return Err(Error::usage(
             "cm-bench speaks ws:// only; measure a TLS broker through its plain port",
         ));
+    }
+    if !opts.broker_pids.is_empty() && opts.broker_pids.len() != urls.len() {
+        return Err(Error::usage(format!(
+            "--broker-pid: {} given for {} brokers; give one per --broker, in the same order",
+            opts.broker_pids.len(),
+            urls.len()
+        )));
     }
     if opts.scenarios.is_empty() {
         return Err(Error::usage(format!(
@@ -533,19 +563,27 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
         .as_ref()
         .map(|p| members::read(&p.display().to_string()))
         .transpose()?;
-    let local = url.host == "localhost"
-        || url
-            .host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    let pid = opts
-        .broker_pid
-        .or_else(|| local.then(|| proc::listener_pid(url.port)).flatten());
+    let local = |u: &BrokerUrl| {
+        u.host == "localhost"
+            || u.host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    // Every broker's or none: a figure summed over some of them would pass for all of them.
+    let pids = if opts.broker_pids.is_empty() {
+        urls.iter()
+            .map(|u| local(u).then(|| proc::listener_pid(u.port)).flatten())
+            .collect::<Option<Vec<u32>>>()
+            .unwrap_or_default()
+    } else {
+        opts.broker_pids.clone()
+    };
     let ctx = Ctx {
         opts,
         url,
+        urls,
         members,
-        pid,
+        pids,
     };
     // The header goes out with the first row, so a scenario that fails first leaves only its error.
     let mut headed = out.json;
@@ -559,6 +597,9 @@ pub fn run(opts: &Options, out: &mut Out) -> Result<()> {
         };
         if r.broker_rss_mb.is_none() {
             r.broker_rss_mb = ctx.rss_mb();
+        }
+        if ctx.urls.len() > 1 {
+            r.set("brokers", ctx.urls.len());
         }
         if out.json {
             out.json(&r)?;

@@ -232,7 +232,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Report> {
     }
     let members = ctx.members("topic", peers + 1)?;
     let mut fleet = Fleet::new()?;
-    members::connect(&mut fleet, &ctx.url, &members, peers + 1)?;
+    members::connect(&mut fleet, &ctx.urls, &members, peers + 1)?;
 
     let run = run_id();
     let name = format!("bench-{run}");

@@ -7,7 +7,12 @@ use crate::cli::{Args, Complete, Example, Flag, Tool, flag, pos};
 use crate::error::{Error, Result};
 use crate::out::Out;
 
-const BROKER: Flag = flag("broker", "the broker to measure: ws://HOST:PORT/ws").value("URL");
+const BROKER: Flag = flag(
+    "broker",
+    "the broker to measure: ws://HOST:PORT/ws; again for brokers of one database, connections spread over them",
+)
+.value("URL")
+.repeat();
 const PEERS: Flag = flag(
     "peers",
     "peers (dm, fanout, topic) or connections (idle); defaults 100, 1000, 100, 10000",
@@ -40,9 +45,10 @@ const MEMBERS: Flag = flag(
 .complete(Complete::File);
 const BROKER_PID: Flag = flag(
     "broker-pid",
-    "the broker's process id, for its memory (found by port when local)",
+    "the broker's process id, for its CPU and memory (found by port when local); one per --broker",
 )
-.value("PID");
+.value("PID")
+.repeat();
 const CM_SEND: Flag = flag(
     "cm-send",
     "the cm-send binary cold runs, default the one next to cm-bench",
@@ -82,6 +88,10 @@ Latency is from a post's send to each peer's push, over every (post, peer) pair;
 peers received and could open with their key, and last_delivery_p50_ms is the median time until a post's last peer \
 has it.
 
+Give --broker more than once for brokers of one mesh on one PostgreSQL database: each scenario's connections go \
+to them in turn (meshes are made on the first, and cold's cm-send connects to it), so a dm between peers on \
+different brokers crosses the database; CPU and memory are summed over the brokers and each line reports brokers.
+
 The broker must let the load through: start cm-broker with --rate-limit 0 and --max-conns-per-mesh and \
 --max-conns-per-addr above the connection count. Against a rate limit, a refused send waits as long as the broker \
 says and goes again, as every tool does; dm, fanout and topic then report paced (how many refusals were waited \
@@ -111,6 +121,10 @@ with what only that scenario reports. cm-bench reports figures and judges none."
             what: "Every scenario with its defaults, as a table.",
         },
         Example {
+            cmd: "cm-bench dm --broker ws://127.0.0.1:7901/ws --broker ws://127.0.0.1:7902/ws",
+            what: "DMs between peers spread over two brokers on one PostgreSQL database.",
+        },
+        Example {
             cmd: "cm-bench dm --broker ws://127.0.0.1:7901/ws --rate 20000 --json | jq .p99_ms",
             what: "DM latency at 20 000 messages a second.",
         },
@@ -128,9 +142,6 @@ fn number<T: std::str::FromStr>(args: &Args, flag: &Flag) -> Result<Option<T>> {
 }
 
 pub fn run(args: &Args, out: &mut Out) -> Result<()> {
-    let broker = args
-        .value(&BROKER)
-        .ok_or_else(|| Error::usage("missing --broker URL; see 'cm-bench --help'"))?;
     let defaults = Options::default();
     let opts = Options {
         scenarios: args
@@ -138,14 +149,22 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
             .iter()
             .map(|s| Scenario::parse(s))
             .collect::<Result<_>>()?,
-        broker: broker.to_string(),
+        brokers: args.values(&BROKER).into_iter().map(String::from).collect(),
         peers: number(args, &PEERS)?,
         messages: number(args, &MESSAGES)?,
         size: number(args, &SIZE)?.unwrap_or(defaults.size),
         rate: number::<f64>(args, &RATE)?.filter(|r| r.is_finite() && *r > 0.0),
         window: number(args, &WINDOW)?.unwrap_or(defaults.window),
         members: args.value(&MEMBERS).map(PathBuf::from),
-        broker_pid: number(args, &BROKER_PID)?,
+        broker_pids: args
+            .values(&BROKER_PID)
+            .into_iter()
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    Error::usage(format!("--broker-pid: expected a number, got {v:?}"))
+                })
+            })
+            .collect::<Result<_>>()?,
         cm_send: args.value(&CM_SEND).map(PathBuf::from),
     };
     bench::run(&opts, out)

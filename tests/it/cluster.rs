@@ -255,3 +255,43 @@ fn a_broker_killed_under_load_loses_nothing_acknowledged_and_doubles_nothing() {
     assert!(doubled.is_empty(), "arrived more than once: {doubled:?}");
     drop(a);
 }
+
+#[test]
+fn bench_spreads_its_peers_over_two_brokers() {
+    let dir = TempDir::new("cluster-bench");
+    let Some((_url, a, b)) = two_brokers(&dir) else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(crate::harness::bin("cm-bench"))
+            .args(args)
+            .args(["--broker", &a.ws_url(), "--broker", &b.ws_url(), "--json"])
+            .env_remove("CLAUDEMESH_SESSION_ID")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            crate::harness::text(&o.stdout),
+            crate::harness::text(&o.stderr),
+        )
+    };
+    // Half the peers say hello to B: every DM between a peer on A and one on B crosses the database.
+    let (code, out, err) = run(&["dm", "--peers", "4", "--messages", "5"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        [&r["sent"], &r["delivered"], &r["brokers"]],
+        [20, 20, 2],
+        "{r}"
+    );
+    // Both brokers' CPU is counted: found by their ports, as one broker's is.
+    assert!(r["broker_cpu_s"].is_number(), "{r}");
+    let (code, out, err) = run(&["fanout", "--peers", "3", "--messages", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!([&r["sent"], &r["delivered"]], [2, 6], "{r}");
+
+    let (code, _, err) = run(&["dm", "--broker-pid", "1"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--broker-pid: 1 given for 2 brokers"), "{err}");
+}
