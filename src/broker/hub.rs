@@ -284,7 +284,7 @@ impl Hub {
         match &self.cfg.database_url {
             #[cfg(feature = "postgres")]
             Some(url) => match super::store::pg::parse_url(url) {
-                Ok(c) => format!("postgres {}", super::store::pg::label(&c)),
+                Ok((c, _)) => format!("postgres {}", super::store::pg::label(&c)),
                 Err(_) => "postgres".into(),
             },
             _ => self.store.backend().into(),

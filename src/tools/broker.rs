@@ -96,9 +96,11 @@ pub static TOOL: Tool = Tool {
 SQLite under its data directory, or in a PostgreSQL database with --database-url (or $DATABASE_URL; the flag \
 wins, and an empty variable counts as unset). Clients connect to ws://HOST:PORT/ws.\n\n\
 With PostgreSQL the broker applies its own migrations at start (in one transaction under an advisory lock, so \
-brokers started at once do not race) and the data directory still holds uploaded files. The connection is \
-plain: sslmode=require is refused until TLS to the database is supported, so keep the database on the same \
-host or a private network. A URL that does not parse exits 3, a server that cannot be reached 4, a refused \
+brokers started at once do not race) and the data directory still holds uploaded files. TLS to the \
+database follows the URL's sslmode as libpq does: prefer (the default) and require encrypt without checking \
+the server's certificate, verify-ca checks its chain against sslrootcert (a PEM file of CAs, or system for the \
+roots the broker carries), verify-full checks the chain and that it names the host; disable turns TLS off. A \
+certificate refused exits 2 with one line saying why. A URL that does not parse exits 3, a server that cannot be reached 4, a refused \
 password 2, and a database that refuses otherwise 10, each with one line on stderr. /health and /metrics name \
 the backend (store_backend, claudemesh_store_info).\n\n\
 Once it accepts connections it prints one line on stdout, listening on ws://HOST:PORT/ws, so a script that \
@@ -286,13 +288,7 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
 /// A URL the PostgreSQL store can open, checked before anything starts.
 #[cfg(feature = "postgres")]
 fn check_database_url(url: &str) -> Result<()> {
-    let c = broker::store::pg::parse_url(url)?;
-    if c.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(Error::usage(
-            "sslmode=require: TLS to the database is not supported yet",
-        ));
-    }
-    Ok(())
+    broker::store::pg::parse_url(url).map(drop)
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -159,10 +159,10 @@ fn a_bad_url_or_an_unreachable_database_is_one_line_and_its_own_exit_code() {
     );
     let (code, err) = run(
         &[],
-        Some("postgres://u:hunter2@127.0.0.1:5432/db?sslmode=require"),
+        Some("postgres://u:hunter2@127.0.0.1:5432/db?sslmode=verify"),
     );
     assert_eq!(code, Some(3));
-    assert!(err.contains("DATABASE_URL: sslmode=require"), "{err}");
+    assert!(err.contains("DATABASE_URL: sslmode=verify: expected"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     // Port 1 on loopback: nothing listens there.
     let (code, err) = run(
@@ -181,4 +181,96 @@ fn a_bad_url_or_an_unreachable_database_is_one_line_and_its_own_exit_code() {
         Some("nope"),
     );
     assert_eq!(code, Some(4));
+}
+
+/// `cm-broker` on `url`, expected to stop at start: its exit code and its one line on stderr.
+fn refused(dir: &TempDir, url: &str) -> (Option<i32>, String) {
+    let o = Command::new(BROKER)
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.0.join("refused"))
+        .args(["--database-url", url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{url}: {err}");
+    (o.status.code(), err.trim().to_string())
+}
+
+#[test]
+fn the_database_is_reached_over_tls_as_sslmode_asks() {
+    let dir = TempDir::new("pg-tls");
+    let ca = crate::tls::Ca::new(&dir.0, "db");
+    let other = crate::tls::Ca::new(&dir.0, "other");
+    let (cert, key) = (dir.0.join("db.pem"), dir.0.join("db.key"));
+    ca.issue(&["localhost"], &cert, &key);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    // This cluster refuses every connection that is not TLS: a broker that works on it spoke TLS.
+    let Some(db) = testdb::tls_cluster(&read(&cert), &read(&key)) else {
+        return;
+    };
+    let port = db
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|r| r.split('/').next())
+        .unwrap();
+    let by_name = format!("postgres://postgres@localhost:{port}/postgres?hostaddr=127.0.0.1");
+    let by_ip = db.url.clone();
+    let ca_pem = ca.pem.display().to_string();
+
+    // The certificate proved: its CA and the name connected to.
+    let b = Broker::start_in(
+        &dir.0.join("full"),
+        &[
+            "--database-url",
+            &format!("{by_name}&sslmode=verify-full&sslrootcert={ca_pem}"),
+        ],
+    );
+    let (alice, bob) = pair(&b);
+    alice.ok("cm", &["send", "bob", "over TLS to the database"]);
+    assert_eq!(texts(&inbox(&bob)), ["over TLS to the database"]);
+    drop(b);
+
+    // Another CA's certificate, or one for another name, is refused in one line, exit 2 as the clients refuse
+    // a broker's; the URL's password never shows.
+    let (code, err) = refused(
+        &dir,
+        &format!(
+            "{by_name}&sslmode=verify-full&sslrootcert={}",
+            other.pem.display()
+        ),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not signed by a CA in sslrootcert"), "{err}");
+    let (code, err) = refused(
+        &dir,
+        &format!("{by_ip}?sslmode=verify-full&sslrootcert={ca_pem}"),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("does not name 127.0.0.1"), "{err}");
+    // The web's roots do not know a private CA.
+    let (code, err) = refused(&dir, &format!("{by_name}&sslmode=verify-full"));
+    assert_eq!(code, Some(2), "{err}");
+
+    // verify-ca checks the chain only; require encrypts and checks nothing, as with psql.
+    for url in [
+        format!("{by_ip}?sslmode=verify-ca&sslrootcert={ca_pem}"),
+        format!("{by_ip}?sslmode=require"),
+    ] {
+        let b = Broker::start_in(&dir.0.join("ca"), &["--database-url", &url]);
+        let (status, _) = b.get("/health");
+        assert_eq!(status, 200, "{url}");
+    }
+    // With TLS turned off the server refuses, and the broker says why.
+    let (code, err) = refused(&dir, &format!("{by_ip}?sslmode=disable"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no encryption"), "{err}");
+    // A root file that is not there stops the broker before it connects.
+    let (code, err) = refused(
+        &dir,
+        &format!("{by_ip}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
+    );
+    assert!(matches!(code, Some(3 | 10)), "{code:?} {err}");
+    assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
 }

@@ -15,13 +15,13 @@ use serde_json::Value;
 use crate::harness::{Broker, TempDir, User, lines, text};
 
 /// A private CA, its PEM file written for the clients.
-struct Ca {
+pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
-    pem: PathBuf,
+    pub pem: PathBuf,
 }
 
 impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
+    pub fn new(dir: &Path, name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -34,7 +34,7 @@ impl Ca {
     }
 
     /// A leaf for `names`, written as the broker reads it: `cert` (leaf then CA) and `key`.
-    fn issue(&self, names: &[&str], cert: &Path, key: &Path) {
+    pub fn issue(&self, names: &[&str], cert: &Path, key: &Path) {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let params = CertificateParams::new(names).unwrap();
         let k = KeyPair::generate().unwrap();

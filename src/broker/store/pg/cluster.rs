@@ -43,7 +43,7 @@ impl PgStore {
     pub(crate) fn listen(&self) -> Result<Option<Listener>> {
         let wake = Arc::new(Wake::new().map_err(|e| Error::io(format!("a wake-up pipe: {e}")))?);
         let (tx, rx) = mpsc::channel();
-        let (mut config, label) = (self.config.clone(), self.label.clone());
+        let (mut config, tls, label) = (self.config.clone(), self.tls.clone(), self.label.clone());
         // A listener that only listens would not notice a dead server for hours without keepalives.
         config
             .keepalives(true)
@@ -51,7 +51,7 @@ impl PgStore {
         let waker = Arc::clone(&wake);
         std::thread::Builder::new()
             .name("pg-listen".into())
-            .spawn(move || listen_loop(&config, &label, &tx, &waker))
+            .spawn(move || listen_loop(&config, &tls, &label, &tx, &waker))
             .map_err(|e| Error::io(format!("starting the listener: {e}")))?;
         Ok(Some(Listener { notices: rx, wake }))
     }
@@ -168,10 +168,16 @@ impl PgStore {
 }
 
 /// Listens until the hub is gone, connecting again (and saying so) whenever the connection is lost.
-fn listen_loop(config: &postgres::Config, label: &str, tx: &mpsc::Sender<Notice>, wake: &Wake) {
+fn listen_loop(
+    config: &postgres::Config,
+    tls: &super::tls::Tls,
+    label: &str,
+    tx: &mpsc::Sender<Notice>,
+    wake: &Wake,
+) {
     let mut said = false;
     loop {
-        match connect(config, label).and_then(|mut c| {
+        match connect(config, tls, label).and_then(|mut c| {
             c.batch_execute(&format!("LISTEN {CHANNEL}"))
                 .map(|()| c)
                 .map_err(super::db)

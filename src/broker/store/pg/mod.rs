@@ -2,8 +2,8 @@
 //!
 //! Why the `postgres` crate: the broker is one synchronous event loop, and `postgres` is the blocking face of
 //! tokio-postgres, the well-kept client most Rust programs use; it runs its own small runtime on the calling
-//! thread, so nothing async leaks into the broker. No TLS to the database yet (`NoTls`): a URL asking for it
-//! (`sslmode=require`) fails at connect, saying so.
+//! thread, so nothing async leaks into the broker. TLS to the database follows the URL's `sslmode` and
+//! `sslrootcert` as libpq does (`tls.rs`).
 //!
 //! Why a savepoint is always open inside the batch's transaction: SQLite undoes only the statement that failed and
 //! keeps the rest of the batch, and the hub relies on that (one request's refused write must not lose the others'
@@ -24,13 +24,14 @@
 //! | `mod.rs` | [`PgStore`], connecting, the batch's transaction, the statement cache |
 //! | `schema.rs` | the migrations, applied under an advisory lock |
 //! | `cluster.rs` | brokers, their presences, `NOTIFY` and `LISTEN` |
+//! | `tls.rs` | what `sslmode` and `sslrootcert` ask of the server's certificate |
 //! | one file per concern | the same concerns as the SQLite store's files, by the same names |
 
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 
 use postgres::types::{FromSql, ToSql};
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Config, Row, Statement};
 
 use super::{
     ApiKey, BlockRow, ContextRow, DeliveryState, FileRow, GrantRow, Invite, Listener, Member,
@@ -56,6 +57,7 @@ mod state;
 mod tasks;
 #[cfg(test)]
 pub(crate) mod testdb;
+pub mod tls;
 mod topics;
 mod vault;
 mod webhooks;
@@ -133,6 +135,7 @@ impl At for Row {
 pub struct PgStore {
     conn: RefCell<Conn>,
     config: Config,
+    tls: tls::Tls,
     /// A transaction is open, with the savepoint `w` set after its last good write.
     in_tx: bool,
     /// A failure could not be rolled back to the savepoint: the open transaction must not commit.
@@ -150,14 +153,18 @@ pub fn is_postgres_url(url: &str) -> bool {
 }
 
 /// `url` parsed, or a usage error that says what is wrong with it (never echoing a password).
-pub fn parse_url(url: &str) -> Result<Config> {
+/// Its TLS is built too, so a missing `sslrootcert` file fails here, before anything starts.
+pub fn parse_url(url: &str) -> Result<(Config, tls::Tls)> {
     if !is_postgres_url(url) {
         return Err(Error::usage(
             "expected a postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME URL",
         ));
     }
-    url.parse::<Config>()
-        .map_err(|e| Error::usage(format!("not a usable PostgreSQL URL: {}", describe(&e))))
+    let (rest, check, roots) = tls::split(url)?;
+    let config = rest
+        .parse::<Config>()
+        .map_err(|e| Error::usage(format!("not a usable PostgreSQL URL: {}", describe(&e))))?;
+    Ok((config, tls::Tls::new(check, roots)?))
 }
 
 /// `host:port/dbname` of a config, for logs and errors.
@@ -175,8 +182,11 @@ pub fn label(c: &Config) -> String {
 }
 
 /// Connects, mapping the failures an operator meets at start to their exit codes.
-fn connect(c: &Config, label: &str) -> Result<Client> {
-    c.connect(NoTls).map_err(|e| {
+fn connect(c: &Config, tls: &tls::Tls, label: &str) -> Result<Client> {
+    c.connect(tls.connector()).map_err(|e| {
+        if let Some(why) = tls.refusal(&e, c) {
+            return Error::auth(format!("database {label}: refusing the server: {why}"));
+        }
         let msg = format!("database {label}: {}", describe(&e));
         match e.as_db_error().map(|d| d.code().code()) {
             // invalid_authorization_specification, invalid_password
@@ -191,19 +201,26 @@ fn connect(c: &Config, label: &str) -> Result<Client> {
 impl PgStore {
     /// Connects to the database at `url` and brings its schema up to date.
     pub fn open(url: &str) -> Result<PgStore> {
-        PgStore::open_config(parse_url(url)?)
+        let (config, tls) = parse_url(url)?;
+        PgStore::open_with(config, tls)
     }
 
-    /// Connects with a parsed config and brings the schema up to date.
+    /// Connects with a parsed config (TLS when the server offers it, its certificate unchecked, as `prefer`)
+    /// and brings the schema up to date.
     pub fn open_config(config: Config) -> Result<PgStore> {
+        PgStore::open_with(config, tls::Tls::unverified()?)
+    }
+
+    fn open_with(config: Config, tls: tls::Tls) -> Result<PgStore> {
         let label = label(&config);
-        let client = connect(&config, &label)?;
+        let client = connect(&config, &tls, &label)?;
         let mut store = PgStore {
             conn: RefCell::new(Conn {
                 client,
                 stmts: HashMap::new(),
             }),
             config,
+            tls,
             in_tx: false,
             broken: false,
             label,
@@ -219,7 +236,7 @@ impl PgStore {
     fn conn(&self) -> Result<RefMut<'_, Conn>> {
         let mut c = self.conn.borrow_mut();
         if c.client.is_closed() && !self.in_tx {
-            c.client = connect(&self.config, &self.label)?;
+            c.client = connect(&self.config, &self.tls, &self.label)?;
             c.stmts.clear();
         }
         Ok(c)

@@ -217,17 +217,23 @@ fn run(mut c: Command) -> Result<(), String> {
 }
 
 fn start_private() -> Result<Server, String> {
+    let (url, dir, bin) = start_cluster("", |_| Ok(()))?;
+    Ok(Server {
+        url,
+        private: Some((dir, bin)),
+    })
+}
+
+/// Makes and starts a cluster in a temporary directory: `setup` may write into its data directory before it
+/// starts, and `extra` adds to the server's options. Returns its URL, its directory and its binaries.
+fn start_cluster(
+    extra: &str,
+    setup: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(String, PathBuf, PathBuf), String> {
     let bin = bin_dir().ok_or("initdb and pg_ctl not found")?;
     let dir = std::env::temp_dir().join(unique("pgcluster"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // SAFETY: geteuid reads the process's effective user id.
-    if unsafe { libc::geteuid() } == 0 {
-        run({
-            let mut c = Command::new("chown");
-            c.arg("postgres:").arg(&dir);
-            c
-        })?;
-    }
+    chown_to_owner(&dir)?;
     let data = dir.join("data");
     let data_s = data.to_string_lossy().into_owned();
     run(as_owner(
@@ -244,6 +250,7 @@ fn start_private() -> Result<Server, String> {
             "UTF8",
         ],
     ))?;
+    setup(&data)?;
     let log = dir.join("log").to_string_lossy().into_owned();
     let dir_s = dir.to_string_lossy().into_owned();
     // A free port can be taken by someone else between its probe and the server's bind: then try another.
@@ -254,23 +261,91 @@ fn start_private() -> Result<Server, String> {
             .map_err(|e| e.to_string())?
             .port();
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {dir_s} -c fsync=off -c max_connections=300"
+            "-c listen_addresses=127.0.0.1 -p {port} -k {dir_s} -c fsync=off -c max_connections=300 {extra}"
         );
         match run(as_owner(
             &bin.join("pg_ctl"),
             &["-D", &data_s, "-l", &log, "-w", "-o", &opts, "start"],
         )) {
             Ok(()) => {
-                return Ok(Server {
-                    url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-                    private: Some((dir, bin)),
-                });
+                return Ok((
+                    format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    dir,
+                    bin,
+                ));
             }
             Err(e) => last = e,
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Err(last)
+}
+
+/// Running as root, the cluster's files belong to the `postgres` user that runs it.
+fn chown_to_owner(path: &Path) -> Result<(), String> {
+    // SAFETY: geteuid reads the process's effective user id.
+    if unsafe { libc::geteuid() } == 0 {
+        run({
+            let mut c = Command::new("chown");
+            c.arg("postgres:").arg(path);
+            c
+        })?;
+    }
+    Ok(())
+}
+
+/// A cluster of one test's own that speaks TLS only: `cert_pem` (chain, leaf first) and `key_pem` are its
+/// certificate, and its pg_hba.conf refuses every connection that is not TLS. Stopped when dropped.
+pub struct TlsCluster {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`, with no `sslmode`.
+    pub url: String,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+/// The cluster, or `None` (after saying so) where no cluster can be made and CI is not set.
+pub fn tls_cluster(cert_pem: &str, key_pem: &str) -> Option<TlsCluster> {
+    let made = start_cluster("-c ssl=on", |data| {
+        let write = |name: &str, body: &str, mode: u32| -> Result<(), String> {
+            use std::os::unix::fs::PermissionsExt;
+            let p = data.join(name);
+            std::fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            chown_to_owner(&p)
+        };
+        // The server's defaults: server.crt and server.key in the data directory.
+        write("server.crt", cert_pem, 0o644)?;
+        write("server.key", key_pem, 0o600)?;
+        write(
+            "pg_hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            0o600,
+        )
+    });
+    match made {
+        Ok((url, dir, bin)) => Some(TlsCluster { url, dir, bin }),
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no PostgreSQL cluster for the TLS tests: {why} (install postgresql)"
+            );
+            eprintln!("skipped: no PostgreSQL cluster ({why})");
+            None
+        }
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        let _ = as_owner(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "stop"],
+        )
+        .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 extern "C" fn stop_private() {
