@@ -599,6 +599,7 @@ pub fn run(
         peer_events: opts.peer_events,
         task_events: opts.task_events,
         me: Me::default(),
+        keys: crate::topics::Keyring::default(),
         events: tx,
     };
     if probe {
@@ -768,6 +769,8 @@ struct Pusher<'a, W: Write> {
     me: Me,
     /// Where the session's events go: the main thread's channel.
     events: Sender<Input>,
+    /// Keys of the encrypted topics whose posts arrive here.
+    keys: crate::topics::Keyring,
 }
 
 impl<W: Write> Pusher<'_, W> {
@@ -798,7 +801,9 @@ impl<W: Write> Pusher<'_, W> {
                     .log
                     .warn(format!("disconnected from mesh {slug} for good: {reason}")),
             },
-            Event::Message(m) => {
+            Event::Message(mut m) => {
+                let mut r = session;
+                self.keys.open(&mut r, session.member(), &mut m);
                 // Never acknowledged here: the message stays pending for cm-inbox and the prompt hook.
                 self.log
                     .line(format!("message {} from {}", m.id, m.from.pubkey));

@@ -116,6 +116,12 @@ pub fn decode_push(
 }
 
 impl Inbound {
+    /// The id of the topic whose key this message waits for, when it is a v2 topic message not yet opened.
+    pub fn sealed_topic(&self) -> Option<&str> {
+        self.sealed.as_ref()?;
+        self.to.as_deref()?.strip_prefix('#')
+    }
+
     /// Opens a v2 topic message that [`decode_push`] left encrypted, with the topic key; does nothing to any
     /// other message.
     pub fn open_topic(&mut self, topic_key: &[u8; 32]) {

@@ -122,6 +122,7 @@ pub struct Session {
     thread: Option<JoinHandle<()>>,
     timeout: Duration,
     sender: Keypair,
+    member: Keypair,
     /// The features of the broker last connected to, set by the I/O thread at every connect.
     features: Arc<std::sync::Mutex<super::Features>>,
 }
@@ -162,6 +163,7 @@ impl Session {
         let session = opts.conn.session.as_ref().map(|s| s.session.clone());
         let sender = session.clone().unwrap_or_else(|| who.member.clone());
         let timeout = opts.conn.timeout;
+        let member = who.member.clone();
         // Until a broker says otherwise, it is taken to be ours: a request made before the first connect waits for it.
         let features = Arc::new(std::sync::Mutex::new(super::Features::all()));
         let io = Io {
@@ -195,6 +197,7 @@ impl Session {
                 thread: Some(thread),
                 timeout,
                 sender,
+                member,
                 features,
             }),
             Ok(Err(e)) => {
@@ -218,6 +221,11 @@ impl Session {
     /// The key this session's socket speaks as (the session key, else the member key): encrypt DMs with it.
     pub fn sender(&self) -> &Keypair {
         &self.sender
+    }
+
+    /// The member's key: what topic keys are sealed to.
+    pub fn member(&self) -> &Keypair {
+        &self.member
     }
 
     /// Queues a message and returns its `client_message_id` (the one it carries, or a fresh one). It is sent now

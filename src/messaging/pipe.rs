@@ -162,6 +162,8 @@ struct Pipe<'s> {
     status: Option<Status>,
     summary: Option<String>,
     groups: Vec<(String, Option<String>)>,
+    /// Keys of the encrypted topics whose posts arrive here.
+    keys: crate::topics::Keyring,
 }
 
 /// Runs `cm-pipe` for `ctx`'s mesh, as a session of its own, until `input` ends.
@@ -211,6 +213,7 @@ pub fn run(ctx: &Ctx, input: impl BufRead + Send + 'static, out: &mut Out) -> Re
         status: None,
         summary: None,
         groups: Vec::new(),
+        keys: crate::topics::Keyring::default(),
     };
     let result = pipe.run(&rx, out);
     let result = result.and_then(|stopped| {
@@ -340,7 +343,9 @@ impl Pipe<'_> {
                 }
                 out.line(event_line(&v))
             }
-            Event::Message(m) => {
+            Event::Message(mut m) => {
+                let mut r = self.session;
+                self.keys.open(&mut r, self.session.member(), &mut m);
                 out.json(&super::inbox::message_json(&m))?;
                 out.flush()?;
                 self.session.ack(&m.id);

@@ -114,6 +114,55 @@ pub fn open(
     })
 }
 
+/// The topic keys a long-lived session (cm-pipe, cm-mcp) opens pushed topic posts with, fetched the first time
+/// a topic's post needs one and kept while the session lives. A topic whose key is not sealed for this member
+/// yet is asked again only [`Keyring::RETRY`] later, so a busy topic does not cost a request per post.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    keys: std::collections::HashMap<String, [u8; 32]>,
+    missing: std::collections::HashMap<String, std::time::Instant>,
+}
+
+impl Keyring {
+    pub const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Opens `m` when it is a topic post waiting for its key; does nothing to any other message. A post whose
+    /// key cannot be had keeps its `decrypt_error`.
+    pub fn open(
+        &mut self,
+        r: &mut impl Requester,
+        member: &Keypair,
+        m: &mut crate::client::Inbound,
+    ) {
+        let Some(topic) = m.sealed_topic().map(str::to_string) else {
+            return;
+        };
+        if !self.keys.contains_key(&topic) {
+            if self
+                .missing
+                .get(&topic)
+                .is_some_and(|t| t.elapsed() < Keyring::RETRY)
+            {
+                return;
+            }
+            match fetch_key(r, &topic, member) {
+                Ok(Some(k)) => {
+                    self.missing.remove(&topic);
+                    self.keys.insert(topic.clone(), k);
+                }
+                Ok(None) | Err(_) => {
+                    self.missing
+                        .insert(topic.clone(), std::time::Instant::now());
+                    return;
+                }
+            }
+        }
+        if let Some(k) = self.keys.get(&topic) {
+            m.open_topic(k);
+        }
+    }
+}
+
 /// This member's copy of an encrypted topic's key, opened; `None` while no copy is sealed for it.
 pub fn fetch_key(
     r: &mut impl Requester,

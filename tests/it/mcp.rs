@@ -820,3 +820,60 @@ fn the_real_claude_code_connects_to_an_installed_cm_mcp_and_its_health_checks_wa
     assert!(list.contains("No MCP servers configured"), "{list}");
     assert_eq!(files(&alice.config_dir()), alice_files);
 }
+
+/// Topics are encrypted unless made `--plaintext`: a post pushed to a member's Claude Code session and cm-pipe
+/// arrives readable, opened with the member's copy of the topic key, for a topic created after both started.
+#[test]
+fn an_encrypted_topic_post_reaches_claude_code_and_cm_pipe_readable() {
+    let sdk = sdk();
+    let dir = TempDir::new("mcp-topic");
+    let broker = Broker::start(&dir, &[]);
+    let mut peers = Mesh::new(&broker, &["alice", "bob"]);
+    let bob = peers.pop().unwrap();
+    let mut alice = peers.pop().unwrap();
+    let session_id = claudemesh::launch::new_uuid();
+    let key = SessionKey::load_or_create(
+        &Paths::at(alice.config_dir()).unwrap(),
+        &alice.slug,
+        &session_id,
+    )
+    .unwrap();
+    alice.env = vec![
+        ("CLAUDEMESH_MESH".into(), alice.slug.clone()),
+        ("CLAUDEMESH_SESSION_ID".into(), session_id.clone()),
+    ];
+    let mut node = Command::new("node");
+    node.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/mcp/channel-client.cjs"
+    ))
+    .arg(crate::harness::bin("cm-mcp"))
+    .env("CM_MCP_SDK", &sdk)
+    .env("CLAUDEMESH_CONFIG_DIR", alice.config_dir());
+    for (k, v) in &alice.env {
+        node.env(k, v);
+    }
+    let mut client = Lines::spawn(node);
+    client.wait_for(Duration::from_secs(30), |e| e["event"] == "initialized");
+    wait_online(&bob, &key.public_key);
+    alice.env.clear();
+    let mut pipe = alice.pipe();
+
+    // Made after both of alice's sessions started: its key is sealed for her member key at creation.
+    let made = bob.run("cm-topic", &["create", "dev", "--json"]).ok();
+    assert_eq!(made[0]["encrypted"], true, "{made:?}");
+    let joined = alice.run("cm-topic", &["join", "dev", "--json"]);
+    assert_eq!(joined.code, Some(0), "{}", joined.err);
+    let posted = bob.run("cm-topic", &["post", "dev", "the build is green", "--json"]);
+    assert_eq!(posted.code, Some(0), "{}", posted.err);
+
+    let n = client.wait_for(Duration::from_secs(20), |e| e["event"] == "channel");
+    assert_eq!(
+        n["params"]["content"], "bob (#dev): the build is green",
+        "{n}"
+    );
+    assert_eq!(n["params"]["meta"]["topic"], "dev", "{n}");
+    let m = pipe.wait_for(Duration::from_secs(20), |v| v["type"] == "message");
+    assert_eq!(m["text"], "the build is green", "{m}");
+    assert!(m.get("decrypt_error").is_none(), "{m}");
+}

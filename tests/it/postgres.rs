@@ -162,7 +162,10 @@ fn a_bad_url_or_an_unreachable_database_is_one_line_and_its_own_exit_code() {
         Some("postgres://u:hunter2@127.0.0.1:5432/db?sslmode=verify"),
     );
     assert_eq!(code, Some(3));
-    assert!(err.contains("DATABASE_URL: sslmode=verify: expected"), "{err}");
+    assert!(
+        err.contains("DATABASE_URL: sslmode=verify: expected"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "{err}");
     // Port 1 on loopback: nothing listens there.
     let (code, err) = run(
