@@ -452,6 +452,34 @@ pub mod hex {
     }
 }
 
+/// The certificates of a PEM file of CAs; `what` says where its name came from (`$CLAUDEMESH_CA_FILE`,
+/// `--ca-file`), for the error. A file without a certificate is refused: trusting nothing new is surely not
+/// what was meant.
+pub fn read_ca_file(
+    path: &std::path::Path,
+    what: &str,
+) -> crate::error::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use crate::error::Error;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::io(format!(
+            "reading {what} {shown}: {}",
+            crate::error::io_message(&e)
+        ))
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::usage(format!("{what} {shown}: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::usage(format!(
+            "{what} {shown}: no PEM certificate in it"
+        )));
+    }
+    Ok(certs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,7 +115,7 @@ pub fn login(
                         "--ca-file: {url} is not a TLS broker (wss://)"
                     )));
                 }
-                crate::client::transport::read_ca_file(f, "--ca-file")?;
+                crate::crypto::read_ca_file(f, "--ca-file")?;
                 Some(std::fs::canonicalize(f).map_err(|e| {
                     Error::io(format!("--ca-file {}: {}", f.display(), io_message(&e)))
                 })?)

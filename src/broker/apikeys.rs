@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use super::hub::{Hub, PKey};
 use super::net::ConnId;
-use super::routing::Bucket;
 use super::store::{ApiKey, Member, new_id};
 use crate::crypto::{self, b64};
 use crate::time::{fmt_rfc3339, now_ms, parse_rfc3339};
@@ -309,23 +308,18 @@ impl Hub {
             }
             Err(e) => return Err((500, "internal", format!("broker storage error: {e}"))),
         };
-        if let Some(rl) = self.cfg.rate_limit {
-            let b = self
-                .topic_state
-                .key_buckets
-                .entry(key.id.clone())
-                .or_insert_with(|| Bucket::new(rl, now));
-            if let Err(wait) = b.take(rl, now) {
-                return Err((
-                    429,
-                    "rate_limited",
-                    format!(
-                        "at most {} requests a second per key; slow down (a request is taken again in {} ms)",
-                        rl.per_second,
-                        wait.as_millis() + 1
-                    ),
-                ));
-            }
+        if let Some(rl) = self.cfg.rate_limit
+            && let Err(wait) = self.take_token(&format!("key:{}", key.id), now)
+        {
+            return Err((
+                429,
+                "rate_limited",
+                format!(
+                    "at most {} requests a second per key; slow down (a request is taken again in {} ms)",
+                    rl.per_second,
+                    wait.as_millis() + 1
+                ),
+            ));
         }
         // Best effort: the request does not fail when the time cannot be recorded.
         if let Err(e) = self.store.touch_api_key(&key.id, at) {

@@ -318,6 +318,13 @@ impl Hub {
         if let Err(e) = self.store.relay_sweep(kept) {
             log::error("forgetting old relayed events failed", &[("error", &e)]);
         }
+        // A bucket untouched for as long as it takes to fill is full, as a missing one is.
+        if let Some(rl) = self.cfg.rate_limit {
+            let full_ms = (rl.burst / rl.per_second * 1000.0).ceil().min(1e12) as i64;
+            if let Err(e) = self.store.rate_sweep(now_ms() - full_ms - millis(BEAT)) {
+                log::error("forgetting full rate buckets failed", &[("error", &e)]);
+            }
+        }
     }
 
     /// What the other brokers said since the last call.

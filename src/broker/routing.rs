@@ -56,6 +56,22 @@ pub(super) struct Waiter {
     pub(super) session: Option<String>,
 }
 
+/// `now` on the wall clock, in ms: the brokers' shared clock, moved as far as `now` is from the present (a test
+/// that moves the hub's clock moves this one with it).
+fn wall_ms(now: Instant) -> i64 {
+    let present = Instant::now();
+    let ahead = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if now >= present {
+        crate::time::now_ms().saturating_add(ahead(now - present))
+    } else {
+        crate::time::now_ms().saturating_sub(ahead(present - now))
+    }
+}
+
+/// How long tokens leased from a shared bucket stay spendable here: long enough to spend a lease, short enough
+/// that tokens left on one broker do not add to a burst taken on another.
+pub(super) const LEASE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bucket {
     pub(super) tokens: f64,
@@ -284,16 +300,54 @@ impl Hub {
         self.reply(conn, wire::Ack::refused(id, error));
     }
 
-    /// Takes a token from the bucket of `member_id` (a member, or `webhook:<id>`), or says how long until there
-    /// is one.
+    /// Takes a token from the bucket of `member_id` (a member, `webhook:<id>` or `key:<id>`), or says how long
+    /// until there is one.
+    ///
+    /// With other brokers on the store the bucket is the store's, so the limit holds wherever the sends go: this
+    /// broker takes a lease of a few tokens at a time (a tenth of a second's worth) and spends it for at most
+    /// [`LEASE`], so a busy sender costs the database a statement per lease, not per send.
     pub(super) fn take_token(&mut self, member_id: &str, now: Instant) -> Result<(), Duration> {
         let Some(rl) = self.cfg.rate_limit else {
             return Ok(());
         };
-        self.buckets
-            .entry(member_id.to_string())
-            .or_insert_with(|| Bucket::new(rl, now))
-            .take(rl, now)
+        if self.cluster.is_none() {
+            return self
+                .buckets
+                .entry(member_id.to_string())
+                .or_insert_with(|| Bucket::new(rl, now))
+                .take(rl, now);
+        }
+        let lease = self.buckets.entry(member_id.to_string()).or_insert(Bucket {
+            tokens: 0.0,
+            last: now,
+        });
+        if lease.tokens >= 1.0 && now.saturating_duration_since(lease.last) < LEASE {
+            lease.tokens -= 1.0;
+            return Ok(());
+        }
+        let chunk = (rl.per_second / 10.0).floor().clamp(1.0, rl.burst.max(1.0)) as u32;
+        match self.store.take_tokens(
+            member_id,
+            chunk,
+            rl.per_second,
+            rl.burst,
+            wall_ms(now),
+        ) {
+            Ok((0, wait_ms)) => Err(Duration::from_millis(wait_ms)),
+            Ok((granted, _)) => {
+                *lease = Bucket {
+                    tokens: f64::from(granted) - 1.0,
+                    last: now,
+                };
+                Ok(())
+            }
+            // A database that fails here fails the send's own writes too; the limit lets it through rather than
+            // refuse it for a fault of the broker's.
+            Err(e) => {
+                log::error("taking from a shared rate limit failed", &[("error", &e)]);
+                Ok(())
+            }
+        }
     }
 
     /// A key of the mesh as a recipient: a member (all its connections) or a session of a member.

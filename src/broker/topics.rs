@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::cluster::Event;
 use super::hub::{Hub, IfLost, PKey, Presence};
 use super::net::ConnId;
-use super::routing::Bucket;
 use super::store::{SealedKey, Topic, TopicMessage, TopicMessageRow, TopicPage, new_id};
 use crate::crypto::b64;
 use crate::time::{fmt_rfc3339, now_ms};
@@ -34,8 +33,6 @@ const MIN_REPLY_PREFIX: usize = 6;
 pub(super) struct TopicState {
     /// Event streams by connection.
     pub(super) streams: HashMap<ConnId, Stream>,
-    /// Per API key.
-    pub(super) key_buckets: HashMap<String, Bucket>,
 }
 
 /// An open `GET /api/v1/topics/:name/stream`.

@@ -2,8 +2,7 @@
 //! timeout, TLS with rustls, and the WebSocket upgrade. Nothing above this file touches tungstenite or rustls.
 
 use crate::error::{Error, Result, io_message};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -113,24 +112,6 @@ fn login_ca_file(url: &BrokerUrl) -> Result<Option<PathBuf>> {
     }))
 }
 
-/// The certificates of a PEM file of CAs; `what` says where its name came from (`$CLAUDEMESH_CA_FILE`,
-/// `--ca-file`), for the error. A file without a certificate is refused: trusting nothing new is surely not
-/// what was meant.
-pub(crate) fn read_ca_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let shown = path.display();
-    let pem = std::fs::read(path)
-        .map_err(|e| Error::io(format!("reading {what} {shown}: {}", io_message(&e))))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::usage(format!("{what} {shown}: {e}")))?;
-    if certs.is_empty() {
-        return Err(Error::usage(format!(
-            "{what} {shown}: no PEM certificate in it"
-        )));
-    }
-    Ok(certs)
-}
-
 fn build_tls_config(login_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -144,7 +125,7 @@ fn build_tls_config(login_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
         files.push((path.to_path_buf(), "the CA file of cm login".to_string()));
     }
     for (path, what) in &files {
-        for cert in read_ca_file(path, what)? {
+        for cert in crate::crypto::read_ca_file(path, what)? {
             roots
                 .add(cert)
                 .map_err(|e| Error::usage(format!("{what} {}: {e}", path.display())))?;

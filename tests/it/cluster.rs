@@ -295,3 +295,36 @@ fn bench_spreads_its_peers_over_two_brokers() {
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("--broker-pid: 1 given for 2 brokers"), "{err}");
 }
+
+#[test]
+fn a_members_rate_limit_holds_across_brokers() {
+    let dir = TempDir::new("cluster-rate");
+    let Some(url) = testdb::fresh_database("clr") else {
+        return;
+    };
+    // Three sends in a burst, then one per 100 s: nothing refills while the test runs.
+    let args = ["--database-url", url.as_str(), "--rate-limit", "0.01:3"];
+    let a = Broker::start_in(&dir.0.join("a"), &args);
+    let b = Broker::start_in(&dir.0.join("b"), &args);
+    let mesh = Mesh::create(&a, "rate");
+    let bob = mesh.join(&a, "bob");
+    let dm = |id: &str| {
+        let (nonce, ct) =
+            claudemesh::crypto::encrypt_dm(b"x", &bob.pubkey(), &mesh.admin.key).unwrap();
+        json!({"type": "send", "id": id, "targetSpec": bob.pubkey(), "priority": "now", "nonce": nonce,
+            "ciphertext": ct})
+    };
+    let mut socks = [mesh.connect(&a, &mesh.admin), mesh.connect(&b, &mesh.admin)];
+    let mut errors = Vec::new();
+    for i in 0..5 {
+        let ws = &mut socks[i % 2];
+        ws.send(&dm(&i.to_string()));
+        errors.push(ws.recv_type("ack")["error"].as_str().map(str::to_string));
+    }
+    // The member's burst is three sends wherever they go; a broker of its own would have given it three more.
+    let accepted = errors.iter().filter(|e| e.is_none()).count();
+    assert_eq!(accepted, 3, "{errors:?}");
+    for e in errors.iter().flatten() {
+        assert!(e.starts_with("rate_limit:"), "{errors:?}");
+    }
+}

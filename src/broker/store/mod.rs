@@ -428,6 +428,23 @@ pub trait Store {
     fn relay_sweep(&mut self, _before: i64) -> Result<()> {
         Ok(())
     }
+    /// Takes up to `want` tokens from the shared bucket `key` (`per_second`, `burst`), refilled up to `now`
+    /// (ms): how many it gave, and when none, how many ms until one is back. The bucket's row stays locked
+    /// until the batch commits, so brokers taking from it at once take in turn.
+    fn take_tokens(
+        &mut self,
+        _key: &str,
+        want: u32,
+        _per_second: f64,
+        _burst: f64,
+        _now: i64,
+    ) -> Result<(u32, u64)> {
+        Ok((want, 0))
+    }
+    /// Forgets buckets not taken from since `before`: they are full again, as a missing one is.
+    fn rate_sweep(&mut self, _before: i64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The store in `<data>/broker.db`.

@@ -165,6 +165,47 @@ impl PgStore {
         self.exec("DELETE FROM relays WHERE created_at < $1", &[&before])
             .map(drop)
     }
+
+    /// Why two statements: the upsert refills the bucket and locks its row (a new row is locked too, so a second
+    /// broker's insert waits for this commit rather than making a full bucket of its own); what to take is
+    /// decided on the refilled count.
+    pub(crate) fn take_tokens(
+        &mut self,
+        key: &str,
+        want: u32,
+        per_second: f64,
+        burst: f64,
+        now: i64,
+    ) -> Result<(u32, u64)> {
+        self.write(|c| {
+            let tokens: f64 = c
+                .query_opt(
+                    "INSERT INTO rate_buckets AS b (key, tokens, at) VALUES ($1, $2::float8, $3) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     tokens = LEAST($2::float8, b.tokens + GREATEST(0, $3 - b.at) * $4::float8 / 1000.0), \
+                     at = GREATEST(b.at, $3) \
+                     RETURNING tokens",
+                    &[&key, &burst, &now, &per_second],
+                )?
+                .ok_or_else(|| Error::internal("INSERT ... RETURNING gave no row"))?
+                .at(0)?;
+            let granted = tokens.max(0.0).floor().min(f64::from(want)) as u32;
+            if granted == 0 {
+                let wait = ((1.0 - tokens) / per_second * 1000.0).ceil().max(1.0);
+                return Ok((0, wait as u64));
+            }
+            c.execute(
+                "UPDATE rate_buckets SET tokens = tokens - $2::float8 WHERE key = $1",
+                &[&key, &f64::from(granted)],
+            )?;
+            Ok((granted, 0))
+        })
+    }
+
+    pub(crate) fn rate_sweep(&mut self, before: i64) -> Result<()> {
+        self.exec("DELETE FROM rate_buckets WHERE at < $1", &[&before])
+            .map(drop)
+    }
 }
 
 /// Listens until the hub is gone, connecting again (and saying so) whenever the connection is lost.

@@ -367,6 +367,21 @@ impl Store for PgStore {
         PgStore::relay_sweep(self, before)
     }
 
+    fn take_tokens(
+        &mut self,
+        key: &str,
+        want: u32,
+        per_second: f64,
+        burst: f64,
+        now: i64,
+    ) -> Result<(u32, u64)> {
+        PgStore::take_tokens(self, key, want, per_second, burst, now)
+    }
+
+    fn rate_sweep(&mut self, before: i64) -> Result<()> {
+        PgStore::rate_sweep(self, before)
+    }
+
     fn ping(&self) -> Result<()> {
         self.read(|c| c.query("SELECT 1", &[]).map(|_| ()))
     }

@@ -367,6 +367,14 @@ CREATE TABLE relays (
     created_at BIGINT NOT NULL
 );
 "#,
+    // 4: rate limits the brokers share: a token bucket per member, webhook or API key, refilled when taken from.
+    r#"
+CREATE TABLE rate_buckets (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    at BIGINT NOT NULL
+);
+"#,
 ];
 
 impl PgStore {

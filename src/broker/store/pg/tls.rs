@@ -168,7 +168,7 @@ impl Tls {
 }
 
 fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    crate::client::transport::read_ca_file(path, "sslrootcert")
+    crate::crypto::read_ca_file(path, "sslrootcert")
 }
 
 /// Splits a database URL into what tokio-postgres parses and the TLS it should use: `sslrootcert` and the
