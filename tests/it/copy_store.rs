@@ -81,13 +81,24 @@ fn a_mesh_moved_from_sqlite_to_postgresql_keeps_what_its_members_had() {
         &["remember", "the deploy key rotates monthly", "--tag", "ops"],
     );
     alice.json("cm-remind", &["--in", "2h", "standup notes"]);
+    let notes = dir.0.join("notes.txt");
+    std::fs::write(&notes, b"the release notes\n").unwrap();
+    let put = alice.json("cm-file", &["put", notes.to_str().unwrap(), "--to", "bob"]);
+    let file_id = put[0]["id"].as_str().unwrap().to_string();
+    let told = bob.json("cm-inbox", &["--wait", "10"]);
+    assert_eq!(told.len(), 1, "bob is told of the file: {told:?}");
     let made = alice.json("cm-apikey", &["create", "ci"]);
     let key = made[0]["secret"].as_str().unwrap().to_string();
     let (status, _) = http(addr, "GET", "/api/v1/members", Some(&key), None);
     assert_eq!(status, 200);
     assert_eq!(b.signal(libc::SIGTERM), Some(0));
 
-    let (code, out, err) = copy_store(&sqlite, &url, &["--json"]);
+    let pg = dir.0.join("pg");
+    let (code, out, err) = copy_store(
+        &sqlite,
+        &url,
+        &["--json", "--files-to", pg.to_str().unwrap()],
+    );
     assert_eq!(code, Some(0), "{err}");
     let report = lines(&out);
     let rows = |t: &str| {
@@ -112,9 +123,13 @@ fn a_mesh_moved_from_sqlite_to_postgresql_keeps_what_its_members_had() {
         .filter_map(|l| l["rows"].as_i64())
         .sum();
     assert_eq!(total["rows"].as_i64(), Some(sum), "{out}");
+    assert_eq!(
+        (&total["files_copied"], &total["files"]),
+        (&Value::from(1), &Value::Null),
+        "{out}"
+    );
 
-    // The broker on PostgreSQL, at the address the members know.
-    let pg = dir.0.join("pg");
+    // The broker on PostgreSQL, at the address the members know, with the files --files-to put in its --data.
     let b = Broker::start_in(
         &pg,
         &["--database-url", &url, "--listen", &addr.to_string()],
@@ -135,6 +150,12 @@ fn a_mesh_moved_from_sqlite_to_postgresql_keeps_what_its_members_had() {
     assert_eq!(found[0]["content"], "the deploy key rotates monthly");
     let reminders = alice.json("cm-remind", &["list"]);
     assert_eq!(reminders.len(), 1, "{reminders:?}");
+    let got_file = dir.0.join("got.txt");
+    bob.ok(
+        "cm-file",
+        &["get", &file_id, "-o", got_file.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(&got_file).unwrap(), b"the release notes\n");
     let (status, members) = http(addr, "GET", "/api/v1/members", Some(&key), None);
     assert_eq!(status, 200, "{members}");
     let mut names: Vec<&str> = members["members"]

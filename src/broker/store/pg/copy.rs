@@ -12,8 +12,11 @@
 //! doubled. On SQLite, one read transaction sees one snapshot throughout (WAL), even while a broker still writes
 //! to the store.
 //!
-//! Uploaded files' ciphertext is not in the database: it stays in `<data>/files`, for the operator to copy.
+//! Uploaded files' ciphertext is not in the database but in `<data>/files`: copied to another data directory when
+//! asked (`--files-to`), before the transaction commits, so that a failure there leaves the database as it was.
 
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use postgres::types::ToSql;
@@ -74,8 +77,13 @@ struct Column {
 }
 
 /// Copies the SQLite store under `data` into the PostgreSQL database at `url` (migrated first), in one
-/// transaction; refused when the database holds a mesh already. Returns the rows each table got.
-pub fn copy_store(data: &Path, url: &str) -> Result<Vec<Copied>> {
+/// transaction, and with `files_to` the uploaded files into `files_to/files`; refused when the database holds a
+/// mesh already. Returns the rows each table got, and how many files were copied.
+pub fn copy_store(
+    data: &Path,
+    url: &str,
+    files_to: Option<&Path>,
+) -> Result<(Vec<Copied>, Option<u64>)> {
     let file = data.join("broker.db");
     if !file.is_file() {
         return Err(Error::not_found(format!(
@@ -113,10 +121,47 @@ pub fn copy_store(data: &Path, url: &str) -> Result<Vec<Copied>> {
         let rows = copy_table(src, &mut tx, table).map_err(|e| e.context(table))?;
         copied.push(Copied { table, rows });
     }
+    let files = files_to
+        .map(|to| copy_files(&data.join("files"), &to.join("files")))
+        .transpose()?;
     tx.commit().map_err(db)?;
     // The read transaction only ever read.
     let _ = src.execute_batch("COMMIT");
-    Ok(copied)
+    Ok((copied, files))
+}
+
+/// Copies the finished uploads in `from` (not the `.part` files of uploads under way) into `to`, made 0700 if
+/// missing; how many. A missing `from` holds none.
+fn copy_files(from: &Path, to: &Path) -> Result<u64> {
+    let entries = match fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::from(e).context(from.display())),
+    };
+    if from.canonicalize().ok() == to.canonicalize().ok() {
+        return Err(Error::usage(format!(
+            "--files-to: {} is where the files are already",
+            to.display()
+        )));
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .map_err(|e| Error::from(e).context(to.display()))?;
+    let mut n = 0;
+    for e in entries {
+        let e = e.map_err(|e| Error::from(e).context(from.display()))?;
+        let name = e.file_name();
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if !is_file || name.to_string_lossy().ends_with(".part") {
+            continue;
+        }
+        fs::copy(e.path(), to.join(&name))
+            .map_err(|err| Error::from(err).context(e.path().display()))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn sqlite_err(e: rusqlite::Error) -> Error {
@@ -315,6 +360,21 @@ mod tests {
         let e = convert(ValueRef::Blob(b"x"), "bigint").err().unwrap();
         assert_eq!(e.msg, "a SQLite blob does not fit PostgreSQL's bigint");
         assert!(convert(ValueRef::Text(b"x"), "tsvector").is_err());
+    }
+
+    #[test]
+    fn finished_uploads_are_copied_and_unfinished_ones_left() {
+        let dir = crate::broker::store::fixtures::TempDir::new("copy-files");
+        let (from, to) = (dir.0.join("a/files"), dir.0.join("b/files"));
+        assert_eq!(copy_files(&from, &to).unwrap(), 0, "no files/ holds none");
+        fs::create_dir_all(&from).unwrap();
+        fs::write(from.join("f1"), b"one").unwrap();
+        fs::write(from.join("f2.part"), b"half").unwrap();
+        assert_eq!(copy_files(&from, &to).unwrap(), 1);
+        assert_eq!(fs::read(to.join("f1")).unwrap(), b"one");
+        assert!(!to.join("f2.part").exists());
+        let e = copy_files(&from, &from).unwrap_err();
+        assert!(e.msg.contains("already"), "{}", e.msg);
     }
 
     #[test]
