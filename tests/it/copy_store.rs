@@ -200,3 +200,39 @@ fn copy_store_without_a_sqlite_store_is_not_found() {
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("broker.db"), "{err}");
 }
+
+#[test]
+fn a_copy_beside_a_broker_that_still_serves_reads_one_snapshot() {
+    let Some(url) = testdb::fresh_database("copylive") else {
+        return;
+    };
+    let dir = TempDir::new("copy-live");
+    let sqlite = dir.0.join("sqlite");
+    let b = Broker::start_in(&sqlite, &[]);
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    let inv = alice.json("cm-mesh", &["invite"]);
+    bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    // The broker keeps writing while the copy reads.
+    let sender = std::thread::spawn(move || {
+        for i in 0..20 {
+            alice.ok("cm", &["send", "bob", &format!("message {i}")]);
+        }
+        alice
+    });
+    let (code, out, err) = copy_store(&sqlite, &url, &["--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let report = lines(&out);
+    let rows = |t: &str| {
+        report
+            .iter()
+            .find(|l| l["table"] == t)
+            .and_then(|l| l["rows"].as_i64())
+            .unwrap()
+    };
+    assert_eq!((rows("meshes"), rows("members")), (1, 2));
+    // One snapshot: every message copied has its delivery.
+    assert_eq!(rows("messages"), rows("deliveries"), "{out}");
+    sender.join().unwrap();
+    assert_eq!(b.signal(libc::SIGTERM), Some(0));
+}
