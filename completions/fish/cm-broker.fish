@@ -18,3 +18,5 @@ complete -c cm-broker -l tls-key -r -F -d 'the PEM private key of --tls-cert; bo
 complete -c cm-broker -s h -l help -d 'print this help'
 complete -c cm-broker -l version -d 'print the version'
 complete -c cm-broker -l json -d 'write JSON Lines: one object per line'
+complete -c cm-broker -n __fish_use_subcommand -a copy-store -d 'copy the SQLite store under --data into the PostgreSQL database at --database-url, then exit'
+complete -c cm-broker -n '__fish_seen_subcommand_from copy-store' -l files-to -x -a '(__fish_complete_directories)' -d 'copy the uploaded files too, into DIR/files (DIR: the PostgreSQL broker\'s --data)'

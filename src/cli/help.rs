@@ -52,7 +52,7 @@ pub fn help(tool: &Tool) -> String {
     if tool.subs.is_empty() {
         s += &format!("Usage: {} [OPTIONS]{}\n", tool.name, pos_usage(tool.args));
     } else {
-        let bare = !tool.args.is_empty();
+        let bare = super::runs_bare(tool);
         if bare {
             s += &format!("Usage: {} [OPTIONS]{}\n", tool.name, pos_usage(tool.args));
         }

@@ -133,7 +133,7 @@ pub fn man(tool: &Tool, toolkit: &[&Tool]) -> String {
     if tool.subs.is_empty() {
         s += &format!("\\fB{name}\\fR [\\fIOPTIONS\\fR]{}\n", man_pos(tool.args));
     } else {
-        let bare = (!tool.args.is_empty())
+        let bare = super::runs_bare(tool)
             .then(|| format!("\\fB{name}\\fR [\\fIOPTIONS\\fR]{}\n", man_pos(tool.args)));
         let lines: Vec<String> = bare
             .into_iter()

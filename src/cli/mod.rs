@@ -313,6 +313,13 @@ pub fn common_env(tool: &Tool) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// Whether `tool`, which has subcommands, also runs without one: when it has positionals of its own
+/// (`cm-reserve PATH...` beside `cm-reserve list`), or when it is a daemon (man section 8: `cm-broker` serves,
+/// `cm-broker copy-store` copies its store). Its own flags alone apply then.
+fn runs_bare(tool: &Tool) -> bool {
+    !tool.args.is_empty() || tool.section == 8
+}
+
 /// Every flag `tool` takes anywhere: its own, each subcommand's, the common ones.
 fn all_flags(tool: &Tool) -> impl Iterator<Item = &Flag> {
     tool.flags

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use super::{Args, COMMON, Flag, Parsed, Sub, Tool, common_flags};
+use super::{Args, COMMON, Flag, Parsed, Sub, Tool, common_flags, runs_bare};
 use crate::error::{Error, Result};
 
 /// Parses `args` (without the program name) against `tool`'s table.
@@ -85,7 +85,7 @@ pub fn parse(tool: &'static Tool, args: impl IntoIterator<Item = OsString>) -> R
                 format!("--{l} does not apply to '{} {}'", tool.name, s.name),
             ));
         }
-    } else if !tool.subs.is_empty() && !tool.args.is_empty() {
+    } else if !tool.subs.is_empty() && runs_bare(tool) {
         // Without a subcommand only the tool's own flags apply.
         let own = |l: &str| tool.flags.iter().any(|f| f.long == l);
         if let Some((l, _)) = out.flags.iter().find(|(l, _)| !own(l)) {

@@ -110,6 +110,27 @@ static TRAIL: Tool = Tool {
     env: &[],
 };
 
+static DAEMON: Tool = Tool {
+    name: "cm-broker",
+    about: "run a broker",
+    description: "Serves.",
+    section: 8,
+    args: &[],
+    flags: &[YES],
+    subs: &[Sub {
+        name: "copy-store",
+        aliases: &[],
+        about: "copy the store",
+        args: &[],
+        flags: &[REMOTE],
+    }],
+    mesh_flag: false,
+    config_dir: false,
+    trailing: false,
+    examples: &[],
+    env: &[],
+};
+
 /// The toolkit the man pages' SEE ALSO names.
 static TOOLKIT: &[&Tool] = &[&SEND, &MESH, &TRAIL];
 
@@ -323,6 +344,26 @@ fn a_first_word_that_names_no_subcommand_starts_the_tools_own_positionals() {
     let h = crate::cli::help::help(&BARE);
     assert!(
         h.contains("Usage: cm-reserve [OPTIONS] [PATH...]\n       cm-reserve list [OPTIONS]\n"),
+        "{h}"
+    );
+}
+
+#[test]
+fn a_daemon_runs_without_a_subcommand_and_takes_no_positionals() {
+    let a = run(&DAEMON, &["-y"]);
+    assert_eq!((a.sub, a.positionals.len()), (None, 0));
+    assert!(a.has(&YES));
+    let a = run(&DAEMON, &["copy-store", "-y", "--remote"]);
+    assert_eq!(a.sub, Some("copy-store"));
+    assert!(a.has(&YES) && a.has(&REMOTE));
+    assert!(err(&DAEMON, &["serve"]).starts_with("unknown subcommand \"serve\""));
+    assert_eq!(
+        err(&DAEMON, &["--remote"]),
+        "--remote applies to 'cm-broker copy-store' only; see 'cm-broker --help'"
+    );
+    let h = crate::cli::help::help(&DAEMON);
+    assert!(
+        h.contains("Usage: cm-broker [OPTIONS]\n       cm-broker copy-store [OPTIONS]\n"),
         "{h}"
     );
 }

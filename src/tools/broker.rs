@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::broker::log::LogFormat;
 use crate::broker::{self, Options};
-use crate::cli::{Args, Complete, Example, Flag, Tool, flag};
+use crate::cli::{Args, Complete, Example, Flag, Sub, Tool, flag};
 use crate::error::{Error, Result};
 use crate::out::Out;
 
@@ -88,6 +88,13 @@ const TLS_KEY: Flag = flag(
 .value("FILE")
 .complete(Complete::File);
 
+const FILES_TO: Flag = flag(
+    "files-to",
+    "copy the uploaded files too, into DIR/files (DIR: the PostgreSQL broker's --data)",
+)
+.value("DIR")
+.complete(Complete::Dir);
+
 /// `cm-broker`'s flag table.
 pub static TOOL: Tool = Tool {
     name: "cm-broker",
@@ -129,7 +136,19 @@ POST /api/v1/notifications/read {ids} or {all:true}. Errors are JSON {error, mes
 Webhooks made with cm-webhook are POST /hooks/ID on the same port, signed with the webhook's secret \
 (X-Hub-Signature-256 as GitHub sends it, or Authorization: Bearer); see cm-webhook(1). The broker hands out \
 their URLs under --public-url when it is given (behind a reverse proxy, the proxy's address), else as paths \
-that the clients complete with the address they reach the broker at.",
+that the clients complete with the address they reach the broker at.\n\n\
+cm-broker copy-store moves a mesh from SQLite to PostgreSQL: it copies everything in the SQLite store under \
+--data (meshes, members, invites, API keys, messages with their pending deliveries, topics and their keys, state, \
+memories, reminders, tasks, reservations, the vault, grants, contexts, webhooks) into the database at \
+--database-url (or $DATABASE_URL), migrated first, in one transaction, and exits. A database that holds a mesh \
+already is refused with exit 6 and left as it was, so a second run doubles nothing; no SQLite store under --data \
+exits 5. It reads one snapshot of the store, so a broker still running there does no harm, but what that broker \
+takes after the snapshot is not copied: stop it first. Uploaded files' ciphertext is not in the store: --files-to DIR \
+copies <data>/files into DIR/files (DIR being the PostgreSQL broker's --data), else copy it yourself, before that \
+broker starts: a broker removes files it finds no row for. It prints the rows each table got (with --json a line \
+{\"type\":\"table\", \"table\", \"rows\"} per table, then {\"type\":\"total\", \"tables\", \"rows\", \"files\", \"files_copied\"}, where files names the \
+directory left to copy); \
+docs/deploy.md walks through the move.",
     section: 8,
     args: &[],
     flags: &[
@@ -148,7 +167,13 @@ that the clients complete with the address they reach the broker at.",
         TLS_CERT,
         TLS_KEY,
     ],
-    subs: &[],
+    subs: &[Sub {
+        name: "copy-store",
+        aliases: &[],
+        about: "copy the SQLite store under --data into the PostgreSQL database at --database-url, then exit",
+        args: &[],
+        flags: &[FILES_TO],
+    }],
     mesh_flag: false,
     config_dir: false,
     trailing: false,
@@ -168,6 +193,10 @@ that the clients complete with the address they reach the broker at.",
         Example {
             cmd: "DATABASE_URL=postgres://claudemesh@db.internal/claudemesh cm-broker --listen 0.0.0.0:7900",
             what: "keep the broker's data in PostgreSQL",
+        },
+        Example {
+            cmd: "cm-broker copy-store --data /var/lib/claudemesh --database-url postgres://claudemesh@db.internal/claudemesh",
+            what: "move a stopped SQLite broker's meshes into PostgreSQL",
         },
         Example {
             cmd: "cm-broker --listen 127.0.0.1:0 --data /tmp/cmb --log-format json",
@@ -194,8 +223,120 @@ that the clients complete with the address they reach the broker at.",
     ],
 };
 
-pub fn run(args: &Args, _: &mut Out) -> Result<()> {
-    broker::run(&options(args, |k| std::env::var(k).ok())?)
+pub fn run(args: &Args, out: &mut Out) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    match args.sub {
+        Some("copy-store") => copy_store(args, env, out),
+        _ => broker::run(&options(args, env)?),
+    }
+}
+
+/// The flags that only a running broker reads.
+const SERVING: &[Flag] = &[
+    LISTEN,
+    ADMIN_TOKEN,
+    PUBLIC_URL,
+    LOG_FORMAT,
+    MAX_CONNS_PER_ADDR,
+    MAX_CONNS_PER_MESH,
+    RATE_LIMIT,
+    LEASE,
+    TASK_LEASE,
+    MAX_FILE_SIZE,
+    TLS_CERT,
+    TLS_KEY,
+];
+
+/// `cm-broker copy-store`: the SQLite store under --data copied into the database at --database-url.
+fn copy_store(args: &Args, env: impl Fn(&str) -> Option<String>, out: &mut Out) -> Result<()> {
+    if let Some(f) = SERVING.iter().find(|f| args.has(f)) {
+        return Err(Error::usage(format!(
+            "--{} does not apply to 'cm-broker copy-store'; see 'cm-broker --help'",
+            f.long
+        )));
+    }
+    let data = args
+        .value(&DATA)
+        .map_or_else(|| Options::default().data, PathBuf::from);
+    let Some(url) = database_url(args, env)? else {
+        return Err(Error::usage(
+            "copy-store needs the database: --database-url URL or $DATABASE_URL",
+        ));
+    };
+    let files_to = args.value(&FILES_TO).map(std::path::Path::new);
+    copy_into(&data, &url, files_to, out)
+}
+
+#[cfg(feature = "postgres")]
+fn copy_into(
+    data: &std::path::Path,
+    url: &str,
+    files_to: Option<&std::path::Path>,
+    out: &mut Out,
+) -> Result<()> {
+    use broker::store::pg;
+    let (copied, files_copied) = pg::copy_store(data, url, files_to)?;
+    let total: u64 = copied.iter().map(|c| c.rows).sum();
+    let files = data.join("files");
+    // What is left for the operator to copy: the files, unless --files-to did.
+    let files = (files.is_dir() && files_to.is_none()).then_some(files);
+    if out.json {
+        for c in &copied {
+            out.json(&serde_json::json!({"type": "table", "table": c.table, "rows": c.rows}))?;
+        }
+        return out.json(&serde_json::json!({
+            "type": "total", "tables": copied.len(), "rows": total,
+            "files": files.as_ref().map(|f| f.display().to_string()),
+            "files_copied": files_copied,
+        }));
+    }
+    let width = copied.iter().map(|c| c.table.len()).max().unwrap_or(5);
+    out.line(format!("{:width$}  {:>8}", "TABLE", "ROWS"))?;
+    for c in &copied {
+        out.line(format!("{:width$}  {:>8}", c.table, c.rows))?;
+    }
+    out.line(format!("{:width$}  {total:>8}", "total"))?;
+    let label = pg::label(&pg::parse_url(url)?.0);
+    out.line(format!("copied into {label} in one transaction"))?;
+    if let (Some(n), Some(to)) = (files_copied, files_to) {
+        out.line(format!(
+            "copied {n} uploaded file{} into {}",
+            if n == 1 { "" } else { "s" },
+            to.join("files").display()
+        ))?;
+    }
+    if let Some(f) = files {
+        out.line(format!(
+            "uploaded files stay in {}: copy that directory into the PostgreSQL broker's --data directory",
+            f.display()
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn copy_into(
+    _: &std::path::Path,
+    url: &str,
+    _: Option<&std::path::Path>,
+    _: &mut Out,
+) -> Result<()> {
+    check_database_url(url)
+}
+
+/// --database-url, else a non-empty $DATABASE_URL, checked.
+fn database_url(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    let url = match args.value(&DATABASE_URL) {
+        Some(v) => Some(("--database-url", v.to_string())),
+        None => env("DATABASE_URL")
+            .filter(|v| !v.is_empty())
+            .map(|v| ("DATABASE_URL", v)),
+    };
+    let Some((from, url)) = url else {
+        return Ok(None);
+    };
+    check_database_url(&url).map_err(|e| Error::usage(format!("{from}: {}", e.msg)))?;
+    Ok(Some(url))
 }
 
 /// Builds [`Options`] from the flags, falling back to `env` and the defaults.
@@ -207,16 +348,7 @@ fn options(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Options>
     if let Some(v) = args.value(&DATA) {
         o.data = PathBuf::from(v);
     }
-    let url = match args.value(&DATABASE_URL) {
-        Some(v) => Some(("--database-url", v.to_string())),
-        None => env("DATABASE_URL")
-            .filter(|v| !v.is_empty())
-            .map(|v| ("DATABASE_URL", v)),
-    };
-    if let Some((from, url)) = url {
-        check_database_url(&url).map_err(|e| Error::usage(format!("{from}: {}", e.msg)))?;
-        o.database_url = Some(url);
-    }
+    o.database_url = database_url(args, &env)?;
     o.admin_token = args
         .value(&ADMIN_TOKEN)
         .map(str::to_string)

@@ -11,6 +11,8 @@ mod client;
 mod cluster;
 mod cm;
 mod context;
+#[cfg(feature = "postgres")]
+mod copy_store;
 mod docs;
 mod everyday;
 mod files;

@@ -395,7 +395,7 @@ fn a_mention_lands_in_notifications() {
 // ---- HTTP with nothing but a socket ----
 
 /// One HTTP/1.1 request on a fresh connection; the status and the JSON body.
-fn http(
+pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -25,6 +25,7 @@
 //! | `schema.rs` | the migrations, applied under an advisory lock |
 //! | `cluster.rs` | brokers, their presences, `NOTIFY` and `LISTEN` |
 //! | `tls.rs` | what `sslmode` and `sslrootcert` ask of the server's certificate |
+//! | `copy.rs` | `cm-broker copy-store`: a SQLite store copied in |
 //! | one file per concern | the same concerns as the SQLite store's files, by the same names |
 
 use std::cell::{RefCell, RefMut};
@@ -42,9 +43,12 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+pub use copy::{Copied, copy_store};
+
 mod apikeys;
 mod cluster;
 mod context;
+mod copy;
 mod files;
 mod grants;
 mod memory;
