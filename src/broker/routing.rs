@@ -326,13 +326,10 @@ impl Hub {
             return Ok(());
         }
         let chunk = (rl.per_second / 10.0).floor().clamp(1.0, rl.burst.max(1.0)) as u32;
-        match self.store.take_tokens(
-            member_id,
-            chunk,
-            rl.per_second,
-            rl.burst,
-            wall_ms(now),
-        ) {
+        match self
+            .store
+            .take_tokens(member_id, chunk, rl.per_second, rl.burst, wall_ms(now))
+        {
             Ok((0, wait_ms)) => Err(Duration::from_millis(wait_ms)),
             Ok((granted, _)) => {
                 *lease = Bucket {

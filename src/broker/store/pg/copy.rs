@@ -350,7 +350,13 @@ mod tests {
 
     /// PostgreSQL's tables that hold no mesh's data: the schema's version and what several brokers share, which a
     /// SQLite store does not have.
-    const CLUSTER_ONLY: &[&str] = &["brokers", "presences", "relays", "schema_version"];
+    const CLUSTER_ONLY: &[&str] = &[
+        "brokers",
+        "presences",
+        "rate_buckets",
+        "relays",
+        "schema_version",
+    ];
 
     #[test]
     fn values_convert_by_postgresql_type() {
