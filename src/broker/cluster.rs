@@ -363,17 +363,14 @@ impl Hub {
 
     fn apply(&mut self, ev: Event, now: Instant) {
         match ev {
-            Event::Deliver { ids } => {
-                for id in ids {
-                    match self.store.pending_delivery(id) {
-                        Ok(Some(d)) => {
-                            self.hand_out(&d, None, now, IfLost::Send);
-                        }
-                        Ok(None) => {}
-                        Err(e) => log::error("reading a delivery failed", &[("error", &e)]),
+            Event::Deliver { ids } => match self.store.pending_deliveries(&ids) {
+                Ok(pending) => {
+                    for d in &pending {
+                        self.hand_out(d, None, now, IfLost::Send);
                     }
                 }
-            }
+                Err(e) => log::error("reading deliveries failed", &[("error", &e)]),
+            },
             Event::Mesh { mesh, frame, all } => {
                 let conns: Vec<ConnId> = self
                     .mesh_keys(&mesh)

@@ -393,6 +393,13 @@ mod tests {
             );
             let id2 = with_session[1].delivery_id;
             assert!(s.pending_delivery(id2).unwrap().is_some());
+            let first = with_session[0].delivery_id;
+            let both = s.pending_deliveries(&[id2, first, 999_999]).unwrap();
+            assert_eq!(
+                both.iter().map(|p| p.delivery_id).collect::<Vec<_>>(),
+                [id2],
+                "the acknowledged one and the missing one are left out"
+            );
             assert_eq!(
                 s.mark_delivered("m1", "b", Some("x2"), None, 42).unwrap(),
                 [id2]

@@ -151,6 +151,14 @@ pub trait Store {
     ) -> Result<Vec<Pending>>;
     /// One delivery, if it is still unacknowledged.
     fn pending_delivery(&self, delivery_id: i64) -> Result<Option<Pending>>;
+    /// Those of `ids` still unacknowledged, in id order: what another broker stored for the members here.
+    fn pending_deliveries(&self, ids: &[i64]) -> Result<Vec<Pending>> {
+        let mut out = Vec::new();
+        for &id in ids {
+            out.extend(self.pending_delivery(id)?);
+        }
+        Ok(out)
+    }
     /// Marks a member's deliveries of a message (by broker id or by the sender's `client_message_id`) delivered;
     /// returns the ids of the rows that changed.
     fn mark_delivered(

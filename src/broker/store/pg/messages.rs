@@ -180,6 +180,17 @@ impl PgStore {
         )
     }
 
+    /// One query for a whole event's deliveries: a broadcast's arrive as one `NOTIFY` of hundreds of ids.
+    pub(crate) fn pending_deliveries(&self, ids: &[i64]) -> Result<Vec<Pending>> {
+        self.all(
+            &format!(
+                "{PENDING_SELECT} WHERE d.id = ANY($1) AND d.delivered_at IS NULL ORDER BY d.id"
+            ),
+            &[&ids],
+            pending_row,
+        )
+    }
+
     pub(crate) fn mark_delivered(
         &mut self,
         mesh_id: &str,

@@ -518,6 +518,10 @@ impl Store for PgStore {
         PgStore::pending_delivery(self, delivery_id)
     }
 
+    fn pending_deliveries(&self, ids: &[i64]) -> Result<Vec<Pending>> {
+        PgStore::pending_deliveries(self, ids)
+    }
+
     fn mark_delivered(
         &mut self,
         mesh_id: &str,
