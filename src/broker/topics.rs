@@ -327,6 +327,15 @@ impl Hub {
         conns.len()
     }
 
+    /// Whether one of `members` is live on another broker, which pushes what this batch tells it once it commits.
+    fn live_elsewhere(&self, mesh_id: &str, members: &HashSet<String>) -> bool {
+        self.cluster.is_some()
+            && self
+                .elsewhere(mesh_id)
+                .iter()
+                .any(|r| !r.pull && members.contains(&r.member_id))
+    }
+
     /// An event to the topic's event streams here.
     pub(super) fn stream_event(&mut self, topic_id: &str, id: &str, data: &str, if_lost: IfLost) {
         let streams: Vec<ConnId> = self
@@ -483,6 +492,7 @@ impl Hub {
         });
         let pushed = self.push_to_members(&topic.mesh_id, &members, from, &push);
         self.metrics.messages_out += pushed as u64;
+        let pushed = pushed > 0 || self.live_elsewhere(&topic.mesh_id, &members);
         let event = rest_entry(topic, &row).to_string();
         self.tell(Event::Stream {
             topic: topic.id.clone(),
@@ -494,7 +504,7 @@ impl Hub {
             message_id: row.message.id,
             reply_to_id,
             notified,
-            pushed: pushed > 0,
+            pushed,
             duplicate: false,
         })
     }

@@ -76,9 +76,11 @@ fn members_on_two_brokers_are_one_mesh() {
         .run("cm-topic", &["create", "dev", "--plaintext", "--json"])
         .ok();
     bob.run("cm-topic", &["join", "dev", "--json"]).ok();
-    alice
+    let posted = alice
         .run("cm-topic", &["post", "dev", "the build is green", "--json"])
         .ok();
+    // Its poster hears it reached someone: bob, live on the other broker.
+    assert_eq!(posted[0]["status"], "sent", "{posted:?}");
     let t = message_with(&mut bobs, "the build is green");
     assert_eq!(t["topic"], "dev", "{t}");
 
