@@ -27,7 +27,7 @@ pub const WINDOW: u64 = 8;
 /// The largest ciphertext chunk: 48 KiB, so that its base64 in a `file_chunk` frame stays under 64 KiB.
 pub const MAX_CHUNK_BYTES: u64 = 48 * 1024;
 /// What secretbox adds to each chunk.
-const TAG: u64 = 16;
+pub const TAG: u64 = 16;
 /// The most keys one file may be sealed to (a `file_put` must fit in one 64 KiB frame anyway).
 const MAX_RECIPIENTS: usize = 256;
 /// A sealed key is 96 base64 characters; anything much longer is not one.
@@ -51,8 +51,8 @@ pub(super) struct Upload {
     req_id: Option<String>,
     row: FileRow,
     keys: Vec<(String, String)>,
-    part: File,
-    path: PathBuf,
+    /// The part file in `<data>/files` and its path, or `None` when the store keeps the chunks.
+    part: Option<(File, PathBuf)>,
     chunk_bytes: u64,
     chunks: u64,
     total: u64,
@@ -66,7 +66,8 @@ pub(super) struct Upload {
 pub(super) struct Download {
     file_id: String,
     req_id: Option<String>,
-    file: File,
+    /// The stored file, or `None` when the store keeps the chunks.
+    file: Option<File>,
     chunk_bytes: u64,
     chunks: u64,
     total: u64,
@@ -88,8 +89,20 @@ fn dir(data: &Path) -> PathBuf {
     data.join("files")
 }
 
-/// Deletes part files left by a broker that stopped mid-upload, and files whose row was never committed.
-pub(super) fn sweep(store: &dyn Store, data: &Path) {
+/// How long an upload's chunks kept in the store may wait for their file's row.
+const UPLOAD_DAY: i64 = 24 * 3600 * 1000;
+
+/// Deletes part files left by a broker that stopped mid-upload, and files whose row was never committed; in a
+/// store that keeps the chunks, those of uploads a day old whose broker never finished them.
+pub(super) fn sweep(store: &mut dyn Store, data: &Path) {
+    if store.keeps_file_data() {
+        let swept = store
+            .sweep_file_chunks(now_ms() - UPLOAD_DAY)
+            .and_then(|()| store.commit());
+        if let Err(e) = swept {
+            log::warn("forgetting unfinished uploads failed", &[("error", &e)]);
+        }
+    }
     let Ok(entries) = std::fs::read_dir(dir(data)) else {
         return;
     };
@@ -120,15 +133,29 @@ impl Hub {
     pub(super) fn files_closed(&mut self, conn: ConnId) {
         self.transfers.downloads.remove(&conn);
         if let Some(u) = self.transfers.uploads.remove(&conn) {
-            let _ = std::fs::remove_file(&u.path);
+            self.discard(&u);
         }
     }
 
     fn abandon_upload(&mut self, conn: ConnId, code: &str, msg: String, req_id: Option<&str>) {
         if let Some(u) = self.transfers.uploads.remove(&conn) {
-            let _ = std::fs::remove_file(&u.path);
+            self.discard(&u);
         }
         self.error(conn, code, msg, req_id);
+    }
+
+    /// Deletes what an upload that will not finish wrote.
+    fn discard(&mut self, u: &Upload) {
+        match &u.part {
+            Some((_, path)) => {
+                let _ = std::fs::remove_file(path);
+            }
+            None => {
+                if let Err(e) = self.store.drop_file_chunks(&u.file_id) {
+                    log::warn("forgetting an abandoned upload failed", &[("error", &e)]);
+                }
+            }
+        }
     }
 
     /// The caller's mesh, member, and the key it speaks as.
@@ -212,20 +239,25 @@ impl Hub {
                 Err(e) => return Err(refuse("internal", format!("broker storage error: {e}"))),
             }
         }
-        let d = dir(&self.cfg.data_dir);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&d)
-            .map_err(|e| io_refusal("creating the files directory", &e))?;
         let file_id = new_id();
-        let path = d.join(format!("{file_id}.part"));
-        let part = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io_refusal("creating an upload", &e))?;
+        let part = if self.store.keeps_file_data() {
+            None
+        } else {
+            let d = dir(&self.cfg.data_dir);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .map_err(|e| io_refusal("creating the files directory", &e))?;
+            let path = d.join(format!("{file_id}.part"));
+            let part = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| io_refusal("creating an upload", &e))?;
+            Some((part, path))
+        };
         let row = FileRow {
             id: file_id.clone(),
             mesh_id,
@@ -246,7 +278,6 @@ impl Hub {
             row,
             keys,
             part,
-            path,
             chunk_bytes: chunk_size + TAG,
             chunks: chunk_count(f.size, chunk_size),
             total: ciphertext_len(f.size, chunk_size),
@@ -264,7 +295,21 @@ impl Hub {
             return self.error(conn, codes::NOT_FOUND, msg, None);
         };
         let req_id = u.req_id.clone();
-        match append(u, &c) {
+        let written = match append(u, &c) {
+            Ok(data) => match &mut u.part {
+                Some((part, _)) => part
+                    .write_all(&data)
+                    .map_err(|e| io_refusal("writing an upload", &e)),
+                None => {
+                    let (id, seq) = (u.file_id.clone(), i64::try_from(c.seq).unwrap_or(i64::MAX));
+                    self.store
+                        .put_file_chunk(&id, seq, &data, now_ms())
+                        .map_err(|e| refuse("internal", format!("broker storage error: {e}")))
+                }
+            },
+            Err(r) => Err(r),
+        };
+        match written {
             Ok(()) => {
                 let ack = wire::FileChunkAck {
                     file_id: c.file_id,
@@ -299,23 +344,26 @@ impl Hub {
             None
         };
         if let Some(msg) = problem {
-            let _ = std::fs::remove_file(&u.path);
+            self.discard(&u);
             return self.error(conn, codes::INVALID_ARGS, msg, req_id);
         }
         let done = dir(&self.cfg.data_dir).join(&u.file_id);
-        if let Err(e) = u
-            .part
-            .sync_all()
-            .and_then(|()| std::fs::rename(&u.path, &done))
+        if let Some((part, path)) = &u.part
+            && let Err(e) = part.sync_all().and_then(|()| std::fs::rename(path, &done))
         {
-            let _ = std::fs::remove_file(&u.path);
+            self.discard(&u);
             let (code, msg) = io_refusal("storing an upload", &e);
             return self.error(conn, code, msg, req_id);
         }
         u.row.sha256 = hash;
         u.row.created_at = now_ms();
         if let Err(e) = self.store.insert_file(&u.row, &u.keys) {
-            let _ = std::fs::remove_file(&done);
+            match &u.part {
+                Some(_) => {
+                    let _ = std::fs::remove_file(&done);
+                }
+                None => self.discard(&u),
+            }
             return self.store_error(conn, &e, req_id);
         }
         log::info(
@@ -386,12 +434,15 @@ impl Hub {
             Ok(x) => x,
             Err((code, msg)) => return self.error(conn, code, msg, req_id.as_deref()),
         };
-        let path = dir(&self.cfg.data_dir).join(&row.id);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let (code, msg) = io_refusal("opening a stored file", &e);
-                return self.error(conn, code, msg, req_id.as_deref());
+        let file = if self.store.keeps_file_data() {
+            None
+        } else {
+            match File::open(dir(&self.cfg.data_dir).join(&row.id)) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    let (code, msg) = io_refusal("opening a stored file", &e);
+                    return self.error(conn, code, msg, req_id.as_deref());
+                }
             }
         };
         let size = u64::try_from(row.size).unwrap_or(0);
@@ -447,7 +498,24 @@ impl Hub {
                 return;
             }
             let seq = d.next;
-            match read_chunk(d, seq) {
+            let read = match &mut d.file {
+                Some(f) => read_chunk(f, d.chunk_bytes, d.total, seq),
+                None => {
+                    let id = d.file_id.clone();
+                    match self
+                        .store
+                        .file_chunk(&id, i64::try_from(seq).unwrap_or(i64::MAX))
+                    {
+                        Ok(Some(data)) => Ok(data),
+                        Ok(None) => Err(std::io::Error::other(format!("chunk {seq} is missing"))),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    }
+                }
+            };
+            let Some(d) = self.transfers.downloads.get_mut(&conn) else {
+                return;
+            };
+            match read {
                 Ok(data) => {
                     d.next += 1;
                     let chunk = wire::FileChunk {
@@ -536,8 +604,8 @@ impl Hub {
     }
 }
 
-/// Checks and appends one chunk of an upload.
-fn append(u: &mut Upload, c: &wire::FileChunk) -> Result<(), Refusal> {
+/// Checks one chunk of an upload and counts it in: its bytes, for the caller to keep.
+fn append(u: &mut Upload, c: &wire::FileChunk) -> Result<Vec<u8>, Refusal> {
     if c.file_id != u.file_id {
         return Err(refuse(
             codes::INVALID_ARGS,
@@ -568,22 +636,19 @@ fn append(u: &mut Upload, c: &wire::FileChunk) -> Result<(), Refusal> {
             ),
         ));
     }
-    u.part
-        .write_all(&data)
-        .map_err(|e| io_refusal("writing an upload", &e))?;
     u.hash.update(&data);
     u.written += len;
     u.next_seq += 1;
-    Ok(())
+    Ok(data)
 }
 
-/// Reads chunk `seq` of a stored file.
-fn read_chunk(d: &mut Download, seq: u64) -> std::io::Result<Vec<u8>> {
-    let start = seq * d.chunk_bytes;
-    let len = d.chunk_bytes.min(d.total.saturating_sub(start));
+/// Reads chunk `seq` of a stored file of `total` bytes in chunks of `chunk_bytes`.
+fn read_chunk(file: &mut File, chunk_bytes: u64, total: u64, seq: u64) -> std::io::Result<Vec<u8>> {
+    let start = seq * chunk_bytes;
+    let len = chunk_bytes.min(total.saturating_sub(start));
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    d.file.seek(SeekFrom::Start(start))?;
-    d.file.read_exact(&mut buf)?;
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut buf)?;
     Ok(buf)
 }
 

@@ -274,8 +274,8 @@ impl Hub {
 
     /// Opens the store: the database at `cfg.database_url`, else SQLite under `cfg.data_dir`.
     pub fn with_config(cfg: HubConfig) -> Result<Hub> {
-        let store = open_store(&cfg)?;
-        super::files::sweep(store.as_ref(), &cfg.data_dir);
+        let mut store = open_store(&cfg)?;
+        super::files::sweep(store.as_mut(), &cfg.data_dir);
         Hub::with_store(store, cfg)
     }
 

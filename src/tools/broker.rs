@@ -88,13 +88,6 @@ const TLS_KEY: Flag = flag(
 .value("FILE")
 .complete(Complete::File);
 
-const FILES_TO: Flag = flag(
-    "files-to",
-    "copy the uploaded files too, into DIR/files (DIR: the PostgreSQL broker's --data)",
-)
-.value("DIR")
-.complete(Complete::Dir);
-
 /// `cm-broker`'s flag table.
 pub static TOOL: Tool = Tool {
     name: "cm-broker",
@@ -143,11 +136,11 @@ memories, reminders, tasks, reservations, the vault, grants, contexts, webhooks)
 --database-url (or $DATABASE_URL), migrated first, in one transaction, and exits. A database that holds a mesh \
 already is refused with exit 6 and left as it was, so a second run doubles nothing; no SQLite store under --data \
 exits 5. It reads one snapshot of the store, so a broker still running there does no harm, but what that broker \
-takes after the snapshot is not copied: stop it first. Uploaded files' ciphertext is not in the store: --files-to DIR \
-copies <data>/files into DIR/files (DIR being the PostgreSQL broker's --data), else copy it yourself, before that \
-broker starts: a broker removes files it finds no row for. It prints the rows each table got (with --json a line \
-{\"type\":\"table\", \"table\", \"rows\"} per table, then {\"type\":\"total\", \"tables\", \"rows\", \"files\", \"files_copied\"}, where files names the \
-directory left to copy); \
+takes after the snapshot is not copied: stop it first. Uploaded files' ciphertext, which a SQLite broker keeps in \
+<data>/files, goes into the database too (a broker on PostgreSQL keeps it there, so every broker serves every \
+file). It prints the rows each table got (with --json a line \
+{\"type\":\"table\", \"table\", \"rows\"} per table, then {\"type\":\"total\", \"tables\", \"rows\", \"files\", \"damaged\"}, where files counts the uploads \
+whose ciphertext was copied and damaged lists those whose ciphertext was missing or of the wrong size); \
 docs/deploy.md walks through the move.",
     section: 8,
     args: &[],
@@ -172,7 +165,7 @@ docs/deploy.md walks through the move.",
         aliases: &[],
         about: "copy the SQLite store under --data into the PostgreSQL database at --database-url, then exit",
         args: &[],
-        flags: &[FILES_TO],
+        flags: &[],
     }],
     mesh_flag: false,
     config_dir: false,
@@ -263,64 +256,49 @@ fn copy_store(args: &Args, env: impl Fn(&str) -> Option<String>, out: &mut Out) 
             "copy-store needs the database: --database-url URL or $DATABASE_URL",
         ));
     };
-    let files_to = args.value(&FILES_TO).map(std::path::Path::new);
-    copy_into(&data, &url, files_to, out)
+    copy_into(&data, &url, out)
 }
 
 #[cfg(feature = "postgres")]
-fn copy_into(
-    data: &std::path::Path,
-    url: &str,
-    files_to: Option<&std::path::Path>,
-    out: &mut Out,
-) -> Result<()> {
+fn copy_into(data: &std::path::Path, url: &str, out: &mut Out) -> Result<()> {
     use broker::store::pg;
-    let (copied, files_copied) = pg::copy_store(data, url, files_to)?;
-    let total: u64 = copied.iter().map(|c| c.rows).sum();
-    let files = data.join("files");
-    // What is left for the operator to copy: the files, unless --files-to did.
-    let files = (files.is_dir() && files_to.is_none()).then_some(files);
+    let r = pg::copy_store(data, url)?;
+    let total: u64 = r.tables.iter().map(|c| c.rows).sum();
     if out.json {
-        for c in &copied {
+        for c in &r.tables {
             out.json(&serde_json::json!({"type": "table", "table": c.table, "rows": c.rows}))?;
         }
         return out.json(&serde_json::json!({
-            "type": "total", "tables": copied.len(), "rows": total,
-            "files": files.as_ref().map(|f| f.display().to_string()),
-            "files_copied": files_copied,
+            "type": "total", "tables": r.tables.len(), "rows": total, "files": r.files,
+            "damaged": r.damaged,
         }));
     }
-    let width = copied.iter().map(|c| c.table.len()).max().unwrap_or(5);
+    let width = r.tables.iter().map(|c| c.table.len()).max().unwrap_or(5);
     out.line(format!("{:width$}  {:>8}", "TABLE", "ROWS"))?;
-    for c in &copied {
+    for c in &r.tables {
         out.line(format!("{:width$}  {:>8}", c.table, c.rows))?;
     }
     out.line(format!("{:width$}  {total:>8}", "total"))?;
     let label = pg::label(&pg::parse_url(url)?.0);
-    out.line(format!("copied into {label} in one transaction"))?;
-    if let (Some(n), Some(to)) = (files_copied, files_to) {
-        out.line(format!(
-            "copied {n} uploaded file{} into {}",
-            if n == 1 { "" } else { "s" },
-            to.join("files").display()
-        ))?;
-    }
-    if let Some(f) = files {
-        out.line(format!(
-            "uploaded files stay in {}: copy that directory into the PostgreSQL broker's --data directory",
-            f.display()
-        ))?;
+    out.line(format!(
+        "copied into {label} in one transaction, with the ciphertext of {} uploaded file{}",
+        r.files,
+        if r.files == 1 { "" } else { "s" }
+    ))?;
+    if !r.damaged.is_empty() {
+        crate::out::notice(format!(
+            "{} file{} had no ciphertext of the right size in {}: {}",
+            r.damaged.len(),
+            if r.damaged.len() == 1 { "" } else { "s" },
+            data.join("files").display(),
+            r.damaged.join(", ")
+        ));
     }
     Ok(())
 }
 
 #[cfg(not(feature = "postgres"))]
-fn copy_into(
-    _: &std::path::Path,
-    url: &str,
-    _: Option<&std::path::Path>,
-    _: &mut Out,
-) -> Result<()> {
+fn copy_into(_: &std::path::Path, url: &str, _: &mut Out) -> Result<()> {
     check_database_url(url)
 }
 

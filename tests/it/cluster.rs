@@ -330,3 +330,39 @@ fn a_members_rate_limit_holds_across_brokers() {
         assert!(e.starts_with("rate_limit:"), "{errors:?}");
     }
 }
+
+#[test]
+fn a_file_uploaded_through_one_broker_downloads_through_the_other() {
+    let dir = TempDir::new("cluster-file");
+    let Some((_url, a, b)) = two_brokers(&dir) else {
+        return;
+    };
+    let peers = Mesh::new(&a, &["alice", "bob"]);
+    let (alice, bob) = (&peers[0], &peers[1]);
+    use_brokers(bob, &[b.ws_url()]);
+    // Three chunks and a bit, so the download reads several rows.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let src = dir.0.join("report.bin");
+    std::fs::write(&src, &body).unwrap();
+    let put = alice
+        .run(
+            "cm-file",
+            &["put", src.to_str().unwrap(), "--to", "bob", "--json"],
+        )
+        .ok();
+    let id = put[0]["id"].as_str().unwrap().to_string();
+    let got = dir.0.join("got.bin");
+    let r = bob.run("cm-file", &["get", &id, "-o", got.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(std::fs::read(&got).unwrap(), body);
+    // Neither broker keeps it on disk: the database is where both find it.
+    for data in [dir.0.join("a"), dir.0.join("b")] {
+        let on_disk = std::fs::read_dir(data.join("files")).map_or(0, |d| d.count());
+        assert_eq!(on_disk, 0, "{}", data.display());
+    }
+    // Removed by its uploader through A, it is gone through B too.
+    let r = alice.run("cm-file", &["rm", &id]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    let r = bob.run("cm-file", &["get", &id, "-o", got.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "{}", r.out);
+}

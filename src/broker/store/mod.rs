@@ -250,8 +250,30 @@ pub trait Store {
     fn file_key(&self, file_id: &str, pubkey: &str) -> Result<Option<String>>;
     /// The files of the mesh that `member_id` uploaded or that are sealed to one of `keys`, newest first.
     fn files_for(&self, mesh_id: &str, member_id: &str, keys: &[&str]) -> Result<Vec<FileRow>>;
-    /// Deletes a file's row and its keys.
+    /// Deletes a file's row and its keys (and its chunks, in a store that keeps them).
     fn delete_file(&mut self, id: &str) -> Result<()>;
+    /// Whether files' ciphertext lives in the store (shared by several brokers) rather than in `<data>/files`.
+    fn keeps_file_data(&self) -> bool {
+        false
+    }
+    /// Stores chunk `seq` of an upload under way.
+    fn put_file_chunk(&mut self, _file_id: &str, _seq: i64, _data: &[u8], _now: i64) -> Result<()> {
+        Err(Error::internal(
+            "this store keeps files in the data directory",
+        ))
+    }
+    /// Chunk `seq` of a file.
+    fn file_chunk(&self, _file_id: &str, _seq: i64) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Forgets an abandoned upload's chunks.
+    fn drop_file_chunks(&mut self, _file_id: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Forgets chunks stored before `before` whose file never got a row (an upload its broker did not finish).
+    fn sweep_file_chunks(&mut self, _before: i64) -> Result<()> {
+        Ok(())
+    }
 
     /// A state key of the mesh, deleted ones included (`value: None`).
     fn state_get(&self, mesh_id: &str, key: &str) -> Result<Option<StateRow>>;

@@ -12,11 +12,10 @@
 //! doubled. On SQLite, one read transaction sees one snapshot throughout (WAL), even while a broker still writes
 //! to the store.
 //!
-//! Uploaded files' ciphertext is not in the database but in `<data>/files`: copied to another data directory when
-//! asked (`--files-to`), before the transaction commits, so that a failure there leaves the database as it was.
+//! Uploaded files' ciphertext, which a SQLite broker keeps in `<data>/files`, goes into `file_chunks` in the same
+//! transaction, a row per chunk, where every broker on the database reads it.
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use postgres::types::ToSql;
@@ -76,14 +75,21 @@ struct Column {
     identity: bool,
 }
 
-/// Copies the SQLite store under `data` into the PostgreSQL database at `url` (migrated first), in one
-/// transaction, and with `files_to` the uploaded files into `files_to/files`; refused when the database holds a
-/// mesh already. Returns the rows each table got, and how many files were copied.
-pub fn copy_store(
-    data: &Path,
-    url: &str,
-    files_to: Option<&Path>,
-) -> Result<(Vec<Copied>, Option<u64>)> {
+/// What [`copy_store`] copied.
+#[derive(Debug)]
+pub struct Report {
+    /// The rows each table got.
+    pub tables: Vec<Copied>,
+    /// Uploaded files whose ciphertext went into `file_chunks`.
+    pub files: u64,
+    /// Files with a row whose ciphertext is missing from `<data>/files` or is not the size its row says: their
+    /// rows are copied, and a download of them fails as it would have on SQLite.
+    pub damaged: Vec<String>,
+}
+
+/// Copies the SQLite store under `data` into the PostgreSQL database at `url` (migrated first), the uploaded
+/// files' ciphertext included, in one transaction; refused when the database holds a mesh already.
+pub fn copy_store(data: &Path, url: &str) -> Result<Report> {
     let file = data.join("broker.db");
     if !file.is_file() {
         return Err(Error::not_found(format!(
@@ -121,47 +127,60 @@ pub fn copy_store(
         let rows = copy_table(src, &mut tx, table).map_err(|e| e.context(table))?;
         copied.push(Copied { table, rows });
     }
-    let files = files_to
-        .map(|to| copy_files(&data.join("files"), &to.join("files")))
-        .transpose()?;
+    let (files, damaged) = copy_chunks(src, &mut tx, &data.join("files"))?;
     tx.commit().map_err(db)?;
     // The read transaction only ever read.
     let _ = src.execute_batch("COMMIT");
-    Ok((copied, files))
+    Ok(Report {
+        tables: copied,
+        files,
+        damaged,
+    })
 }
 
-/// Copies the finished uploads in `from` (not the `.part` files of uploads under way) into `to`, made 0700 if
-/// missing; how many. A missing `from` holds none.
-fn copy_files(from: &Path, to: &Path) -> Result<u64> {
-    let entries = match fs::read_dir(from) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::from(e).context(from.display())),
-    };
-    if from.canonicalize().ok() == to.canonicalize().ok() {
-        return Err(Error::usage(format!(
-            "--files-to: {} is where the files are already",
-            to.display()
-        )));
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(to)
-        .map_err(|e| Error::from(e).context(to.display()))?;
-    let mut n = 0;
-    for e in entries {
-        let e = e.map_err(|e| Error::from(e).context(from.display()))?;
-        let name = e.file_name();
-        let is_file = e.file_type().is_ok_and(|t| t.is_file());
-        if !is_file || name.to_string_lossy().ends_with(".part") {
-            continue;
+/// Puts the ciphertext of every file in the snapshot into `file_chunks`, cut where the broker cuts it (the row's
+/// chunk size plus the tag); how many files, and those whose ciphertext is missing or of the wrong size.
+fn copy_chunks(
+    src: &rusqlite::Connection,
+    tx: &mut postgres::Transaction,
+    files: &Path,
+) -> Result<(u64, Vec<String>)> {
+    use crate::broker::files::{TAG, ciphertext_len};
+    let rows: Vec<(String, i64, i64, i64)> = src
+        .prepare("SELECT id, size, chunk_size, created_at FROM files ORDER BY id")
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })
+        .map_err(sqlite_err)?;
+    let insert = tx
+        .prepare("INSERT INTO file_chunks (file_id, seq, data, created_at) VALUES ($1, $2, $3, $4)")
+        .map_err(db)?;
+    let (mut copied, mut damaged) = (0, Vec::new());
+    for (id, size, chunk_size, created_at) in rows {
+        let (size, chunk_size) = (size.max(0) as u64, chunk_size.max(1) as u64);
+        let bytes = match fs::read(files.join(&id)) {
+            Ok(b) if b.len() as u64 == ciphertext_len(size, chunk_size) => b,
+            Ok(_) => {
+                damaged.push(id);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                damaged.push(id);
+                continue;
+            }
+            Err(e) => return Err(Error::from(e).context(files.join(&id).display())),
+        };
+        let step = usize::try_from(chunk_size + TAG).unwrap_or(usize::MAX);
+        // An empty file is one chunk of its tag alone, which `chunks` yields as one piece.
+        for (seq, chunk) in bytes.chunks(step).enumerate() {
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            tx.execute(&insert, &[&id, &seq, &chunk, &created_at])
+                .map_err(db)?;
         }
-        fs::copy(e.path(), to.join(&name))
-            .map_err(|err| Error::from(err).context(e.path().display()))?;
-        n += 1;
+        copied += 1;
     }
-    Ok(n)
+    Ok((copied, damaged))
 }
 
 fn sqlite_err(e: rusqlite::Error) -> Error {
@@ -352,6 +371,7 @@ mod tests {
     /// SQLite store does not have.
     const CLUSTER_ONLY: &[&str] = &[
         "brokers",
+        "file_chunks",
         "presences",
         "rate_buckets",
         "relays",
@@ -366,21 +386,6 @@ mod tests {
         let e = convert(ValueRef::Blob(b"x"), "bigint").err().unwrap();
         assert_eq!(e.msg, "a SQLite blob does not fit PostgreSQL's bigint");
         assert!(convert(ValueRef::Text(b"x"), "tsvector").is_err());
-    }
-
-    #[test]
-    fn finished_uploads_are_copied_and_unfinished_ones_left() {
-        let dir = crate::broker::store::fixtures::TempDir::new("copy-files");
-        let (from, to) = (dir.0.join("a/files"), dir.0.join("b/files"));
-        assert_eq!(copy_files(&from, &to).unwrap(), 0, "no files/ holds none");
-        fs::create_dir_all(&from).unwrap();
-        fs::write(from.join("f1"), b"one").unwrap();
-        fs::write(from.join("f2.part"), b"half").unwrap();
-        assert_eq!(copy_files(&from, &to).unwrap(), 1);
-        assert_eq!(fs::read(to.join("f1")).unwrap(), b"one");
-        assert!(!to.join("f2.part").exists());
-        let e = copy_files(&from, &from).unwrap_err();
-        assert!(e.msg.contains("already"), "{}", e.msg);
     }
 
     #[test]

@@ -87,7 +87,44 @@ impl PgStore {
     }
 
     pub(crate) fn delete_file(&mut self, id: &str) -> Result<()> {
+        self.exec("DELETE FROM file_chunks WHERE file_id = $1", &[&id])?;
         self.exec("DELETE FROM files WHERE id = $1", &[&id])
             .map(drop)
+    }
+
+    pub(crate) fn put_file_chunk(
+        &mut self,
+        file_id: &str,
+        seq: i64,
+        data: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO file_chunks (file_id, seq, data, created_at) VALUES ($1, $2, $3, $4)",
+            &[&file_id, &seq, &data, &now],
+        )
+        .map(drop)
+    }
+
+    pub(crate) fn file_chunk(&self, file_id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.opt(
+            "SELECT data FROM file_chunks WHERE file_id = $1 AND seq = $2",
+            &[&file_id, &seq],
+            |r| r.at(0),
+        )
+    }
+
+    pub(crate) fn drop_file_chunks(&mut self, file_id: &str) -> Result<()> {
+        self.exec("DELETE FROM file_chunks WHERE file_id = $1", &[&file_id])
+            .map(drop)
+    }
+
+    pub(crate) fn sweep_file_chunks(&mut self, before: i64) -> Result<()> {
+        self.exec(
+            "DELETE FROM file_chunks c WHERE c.created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM files f WHERE f.id = c.file_id)",
+            &[&before],
+        )
+        .map(drop)
     }
 }

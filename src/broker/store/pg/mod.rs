@@ -522,6 +522,26 @@ impl Store for PgStore {
         PgStore::pending_deliveries(self, ids)
     }
 
+    fn keeps_file_data(&self) -> bool {
+        true
+    }
+
+    fn put_file_chunk(&mut self, file_id: &str, seq: i64, data: &[u8], now: i64) -> Result<()> {
+        PgStore::put_file_chunk(self, file_id, seq, data, now)
+    }
+
+    fn file_chunk(&self, file_id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
+        PgStore::file_chunk(self, file_id, seq)
+    }
+
+    fn drop_file_chunks(&mut self, file_id: &str) -> Result<()> {
+        PgStore::drop_file_chunks(self, file_id)
+    }
+
+    fn sweep_file_chunks(&mut self, before: i64) -> Result<()> {
+        PgStore::sweep_file_chunks(self, before)
+    }
+
     fn mark_delivered(
         &mut self,
         mesh_id: &str,

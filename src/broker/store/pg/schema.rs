@@ -375,6 +375,18 @@ CREATE TABLE rate_buckets (
     at BIGINT NOT NULL
 );
 "#,
+    // 5: uploaded files' ciphertext, a row per chunk, so that every broker serves what any of them took. Written
+    // as the chunks arrive, before the file's row exists: no foreign key, and chunks whose file never got a row
+    // are swept.
+    r#"
+CREATE TABLE file_chunks (
+    file_id TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (file_id, seq)
+);
+"#,
 ];
 
 impl PgStore {
