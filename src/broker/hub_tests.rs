@@ -1293,17 +1293,30 @@ fn an_upload_dropped_with_its_connection_leaves_nothing() {
         id: fx.admin.id.clone(),
     };
     let (a, _) = fx.hello(&admin, json!({}));
-    let put = json!({"type": "file_put", "name": "x", "size": 5, "chunkSize": 1000, "_reqId": "p",
+    let put = json!({"type": "file_put", "name": "x", "size": 5, "chunkSize": 2, "_reqId": "p",
         "recipients": [{"pubkey": admin.key.public_hex(), "sealedKey": "a2V5"}]});
     let out = fx.text(a, &put);
     let id = frames(&out, a)[0]["fileId"].as_str().unwrap().to_string();
+    // Two of the three chunks of a five-byte file at a chunk size of 2: two bytes and a 16-byte tag each.
+    for seq in 0..2 {
+        let chunk = json!({"type": "file_chunk", "fileId": id, "seq": seq, "data": b64::encode(&[7u8; 18])});
+        let out = fx.text(a, &chunk);
+        assert_eq!(frames(&out, a)[0]["type"], "file_chunk_ack", "{out:?}");
+    }
     let part = fx.hub.cfg.data_dir.join("files").join(format!("{id}.part"));
-    assert!(part.exists());
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&part).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600);
+    if fx.hub.store.keeps_file_data() {
+        assert!(!part.exists(), "the chunks are in the store, not on disk");
+        assert!(fx.hub.store.file_chunk(&id, 1).unwrap().is_some());
+    } else {
+        assert!(part.exists());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&part).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
     fx.close(a, false);
     assert!(!part.exists());
+    assert!(fx.hub.store.file_chunk(&id, 0).unwrap().is_none());
 }
 
 #[test]
