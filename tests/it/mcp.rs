@@ -142,6 +142,38 @@ impl Drop for Lines {
     }
 }
 
+/// A Claude Code session of `who`'s, as cm launch sets one up: its id and key, and `who`'s environment naming it.
+fn claude_session(who: &mut crate::peer::Peer) -> (String, SessionKey) {
+    let session_id = claudemesh::launch::new_uuid();
+    let key = SessionKey::load_or_create(
+        &Paths::at(who.config_dir()).unwrap(),
+        &who.slug,
+        &session_id,
+    )
+    .unwrap();
+    who.env = vec![
+        ("CLAUDEMESH_MESH".into(), who.slug.clone()),
+        ("CLAUDEMESH_SESSION_ID".into(), session_id.clone()),
+    ];
+    (session_id, key)
+}
+
+/// The SDK's channel client (tests/mcp/channel-client.cjs) running `cm-mcp` as `who`, in `who`'s environment.
+fn channel_client(sdk: &std::path::Path, who: &crate::peer::Peer) -> Lines {
+    let mut node = Command::new("node");
+    node.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/mcp/channel-client.cjs"
+    ))
+    .arg(crate::harness::bin("cm-mcp"))
+    .env("CM_MCP_SDK", sdk)
+    .env("CLAUDEMESH_CONFIG_DIR", who.config_dir());
+    for (k, v) in &who.env {
+        node.env(k, v);
+    }
+    Lines::spawn(node)
+}
+
 /// Waits until `who` sees a peer with session key `pubkey` online: a cm-mcp joins only once its client settles.
 fn wait_online(who: &crate::peer::Peer, pubkey: &str) {
     let until = Instant::now() + Duration::from_secs(30);
@@ -184,18 +216,10 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
     let mut alice = peers.pop().unwrap();
 
     // Alice's Claude Code session, as cm launch sets it up.
-    let session_id = claudemesh::launch::new_uuid();
-    let key = SessionKey::load_or_create(
-        &Paths::at(alice.config_dir()).unwrap(),
-        &alice.slug,
-        &session_id,
-    )
-    .unwrap();
-    alice.env = vec![
-        ("CLAUDEMESH_MESH".into(), alice.slug.clone()),
-        ("CLAUDEMESH_SESSION_ID".into(), session_id.clone()),
-        ("CLAUDEMESH_DISPLAY_NAME".into(), "alice-claude".into()),
-    ];
+    let (_, key) = claude_session(&mut alice);
+    alice
+        .env
+        .push(("CLAUDEMESH_DISPLAY_NAME".into(), "alice-claude".into()));
     // The mesh says which template it was made from, as cm new --template records it.
     let set = bob.run(
         "cm-state",
@@ -206,18 +230,7 @@ fn a_dm_reaches_claude_code_as_a_channel_notification_and_stays_for_the_hook() {
         ],
     );
     assert_eq!(set.code, Some(0), "{}", set.err);
-    let mut node = Command::new("node");
-    node.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/mcp/channel-client.cjs"
-    ))
-    .arg(crate::harness::bin("cm-mcp"))
-    .env("CM_MCP_SDK", &sdk)
-    .env("CLAUDEMESH_CONFIG_DIR", alice.config_dir());
-    for (k, v) in &alice.env {
-        node.env(k, v);
-    }
-    let mut client = Lines::spawn(node);
+    let mut client = channel_client(&sdk, &alice);
 
     let init = client.wait_for(Duration::from_secs(30), |e| {
         e["event"] == "initialized" || e["event"] == "error"
@@ -831,29 +844,8 @@ fn an_encrypted_topic_post_reaches_claude_code_and_cm_pipe_readable() {
     let mut peers = Mesh::new(&broker, &["alice", "bob"]);
     let bob = peers.pop().unwrap();
     let mut alice = peers.pop().unwrap();
-    let session_id = claudemesh::launch::new_uuid();
-    let key = SessionKey::load_or_create(
-        &Paths::at(alice.config_dir()).unwrap(),
-        &alice.slug,
-        &session_id,
-    )
-    .unwrap();
-    alice.env = vec![
-        ("CLAUDEMESH_MESH".into(), alice.slug.clone()),
-        ("CLAUDEMESH_SESSION_ID".into(), session_id.clone()),
-    ];
-    let mut node = Command::new("node");
-    node.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/mcp/channel-client.cjs"
-    ))
-    .arg(crate::harness::bin("cm-mcp"))
-    .env("CM_MCP_SDK", &sdk)
-    .env("CLAUDEMESH_CONFIG_DIR", alice.config_dir());
-    for (k, v) in &alice.env {
-        node.env(k, v);
-    }
-    let mut client = Lines::spawn(node);
+    let (_, key) = claude_session(&mut alice);
+    let mut client = channel_client(&sdk, &alice);
     client.wait_for(Duration::from_secs(30), |e| e["event"] == "initialized");
     wait_online(&bob, &key.public_key);
     alice.env.clear();

@@ -171,16 +171,20 @@ pub fn parse_url(url: &str) -> Result<(Config, tls::Tls)> {
     Ok((config, tls::Tls::new(check, roots)?))
 }
 
-/// `host:port/dbname` of a config, for logs and errors.
-pub fn label(c: &Config) -> String {
-    let host = c
-        .get_hosts()
+/// The host a config connects to (its first), as the URL names it.
+fn host(c: &Config) -> String {
+    c.get_hosts()
         .first()
         .map(|h| match h {
             postgres::config::Host::Tcp(h) => h.clone(),
             postgres::config::Host::Unix(p) => p.display().to_string(),
         })
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `host:port/dbname` of a config, for logs and errors.
+pub fn label(c: &Config) -> String {
+    let host = host(c);
     let port = c.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", c.get_dbname().unwrap_or(""))
 }

@@ -142,14 +142,7 @@ impl Tls {
                 "a CA this machine trusts (for a private CA, name its PEM file with sslrootcert=FILE)".into()
             }
         };
-        let host = c
-            .get_hosts()
-            .first()
-            .map(|h| match h {
-                postgres::config::Host::Tcp(h) => h.clone(),
-                postgres::config::Host::Unix(p) => p.display().to_string(),
-            })
-            .unwrap_or_default();
+        let host = super::host(c);
         Some(match cert {
             C::UnknownIssuer | C::BadSignature => {
                 format!("its TLS certificate is not signed by {trusted}")
