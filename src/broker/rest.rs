@@ -471,10 +471,10 @@ impl Hub {
         self.committed(io, v)
     }
 
-    /// The mesh's members with a live connection, one entry per member.
+    /// The mesh's members with a live connection, here or on another broker, one entry per member.
     fn rest_peers(&self, caller: &Caller) -> Value {
         let mut seen = std::collections::HashSet::new();
-        let peers: Vec<Value> = self
+        let mut peers: Vec<Value> = self
             .mesh_keys(&caller.key.mesh_id)
             .iter()
             .filter_map(|k| self.presences.get(k))
@@ -485,7 +485,23 @@ impl Hub {
                     "status": p.status, "summary": p.summary, "groups": p.groups, "via": "ws"})
             })
             .collect();
+        for (member_id, p) in self.listed_elsewhere(&caller.key.mesh_id) {
+            if seen.insert(member_id.clone()) {
+                peers.push(json!({"pubkey": p.member_pubkey, "memberId": member_id,
+                    "displayName": p.display_name, "status": p.status, "summary": p.summary,
+                    "groups": p.groups, "via": "ws"}));
+            }
+        }
         json!({ "peers": peers })
+    }
+
+    /// The visible presences of the mesh on the other brokers, by member id, as their brokers list them.
+    fn listed_elsewhere(&self, mesh_id: &str) -> Vec<(String, crate::wire::Peer)> {
+        self.elsewhere(mesh_id)
+            .into_iter()
+            .filter(|r| r.visible)
+            .filter_map(|r| Some((r.member_id, serde_json::from_str(&r.listing).ok()?)))
+            .collect()
     }
 
     fn rest_members(&mut self, caller: &Caller) -> Result<Value, Response> {
@@ -493,13 +509,21 @@ impl Hub {
             .store
             .members(&caller.key.mesh_id)
             .map_err(|e| error(500, "internal", e.msg))?;
-        let live: Vec<_> = self
+        let mut live: Vec<_> = self
             .mesh_keys(&caller.key.mesh_id)
             .iter()
             .filter_map(|k| self.presences.get(k))
             .filter(|p| p.conn.is_some())
             .map(|p| (p.member_id.clone(), p.status))
             .collect();
+        live.extend(
+            self.elsewhere(&caller.key.mesh_id)
+                .into_iter()
+                .filter_map(|r| {
+                    let p: crate::wire::Peer = serde_json::from_str(&r.listing).ok()?;
+                    Some((r.member_id, p.status))
+                }),
+        );
         let members: Vec<Value> = members
             .into_iter()
             .filter(|m| m.revoked_at.is_none())

@@ -366,3 +366,41 @@ fn a_file_uploaded_through_one_broker_downloads_through_the_other() {
     let r = bob.run("cm-file", &["get", &id, "-o", got.to_str().unwrap()]);
     assert_ne!(r.code, Some(0), "{}", r.out);
 }
+
+#[test]
+fn rest_answers_the_same_on_both_brokers() {
+    let dir = TempDir::new("cluster-rest");
+    let Some((_url, a, b)) = two_brokers(&dir) else {
+        return;
+    };
+    let peers = Mesh::new(&a, &["alice", "bob"]);
+    let (alice, bob) = (&peers[0], &peers[1]);
+    use_brokers(bob, &[b.ws_url()]);
+    let made = alice.run("cm-apikey", &["create", "ci", "--json"]).ok();
+    let key = made[0]["secret"].as_str().unwrap().to_string();
+    let mut bobs = bob.pipe();
+    bobs.cmd(json!({"cmd": "summary", "summary": "on B"}));
+    bobs.expect("ok");
+    for broker in [&a, &b] {
+        let (status, v) =
+            crate::topics::http(broker.addr, "GET", "/api/v1/peers", Some(&key), None);
+        assert_eq!(status, 200, "{v}");
+        let bob_row = v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["displayName"] == "bob")
+            .unwrap_or_else(|| panic!("bob is not among the peers {} lists: {v}", broker.addr));
+        assert_eq!(bob_row["summary"], "on B", "{bob_row}");
+        let (status, v) =
+            crate::topics::http(broker.addr, "GET", "/api/v1/members", Some(&key), None);
+        assert_eq!(status, 200, "{v}");
+        let bob_row = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["displayName"] == "bob")
+            .unwrap_or_else(|| panic!("no bob in {v}"));
+        assert_eq!(bob_row["online"], true, "{} says {bob_row}", broker.addr);
+    }
+}
