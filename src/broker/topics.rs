@@ -779,13 +779,14 @@ impl Hub {
     fn topic_members(&mut self, mesh: &str, member: &str, reference: &str) -> Refusal<Frame> {
         let topic = self.find_topic(mesh, reference)?;
         self.may_read(&topic, member)?;
-        let online: HashSet<String> = self
+        let mut online: HashSet<String> = self
             .mesh_keys(mesh)
             .iter()
             .filter_map(|k| self.presences.get(k))
             .filter(|p| p.conn.is_some())
             .map(|p| p.member_id.clone())
             .collect();
+        online.extend(self.elsewhere(mesh).into_iter().map(|r| r.member_id));
         let members = store(self.store.topic_members(&topic.id))?
             .into_iter()
             .filter(|m| !m.revoked)

@@ -83,6 +83,12 @@ fn members_on_two_brokers_are_one_mesh() {
     assert_eq!(posted[0]["status"], "sent", "{posted:?}");
     let t = message_with(&mut bobs, "the build is green");
     assert_eq!(t["topic"], "dev", "{t}");
+    let members = alice.run("cm-topic", &["members", "dev", "--json"]).ok();
+    let bob_row = members
+        .iter()
+        .find(|m| m["name"] == "bob")
+        .unwrap_or_else(|| panic!("{members:?}"));
+    assert_eq!(bob_row["online"], true, "{bob_row}");
 
     // The other way: bob on B to carol, who reads it through A.
     bob.send("carol", "back to A");
