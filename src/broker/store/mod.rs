@@ -586,11 +586,13 @@ impl SqliteStore {
     /// Sets up an open connection: pragmas, then migrations.
     fn with_connection(conn: Connection) -> Result<SqliteStore> {
         // WAL + NORMAL: a commit is durable against a process crash (kill -9) once it returns, and costs no fsync
-        // of the main file; only a power loss can drop the last commits. The page cache holds up to 64 MiB: the
-        // indexes of a busy broker are read on every message, and a miss is a pread.
+        // of the main file; only a power loss can drop the last commits. The page cache holds up to 16 MiB: the
+        // recent pages of a busy broker's indexes are read on every message and a miss is a pread, but a larger
+        // cache costs every commit more (SQLite walks the cache's hash when a write transaction ends), and 64 MiB
+        // was slower at DMs than 16 (BENCHMARKS.md).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536;",
+             PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;",
         )
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
