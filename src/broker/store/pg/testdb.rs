@@ -75,15 +75,22 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// Runs `sql` on the test server. Tests only: a server that cannot be reached or refuses fails the test that
+/// asked, which is what a test should do.
+fn on_server(s: &Server, sql: &str) {
+    let mut c =
+        postgres::Client::connect(&s.url, postgres::NoTls).expect("connecting to the test server");
+    c.batch_execute(sql)
+        .expect("the test server refused a statement");
+}
+
 /// A fresh, empty schema on the server, and a config whose connections use it (`search_path`).
 pub fn fresh_schema(tag: &str) -> Option<postgres::Config> {
     let s = server()?;
     let name = unique(tag);
-    let mut c =
-        postgres::Client::connect(&s.url, postgres::NoTls).expect("connecting to the test server");
-    c.batch_execute(&format!("CREATE SCHEMA {name}"))
-        .expect("creating a schema");
+    on_server(s, &format!("CREATE SCHEMA {name}"));
     made(format!("SCHEMA {name} CASCADE"));
+    // Tests only: a URL of our own making, or `$CM_TEST_POSTGRES`, whose mistake should fail the run at once.
     let mut config: postgres::Config = s.url.parse().expect("the test server's URL");
     config.options(&format!("-c search_path={name}"));
     config.application_name(&app_name());
@@ -94,10 +101,7 @@ pub fn fresh_schema(tag: &str) -> Option<postgres::Config> {
 pub fn fresh_database(tag: &str) -> Option<String> {
     let s = server()?;
     let name = unique(tag);
-    let mut c =
-        postgres::Client::connect(&s.url, postgres::NoTls).expect("connecting to the test server");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("creating a database");
+    on_server(s, &format!("CREATE DATABASE {name}"));
     made(format!("DATABASE {name} WITH (FORCE)"));
     Some(with_dbname(&s.url, &name))
 }
@@ -132,6 +136,7 @@ extern "C" fn drop_made() {
 /// The rows of the database at `url` as `pg_dump --data-only` writes them, to look for what must not be there.
 pub fn dump(url: &str) -> Vec<u8> {
     let pg_dump = bin_dir().map_or_else(|| PathBuf::from("pg_dump"), |d| d.join("pg_dump"));
+    // Tests only: without pg_dump beside the server, the test that looks at the rows cannot look, and fails.
     let out = Command::new(pg_dump)
         .args(["--data-only", "--dbname", url])
         .output()
