@@ -295,6 +295,7 @@ impl Hub {
             return self.error(conn, codes::NOT_FOUND, msg, None);
         };
         let req_id = u.req_id.clone();
+        let in_store = u.part.is_none();
         let written = match append(u, &c) {
             Ok(data) => match &mut u.part {
                 Some((part, _)) => part
@@ -315,7 +316,13 @@ impl Hub {
                     file_id: c.file_id,
                     seq: c.seq,
                 };
-                self.reply(conn, ack);
+                // A chunk kept in the store is acknowledged only once its batch committed.
+                if in_store {
+                    let lost = Hub::durable_failure(req_id.as_deref());
+                    self.reply_durable(conn, ack, lost);
+                } else {
+                    self.reply(conn, ack);
+                }
             }
             Err((code, msg)) => self.abandon_upload(conn, code, msg, req_id.as_deref()),
         }

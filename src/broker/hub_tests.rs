@@ -1320,6 +1320,30 @@ fn an_upload_dropped_with_its_connection_leaves_nothing() {
 }
 
 #[test]
+fn a_chunk_kept_in_the_store_is_acknowledged_only_once_it_is_committed() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let (a, _) = fx.hello(&admin, json!({}));
+    let put = json!({"type": "file_put", "name": "x", "size": 2, "chunkSize": 2, "_reqId": "p",
+        "recipients": [{"pubkey": admin.key.public_hex(), "sealedKey": "a2V5"}]});
+    let out = fx.text(a, &put);
+    let id = frames(&out, a)[0]["fileId"].as_str().unwrap().to_string();
+    fx.fail.set(true);
+    let chunk =
+        json!({"type": "file_chunk", "fileId": id, "seq": 0, "data": b64::encode(&[7u8; 18])});
+    let got = frames(&fx.text(a, &chunk), a)[0].clone();
+    fx.fail.set(false);
+    if fx.hub.store.keeps_file_data() {
+        // The chunk went with the batch: the uploader hears so, not that it was kept.
+        assert_eq!(got["type"], "error", "{got}");
+        assert!(fx.hub.store.file_chunk(&id, 0).unwrap().is_none());
+    } else {
+        // On disk the chunk does not wait for the store.
+        assert_eq!(got["type"], "file_chunk_ack", "{got}");
+    }
+}
+
+#[test]
 fn task_and_context_events_reach_the_others_once_committed_and_never_when_lost() {
     let first_push = |out: &[Output], c: ConnId| of_type(&frames(out, c), "push")[0].clone();
     let mut fx = Fx::new();
@@ -1665,6 +1689,11 @@ mod postgres {
     #[test]
     fn an_upload_dropped_with_its_connection_leaves_nothing() {
         on_postgres(super::an_upload_dropped_with_its_connection_leaves_nothing);
+    }
+
+    #[test]
+    fn a_chunk_kept_in_the_store_is_acknowledged_only_once_it_is_committed() {
+        on_postgres(super::a_chunk_kept_in_the_store_is_acknowledged_only_once_it_is_committed);
     }
 
     #[test]
