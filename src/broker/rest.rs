@@ -485,7 +485,9 @@ impl Hub {
                     "status": p.status, "summary": p.summary, "groups": p.groups, "via": "ws"})
             })
             .collect();
-        for (member_id, p) in self.listed_elsewhere(&caller.key.mesh_id) {
+        // As `list_peers` shows them to a member who is none of them: the visible ones.
+        for p in self.peers_elsewhere(&caller.key.mesh_id, "") {
+            let member_id = p.member_id.clone().unwrap_or_default();
             if seen.insert(member_id.clone()) {
                 peers.push(json!({"pubkey": p.member_pubkey, "memberId": member_id,
                     "displayName": p.display_name, "status": p.status, "summary": p.summary,
@@ -493,15 +495,6 @@ impl Hub {
             }
         }
         json!({ "peers": peers })
-    }
-
-    /// The visible presences of the mesh on the other brokers, by member id, as their brokers list them.
-    fn listed_elsewhere(&self, mesh_id: &str) -> Vec<(String, crate::wire::Peer)> {
-        self.elsewhere(mesh_id)
-            .into_iter()
-            .filter(|r| r.visible)
-            .filter_map(|r| Some((r.member_id, serde_json::from_str(&r.listing).ok()?)))
-            .collect()
     }
 
     fn rest_members(&mut self, caller: &Caller) -> Result<Value, Response> {
