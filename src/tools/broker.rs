@@ -224,25 +224,14 @@ pub fn run(args: &Args, out: &mut Out) -> Result<()> {
     }
 }
 
-/// The flags that only a running broker reads.
-const SERVING: &[Flag] = &[
-    LISTEN,
-    ADMIN_TOKEN,
-    PUBLIC_URL,
-    LOG_FORMAT,
-    MAX_CONNS_PER_ADDR,
-    MAX_CONNS_PER_MESH,
-    RATE_LIMIT,
-    LEASE,
-    TASK_LEASE,
-    MAX_FILE_SIZE,
-    TLS_CERT,
-    TLS_KEY,
-];
-
 /// `cm-broker copy-store`: the SQLite store under --data copied into the database at --database-url.
 fn copy_store(args: &Args, env: impl Fn(&str) -> Option<String>, out: &mut Out) -> Result<()> {
-    if let Some(f) = SERVING.iter().find(|f| args.has(f)) {
+    // Of the broker's own flags, copy-store reads only where the two stores are; the rest are a running broker's.
+    let serving = TOOL
+        .flags
+        .iter()
+        .filter(|f| f.long != DATA.long && f.long != DATABASE_URL.long);
+    if let Some(f) = serving.into_iter().find(|f| args.has(f)) {
         return Err(Error::usage(format!(
             "--{} does not apply to 'cm-broker copy-store'; see 'cm-broker --help'",
             f.long

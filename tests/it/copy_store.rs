@@ -196,6 +196,17 @@ fn copy_store_without_a_sqlite_store_is_not_found() {
     let (code, _, err) = copy_store(&dir.0.join("nothing"), "postgres://u@127.0.0.1:1/db", &[]);
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("broker.db"), "{err}");
+    // A running broker's flag is refused, not ignored: the operator meant something copy-store does not do.
+    let (code, _, err) = copy_store(
+        &dir.0.join("nothing"),
+        "postgres://u@127.0.0.1:1/db",
+        &["--listen", "127.0.0.1:7900"],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(
+        err.trim(),
+        "cm-broker: --listen does not apply to 'cm-broker copy-store'; see 'cm-broker --help'"
+    );
 }
 
 #[test]
