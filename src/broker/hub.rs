@@ -167,6 +167,9 @@ pub struct Hub {
     /// Presences per member id, in connection order: who a delivery reaches and whose leases an acknowledgement
     /// ends, without a walk through the whole mesh per message.
     pub(super) by_member: HashMap<String, Vec<PKey>>,
+    /// The member id of each member key with a presence here, by (mesh, member key): a DM to a connected member
+    /// is routed without a query. A revocation ends the member's presences, so every key here is in good standing.
+    pub(super) by_member_key: HashMap<(String, String), String>,
     /// Peer (non-pull session) presences by (mesh, session key).
     pub(super) by_session: HashMap<(String, String), PKey>,
     pub(super) waiters: HashMap<ConnId, Waiter>,
@@ -305,6 +308,7 @@ impl Hub {
             presences: HashMap::new(),
             by_mesh: HashMap::new(),
             by_member: HashMap::new(),
+            by_member_key: HashMap::new(),
             by_session: HashMap::new(),
             waiters: HashMap::new(),
             buckets: HashMap::new(),
@@ -706,10 +710,12 @@ impl Hub {
             let announce = p.is_peer();
             let data = json!({"name": p.display_name, "pubkey": p.pubkey(), "groups": p.groups});
             self.by_mesh.entry(mesh.id.clone()).or_default().insert(pk);
-            self.by_member
-                .entry(member.id.clone())
-                .or_default()
-                .push(pk);
+            let of_member = self.by_member.entry(member.id.clone()).or_default();
+            if of_member.is_empty() {
+                self.by_member_key
+                    .insert((mesh.id.clone(), member.pubkey.clone()), member.id.clone());
+            }
+            of_member.push(pk);
             self.presences.insert(pk, p);
             self.touch(pk);
             if announce {
@@ -776,6 +782,8 @@ impl Hub {
             keys.retain(|k| *k != pk);
             if keys.is_empty() {
                 self.by_member.remove(&p.member_id);
+                self.by_member_key
+                    .remove(&(p.mesh_id.clone(), p.member_pubkey.clone()));
             }
         }
         if let Some(set) = self.by_mesh.get_mut(&p.mesh_id) {

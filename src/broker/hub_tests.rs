@@ -1006,6 +1006,44 @@ fn ban_closes_the_members_connections_and_refuses_its_hellos() {
 }
 
 #[test]
+fn a_dm_to_a_member_key_reaches_its_presences_while_any_is_left_and_none_once_banned() {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b1, _) = fx.hello(&bob, json!({}));
+    let (b2, _) = fx.hello(&bob, json!({}));
+    let to = bob.key.public_hex();
+    let out = fx.text(a, &dm(&to, "1", "now"));
+    assert_eq!(frames(&out, a)[0]["queued"], false);
+    assert_eq!(of_type(&frames(&out, b1), "push").len(), 1);
+    assert_eq!(of_type(&frames(&out, b2), "push").len(), 1);
+    // One of two presences gone: the member is still routed to, through the other.
+    fx.close(b1, true);
+    let out = fx.text(a, &dm(&to, "2", "now"));
+    assert_eq!(of_type(&frames(&out, b2), "push").len(), 1);
+    // Both gone: the member is offline, and the message waits for it.
+    fx.close(b2, true);
+    let out = fx.text(a, &dm(&to, "3", "now"));
+    let ack = &frames(&out, a)[0];
+    assert_eq!(
+        (ack["queued"].as_bool(), ack["error"].as_str()),
+        (Some(true), None)
+    );
+    // Banned while connected: the next DM is refused, not stored for it.
+    let (b3, _) = fx.hello(&bob, json!({}));
+    fx.text(a, &json!({"type": "ban", "target": "bob", "_reqId": "x"}));
+    assert!(fx.hub.presences.values().all(|p| p.conn != Some(b3)));
+    let out = fx.text(a, &dm(&to, "4", "now"));
+    let err = frames(&out, a)[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("unknown target"), "{err}");
+    assert!(!fx.hub.by_member_key.keys().any(|(_, k)| *k == to));
+}
+
+#[test]
 fn presence_requests_answer_acks_and_events() {
     let mut fx = Fx::new();
     let admin = fx.admin_who();

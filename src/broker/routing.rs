@@ -353,6 +353,12 @@ impl Hub {
         mesh_id: &str,
         key: &str,
     ) -> Result<Option<(String, Option<String>)>> {
+        if let Some(member) = self
+            .by_member_key
+            .get(&(mesh_id.to_string(), key.to_string()))
+        {
+            return Ok(Some((member.clone(), None)));
+        }
         if let Some(m) = self.store.member_by_pubkey(mesh_id, key)? {
             return Ok(m.revoked_at.is_none().then_some((m.id, None)));
         }
