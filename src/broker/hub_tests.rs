@@ -1044,6 +1044,60 @@ fn a_dm_to_a_member_key_reaches_its_presences_while_any_is_left_and_none_once_ba
 }
 
 #[test]
+fn a_post_to_a_public_topic_joins_the_poster_and_reaches_its_other_sockets_but_a_private_one_refuses()
+ {
+    let mut fx = Fx::new();
+    let admin = fx.admin_who();
+    let bob = fx.join("bob");
+    let (a, _) = fx.hello(&admin, json!({}));
+    let (b, _) = fx.hello(&bob, json!({}));
+    let (b2, _) = fx.hello(&bob, json!({}));
+    for (name, visibility) in [("pub", "public"), ("hr", "private")] {
+        let out = fx.text(
+            a,
+            &json!({"type": "topic_create", "name": name, "visibility": visibility, "_reqId": name}),
+        );
+        assert_eq!(frames(&out, a)[0]["type"], "topic_created", "{name}");
+    }
+    let post = |to: &str, id: &str| {
+        json!({"type": "send", "id": id, "targetSpec": to, "priority": "now", "nonce": "",
+            "ciphertext": "aGVsbG8=", "bodyVersion": 1})
+    };
+    let out = fx.text(b, &post("#pub", "p1"));
+    let ack = &frames(&out, b)[0];
+    assert_eq!(
+        (ack["type"].as_str(), ack["error"].as_str()),
+        (Some("ack"), None),
+        "{ack}"
+    );
+    let at_a = frames(&out, a);
+    let pushes = of_type(&at_a, "push");
+    assert!(
+        pushes.iter().any(|p| p["event"] == "topic_member_joined"),
+        "{at_a:?}"
+    );
+    assert!(
+        pushes.iter().any(|p| p["ciphertext"] == "aGVsbG8="),
+        "{at_a:?}"
+    );
+    let at_b2 = frames(&out, b2);
+    assert!(
+        of_type(&at_b2, "push")
+            .iter()
+            .any(|p| p["ciphertext"] == "aGVsbG8="),
+        "the poster's other socket has its post: {at_b2:?}"
+    );
+    assert!(of_type(&frames(&out, b), "push").is_empty());
+    let out = fx.text(b, &post("#hr", "p2"));
+    let err = frames(&out, b)[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("only its members may post"), "{err}");
+    assert!(of_type(&frames(&out, a), "push").is_empty());
+}
+
+#[test]
 fn presence_requests_answer_acks_and_events() {
     let mut fx = Fx::new();
     let admin = fx.admin_who();
