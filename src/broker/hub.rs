@@ -130,8 +130,9 @@ pub(super) enum IfLost {
     Send,
     /// A push of a message that is not stored: drop it.
     Drop,
-    /// A reply that promised a durable write: send this error instead.
-    Instead(String),
+    /// A reply that promised a durable write: send this error instead. Kept unserialized: it goes out only when
+    /// a commit fails, and serializing one per message for nothing was a share of every DM's cost.
+    Instead(Box<Frame>),
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +142,7 @@ enum Outbound {
     /// An event on an event stream: name, id, data.
     Sse(ConnId, String, Option<String>, String, IfLost),
     /// Sent only if the batch's commit fails: the answer to a write that has no reply when it succeeds.
-    OnlyIfLost(ConnId, String),
+    OnlyIfLost(ConnId, Box<Frame>),
 }
 
 /// Counters for `/metrics`.
@@ -397,14 +398,17 @@ impl Hub {
         frame: impl Into<Frame>,
         instead: impl Into<Frame>,
     ) {
-        let instead = instead.into().to_json();
-        self.emit(conn, frame.into(), IfLost::Instead(instead));
+        self.emit(
+            conn,
+            frame.into(),
+            IfLost::Instead(Box::new(instead.into())),
+        );
     }
 
     /// `frame` goes out only if this batch's commit fails.
     pub(super) fn reply_if_lost(&mut self, conn: ConnId, frame: impl Into<Frame>) {
         self.outbox
-            .push(Outbound::OnlyIfLost(conn, frame.into().to_json()));
+            .push(Outbound::OnlyIfLost(conn, Box::new(frame.into())));
     }
 
     pub(super) fn count_error(&mut self, code: &str) {
@@ -499,12 +503,12 @@ impl Hub {
                 Outbound::Text(conn, text, lost) => match (ok, lost) {
                     (true, _) | (false, IfLost::Send) => io.send(conn, text),
                     (false, IfLost::Drop) => {}
-                    (false, IfLost::Instead(text)) => io.send(conn, text),
+                    (false, IfLost::Instead(frame)) => io.send(conn, frame.to_json()),
                 },
                 Outbound::Close(conn, code, reason) => io.close(conn, code, &reason),
-                Outbound::OnlyIfLost(conn, text) => {
+                Outbound::OnlyIfLost(conn, frame) => {
                     if !ok {
-                        io.send(conn, text);
+                        io.send(conn, frame.to_json());
                     }
                 }
                 Outbound::Sse(conn, event, id, data, lost) => {

@@ -279,7 +279,7 @@ impl Hub {
                 messages: Vec::new(),
                 req_id: w.req_id.clone(),
             };
-            IfLost::Instead(Frame::Inbox(empty).to_json())
+            IfLost::Instead(Box::new(Frame::Inbox(empty)))
         } else {
             IfLost::Send
         };
@@ -682,10 +682,14 @@ impl Hub {
             body_version: s.body_version,
             created_at: now_ms(),
         };
-        let recipients: Vec<String> = deliveries
-            .iter()
-            .map(|d| d.recipient_member_id.clone())
-            .collect();
+        // Only brokers sharing a database ask who else holds the recipients.
+        let recipients: Vec<String> = match self.cluster {
+            Some(_) => deliveries
+                .iter()
+                .map(|d| d.recipient_member_id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
         let reached = match self.store_and_fan_out(&sender, &message, deliveries, Some(conn), now) {
             Ok(r) => r,
             Err(e) => {
