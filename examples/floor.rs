@@ -10,6 +10,11 @@
 //! one batch later, its acknowledgement; one commit per batch. It prints one JSON line. With `--hold` it keeps the
 //! store open until stdin closes, so that the WAL's frames can be read.
 //!
+//! `floor keys --keys text|int --data DIR [-m MESSAGES] [--batch B]` is the same load on two schemas of the two
+//! tables alone, outside the broker: `text`, the broker's (32-character ids in every key), and `int`, the same
+//! columns keyed by integer row ids (the message's public id in one index of its own). SQLite's own checkpoints,
+//! the same pragmas otherwise. It says what integer keys would buy before the store is rewritten for them.
+//!
 //! Build with `cargo build --release --example floor`; BENCHMARKS.md says how the figures were taken.
 
 use std::collections::HashMap;
@@ -45,6 +50,7 @@ fn run() -> Result<(), String> {
     let (mut listen, mut members, mut data) =
         (None::<SocketAddr>, None::<PathBuf>, None::<PathBuf>);
     let (mut n, mut m, mut batch, mut hold) = (100usize, 100_000usize, 100usize, false);
+    let mut keys = String::from("text");
     while let Some(arg) = args.next().map_err(|e| e.to_string())? {
         use lexopt::prelude::*;
         match arg {
@@ -73,6 +79,13 @@ fn run() -> Result<(), String> {
                     .map_err(|e| format!("-m: {e}"))?
             }
             Long("hold") => hold = true,
+            Long("keys") => {
+                keys = args
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .into_string()
+                    .map_err(|_| "--keys is not UTF-8".to_string())?
+            }
             Long("batch") => {
                 batch = args
                     .value()
@@ -89,6 +102,7 @@ fn run() -> Result<(), String> {
             &members.ok_or("relay needs --members")?,
             n,
         ),
+        "keys" => keys_floor(&data.ok_or("keys needs --data")?, &keys, m, batch.max(1)),
         "store" => store(&data.ok_or("store needs --data")?, m, batch.max(1), hold),
         other => Err(format!("unknown mode {other:?}: relay or store")),
     }
@@ -297,5 +311,151 @@ fn store(data: &Path, m: usize, batch: usize, hold: bool) -> Result<(), String> 
         // The store stays open, its WAL unmerged, until stdin closes: the frames of the last commits can be read.
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
     }
+    Ok(())
+}
+
+/// The tables of the two schemas `floor keys` compares, and its statements: (cid lookup, insert message, insert
+/// delivery, find the delivery to acknowledge, acknowledge).
+fn keys_schema(keys: &str) -> Option<(&'static str, [&'static str; 5])> {
+    const TEXT: &str = "CREATE TABLE messages (id TEXT PRIMARY KEY, mesh_id TEXT NOT NULL, sender_member_id TEXT NOT NULL, \
+        target_spec TEXT NOT NULL, priority TEXT NOT NULL, nonce TEXT NOT NULL, ciphertext TEXT NOT NULL, \
+        client_message_id TEXT, created_at INTEGER NOT NULL);
+        CREATE UNIQUE INDEX messages_client_id ON messages (client_message_id, sender_member_id, mesh_id) \
+        WHERE client_message_id IS NOT NULL;
+        CREATE TABLE deliveries (id INTEGER PRIMARY KEY, message_id TEXT NOT NULL, recipient_member_id TEXT NOT NULL, \
+        created_at INTEGER NOT NULL, delivered_at INTEGER);
+        CREATE INDEX deliveries_pending ON deliveries (recipient_member_id, created_at) WHERE delivered_at IS NULL;
+        CREATE INDEX deliveries_message ON deliveries (created_at, message_id, recipient_member_id);";
+    const INT: &str = "CREATE TABLE messages (id INTEGER PRIMARY KEY, public_id TEXT NOT NULL, mesh INTEGER NOT NULL, \
+        sender INTEGER NOT NULL, target_spec TEXT NOT NULL, priority TEXT NOT NULL, nonce TEXT NOT NULL, \
+        ciphertext TEXT NOT NULL, client_message_id TEXT, created_at INTEGER NOT NULL);
+        CREATE UNIQUE INDEX messages_public_id ON messages (public_id);
+        CREATE UNIQUE INDEX messages_client_id ON messages (client_message_id, sender) WHERE client_message_id IS NOT NULL;
+        CREATE TABLE deliveries (id INTEGER PRIMARY KEY, message INTEGER NOT NULL, recipient INTEGER NOT NULL, \
+        created_at INTEGER NOT NULL, delivered_at INTEGER);
+        CREATE INDEX deliveries_pending ON deliveries (recipient, created_at) WHERE delivered_at IS NULL;
+        CREATE INDEX deliveries_message ON deliveries (message, recipient);";
+    match keys {
+        "text" => Some((
+            TEXT,
+            [
+                "SELECT id FROM messages WHERE mesh_id = ?1 AND sender_member_id = ?2 AND client_message_id = ?3",
+                "INSERT INTO messages (id, mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext, \
+             client_message_id, created_at) VALUES (?1, ?2, ?3, ?4, 'next', ?5, ?6, ?7, ?8)",
+                "INSERT INTO deliveries (message_id, recipient_member_id, created_at) VALUES (?1, ?2, ?3)",
+                "SELECT id FROM deliveries INDEXED BY deliveries_message WHERE created_at = \
+             (SELECT created_at FROM messages m WHERE m.id = ?2 AND m.mesh_id = ?1) \
+             AND message_id = ?2 AND recipient_member_id = ?3 AND delivered_at IS NULL",
+                "UPDATE deliveries SET delivered_at = ?2 WHERE id = ?1",
+            ],
+        )),
+        "int" => Some((
+            INT,
+            [
+                "SELECT public_id FROM messages WHERE mesh = ?1 AND sender = ?2 AND client_message_id = ?3",
+                "INSERT INTO messages (public_id, mesh, sender, target_spec, priority, nonce, ciphertext, \
+             client_message_id, created_at) VALUES (?1, ?2, ?3, ?4, 'next', ?5, ?6, ?7, ?8)",
+                "INSERT INTO deliveries (message, recipient, created_at) VALUES (last_insert_rowid(), ?2, ?3)",
+                "SELECT d.id FROM deliveries d WHERE d.message = \
+             (SELECT id FROM messages m WHERE m.public_id = ?2 AND m.mesh = ?1) \
+             AND d.recipient = ?3 AND d.delivered_at IS NULL",
+                "UPDATE deliveries SET delivered_at = ?2 WHERE id = ?1",
+            ],
+        )),
+        _ => None,
+    }
+}
+
+/// `floor keys`: the closed-loop dm's writes on the schema `keys` names, one commit per batch.
+fn keys_floor(data: &Path, keys: &str, m: usize, batch: usize) -> Result<(), String> {
+    use rusqlite::{Connection, params};
+    let (schema, sql) = keys_schema(keys).ok_or(format!("--keys {keys:?}: text or int"))?;
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let conn = Connection::open(data.join("floor.db")).map_err(|e| e.to_string())?;
+    let fail = |e: rusqlite::Error| e.to_string();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;",
+    )
+    .map_err(fail)?;
+    conn.execute_batch(schema).map_err(fail)?;
+    // Members and the mesh as the schema names them: 32 characters, or a row id.
+    let ids: Vec<String> = (0..101).map(|_| new_id()).collect();
+    let key = |i: usize| -> rusqlite::types::Value {
+        if keys == "int" {
+            rusqlite::types::Value::Integer(i as i64 + 1)
+        } else {
+            rusqlite::types::Value::Text(ids[i].clone())
+        }
+    };
+    let (mesh, ciphertext, nonce, run) = (key(100), "A".repeat(364), "B".repeat(32), new_id());
+    let (mut rng, mut k, mut last) = (0x9E37_79B9_7F4A_7C15u64, 0usize, Vec::new());
+    let start = Instant::now();
+    while k < m {
+        conn.execute_batch("BEGIN").map_err(fail)?;
+        for (public_id, to) in std::mem::take(&mut last) {
+            let found: Vec<i64> = conn
+                .prepare_cached(sql[3])
+                .and_then(|mut s| {
+                    s.query_map(params![mesh, public_id, key(to)], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(fail)?;
+            for id in found {
+                conn.prepare_cached(sql[4])
+                    .and_then(|mut s| s.execute(params![id, claudemesh::time::now_ms()]))
+                    .map_err(fail)?;
+            }
+        }
+        for _ in 0..batch.min(m - k) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let (from, to) = ((rng % 100) as usize, ((rng >> 32) % 99) as usize);
+            let to = if to >= from { to + 1 } else { to };
+            let (cmid, public_id, now) = (
+                format!("{run}-{k:09}"),
+                new_id(),
+                claudemesh::time::now_ms(),
+            );
+            let dup: Option<String> = conn
+                .prepare_cached(sql[0])
+                .and_then(|mut s| {
+                    rusqlite::OptionalExtension::optional(
+                        s.query_row(params![mesh, key(from), cmid], |r| r.get(0)),
+                    )
+                })
+                .map_err(fail)?;
+            if dup.is_some() {
+                return Err("a fresh client id was found stored".into());
+            }
+            conn.prepare_cached(sql[1])
+                .and_then(|mut s| {
+                    s.execute(params![
+                        public_id,
+                        mesh,
+                        key(from),
+                        ids[to],
+                        nonce,
+                        ciphertext,
+                        cmid,
+                        now
+                    ])
+                })
+                .map_err(fail)?;
+            conn.prepare_cached(sql[2])
+                .and_then(|mut s| s.execute(params![public_id, key(to), now]))
+                .map_err(fail)?;
+            last.push((public_id, to));
+            k += 1;
+        }
+        conn.execute_batch("COMMIT").map_err(fail)?;
+    }
+    let took = start.elapsed();
+    let line = serde_json::json!({
+        "floor": "keys", "keys": keys, "messages": m, "batch": batch,
+        "msgs_per_s": (m as f64 / took.as_secs_f64()).round(),
+        "us_per_msg": (took.as_secs_f64() * 1e6 / m as f64 * 10.0).round() / 10.0,
+    });
+    let _ = writeln!(std::io::stdout(), "{line}");
     Ok(())
 }
