@@ -45,7 +45,7 @@ fn run() -> Result<(), String> {
     let mut args = lexopt::Parser::from_env();
     let mode = match args.next().map_err(|e| e.to_string())? {
         Some(lexopt::Arg::Value(v)) => v.into_string().map_err(|_| "mode is not UTF-8".to_string())?,
-        _ => return Err("usage: floor relay --listen ADDR --members FILE [-n N] | floor store --data DIR [-m M] [--batch B]".into()),
+        _ => return Err("usage: floor relay --listen ADDR --members FILE [-n N] | floor store --data DIR [-m M] [--batch B] [--hold] | floor keys --keys text|int --data DIR [-m M] [--batch B]".into()),
     };
     let (mut listen, mut members, mut data) =
         (None::<SocketAddr>, None::<PathBuf>, None::<PathBuf>);
