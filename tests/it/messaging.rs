@@ -709,3 +709,67 @@ fn inside_a_plain_claude_session_the_tools_and_the_hook_act_as_that_session() {
     assert_eq!(hook.code, Some(0), "{hook:?}");
     assert!(hook.out.contains("reply to the session"), "{hook:?}");
 }
+
+#[test]
+fn one_key_in_two_meshes_gets_each_meshs_dms_only_where_it_is_a_member() {
+    use crate::harness::{User, lines};
+    use std::io::{BufRead, BufReader};
+    let (_d, b) = broker("one-key-two-meshes");
+    let (alice, bob, carol) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    alice.json("cm-mesh", &["new", "dev", "--broker", &b.ws_url()]);
+    carol.json("cm-mesh", &["new", "ops", "--broker", &b.ws_url()]);
+    // bob joins both from one machine: one identity, the same key, a member of each mesh.
+    for (owner, mesh) in [(&alice, "dev"), (&carol, "ops")] {
+        let inv = owner.json("cm-mesh", &["invite", "--mesh", mesh]);
+        bob.json("cm-mesh", &["join", inv[0]["url"].as_str().unwrap()]);
+    }
+    // Connected in dev only.
+    let mut pipe = bob
+        .cmd("cm-pipe")
+        .args(["--mesh", "dev"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let out = pipe.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |ty: &str| loop {
+        let v = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        if v["type"] == ty {
+            return v;
+        }
+    };
+    assert_eq!(next("connection")["state"], "connected");
+
+    // In ops bob is offline, however live his key is in dev: the DM waits for him there.
+    let r = &carol.json("cm-send", &["bob", "for ops"])[0];
+    assert_eq!(
+        (r["status"].as_str(), r["recipient_online"].as_bool()),
+        (Some("queued"), Some(false)),
+        "{r}"
+    );
+    let r = &alice.json("cm-send", &["bob", "for dev"])[0];
+    assert_eq!(r["status"], "sent", "{r}");
+    let m = next("message");
+    assert_eq!(
+        (m["text"].as_str(), m["mesh"].as_str()),
+        (Some("for dev"), Some("dev"))
+    );
+    let later: Vec<Value> = rx
+        .recv_timeout(Duration::from_millis(300))
+        .into_iter()
+        .collect();
+    assert!(later.iter().all(|v| v["type"] != "message"), "{later:?}");
+    let _ = pipe.kill();
+    let _ = pipe.wait();
+    let got = lines(&bob.ok("cm-inbox", &["--json", "--mesh", "ops"]));
+    assert_eq!(texts(&got), ["for ops"]);
+    assert_eq!(got[0]["from"]["name"], "carol");
+}
