@@ -41,6 +41,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The value of `flag`, parsed.
+fn value<T: std::str::FromStr>(args: &mut lexopt::Parser, flag: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let v = args.value().map_err(|e| e.to_string())?;
+    let v = v.to_str().ok_or(format!("{flag}: not UTF-8"))?;
+    v.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
 fn run() -> Result<(), String> {
     let mut args = lexopt::Parser::from_env();
     let mode = match args.next().map_err(|e| e.to_string())? {
@@ -54,45 +64,14 @@ fn run() -> Result<(), String> {
     while let Some(arg) = args.next().map_err(|e| e.to_string())? {
         use lexopt::prelude::*;
         match arg {
-            Long("listen") => {
-                listen = Some(
-                    args.value()
-                        .map_err(|e| e.to_string())?
-                        .parse()
-                        .map_err(|e| format!("--listen: {e}"))?,
-                )
-            }
-            Long("members") => members = Some(args.value().map_err(|e| e.to_string())?.into()),
-            Long("data") => data = Some(args.value().map_err(|e| e.to_string())?.into()),
-            Short('n') => {
-                n = args
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .parse()
-                    .map_err(|e| format!("-n: {e}"))?
-            }
-            Short('m') => {
-                m = args
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .parse()
-                    .map_err(|e| format!("-m: {e}"))?
-            }
+            Long("listen") => listen = Some(value(&mut args, "--listen")?),
+            Long("members") => members = Some(value(&mut args, "--members")?),
+            Long("data") => data = Some(value(&mut args, "--data")?),
+            Short('n') => n = value(&mut args, "-n")?,
+            Short('m') => m = value(&mut args, "-m")?,
+            Long("batch") => batch = value(&mut args, "--batch")?,
+            Long("keys") => keys = value(&mut args, "--keys")?,
             Long("hold") => hold = true,
-            Long("keys") => {
-                keys = args
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .into_string()
-                    .map_err(|_| "--keys is not UTF-8".to_string())?
-            }
-            Long("batch") => {
-                batch = args
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .parse()
-                    .map_err(|e| format!("--batch: {e}"))?
-            }
             _ => return Err(arg.unexpected().to_string()),
         }
     }
